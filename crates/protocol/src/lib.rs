@@ -1,0 +1,2 @@
+//! placeholder
+#![deny(unsafe_code)]
