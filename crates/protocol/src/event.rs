@@ -289,8 +289,9 @@ pub fn parse_event(text: &str) -> Result<Event> {
         None => return Err(Error::InvalidEvent("event missing".into())),
         Some((_, v)) => {
             let s = attrs::string("event", v).map_err(Error::InvalidEvent)?;
-            EventName::from_name(&s)
-                .ok_or_else(|| Error::InvalidEvent(format!("unknown event {s:?}")))?
+            EventName::from_name(&s).ok_or_else(|| {
+                Error::InvalidEvent(format!("unknown event {}", crate::json::quoted(&s)))
+            })?
         }
     };
     let mut e = Event::new(name);

@@ -80,17 +80,21 @@ impl Value {
             Value::Null => "null".into(),
             Value::Bool(b) => format!("boolean {b}"),
             Value::Number(n) => format!("number {n}"),
-            Value::String(s) => {
-                let mut t: String = s.chars().take(40).collect();
-                if t.len() < s.len() {
-                    t.push_str("...");
-                }
-                format!("string {t:?}")
-            }
+            Value::String(s) => format!("string {}", quoted(s)),
             Value::Array(_) => "array".into(),
             Value::Object(_) => "object".into(),
         }
     }
+}
+
+/// `s` quoted and escaped like `{:?}`, cut to 40 characters (`"abc..."`), for error messages that
+/// must stay one short line whatever the client sent.
+pub(crate) fn quoted(s: &str) -> String {
+    let mut t: String = s.chars().take(40).collect();
+    if t.len() < s.len() {
+        t.push_str("...");
+    }
+    format!("{t:?}")
 }
 
 impl Serialize for Value {

@@ -17,7 +17,7 @@ use std::fmt;
 
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 
-use crate::json::{Number, Value};
+use crate::json::{quoted, Number, Value};
 
 /// One value of a KV list.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -279,7 +279,7 @@ fn from_value_at(v: &Value, path: &str) -> Result<KvList, String> {
                 if path.is_empty() {
                     String::new()
                 } else {
-                    format!("key {path:?}: ")
+                    format!("key {}: ", quoted(path))
                 },
                 other.describe()
             ))
@@ -292,7 +292,7 @@ fn at(path: &str) -> String {
     if path.is_empty() {
         String::new()
     } else {
-        format!(" of key {path:?}")
+        format!(" of key {}", quoted(path))
     }
 }
 
@@ -303,15 +303,17 @@ fn value_at(v: &Value, path: &str) -> Result<KvValue, String> {
         Value::Object(pairs) if pairs.len() == 1 && pairs[0].0 == "$binary" => match &pairs[0].1 {
             Value::String(b64) => base64_decode(b64)
                 .map(KvValue::Binary)
-                .ok_or_else(|| format!("key {path:?}: $binary is not valid base64")),
+                .ok_or_else(|| format!("key {}: $binary is not valid base64", quoted(path))),
             other => Err(format!(
-                "key {path:?}: $binary must be a base64 string, got {}",
+                "key {}: $binary must be a base64 string, got {}",
+                quoted(path),
                 other.describe()
             )),
         },
         Value::Object(_) | Value::Array(_) => from_value_at(v, path).map(KvValue::List),
         other => Err(format!(
-            "key {path:?}: expected a string, integer, {{\"$binary\":...}} or nested list, got {}",
+            "key {}: expected a string, integer, {{\"$binary\":...}} or nested list, got {}",
+            quoted(path),
             other.describe()
         )),
     }

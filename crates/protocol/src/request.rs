@@ -248,7 +248,10 @@ pub fn parse_request(text: &str) -> Result<Request, RequestError> {
     };
     let rid = Some(reference_id);
     if let Some(k) = attrs::first_repeated(&pairs) {
-        return Err(bad(format!("attribute {k} given more than once"), rid));
+        return Err(bad(
+            format!("attribute {} given more than once", crate::json::quoted(k)),
+            rid,
+        ));
     }
     let name_text = match find("request") {
         None => {
@@ -271,7 +274,7 @@ pub fn parse_request(text: &str) -> Result<Request, RequestError> {
 
     req.name = RequestName::from_name(&name_text).ok_or_else(|| RequestError {
         code: ErrorCode::UNSUP_OPER,
-        message: format!("unknown request {name_text:?}"),
+        message: format!("unknown request {}", crate::json::quoted(&name_text)),
         reference_id: rid,
     })?;
     Ok(req)

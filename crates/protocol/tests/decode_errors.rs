@@ -141,7 +141,27 @@ fn attributes() {
     );
     case(
         r#""ThisDN":"5001","ThisDN":"5002""#,
-        "ThisDN given more than once",
+        "attribute \"ThisDN\" given more than once",
+    );
+}
+
+#[test]
+fn messages_stay_short_whatever_the_input() {
+    let long = "R".repeat(100_000);
+    let e = err(&format!(r#"{{"request":"{long}","ReferenceID":1}}"#));
+    assert_eq!(e.code, ErrorCode::UNSUP_OPER);
+    assert!(e.message.len() < 100, "{}", e.message);
+    let e = err(&format!(
+        r#"{{"request":"RequestQueryServer","ReferenceID":1,"Extensions":{{"{long}":true}}}}"#
+    ));
+    assert!(e.message.len() < 200, "{}", e.message);
+    let e = err(&format!(
+        r#"{{"request":"RequestQueryServer","ReferenceID":1,"ThisDN":"{long}\n"}}"#
+    ));
+    assert!(
+        e.message.len() < 200 && !e.message.contains('\n'),
+        "{}",
+        e.message
     );
 }
 
