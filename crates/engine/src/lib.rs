@@ -1,2 +1,1299 @@
-//! placeholder
+//! ctid-engine: the T-Server brain, sans-IO.
+//!
+//! [`Engine::handle`] takes the time ([`Now`]) and one [`Input`] (a client connected or sent a
+//! request, the link came up or went down, a CSTA answer/event/request arrived, a timer tick) and
+//! appends the [`Output`]s to act on: events for clients (already stamped with
+//! `EventSequenceNumber` and `time`, to be encoded once and sent to every listed client) and CSTA
+//! messages for the link. No clock, no sockets, no tokio: the same inputs give the same outputs.
+//!
+//! It owns the DN table ([`dn`]), client registrations, pending CSTA requests with their
+//! deadlines and the `max-outstanding` window, and the hot-desk association table ([`hotdesk`]).
 #![deny(unsafe_code)]
+
+pub mod config;
+pub mod dn;
+pub mod errors;
+pub mod hotdesk;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+
+use ctid_csta::{
+    HotDesk, InvokeId, Message, MonitorObject, MonitorStart, MonitorStop, MonitorType,
+};
+use ctid_protocol::{
+    AddressInfoType, AddressType, ControlMode, ErrorCode, Event, EventName, InfoStatus, KvList,
+    RegisterMode, Request, RequestName,
+};
+use tracing::{debug, info, warn};
+
+pub use config::{DnConfig, EngineConfig, RegisterFlag};
+use dn::{Dn, Monitor, Reg};
+use hotdesk::{Change, HotDeskTable};
+
+/// A client session, numbered by the server.
+pub type ClientId = u64;
+/// The engine's handle on one CSTA request it asked the link to send.
+pub type Tag = u64;
+
+/// The time, given by the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Now {
+    /// Monotonic milliseconds (deadlines).
+    pub mono_ms: u64,
+    /// Wall clock, microseconds since the Unix epoch (event `time`).
+    pub unix_micros: u64,
+}
+
+/// Something that happened.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// A client session opened.
+    ClientConnected { client: ClientId, peer: String },
+    /// A client session closed.
+    ClientDisconnected { client: ClientId },
+    /// A text frame from a client (one JSON request).
+    ClientText { client: ClientId, text: String },
+    /// A decoded request.
+    ClientRequest { client: ClientId, request: Request },
+    /// The link is operational (session up, system status normal).
+    LinkUp { name: String },
+    /// The link is lost (or system status disabled).
+    LinkDown { reason: String },
+    /// The answer (response or error) to the request with this tag.
+    CstaAnswer { tag: Tag, message: Message },
+    /// The answer to this tag was not well-formed XML (T-Library 1102).
+    CstaAnswerMalformed { tag: Tag, reason: String },
+    /// An unsolicited event from the Connector.
+    CstaEvent { message: Message },
+    /// A request from the Connector (e.g. MonitorStop); answer with `invoke_id`.
+    CstaRequest {
+        invoke_id: InvokeId,
+        message: Message,
+    },
+    /// Check deadlines.
+    Tick,
+}
+
+/// Something to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Send this event to each client listed.
+    Event { to: Vec<ClientId>, event: Event },
+    /// Send a CSTA request; report its answer as [`Input::CstaAnswer`] with `tag`.
+    CstaRequest { tag: Tag, message: Message },
+    /// Answer a Connector request.
+    CstaAnswer {
+        invoke_id: InvokeId,
+        message: Message,
+    },
+}
+
+/// Link state as clients see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkState {
+    /// No operational link.
+    Down,
+    /// Link up; re-monitoring and resync running (switch requests still get 54).
+    Syncing { deadline_ms: u64 },
+    /// Operational; EventLinkConnected sent.
+    Up,
+}
+
+#[derive(Debug, Clone)]
+enum PendingKind {
+    MonitorStart {
+        dn: String,
+    },
+    MonitorStop,
+    HdQuery {
+        dn: String,
+        /// Part of a link-up resync: changes are distributed as EventPrivateInfo.
+        resync: bool,
+    },
+    HdService(Box<HdService>),
+}
+
+#[derive(Debug, Clone)]
+struct HdService {
+    client: ClientId,
+    request: Request,
+    guest: String,
+    /// Service 1: the requested host. Service 2: the former host as far as we know.
+    host: Option<String>,
+    service: u32,
+    /// A matching PrivateEvent arrived before the answer: its change was applied to the table
+    /// and is held here, not yet distributed.
+    held: Option<Change>,
+}
+
+#[derive(Debug, Clone)]
+struct Pending {
+    kind: PendingKind,
+    /// `None` until sent (waiting for a window slot).
+    deadline_ms: Option<u64>,
+    message: Option<Message>,
+}
+
+#[derive(Debug, Default)]
+struct ClientState {
+    peer: String,
+    app: Option<String>,
+    regs: BTreeSet<String>,
+}
+
+/// Counters for metrics and tests.
+#[derive(Debug, Default, Clone)]
+pub struct Counters {
+    pub duplicate_private_events: u64,
+    pub unknown_cross_ref: u64,
+    pub late_answers: u64,
+    pub events_sent: u64,
+    pub requests: u64,
+    pub request_errors: u64,
+}
+
+/// The T-Server engine.
+pub struct Engine {
+    cfg: EngineConfig,
+    dns: HashMap<String, Dn>,
+    clients: HashMap<ClientId, ClientState>,
+    hd: HotDeskTable,
+    hd_supported: bool,
+    /// Guest → tag of its private service in flight; others wait in `hd_waiting`.
+    hd_busy: HashMap<String, Tag>,
+    hd_waiting: HashMap<String, VecDeque<(ClientId, Request)>>,
+    xref: HashMap<String, String>,
+    pending: BTreeMap<Tag, Pending>,
+    queue: VecDeque<Tag>,
+    in_flight: usize,
+    next_tag: Tag,
+    sync_tags: HashSet<Tag>,
+    link: LinkState,
+    link_name: String,
+    seq: u64,
+    now: Now,
+    pub counters: Counters,
+}
+
+fn kv(pairs: &[(&str, &str)]) -> KvList {
+    let mut k = KvList::new();
+    for (a, b) in pairs {
+        k.insert_str(*a, *b);
+    }
+    k
+}
+
+impl Engine {
+    /// An engine with the configured DNs; the link is down.
+    pub fn new(cfg: EngineConfig) -> Self {
+        let mut dns = HashMap::new();
+        for d in &cfg.dns {
+            dns.insert(
+                d.number.clone(),
+                Dn::configured(&d.number, d.dn_type, d.register),
+            );
+        }
+        Engine {
+            hd_supported: cfg.hotdesk_enabled,
+            cfg,
+            dns,
+            clients: HashMap::new(),
+            hd: HotDeskTable::default(),
+            hd_busy: HashMap::new(),
+            hd_waiting: HashMap::new(),
+            xref: HashMap::new(),
+            pending: BTreeMap::new(),
+            queue: VecDeque::new(),
+            in_flight: 0,
+            next_tag: 1,
+            sync_tags: HashSet::new(),
+            link: LinkState::Down,
+            link_name: String::new(),
+            seq: 0,
+            now: Now::default(),
+            counters: Counters::default(),
+        }
+    }
+
+    /// The link state.
+    pub fn link_state(&self) -> LinkState {
+        self.link
+    }
+    /// Number of DNs with an active switch monitor.
+    pub fn monitored_count(&self) -> usize {
+        self.xref.len()
+    }
+    /// Number of DNs known (configured and unconfigured).
+    pub fn dn_count(&self) -> usize {
+        self.dns.len()
+    }
+    /// Number of connected clients.
+    pub fn client_count(&self) -> usize {
+        self.clients.len()
+    }
+    /// CSTA requests sent and not answered.
+    pub fn outstanding(&self) -> usize {
+        self.in_flight
+    }
+    /// The current hot-desk pairs (guest, host).
+    pub fn hotdesk_pairs(&self) -> Vec<(String, String)> {
+        self.hd.pairs()
+    }
+    /// The host a guest is associated with.
+    pub fn host_of(&self, guest: &str) -> Option<&str> {
+        self.hd.host_of(guest)
+    }
+    /// Is this DN monitored at the switch?
+    pub fn is_monitored(&self, dn: &str) -> bool {
+        self.dns
+            .get(dn)
+            .is_some_and(|d| matches!(d.monitor, Monitor::Active { .. }))
+    }
+    /// The engine's configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    /// Handle one input; append what to do to `out`.
+    pub fn handle(&mut self, now: Now, input: Input, out: &mut Vec<Output>) {
+        self.now = now;
+        match input {
+            Input::ClientConnected { client, peer } => self.client_connected(client, peer, out),
+            Input::ClientDisconnected { client } => self.client_disconnected(client, out),
+            Input::ClientText { client, text } => match ctid_protocol::parse_request(&text) {
+                Ok(req) => self.request(client, req, out),
+                Err(e) => {
+                    self.counters.request_errors += 1;
+                    info!(client, code = e.code.0, reason = %e.message, "rejected request");
+                    let ev = e.to_event();
+                    self.emit(out, vec![client], ev);
+                }
+            },
+            Input::ClientRequest { client, request } => self.request(client, request, out),
+            Input::LinkUp { name } => self.link_up(name, out),
+            Input::LinkDown { reason } => self.link_down(&reason, out),
+            Input::CstaAnswer { tag, message } => self.answer(tag, Ok(message), out),
+            Input::CstaAnswerMalformed { tag, reason } => self.answer(tag, Err(reason), out),
+            Input::CstaEvent { message } => self.csta_event(message, out),
+            Input::CstaRequest { invoke_id, message } => {
+                self.csta_request(invoke_id, message, out)
+            }
+            Input::Tick => self.tick(out),
+        }
+        self.pump(out);
+    }
+
+    // ------------------------------------------------------------------------------ emitting
+
+    fn stamp(&mut self, ev: &mut Event) {
+        self.seq += 1;
+        let secs = self.now.unix_micros / 1_000_000;
+        let micros = (self.now.unix_micros % 1_000_000) as u32;
+        ev.stamp(
+            self.seq,
+            ctid_protocol::format_unix_micros(secs, micros),
+        );
+    }
+
+    fn emit(&mut self, out: &mut Vec<Output>, to: Vec<ClientId>, mut event: Event) {
+        if to.is_empty() {
+            return;
+        }
+        self.stamp(&mut event);
+        self.counters.events_sent += to.len() as u64;
+        out.push(Output::Event { to, event });
+    }
+
+    /// The requester's copy with its ReferenceID and everyone else's without, one sequence
+    /// number for both.
+    fn emit_answer(
+        &mut self,
+        out: &mut Vec<Output>,
+        requester: ClientId,
+        reference_id: Option<u32>,
+        others: Vec<ClientId>,
+        mut event: Event,
+    ) {
+        self.stamp(&mut event);
+        let others: Vec<ClientId> = others.into_iter().filter(|c| *c != requester).collect();
+        if !others.is_empty() {
+            let mut copy = event.clone();
+            copy.reference_id = None;
+            self.counters.events_sent += others.len() as u64;
+            out.push(Output::Event { to: others, event: copy });
+        }
+        event.reference_id = reference_id;
+        self.counters.events_sent += 1;
+        out.push(Output::Event {
+            to: vec![requester],
+            event,
+        });
+    }
+
+    fn error(&mut self, out: &mut Vec<Output>, client: ClientId, req: &Request, code: u32, msg: String) {
+        self.counters.request_errors += 1;
+        info!(client, request = req.name.as_str(), code, reason = %msg, "rejected request");
+        let ev = Event::error_for(req, ErrorCode(code), msg);
+        self.emit(out, vec![client], ev);
+    }
+
+    fn csta_error(
+        &mut self,
+        out: &mut Vec<Output>,
+        client: ClientId,
+        req: &Request,
+        e: &ctid_csta::CstaError,
+        msg: String,
+    ) {
+        self.counters.request_errors += 1;
+        let code = errors::tlib_code(e);
+        info!(client, request = req.name.as_str(), code, csta = %e, "Connector refused request");
+        let ev = Event::error_for(req, ErrorCode(code), msg).with_extension("CSTAError", e.to_string());
+        self.emit(out, vec![client], ev);
+    }
+
+    fn registrants(&self, dns: &[&str]) -> Vec<ClientId> {
+        let mut v: BTreeSet<ClientId> = BTreeSet::new();
+        for d in dns {
+            if let Some(dn) = self.dns.get(*d) {
+                v.extend(dn.regs.keys().copied());
+            }
+        }
+        v.into_iter().collect()
+    }
+
+    fn all_clients(&self) -> Vec<ClientId> {
+        let mut v: Vec<ClientId> = self.clients.keys().copied().collect();
+        v.sort_unstable();
+        v
+    }
+
+    fn link_event(&self, up: bool, reason: Option<&str>) -> Event {
+        let mut ev = Event::new(if up {
+            EventName::EventLinkConnected
+        } else {
+            EventName::EventLinkDisconnected
+        });
+        if !self.link_name.is_empty() {
+            ev.application_name = Some(self.link_name.clone());
+            ev.extensions = Some(kv(&[("LinkName", &self.link_name)]));
+        }
+        if !up {
+            ev.error_code = Some(ErrorCode(54));
+            ev.error_message = Some(reason.unwrap_or("no link to the CSTA Connector").to_string());
+        }
+        ev
+    }
+
+    // ------------------------------------------------------------------------------ CSTA requests
+
+    fn send(&mut self, kind: PendingKind, message: Message) -> Tag {
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        self.pending.insert(
+            tag,
+            Pending {
+                kind,
+                deadline_ms: None,
+                message: Some(message),
+            },
+        );
+        self.queue.push_back(tag);
+        tag
+    }
+
+    /// Send queued requests while the window allows.
+    fn pump(&mut self, out: &mut Vec<Output>) {
+        while self.in_flight < self.cfg.max_outstanding.max(1) {
+            let Some(tag) = self.queue.pop_front() else { break };
+            let Some(p) = self.pending.get_mut(&tag) else { continue };
+            let Some(message) = p.message.take() else { continue };
+            p.deadline_ms = Some(self.now.mono_ms + self.cfg.request_timeout_ms);
+            self.in_flight += 1;
+            out.push(Output::CstaRequest { tag, message });
+        }
+    }
+
+    fn take_pending(&mut self, tag: Tag) -> Option<Pending> {
+        let p = self.pending.remove(&tag)?;
+        if p.deadline_ms.is_some() {
+            self.in_flight = self.in_flight.saturating_sub(1);
+        } else {
+            self.queue.retain(|t| *t != tag);
+        }
+        Some(p)
+    }
+
+    fn link_usable(&self) -> bool {
+        !matches!(self.link, LinkState::Down)
+    }
+
+    // ------------------------------------------------------------------------------ clients
+
+    fn client_connected(&mut self, client: ClientId, peer: String, out: &mut Vec<Output>) {
+        info!(client, %peer, "client connected");
+        self.clients.insert(
+            client,
+            ClientState {
+                peer,
+                ..Default::default()
+            },
+        );
+        let ev = self.link_event(self.link == LinkState::Up, Some("link not operational"));
+        self.emit(out, vec![client], ev);
+    }
+
+    fn client_disconnected(&mut self, client: ClientId, out: &mut Vec<Output>) {
+        let Some(st) = self.clients.remove(&client) else { return };
+        info!(client, peer = %st.peer, app = st.app.as_deref().unwrap_or(""), "client disconnected");
+        for dn in st.regs {
+            if let Some(d) = self.dns.get_mut(&dn) {
+                d.regs.remove(&client);
+                d.waiters.retain(|(c, _)| *c != client);
+            }
+            self.sync_monitor(&dn);
+        }
+        for q in self.hd_waiting.values_mut() {
+            q.retain(|(c, _)| *c != client);
+        }
+        let _ = out;
+    }
+
+    fn request(&mut self, client: ClientId, req: Request, out: &mut Vec<Output>) {
+        self.counters.requests += 1;
+        if !self.clients.contains_key(&client) {
+            self.clients.insert(client, ClientState::default());
+        }
+        debug!(client, request = req.name.as_str(), "request");
+        match req.name {
+            RequestName::RequestRegisterClient => {
+                if let Some(c) = self.clients.get_mut(&client) {
+                    c.app = req.application_name.clone();
+                }
+                let ev = Event::reply(EventName::EventACK, &req);
+                self.emit(out, vec![client], ev);
+            }
+            RequestName::RequestQueryServer => {
+                let mut ev = Event::reply(EventName::EventServerInfo, &req);
+                let status = if self.link == LinkState::Up { "LinkConnected" } else { "LinkDisconnected" };
+                ev.extensions = Some(kv(&[
+                    ("ServerName", &self.cfg.server_name),
+                    ("ServerVersion", env!("CARGO_PKG_VERSION")),
+                    ("LinkStatus", status),
+                    (
+                        "SupportedRequests",
+                        "RequestRegisterClient,RequestQueryServer,RequestQueryAddress,RequestRegisterAddress,RequestUnregisterAddress,RequestPrivateService",
+                    ),
+                ]));
+                self.emit(out, vec![client], ev);
+            }
+            RequestName::RequestRegisterAddress => self.register(client, req, out),
+            RequestName::RequestUnregisterAddress => self.unregister(client, req, out),
+            RequestName::RequestQueryAddress => self.query_address(client, req, out),
+            RequestName::RequestPrivateService => self.private_service(client, req, out),
+            other => {
+                let msg = format!("{} is not supported by this server", other.as_str());
+                self.error(out, client, &req, 51, msg);
+            }
+        }
+    }
+
+    fn dn_status(&self, d: &Dn) -> KvList {
+        let mut k = KvList::new();
+        k.insert_str("status", "AddressStatusIdle");
+        if let Some(h) = self.hd.host_of(&d.number) {
+            k.insert_str("HOST_DN", h);
+        }
+        k
+    }
+
+    fn registered_event(&self, dn: &str, client_req: &Request) -> Event {
+        let mut ev = Event::reply(EventName::EventRegistered, client_req);
+        ev.this_dn = Some(dn.to_string());
+        if let Some(d) = self.dns.get(dn) {
+            ev.info_type = Some(AddressInfoType::AddressType);
+            ev.info_status = Some(InfoStatus::AddressType(d.dn_type));
+            ev.address_type = Some(d.dn_type);
+            ev.extensions = Some(self.dn_status(d));
+        }
+        ev
+    }
+
+    fn register(&mut self, client: ClientId, req: Request, out: &mut Vec<Output>) {
+        let Some(number) = req.this_dn.clone() else {
+            return self.error(out, client, &req, 53, "ThisDN missing".into());
+        };
+        let mode = req.register_mode.unwrap_or(RegisterMode::Share);
+        let control = req.control_mode.unwrap_or(ControlMode::Default);
+        let wanted = req.address_type.filter(|t| *t != AddressType::Unknown);
+        match self.dns.get(&number) {
+            Some(d) if d.configured => {
+                if let Some(t) = wanted {
+                    if t != d.dn_type {
+                        let msg = format!(
+                            "DN {number} is configured as {}, not {}",
+                            d.dn_type.as_str(),
+                            t.as_str()
+                        );
+                        return self.error(out, client, &req, 53, msg);
+                    }
+                }
+            }
+            Some(_) => {}
+            None => {
+                let t = wanted.unwrap_or(AddressType::Dn);
+                if !self.cfg.accept_dn_types.contains(&t) {
+                    let msg = format!(
+                        "DN {number} is not configured and type {} is not accepted (accept-dn-type)",
+                        t.as_str()
+                    );
+                    return self.error(out, client, &req, 59, msg);
+                }
+                self.dns.insert(number.clone(), Dn::unconfigured(&number, t));
+            }
+        }
+        let d = self.dns.get_mut(&number).expect("inserted above");
+        let others_hold = d.regs.keys().any(|c| *c != client);
+        let private_elsewhere = d
+            .regs
+            .iter()
+            .any(|(c, r)| *c != client && r.mode == RegisterMode::Private);
+        if private_elsewhere || (mode == RegisterMode::Private && others_hold) {
+            let msg = format!("DN {number} is held in ModePrivate by another client");
+            let forget = d.regs.is_empty() && !d.configured;
+            if forget {
+                self.forget_if_unused(&number);
+            }
+            return self.error(out, client, &req, 42, msg);
+        }
+        d.regs.insert(client, Reg { mode, control });
+        self.clients.entry(client).or_default().regs.insert(number.clone());
+        // First switch-level registration: answer after MonitorStart (and the hot-desk query).
+        let d = self.dns.get(&number).expect("present");
+        let starting = matches!(d.monitor, Monitor::Starting { .. }) || d.query_tag.is_some();
+        if starting {
+            self.dns
+                .get_mut(&number)
+                .expect("present")
+                .waiters
+                .push((client, req));
+            return;
+        }
+        if self.link_usable() && d.wants_monitor() && matches!(d.monitor, Monitor::Off) {
+            self.start_monitor(&number, false);
+            self.dns
+                .get_mut(&number)
+                .expect("present")
+                .waiters
+                .push((client, req));
+            return;
+        }
+        let ev = self.registered_event(&number, &req);
+        self.emit(out, vec![client], ev);
+    }
+
+    fn unregister(&mut self, client: ClientId, req: Request, out: &mut Vec<Output>) {
+        let Some(number) = req.this_dn.clone() else {
+            return self.error(out, client, &req, 53, "ThisDN missing".into());
+        };
+        let had = self
+            .dns
+            .get_mut(&number)
+            .is_some_and(|d| d.regs.remove(&client).is_some());
+        if !had {
+            return self.error(out, client, &req, 41, format!("DN {number} is not registered by this client"));
+        }
+        if let Some(c) = self.clients.get_mut(&client) {
+            c.regs.remove(&number);
+        }
+        let ev = Event::reply(EventName::EventUnregistered, &req);
+        self.emit(out, vec![client], ev);
+        self.sync_monitor(&number);
+    }
+
+    fn query_address(&mut self, client: ClientId, req: Request, out: &mut Vec<Output>) {
+        let Some(number) = req.this_dn.clone() else {
+            return self.error(out, client, &req, 53, "ThisDN missing".into());
+        };
+        let Some(d) = self.dns.get(&number) else {
+            return self.error(out, client, &req, 59, format!("DN {number} is not known to this server"));
+        };
+        let Some(info) = req.info_type else {
+            return self.error(out, client, &req, 53, "InfoType missing (AddressInfoDNStatus or AddressInfoAddressType)".into());
+        };
+        let mut ev = Event::reply(EventName::EventAddressInfo, &req);
+        ev.info_type = Some(info);
+        match info {
+            AddressInfoType::DnStatus => {
+                ev.info_status = Some(InfoStatus::Number(0));
+                ev.extensions = Some(self.dn_status(d));
+            }
+            AddressInfoType::AddressType => {
+                ev.info_status = Some(InfoStatus::AddressType(d.dn_type));
+            }
+            other => {
+                let msg = format!("InfoType {} is not supported", other.as_str());
+                return self.error(out, client, &req, 51, msg);
+            }
+        }
+        self.emit(out, vec![client], ev);
+    }
+
+    // ------------------------------------------------------------------------------ monitors
+
+    fn start_monitor(&mut self, number: &str, sync: bool) {
+        let msg = Message::MonitorStart(MonitorStart {
+            monitor_object: MonitorObject::Device(number.to_string()),
+            monitor_type: Some(MonitorType::Device),
+            extensions: None,
+        });
+        let tag = self.send(
+            PendingKind::MonitorStart {
+                dn: number.to_string(),
+            },
+            msg,
+        );
+        if sync {
+            self.sync_tags.insert(tag);
+        }
+        if let Some(d) = self.dns.get_mut(number) {
+            d.monitor = Monitor::Starting { tag };
+        }
+    }
+
+    /// Start or stop the switch monitor of a DN to match who needs it; forget an unconfigured
+    /// DN nobody uses.
+    fn sync_monitor(&mut self, number: &str) {
+        let Some(d) = self.dns.get(number) else { return };
+        let wants = d.wants_monitor();
+        match (&d.monitor, wants) {
+            (Monitor::Off, true) if self.link_usable() => self.start_monitor(number, false),
+            (Monitor::Active { xref }, false) => {
+                let xref = xref.clone();
+                self.xref.remove(&xref);
+                if let Some(d) = self.dns.get_mut(number) {
+                    d.monitor = Monitor::Off;
+                }
+                if self.link_usable() {
+                    let msg = Message::MonitorStop(MonitorStop {
+                        monitor_cross_ref_id: xref,
+                        extensions: None,
+                    });
+                    self.send(PendingKind::MonitorStop, msg);
+                }
+            }
+            _ => {}
+        }
+        self.forget_if_unused(number);
+    }
+
+    fn forget_if_unused(&mut self, number: &str) {
+        let Some(d) = self.dns.get(number) else { return };
+        if !d.configured
+            && d.regs.is_empty()
+            && d.waiters.is_empty()
+            && matches!(d.monitor, Monitor::Off)
+            && d.query_tag.is_none()
+            && !self.hd.involves(number)
+        {
+            debug!(dn = number, "forgetting unconfigured DN");
+            self.dns.remove(number);
+        }
+    }
+
+    /// Answer everyone waiting for the first registration of a DN.
+    fn release_waiters(&mut self, number: &str, out: &mut Vec<Output>) {
+        let Some(d) = self.dns.get_mut(number) else { return };
+        let waiters = std::mem::take(&mut d.waiters);
+        for (client, req) in waiters {
+            let ev = self.registered_event(number, &req);
+            self.emit(out, vec![client], ev);
+        }
+    }
+
+    fn fail_waiters(&mut self, number: &str, code: u32, msg: &str, csta: Option<&ctid_csta::CstaError>, out: &mut Vec<Output>) {
+        let Some(d) = self.dns.get_mut(number) else { return };
+        let waiters = std::mem::take(&mut d.waiters);
+        for (client, req) in &waiters {
+            if let Some(d) = self.dns.get_mut(number) {
+                d.regs.remove(client);
+            }
+            if let Some(c) = self.clients.get_mut(client) {
+                c.regs.remove(number);
+            }
+            match csta {
+                Some(e) => self.csta_error(out, *client, req, e, msg.to_string()),
+                None => self.error(out, *client, req, code, msg.to_string()),
+            }
+        }
+        self.forget_if_unused(number);
+    }
+
+    fn start_query(&mut self, number: &str, resync: bool) {
+        let msg = Message::Escape(ctid_csta::Escape {
+            escape_register_id: None,
+            private_data: Some(HotDesk::query_guest(number).into_private_data()),
+            extensions: None,
+        });
+        let tag = self.send(
+            PendingKind::HdQuery {
+                dn: number.to_string(),
+                resync,
+            },
+            msg,
+        );
+        if resync {
+            self.sync_tags.insert(tag);
+        }
+        if let Some(d) = self.dns.get_mut(number) {
+            d.query_tag = Some(tag);
+        }
+    }
+
+    // ------------------------------------------------------------------------------ link
+
+    fn link_up(&mut self, name: String, out: &mut Vec<Output>) {
+        info!(link = %name, "CTI link {name} is selected; re-monitoring");
+        self.link_name = name;
+        self.link = LinkState::Syncing {
+            deadline_ms: self.now.mono_ms + self.cfg.resync_timeout_ms,
+        };
+        let mut numbers: Vec<String> = self
+            .dns
+            .values()
+            .filter(|d| d.wants_monitor() && matches!(d.monitor, Monitor::Off))
+            .map(|d| d.number.clone())
+            .collect();
+        // ACD queues and routing points first, then the rest (tserver-behaviour §2.4).
+        numbers.sort_by_key(|n| {
+            let t = self.dns[n].dn_type;
+            (!matches!(t, AddressType::Queue | AddressType::RouteDn), n.clone())
+        });
+        for n in numbers {
+            self.start_monitor(&n, true);
+        }
+        self.maybe_synced(out);
+    }
+
+    fn maybe_synced(&mut self, out: &mut Vec<Output>) {
+        if let LinkState::Syncing { .. } = self.link {
+            if self.sync_tags.is_empty() {
+                self.finish_sync(out);
+            }
+        }
+    }
+
+    fn finish_sync(&mut self, out: &mut Vec<Output>) {
+        self.sync_tags.clear();
+        // Pairs nobody can observe any more are dropped (§4.12).
+        let stale: Vec<(String, String)> = self
+            .hd
+            .pairs()
+            .into_iter()
+            .filter(|(g, h)| !self.is_monitored(g) && !self.is_monitored(h))
+            .collect();
+        for (g, _) in stale {
+            debug!(guest = %g, "dropping hot-desk pair no longer monitored");
+            self.hd.remove_guest(&g);
+            self.forget_if_unused(&g);
+        }
+        self.link = LinkState::Up;
+        info!(monitored = self.xref.len(), "link operational; EventLinkConnected");
+        let ev = self.link_event(true, None);
+        let all = self.all_clients();
+        self.emit(out, all, ev);
+    }
+
+    fn link_down(&mut self, reason: &str, out: &mut Vec<Output>) {
+        let was = self.link;
+        self.link = LinkState::Down;
+        warn!(%reason, "link lost");
+        let pending = std::mem::take(&mut self.pending);
+        self.queue.clear();
+        self.in_flight = 0;
+        self.sync_tags.clear();
+        self.xref.clear();
+        let numbers: Vec<String> = self.dns.keys().cloned().collect();
+        for n in &numbers {
+            if let Some(d) = self.dns.get_mut(n) {
+                d.monitor = Monitor::Off;
+                d.query_tag = None;
+            }
+        }
+        for (_, p) in pending {
+            match p.kind {
+                PendingKind::MonitorStart { dn } | PendingKind::HdQuery { dn, .. } => {
+                    self.release_waiters(&dn, out);
+                }
+                PendingKind::MonitorStop => {}
+                PendingKind::HdService(s) => {
+                    self.finish_service_failed(*s, 54, "no link to the CSTA Connector", None, out);
+                }
+            }
+        }
+        for (_, q) in std::mem::take(&mut self.hd_waiting) {
+            for (client, req) in q {
+                self.error(out, client, &req, 54, "no link to the CSTA Connector".into());
+            }
+        }
+        self.hd_busy.clear();
+        if was != LinkState::Down || !self.clients.is_empty() {
+            let ev = self.link_event(false, Some(reason));
+            let all = self.all_clients();
+            self.emit(out, all, ev);
+        }
+        for n in numbers {
+            self.forget_if_unused(&n);
+        }
+    }
+
+    fn tick(&mut self, out: &mut Vec<Output>) {
+        let now = self.now.mono_ms;
+        let expired: Vec<Tag> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.deadline_ms.is_some_and(|d| d <= now))
+            .map(|(t, _)| *t)
+            .collect();
+        for tag in expired {
+            let Some(p) = self.take_pending(tag) else { continue };
+            self.sync_tags.remove(&tag);
+            match p.kind {
+                PendingKind::MonitorStart { dn } => {
+                    warn!(%dn, "MonitorStart timed out");
+                    if let Some(d) = self.dns.get_mut(&dn) {
+                        d.monitor = Monitor::Off;
+                    }
+                    self.release_waiters(&dn, out);
+                }
+                PendingKind::HdQuery { dn, .. } => {
+                    warn!(%dn, "hot-desking query timed out");
+                    if let Some(d) = self.dns.get_mut(&dn) {
+                        d.query_tag = None;
+                    }
+                    self.release_waiters(&dn, out);
+                }
+                PendingKind::MonitorStop => {}
+                PendingKind::HdService(s) => {
+                    if s.held.is_some() {
+                        self.finish_service_ok(*s, out);
+                    } else {
+                        self.finish_service_failed(*s, 57, "no answer from the CSTA Connector", None, out);
+                    }
+                }
+            }
+        }
+        if let LinkState::Syncing { deadline_ms } = self.link {
+            if deadline_ms <= now {
+                warn!(left = self.sync_tags.len(), "resync-timeout reached; the rest continues in the background");
+                self.finish_sync(out);
+            }
+        }
+        self.maybe_synced(out);
+    }
+
+    // ------------------------------------------------------------------------------ CSTA input
+
+    fn answer(&mut self, tag: Tag, msg: Result<Message, String>, out: &mut Vec<Output>) {
+        let Some(p) = self.take_pending(tag) else {
+            self.counters.late_answers += 1;
+            debug!(tag, "answer for no pending request (late or unknown)");
+            return;
+        };
+        self.sync_tags.remove(&tag);
+        match p.kind {
+            PendingKind::MonitorStart { dn } => self.monitor_answer(&dn, msg, out),
+            PendingKind::MonitorStop => {}
+            PendingKind::HdQuery { dn, resync } => self.query_answer(&dn, resync, msg, out),
+            PendingKind::HdService(s) => self.service_answer(*s, msg, out),
+        }
+        self.maybe_synced(out);
+    }
+
+    fn monitor_answer(&mut self, dn: &str, msg: Result<Message, String>, out: &mut Vec<Output>) {
+        match msg {
+            Ok(Message::MonitorStartResponse(r)) => {
+                let xref = r.monitor_cross_ref_id;
+                debug!(%dn, %xref, "monitored");
+                self.xref.insert(xref.clone(), dn.to_string());
+                let Some(d) = self.dns.get_mut(dn) else { return };
+                d.monitor = Monitor::Active { xref };
+                if !d.wants_monitor() {
+                    // Everybody left while MonitorStart was in flight.
+                    self.sync_monitor(dn);
+                    self.release_waiters(dn, out);
+                    return;
+                }
+                let resync = self.link != LinkState::Up;
+                if d.dn_type == AddressType::Dn && self.hd_supported {
+                    self.start_query(dn, resync);
+                } else {
+                    self.release_waiters(dn, out);
+                }
+            }
+            Ok(Message::CstaErrorCode(e)) => {
+                warn!(%dn, error = %e.error, "MonitorStart refused");
+                if let Some(d) = self.dns.get_mut(dn) {
+                    d.monitor = Monitor::Off;
+                }
+                let msg = format!("the switch refused to monitor {dn}: {}", e.error);
+                self.fail_waiters(dn, 0, &msg, Some(&e.error), out);
+            }
+            Ok(other) => {
+                warn!(%dn, answer = other.name(), "unexpected answer to MonitorStart");
+                if let Some(d) = self.dns.get_mut(dn) {
+                    d.monitor = Monitor::Off;
+                }
+                let msg = format!("unexpected answer {} to MonitorStart", other.name());
+                self.fail_waiters(dn, 1121, &msg, None, out);
+            }
+            Err(reason) => {
+                if let Some(d) = self.dns.get_mut(dn) {
+                    d.monitor = Monitor::Off;
+                }
+                let msg = format!("malformed answer to MonitorStart: {reason}");
+                self.fail_waiters(dn, 1102, &msg, None, out);
+            }
+        }
+    }
+
+    fn query_answer(&mut self, dn: &str, resync: bool, msg: Result<Message, String>, out: &mut Vec<Output>) {
+        if let Some(d) = self.dns.get_mut(dn) {
+            d.query_tag = None;
+        }
+        match msg {
+            Ok(Message::EscapeResponse(r)) => {
+                let pair = match r.private_data().and_then(|p| p.hotdesk()) {
+                    Some(HotDesk::Extension { guest: Some(g), host: Some(h), .. }) if g == dn => {
+                        Some(h.clone())
+                    }
+                    Some(HotDesk::Extension { .. }) => None,
+                    _ => {
+                        warn!(%dn, "hot-desking query answer without the dialect's data");
+                        None
+                    }
+                };
+                let changes = match pair {
+                    Some(h) => self.hd.apply_established(dn, &h),
+                    None => self.hd.apply_cancelled(dn, None),
+                };
+                if resync {
+                    for c in changes {
+                        self.distribute(c, out);
+                    }
+                }
+            }
+            Ok(Message::CstaErrorCode(e)) => {
+                if errors::is_dialect_unsupported(&e.error) {
+                    if self.hd_supported {
+                        warn!(error = %e.error, "the Connector does not support hot desking; disabling it on this link");
+                    }
+                    self.hd_supported = false;
+                } else {
+                    warn!(%dn, error = %e.error, "hot-desking query failed");
+                }
+            }
+            Ok(other) => warn!(%dn, answer = other.name(), "unexpected answer to the hot-desking query"),
+            Err(reason) => warn!(%dn, %reason, "malformed answer to the hot-desking query"),
+        }
+        self.release_waiters(dn, out);
+    }
+
+    fn csta_request(&mut self, invoke_id: InvokeId, msg: Message, out: &mut Vec<Output>) {
+        match msg {
+            Message::MonitorStop(m) => {
+                out.push(Output::CstaAnswer {
+                    invoke_id,
+                    message: Message::MonitorStopResponse(ctid_csta::MonitorStopResponse {
+                        extensions: None,
+                    }),
+                });
+                if let Some(dn) = self.xref.remove(&m.monitor_cross_ref_id) {
+                    warn!(%dn, xref = %m.monitor_cross_ref_id, "the Connector stopped a monitor; re-monitoring");
+                    if let Some(d) = self.dns.get_mut(&dn) {
+                        d.monitor = Monitor::Off;
+                    }
+                    self.sync_monitor(&dn);
+                }
+            }
+            Message::SystemStatus(_) => out.push(Output::CstaAnswer {
+                invoke_id,
+                message: Message::SystemStatusResponse(ctid_csta::SystemStatusResponse {
+                    extensions: None,
+                }),
+            }),
+            other => {
+                debug!(request = other.name(), "unsupported request from the Connector");
+                out.push(Output::CstaAnswer {
+                    invoke_id,
+                    message: Message::CstaErrorCode(ctid_csta::CstaErrorCode {
+                        error: ctid_csta::CstaError::Operation(
+                            ctid_csta::OperationError::ServiceNotSupported,
+                        ),
+                    }),
+                });
+            }
+        }
+    }
+
+    fn csta_event(&mut self, msg: Message, out: &mut Vec<Output>) {
+        let Some(xref) = msg.monitor_cross_ref_id() else {
+            debug!(event = msg.name(), "event without monitorCrossRefID ignored");
+            return;
+        };
+        if !self.xref.contains_key(xref) {
+            self.counters.unknown_cross_ref += 1;
+            debug!(event = msg.name(), %xref, "event for an unknown monitorCrossRefID dropped");
+            return;
+        }
+        if let Message::PrivateEvent(pe) = &msg {
+            match pe.private_data.as_ref().and_then(|p| p.hotdesk()) {
+                Some(HotDesk::Event { state, guest, host }) => {
+                    let established = *state == ctid_csta::HotDeskState::Established;
+                    if !established && *state != ctid_csta::HotDeskState::Cancelled {
+                        warn!(state = %state, "unknown hot-desking state ignored");
+                        return;
+                    }
+                    self.hotdesk_event(established, guest.clone(), host.clone(), out);
+                }
+                _ => debug!("private event of another dialect ignored"),
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------------------ hot desking
+
+    fn distribute(&mut self, c: Change, out: &mut Vec<Output>) {
+        let to = self.registrants(&[&c.guest, &c.host]);
+        if c.synthesized {
+            info!(guest = %c.guest, host = %c.host, id = c.msg_id(), "synthesized hot-desk change");
+        }
+        let ev = Event::hot_desk(c.msg_id(), c.guest.clone(), c.host.clone());
+        self.emit(out, to, ev);
+        if c.established {
+            for n in [&c.guest, &c.host] {
+                self.forget_if_unused(n);
+            }
+        } else {
+            let (g, h) = (c.guest.clone(), c.host.clone());
+            self.forget_if_unused(&g);
+            self.forget_if_unused(&h);
+        }
+    }
+
+    fn hotdesk_event(&mut self, established: bool, guest: String, host: String, out: &mut Vec<Output>) {
+        // A private service for this guest waiting for its answer holds a matching event.
+        if let Some(tag) = self.hd_busy.get(&guest).copied() {
+            let matches = match self.pending.get(&tag).map(|p| &p.kind) {
+                Some(PendingKind::HdService(s)) => {
+                    s.held.is_none()
+                        && if s.service == 1 {
+                            established && s.host.as_deref() == Some(host.as_str())
+                        } else {
+                            !established
+                        }
+                }
+                _ => false,
+            };
+            if matches {
+                let mut changes = if established {
+                    self.hd.apply_established(&guest, &host)
+                } else {
+                    self.hd.apply_cancelled(&guest, Some(&host))
+                };
+                let main = changes.pop();
+                for c in changes {
+                    self.distribute(c, out);
+                }
+                if let Some(Pending { kind: PendingKind::HdService(s), .. }) = self.pending.get_mut(&tag) {
+                    s.held = Some(main.unwrap_or(Change {
+                        established,
+                        guest: guest.clone(),
+                        host: host.clone(),
+                        synthesized: false,
+                    }));
+                }
+                return;
+            }
+        }
+        let changes = if established {
+            self.hd.apply_established(&guest, &host)
+        } else {
+            self.hd.apply_cancelled(&guest, Some(&host))
+        };
+        if changes.is_empty() {
+            self.counters.duplicate_private_events += 1;
+            debug!(%guest, %host, established, "duplicate hot-desking event");
+        }
+        for c in changes {
+            self.distribute(c, out);
+        }
+    }
+
+    fn private_service(&mut self, client: ClientId, req: Request, out: &mut Vec<Output>) {
+        let Some(id) = req.private_msg_id else {
+            return self.error(out, client, &req, 53, "PrivateMsgID missing".into());
+        };
+        if id != 1 && id != 2 {
+            return self.error(out, client, &req, 51, format!("PrivateMsgID {id} is not supported"));
+        }
+        if !self.hd_supported {
+            return self.error(out, client, &req, 51, "hot desking not available".into());
+        }
+        if self.link != LinkState::Up {
+            return self.error(out, client, &req, 54, "no link to the CSTA Connector".into());
+        }
+        let Some(guest) = req.this_dn.clone() else {
+            return self.error(out, client, &req, 53, "ThisDN missing".into());
+        };
+        let reg = self.dns.get(&guest).and_then(|d| d.regs.get(&client).map(|r| (r.mode, d.dn_type)));
+        let Some((mode, dn_type)) = reg else {
+            return self.error(out, client, &req, 41, "ThisDN not registered".into());
+        };
+        if mode == RegisterMode::Monitor {
+            return self.error(out, client, &req, 41, "ThisDN registered in ModeMonitor".into());
+        }
+        if dn_type != AddressType::Dn {
+            return self.error(out, client, &req, 53, "ThisDN is not an Extension".into());
+        }
+        let host = if id == 1 {
+            let h = match req.extensions.as_ref().map(|e| (e.get_str("HOST_DN"), e.get("HOST_DN"))) {
+                Some((Some(h), _)) => h.to_string(),
+                Some((None, Some(_))) => {
+                    return self.error(out, client, &req, 53, "HOST_DN must be a string".into());
+                }
+                _ => return self.error(out, client, &req, 53, "HOST_DN missing".into()),
+            };
+            if h.is_empty() || !ctid_protocol::is_valid_dn(&h) {
+                return self.error(out, client, &req, 53, format!("HOST_DN {h:?} is not a valid DN"));
+            }
+            if h == guest {
+                return self.error(out, client, &req, 53, "HOST_DN equals ThisDN".into());
+            }
+            Some(h)
+        } else {
+            self.hd.host_of(&guest).map(str::to_string)
+        };
+        if self.hd_busy.contains_key(&guest) {
+            self.hd_waiting.entry(guest).or_default().push_back((client, req));
+            return;
+        }
+        let hd = match &host {
+            Some(h) if id == 1 => HotDesk::associate(&guest, h),
+            _ => HotDesk::cancel(&guest),
+        };
+        let msg = Message::Escape(ctid_csta::Escape {
+            escape_register_id: None,
+            private_data: Some(hd.into_private_data()),
+            extensions: None,
+        });
+        let svc = HdService {
+            client,
+            request: req,
+            guest: guest.clone(),
+            host,
+            service: id,
+            held: None,
+        };
+        let tag = self.send(PendingKind::HdService(Box::new(svc)), msg);
+        self.hd_busy.insert(guest, tag);
+    }
+
+    fn service_answer(&mut self, s: HdService, msg: Result<Message, String>, out: &mut Vec<Output>) {
+        match msg {
+            Ok(Message::EscapeResponse(_)) => self.finish_service_ok(s, out),
+            Ok(Message::CstaErrorCode(e)) => {
+                let text = match (&e.error, s.service) {
+                    (ctid_csta::CstaError::StateIncompatibility(_), 1) => {
+                        format!("hot desking: guest {} is already associated", s.guest)
+                    }
+                    (ctid_csta::CstaError::StateIncompatibility(_), _) => {
+                        format!("hot desking: guest {} is not associated", s.guest)
+                    }
+                    (ctid_csta::CstaError::Operation(ctid_csta::OperationError::InvalidDeviceID), _) => {
+                        "hot desking: unknown device".to_string()
+                    }
+                    (ctid_csta::CstaError::SystemResourceAvailability(_), _) => format!(
+                        "hot desking: host {} is in use by another guest",
+                        s.host.as_deref().unwrap_or("")
+                    ),
+                    (err, _) => format!("hot desking refused by the Connector: {err}"),
+                };
+                if errors::is_dialect_unsupported(&e.error) {
+                    warn!(error = %e.error, "the Connector does not support hot desking; disabling it");
+                    self.hd_supported = false;
+                    let req = s.request.clone();
+                    self.finish_service_failed(s, 51, "hot desking not available", None, out);
+                    let _ = req;
+                    return;
+                }
+                let err = e.error.clone();
+                self.finish_service_failed(s, 0, &text, Some(&err), out);
+            }
+            Ok(other) => {
+                let text = format!("unexpected answer {} to the hot-desking service", other.name());
+                self.finish_service_failed(s, 1121, &text, None, out);
+            }
+            Err(reason) => {
+                let text = format!("malformed answer from the Connector: {reason}");
+                self.finish_service_failed(s, 1102, &text, None, out);
+            }
+        }
+    }
+
+    fn finish_service_ok(&mut self, s: HdService, out: &mut Vec<Output>) {
+        let main = match s.held.clone() {
+            Some(c) => Some(c),
+            None => {
+                let mut changes = if s.service == 1 {
+                    self.hd.apply_established(&s.guest, s.host.as_deref().unwrap_or(""))
+                } else {
+                    self.hd.apply_cancelled(&s.guest, s.host.as_deref())
+                };
+                let main = changes.pop();
+                for c in changes {
+                    self.distribute(c, out);
+                }
+                main
+            }
+        };
+        let (msg_id, host, others) = match &main {
+            Some(c) => (c.msg_id(), c.host.clone(), self.registrants(&[&c.guest, &c.host])),
+            // Already in that state (a duplicate): only the requester needs its answer.
+            None => (s.service, s.host.clone().unwrap_or_default(), Vec::new()),
+        };
+        let ev = Event::hot_desk(msg_id, s.guest.clone(), host);
+        self.emit_answer(out, s.client, s.request.reference_id, others, ev);
+        self.service_done(&s.guest, out);
+    }
+
+    fn finish_service_failed(
+        &mut self,
+        s: HdService,
+        code: u32,
+        text: &str,
+        csta: Option<&ctid_csta::CstaError>,
+        out: &mut Vec<Output>,
+    ) {
+        match csta {
+            Some(e) => self.csta_error(out, s.client, &s.request, e, text.to_string()),
+            None => self.error(out, s.client, &s.request, code, text.to_string()),
+        }
+        if let Some(c) = s.held.clone() {
+            // The change happened anyway: everyone learns of it.
+            self.distribute(c, out);
+        }
+        self.service_done(&s.guest, out);
+    }
+
+    fn service_done(&mut self, guest: &str, out: &mut Vec<Output>) {
+        self.hd_busy.remove(guest);
+        let next = self.hd_waiting.get_mut(guest).and_then(|q| q.pop_front());
+        if self.hd_waiting.get(guest).is_some_and(|q| q.is_empty()) {
+            self.hd_waiting.remove(guest);
+        }
+        if let Some((client, req)) = next {
+            self.private_service(client, req, out);
+        }
+    }
+}
