@@ -31,8 +31,11 @@ pub fn tlib_code(e: &CstaError) -> u32 {
             _ => 1160,
         },
         CstaError::SystemResourceAvailability(v) => match v.as_str() {
-            "internalResourceBusy" | "classifierBusy" | "toneDetectorBusy"
-            | "toneGeneratorBusy" | "noMediaChannelsAvailable" => 1171,
+            "internalResourceBusy"
+            | "classifierBusy"
+            | "toneDetectorBusy"
+            | "toneGeneratorBusy"
+            | "noMediaChannelsAvailable" => 1171,
             "resourceBusy" => 1172,
             "networkBusy" => 1174,
             "networkOutOfService" => 1175,
@@ -103,7 +106,10 @@ mod tests {
             )),
             1161
         );
-        assert_eq!(c(CstaError::Operation(OperationError::InvalidDeviceID)), 1151);
+        assert_eq!(
+            c(CstaError::Operation(OperationError::InvalidDeviceID)),
+            1151
+        );
         assert_eq!(
             c(CstaError::SystemResourceAvailability(
                 SystemResourceAvailabilityError::ResourceBusy
@@ -119,7 +125,9 @@ mod tests {
             1145
         );
         assert_eq!(
-            c(CstaError::Operation(OperationError::InvalidMonitorObjectType)),
+            c(CstaError::Operation(
+                OperationError::InvalidMonitorObjectType
+            )),
             1157
         );
         assert_eq!(

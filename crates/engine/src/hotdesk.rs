@@ -131,7 +131,10 @@ mod tests {
         // guest moves to another host
         let c = t.apply_established("2001", "1002");
         assert_eq!(c.len(), 2);
-        assert_eq!((c[0].established, c[0].host.as_str(), c[0].synthesized), (false, "1001", true));
+        assert_eq!(
+            (c[0].established, c[0].host.as_str(), c[0].synthesized),
+            (false, "1001", true)
+        );
         assert_eq!(t.host_of("2001"), Some("1002"));
         assert_eq!(t.guest_of("1001"), None);
         // another guest takes the host

@@ -55,6 +55,12 @@ pub enum Input {
     ClientText { client: ClientId, text: String },
     /// A decoded request.
     ClientRequest { client: ClientId, request: Request },
+    /// A client frame the server could not take (e.g. a binary frame): answer EventError.
+    ClientInvalid {
+        client: ClientId,
+        code: u32,
+        message: String,
+    },
     /// The link is operational (session up, system status normal).
     LinkUp { name: String },
     /// The link is lost (or system status disabled).
@@ -270,14 +276,22 @@ impl Engine {
                 }
             },
             Input::ClientRequest { client, request } => self.request(client, request, out),
+            Input::ClientInvalid {
+                client,
+                code,
+                message,
+            } => {
+                self.counters.request_errors += 1;
+                info!(client, code, reason = %message, "rejected request");
+                let ev = Event::error(ErrorCode(code), message);
+                self.emit(out, vec![client], ev);
+            }
             Input::LinkUp { name } => self.link_up(name, out),
             Input::LinkDown { reason } => self.link_down(&reason, out),
             Input::CstaAnswer { tag, message } => self.answer(tag, Ok(message), out),
             Input::CstaAnswerMalformed { tag, reason } => self.answer(tag, Err(reason), out),
             Input::CstaEvent { message } => self.csta_event(message, out),
-            Input::CstaRequest { invoke_id, message } => {
-                self.csta_request(invoke_id, message, out)
-            }
+            Input::CstaRequest { invoke_id, message } => self.csta_request(invoke_id, message, out),
             Input::Tick => self.tick(out),
         }
         self.pump(out);
@@ -289,10 +303,7 @@ impl Engine {
         self.seq += 1;
         let secs = self.now.unix_micros / 1_000_000;
         let micros = (self.now.unix_micros % 1_000_000) as u32;
-        ev.stamp(
-            self.seq,
-            ctid_protocol::format_unix_micros(secs, micros),
-        );
+        ev.stamp(self.seq, ctid_protocol::format_unix_micros(secs, micros));
     }
 
     fn emit(&mut self, out: &mut Vec<Output>, to: Vec<ClientId>, mut event: Event) {
@@ -320,7 +331,10 @@ impl Engine {
             let mut copy = event.clone();
             copy.reference_id = None;
             self.counters.events_sent += others.len() as u64;
-            out.push(Output::Event { to: others, event: copy });
+            out.push(Output::Event {
+                to: others,
+                event: copy,
+            });
         }
         event.reference_id = reference_id;
         self.counters.events_sent += 1;
@@ -330,7 +344,14 @@ impl Engine {
         });
     }
 
-    fn error(&mut self, out: &mut Vec<Output>, client: ClientId, req: &Request, code: u32, msg: String) {
+    fn error(
+        &mut self,
+        out: &mut Vec<Output>,
+        client: ClientId,
+        req: &Request,
+        code: u32,
+        msg: String,
+    ) {
         self.counters.request_errors += 1;
         info!(client, request = req.name.as_str(), code, reason = %msg, "rejected request");
         let ev = Event::error_for(req, ErrorCode(code), msg);
@@ -348,7 +369,8 @@ impl Engine {
         self.counters.request_errors += 1;
         let code = errors::tlib_code(e);
         info!(client, request = req.name.as_str(), code, csta = %e, "Connector refused request");
-        let ev = Event::error_for(req, ErrorCode(code), msg).with_extension("CSTAError", e.to_string());
+        let ev =
+            Event::error_for(req, ErrorCode(code), msg).with_extension("CSTAError", e.to_string());
         self.emit(out, vec![client], ev);
     }
 
@@ -380,7 +402,11 @@ impl Engine {
         }
         if !up {
             ev.error_code = Some(ErrorCode(54));
-            ev.error_message = Some(reason.unwrap_or("no link to the CSTA Connector").to_string());
+            ev.error_message = Some(
+                reason
+                    .unwrap_or("no link to the CSTA Connector")
+                    .to_string(),
+            );
         }
         ev
     }
@@ -405,9 +431,15 @@ impl Engine {
     /// Send queued requests while the window allows.
     fn pump(&mut self, out: &mut Vec<Output>) {
         while self.in_flight < self.cfg.max_outstanding.max(1) {
-            let Some(tag) = self.queue.pop_front() else { break };
-            let Some(p) = self.pending.get_mut(&tag) else { continue };
-            let Some(message) = p.message.take() else { continue };
+            let Some(tag) = self.queue.pop_front() else {
+                break;
+            };
+            let Some(p) = self.pending.get_mut(&tag) else {
+                continue;
+            };
+            let Some(message) = p.message.take() else {
+                continue;
+            };
             p.deadline_ms = Some(self.now.mono_ms + self.cfg.request_timeout_ms);
             self.in_flight += 1;
             out.push(Output::CstaRequest { tag, message });
@@ -444,7 +476,9 @@ impl Engine {
     }
 
     fn client_disconnected(&mut self, client: ClientId, out: &mut Vec<Output>) {
-        let Some(st) = self.clients.remove(&client) else { return };
+        let Some(st) = self.clients.remove(&client) else {
+            return;
+        };
         info!(client, peer = %st.peer, app = st.app.as_deref().unwrap_or(""), "client disconnected");
         for dn in st.regs {
             if let Some(d) = self.dns.get_mut(&dn) {
@@ -461,9 +495,7 @@ impl Engine {
 
     fn request(&mut self, client: ClientId, req: Request, out: &mut Vec<Output>) {
         self.counters.requests += 1;
-        if !self.clients.contains_key(&client) {
-            self.clients.insert(client, ClientState::default());
-        }
+        self.clients.entry(client).or_default();
         debug!(client, request = req.name.as_str(), "request");
         match req.name {
             RequestName::RequestRegisterClient => {
@@ -475,7 +507,11 @@ impl Engine {
             }
             RequestName::RequestQueryServer => {
                 let mut ev = Event::reply(EventName::EventServerInfo, &req);
-                let status = if self.link == LinkState::Up { "LinkConnected" } else { "LinkDisconnected" };
+                let status = if self.link == LinkState::Up {
+                    "LinkConnected"
+                } else {
+                    "LinkDisconnected"
+                };
                 ev.extensions = Some(kv(&[
                     ("ServerName", &self.cfg.server_name),
                     ("ServerVersion", env!("CARGO_PKG_VERSION")),
@@ -549,7 +585,8 @@ impl Engine {
                     );
                     return self.error(out, client, &req, 59, msg);
                 }
-                self.dns.insert(number.clone(), Dn::unconfigured(&number, t));
+                self.dns
+                    .insert(number.clone(), Dn::unconfigured(&number, t));
             }
         }
         let d = self.dns.get_mut(&number).expect("inserted above");
@@ -567,7 +604,11 @@ impl Engine {
             return self.error(out, client, &req, 42, msg);
         }
         d.regs.insert(client, Reg { mode, control });
-        self.clients.entry(client).or_default().regs.insert(number.clone());
+        self.clients
+            .entry(client)
+            .or_default()
+            .regs
+            .insert(number.clone());
         // First switch-level registration: answer after MonitorStart (and the hot-desk query).
         let d = self.dns.get(&number).expect("present");
         let starting = matches!(d.monitor, Monitor::Starting { .. }) || d.query_tag.is_some();
@@ -601,7 +642,13 @@ impl Engine {
             .get_mut(&number)
             .is_some_and(|d| d.regs.remove(&client).is_some());
         if !had {
-            return self.error(out, client, &req, 41, format!("DN {number} is not registered by this client"));
+            return self.error(
+                out,
+                client,
+                &req,
+                41,
+                format!("DN {number} is not registered by this client"),
+            );
         }
         if let Some(c) = self.clients.get_mut(&client) {
             c.regs.remove(&number);
@@ -615,11 +662,23 @@ impl Engine {
         let Some(number) = req.this_dn.clone() else {
             return self.error(out, client, &req, 53, "ThisDN missing".into());
         };
-        let Some(d) = self.dns.get(&number) else {
-            return self.error(out, client, &req, 59, format!("DN {number} is not known to this server"));
-        };
         let Some(info) = req.info_type else {
-            return self.error(out, client, &req, 53, "InfoType missing (AddressInfoDNStatus or AddressInfoAddressType)".into());
+            return self.error(
+                out,
+                client,
+                &req,
+                53,
+                "InfoType missing (AddressInfoDNStatus or AddressInfoAddressType)".into(),
+            );
+        };
+        let Some(d) = self.dns.get(&number) else {
+            return self.error(
+                out,
+                client,
+                &req,
+                59,
+                format!("DN {number} is not known to this server"),
+            );
         };
         let mut ev = Event::reply(EventName::EventAddressInfo, &req);
         ev.info_type = Some(info);
@@ -664,7 +723,9 @@ impl Engine {
     /// Start or stop the switch monitor of a DN to match who needs it; forget an unconfigured
     /// DN nobody uses.
     fn sync_monitor(&mut self, number: &str) {
-        let Some(d) = self.dns.get(number) else { return };
+        let Some(d) = self.dns.get(number) else {
+            return;
+        };
         let wants = d.wants_monitor();
         match (&d.monitor, wants) {
             (Monitor::Off, true) if self.link_usable() => self.start_monitor(number, false),
@@ -688,7 +749,9 @@ impl Engine {
     }
 
     fn forget_if_unused(&mut self, number: &str) {
-        let Some(d) = self.dns.get(number) else { return };
+        let Some(d) = self.dns.get(number) else {
+            return;
+        };
         if !d.configured
             && d.regs.is_empty()
             && d.waiters.is_empty()
@@ -703,7 +766,9 @@ impl Engine {
 
     /// Answer everyone waiting for the first registration of a DN.
     fn release_waiters(&mut self, number: &str, out: &mut Vec<Output>) {
-        let Some(d) = self.dns.get_mut(number) else { return };
+        let Some(d) = self.dns.get_mut(number) else {
+            return;
+        };
         let waiters = std::mem::take(&mut d.waiters);
         for (client, req) in waiters {
             let ev = self.registered_event(number, &req);
@@ -711,8 +776,17 @@ impl Engine {
         }
     }
 
-    fn fail_waiters(&mut self, number: &str, code: u32, msg: &str, csta: Option<&ctid_csta::CstaError>, out: &mut Vec<Output>) {
-        let Some(d) = self.dns.get_mut(number) else { return };
+    fn fail_waiters(
+        &mut self,
+        number: &str,
+        code: u32,
+        msg: &str,
+        csta: Option<&ctid_csta::CstaError>,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(d) = self.dns.get_mut(number) else {
+            return;
+        };
         let waiters = std::mem::take(&mut d.waiters);
         for (client, req) in &waiters {
             if let Some(d) = self.dns.get_mut(number) {
@@ -767,7 +841,10 @@ impl Engine {
         // ACD queues and routing points first, then the rest (tserver-behaviour §2.4).
         numbers.sort_by_key(|n| {
             let t = self.dns[n].dn_type;
-            (!matches!(t, AddressType::Queue | AddressType::RouteDn), n.clone())
+            (
+                !matches!(t, AddressType::Queue | AddressType::RouteDn),
+                n.clone(),
+            )
         });
         for n in numbers {
             self.start_monitor(&n, true);
@@ -798,7 +875,10 @@ impl Engine {
             self.forget_if_unused(&g);
         }
         self.link = LinkState::Up;
-        info!(monitored = self.xref.len(), "link operational; EventLinkConnected");
+        info!(
+            monitored = self.xref.len(),
+            "link operational; EventLinkConnected"
+        );
         let ev = self.link_event(true, None);
         let all = self.all_clients();
         self.emit(out, all, ev);
@@ -833,7 +913,13 @@ impl Engine {
         }
         for (_, q) in std::mem::take(&mut self.hd_waiting) {
             for (client, req) in q {
-                self.error(out, client, &req, 54, "no link to the CSTA Connector".into());
+                self.error(
+                    out,
+                    client,
+                    &req,
+                    54,
+                    "no link to the CSTA Connector".into(),
+                );
             }
         }
         self.hd_busy.clear();
@@ -856,7 +942,9 @@ impl Engine {
             .map(|(t, _)| *t)
             .collect();
         for tag in expired {
-            let Some(p) = self.take_pending(tag) else { continue };
+            let Some(p) = self.take_pending(tag) else {
+                continue;
+            };
             self.sync_tags.remove(&tag);
             match p.kind {
                 PendingKind::MonitorStart { dn } => {
@@ -878,14 +966,23 @@ impl Engine {
                     if s.held.is_some() {
                         self.finish_service_ok(*s, out);
                     } else {
-                        self.finish_service_failed(*s, 57, "no answer from the CSTA Connector", None, out);
+                        self.finish_service_failed(
+                            *s,
+                            57,
+                            "no answer from the CSTA Connector",
+                            None,
+                            out,
+                        );
                     }
                 }
             }
         }
         if let LinkState::Syncing { deadline_ms } = self.link {
             if deadline_ms <= now {
-                warn!(left = self.sync_tags.len(), "resync-timeout reached; the rest continues in the background");
+                warn!(
+                    left = self.sync_tags.len(),
+                    "resync-timeout reached; the rest continues in the background"
+                );
                 self.finish_sync(out);
             }
         }
@@ -916,7 +1013,9 @@ impl Engine {
                 let xref = r.monitor_cross_ref_id;
                 debug!(%dn, %xref, "monitored");
                 self.xref.insert(xref.clone(), dn.to_string());
-                let Some(d) = self.dns.get_mut(dn) else { return };
+                let Some(d) = self.dns.get_mut(dn) else {
+                    return;
+                };
                 d.monitor = Monitor::Active { xref };
                 if !d.wants_monitor() {
                     // Everybody left while MonitorStart was in flight.
@@ -957,16 +1056,24 @@ impl Engine {
         }
     }
 
-    fn query_answer(&mut self, dn: &str, resync: bool, msg: Result<Message, String>, out: &mut Vec<Output>) {
+    fn query_answer(
+        &mut self,
+        dn: &str,
+        resync: bool,
+        msg: Result<Message, String>,
+        out: &mut Vec<Output>,
+    ) {
         if let Some(d) = self.dns.get_mut(dn) {
             d.query_tag = None;
         }
         match msg {
             Ok(Message::EscapeResponse(r)) => {
                 let pair = match r.private_data().and_then(|p| p.hotdesk()) {
-                    Some(HotDesk::Extension { guest: Some(g), host: Some(h), .. }) if g == dn => {
-                        Some(h.clone())
-                    }
+                    Some(HotDesk::Extension {
+                        guest: Some(g),
+                        host: Some(h),
+                        ..
+                    }) if g == dn => Some(h.clone()),
                     Some(HotDesk::Extension { .. }) => None,
                     _ => {
                         warn!(%dn, "hot-desking query answer without the dialect's data");
@@ -993,7 +1100,9 @@ impl Engine {
                     warn!(%dn, error = %e.error, "hot-desking query failed");
                 }
             }
-            Ok(other) => warn!(%dn, answer = other.name(), "unexpected answer to the hot-desking query"),
+            Ok(other) => {
+                warn!(%dn, answer = other.name(), "unexpected answer to the hot-desking query")
+            }
             Err(reason) => warn!(%dn, %reason, "malformed answer to the hot-desking query"),
         }
         self.release_waiters(dn, out);
@@ -1023,7 +1132,10 @@ impl Engine {
                 }),
             }),
             other => {
-                debug!(request = other.name(), "unsupported request from the Connector");
+                debug!(
+                    request = other.name(),
+                    "unsupported request from the Connector"
+                );
                 out.push(Output::CstaAnswer {
                     invoke_id,
                     message: Message::CstaErrorCode(ctid_csta::CstaErrorCode {
@@ -1038,7 +1150,10 @@ impl Engine {
 
     fn csta_event(&mut self, msg: Message, out: &mut Vec<Output>) {
         let Some(xref) = msg.monitor_cross_ref_id() else {
-            debug!(event = msg.name(), "event without monitorCrossRefID ignored");
+            debug!(
+                event = msg.name(),
+                "event without monitorCrossRefID ignored"
+            );
             return;
         };
         if !self.xref.contains_key(xref) {
@@ -1081,7 +1196,13 @@ impl Engine {
         }
     }
 
-    fn hotdesk_event(&mut self, established: bool, guest: String, host: String, out: &mut Vec<Output>) {
+    fn hotdesk_event(
+        &mut self,
+        established: bool,
+        guest: String,
+        host: String,
+        out: &mut Vec<Output>,
+    ) {
         // A private service for this guest waiting for its answer holds a matching event.
         if let Some(tag) = self.hd_busy.get(&guest).copied() {
             let matches = match self.pending.get(&tag).map(|p| &p.kind) {
@@ -1105,7 +1226,11 @@ impl Engine {
                 for c in changes {
                     self.distribute(c, out);
                 }
-                if let Some(Pending { kind: PendingKind::HdService(s), .. }) = self.pending.get_mut(&tag) {
+                if let Some(Pending {
+                    kind: PendingKind::HdService(s),
+                    ..
+                }) = self.pending.get_mut(&tag)
+                {
                     s.held = Some(main.unwrap_or(Change {
                         established,
                         guest: guest.clone(),
@@ -1135,29 +1260,54 @@ impl Engine {
             return self.error(out, client, &req, 53, "PrivateMsgID missing".into());
         };
         if id != 1 && id != 2 {
-            return self.error(out, client, &req, 51, format!("PrivateMsgID {id} is not supported"));
+            return self.error(
+                out,
+                client,
+                &req,
+                51,
+                format!("PrivateMsgID {id} is not supported"),
+            );
         }
         if !self.hd_supported {
             return self.error(out, client, &req, 51, "hot desking not available".into());
         }
         if self.link != LinkState::Up {
-            return self.error(out, client, &req, 54, "no link to the CSTA Connector".into());
+            return self.error(
+                out,
+                client,
+                &req,
+                54,
+                "no link to the CSTA Connector".into(),
+            );
         }
         let Some(guest) = req.this_dn.clone() else {
             return self.error(out, client, &req, 53, "ThisDN missing".into());
         };
-        let reg = self.dns.get(&guest).and_then(|d| d.regs.get(&client).map(|r| (r.mode, d.dn_type)));
+        let reg = self
+            .dns
+            .get(&guest)
+            .and_then(|d| d.regs.get(&client).map(|r| (r.mode, d.dn_type)));
         let Some((mode, dn_type)) = reg else {
             return self.error(out, client, &req, 41, "ThisDN not registered".into());
         };
         if mode == RegisterMode::Monitor {
-            return self.error(out, client, &req, 41, "ThisDN registered in ModeMonitor".into());
+            return self.error(
+                out,
+                client,
+                &req,
+                41,
+                "ThisDN registered in ModeMonitor".into(),
+            );
         }
         if dn_type != AddressType::Dn {
             return self.error(out, client, &req, 53, "ThisDN is not an Extension".into());
         }
         let host = if id == 1 {
-            let h = match req.extensions.as_ref().map(|e| (e.get_str("HOST_DN"), e.get("HOST_DN"))) {
+            let h = match req
+                .extensions
+                .as_ref()
+                .map(|e| (e.get_str("HOST_DN"), e.get("HOST_DN")))
+            {
                 Some((Some(h), _)) => h.to_string(),
                 Some((None, Some(_))) => {
                     return self.error(out, client, &req, 53, "HOST_DN must be a string".into());
@@ -1165,7 +1315,13 @@ impl Engine {
                 _ => return self.error(out, client, &req, 53, "HOST_DN missing".into()),
             };
             if h.is_empty() || !ctid_protocol::is_valid_dn(&h) {
-                return self.error(out, client, &req, 53, format!("HOST_DN {h:?} is not a valid DN"));
+                return self.error(
+                    out,
+                    client,
+                    &req,
+                    53,
+                    format!("HOST_DN {h:?} is not a valid DN"),
+                );
             }
             if h == guest {
                 return self.error(out, client, &req, 53, "HOST_DN equals ThisDN".into());
@@ -1175,7 +1331,10 @@ impl Engine {
             self.hd.host_of(&guest).map(str::to_string)
         };
         if self.hd_busy.contains_key(&guest) {
-            self.hd_waiting.entry(guest).or_default().push_back((client, req));
+            self.hd_waiting
+                .entry(guest)
+                .or_default()
+                .push_back((client, req));
             return;
         }
         let hd = match &host {
@@ -1199,7 +1358,12 @@ impl Engine {
         self.hd_busy.insert(guest, tag);
     }
 
-    fn service_answer(&mut self, s: HdService, msg: Result<Message, String>, out: &mut Vec<Output>) {
+    fn service_answer(
+        &mut self,
+        s: HdService,
+        msg: Result<Message, String>,
+        out: &mut Vec<Output>,
+    ) {
         match msg {
             Ok(Message::EscapeResponse(_)) => self.finish_service_ok(s, out),
             Ok(Message::CstaErrorCode(e)) => {
@@ -1210,9 +1374,10 @@ impl Engine {
                     (ctid_csta::CstaError::StateIncompatibility(_), _) => {
                         format!("hot desking: guest {} is not associated", s.guest)
                     }
-                    (ctid_csta::CstaError::Operation(ctid_csta::OperationError::InvalidDeviceID), _) => {
-                        "hot desking: unknown device".to_string()
-                    }
+                    (
+                        ctid_csta::CstaError::Operation(ctid_csta::OperationError::InvalidDeviceID),
+                        _,
+                    ) => "hot desking: unknown device".to_string(),
                     (ctid_csta::CstaError::SystemResourceAvailability(_), _) => format!(
                         "hot desking: host {} is in use by another guest",
                         s.host.as_deref().unwrap_or("")
@@ -1231,7 +1396,10 @@ impl Engine {
                 self.finish_service_failed(s, 0, &text, Some(&err), out);
             }
             Ok(other) => {
-                let text = format!("unexpected answer {} to the hot-desking service", other.name());
+                let text = format!(
+                    "unexpected answer {} to the hot-desking service",
+                    other.name()
+                );
                 self.finish_service_failed(s, 1121, &text, None, out);
             }
             Err(reason) => {
@@ -1246,7 +1414,8 @@ impl Engine {
             Some(c) => Some(c),
             None => {
                 let mut changes = if s.service == 1 {
-                    self.hd.apply_established(&s.guest, s.host.as_deref().unwrap_or(""))
+                    self.hd
+                        .apply_established(&s.guest, s.host.as_deref().unwrap_or(""))
                 } else {
                     self.hd.apply_cancelled(&s.guest, s.host.as_deref())
                 };
@@ -1258,7 +1427,11 @@ impl Engine {
             }
         };
         let (msg_id, host, others) = match &main {
-            Some(c) => (c.msg_id(), c.host.clone(), self.registrants(&[&c.guest, &c.host])),
+            Some(c) => (
+                c.msg_id(),
+                c.host.clone(),
+                self.registrants(&[&c.guest, &c.host]),
+            ),
             // Already in that state (a duplicate): only the requester needs its answer.
             None => (s.service, s.host.clone().unwrap_or_default(), Vec::new()),
         };

@@ -1,0 +1,480 @@
+//! Scripted scenarios: the engine driven by hand-made inputs, asserting whole outputs. The
+//! real-socket versions of these live in crates/server/tests (ctid + csta-sim).
+
+use ctid_csta::*;
+use ctid_engine::*;
+use ctid_protocol::{Event, EventName, Request};
+
+struct T {
+    e: Engine,
+    now: Now,
+}
+
+fn xml_answer(m: Message) -> Message {
+    // Round trip through the codec so the test uses what a Connector would send.
+    decode(&encode(&m, Edition::Ed3).unwrap()).unwrap()
+}
+
+impl T {
+    fn new(cfg: EngineConfig) -> Self {
+        T {
+            e: Engine::new(cfg),
+            now: Now {
+                mono_ms: 1_000,
+                unix_micros: 1_790_000_000_000_000,
+            },
+        }
+    }
+    fn input(&mut self, i: Input) -> Vec<Output> {
+        let mut out = Vec::new();
+        self.e.handle(self.now, i, &mut out);
+        out
+    }
+    fn text(&mut self, client: ClientId, json: &str) -> Vec<Output> {
+        self.input(Input::ClientText {
+            client,
+            text: json.to_string(),
+        })
+    }
+    fn advance(&mut self, ms: u64) -> Vec<Output> {
+        self.now.mono_ms += ms;
+        self.input(Input::Tick)
+    }
+    /// Bring the link up and answer every MonitorStart / hot-desk query it sends.
+    fn up(&mut self, pairs: &[(&str, &str)]) -> Vec<Output> {
+        let out = self.input(Input::LinkUp {
+            name: "test".into(),
+        });
+        self.serve(out, pairs)
+    }
+    /// Answer the CSTA requests in `out` like a Connector would; return the client events.
+    fn serve(&mut self, mut out: Vec<Output>, pairs: &[(&str, &str)]) -> Vec<Output> {
+        let mut events = Vec::new();
+        while !out.is_empty() {
+            let mut next = Vec::new();
+            for o in out {
+                match o {
+                    Output::CstaRequest { tag, message } => {
+                        let answer = match message {
+                            Message::MonitorStart(m) => {
+                                let MonitorObject::Device(d) = m.monitor_object else {
+                                    panic!()
+                                };
+                                Message::MonitorStartResponse(MonitorStartResponse {
+                                    monitor_cross_ref_id: format!("{d}"),
+                                    monitor_existing_calls: None,
+                                    extensions: None,
+                                })
+                            }
+                            Message::Escape(e) => {
+                                let Some(HotDesk::Extension { guest: Some(g), .. }) =
+                                    e.private_data.as_ref().and_then(|p| p.hotdesk()).cloned()
+                                else {
+                                    panic!("{e:?}")
+                                };
+                                let pair =
+                                    pairs.iter().find(|(pg, _)| *pg == g).map(|(a, b)| (*a, *b));
+                                Message::EscapeResponse(EscapeResponse {
+                                    extensions: Some(Extensions::private(
+                                        HotDesk::answer(pair).into_private_data(),
+                                    )),
+                                })
+                            }
+                            other => panic!("unexpected request {other:?}"),
+                        };
+                        next.extend(self.input(Input::CstaAnswer {
+                            tag,
+                            message: xml_answer(answer),
+                        }));
+                    }
+                    ev => events.push(ev),
+                }
+            }
+            out = next;
+        }
+        events
+    }
+}
+
+fn events(out: &[Output]) -> Vec<(Vec<ClientId>, Event)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Event { to, event } => Some((to.clone(), event.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn requests(out: &[Output]) -> Vec<(Tag, Message)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::CstaRequest { tag, message } => Some((*tag, message.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn private_event(xref: &str, established: bool, g: &str, h: &str) -> Input {
+    let state = if established {
+        HotDeskState::Established
+    } else {
+        HotDeskState::Cancelled
+    };
+    Input::CstaEvent {
+        message: xml_answer(Message::PrivateEvent(PrivateEvent {
+            monitor_cross_ref_id: xref.into(),
+            private_data: Some(HotDesk::event(state, g, h).into_private_data()),
+            extensions: None,
+        })),
+    }
+}
+
+fn register(
+    t: &mut T,
+    client: ClientId,
+    dn: &str,
+    rid: u32,
+    pairs: &[(&str, &str)],
+) -> Vec<(Vec<ClientId>, Event)> {
+    let out = t.text(
+        client,
+        &format!(r#"{{"request":"RequestRegisterAddress","ReferenceID":{rid},"ThisDN":"{dn}"}}"#),
+    );
+    events(&t.serve(out, pairs))
+}
+
+#[test]
+fn first_registration_waits_for_the_hot_desk_query() {
+    let mut t = T::new(EngineConfig::default());
+    t.input(Input::ClientConnected {
+        client: 1,
+        peer: "a".into(),
+    });
+    let ev = events(&t.up(&[]));
+    assert_eq!(ev[0].1.name, EventName::EventLinkConnected);
+    let ev = register(&mut t, 1, "2010", 7, &[("2010", "1010")]);
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    let (to, e) = &ev[0];
+    assert_eq!(to, &vec![1]);
+    assert_eq!(e.name, EventName::EventRegistered);
+    assert_eq!(e.reference_id, Some(7));
+    assert_eq!(e.extension_str("HOST_DN"), Some("1010"));
+    let out = t.text(1, r#"{"request":"RequestQueryAddress","ReferenceID":8,"ThisDN":"2010","InfoType":"AddressInfoDNStatus"}"#);
+    let ev = events(&out);
+    assert_eq!(ev[0].1.name, EventName::EventAddressInfo);
+    assert_eq!(ev[0].1.extension_str("HOST_DN"), Some("1010"));
+    // the host has no HOST_DN
+    let ev = register(&mut t, 1, "1010", 9, &[("2010", "1010")]);
+    assert_eq!(ev[0].1.extension_str("HOST_DN"), None);
+}
+
+#[test]
+fn private_events_reach_each_client_once() {
+    let mut t = T::new(EngineConfig::default());
+    for c in [1, 2, 3] {
+        t.input(Input::ClientConnected {
+            client: c,
+            peer: "p".into(),
+        });
+    }
+    t.up(&[]);
+    register(&mut t, 1, "2001", 1, &[]);
+    register(&mut t, 2, "1001", 1, &[]);
+    register(&mut t, 3, "2001", 2, &[]);
+    register(&mut t, 3, "1001", 3, &[]);
+    let out = t.input(private_event("2001", true, "2001", "1001"));
+    let ev = events(&out);
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0].0, vec![1, 2, 3]);
+    assert_eq!(
+        (
+            ev[0].1.private_msg_id,
+            ev[0].1.this_dn.as_deref(),
+            ev[0].1.other_dn.as_deref()
+        ),
+        (Some(1), Some("2001"), Some("1001"))
+    );
+    assert_eq!(ev[0].1.reference_id, None);
+    // the copy on the host's monitor is a duplicate
+    assert!(events(&t.input(private_event("1001", true, "2001", "1001"))).is_empty());
+    assert_eq!(t.e.counters.duplicate_private_events, 1);
+    // moving to another host: implied cancel, then established
+    let ev = events(&t.input(private_event("2001", true, "2001", "1002")));
+    let ids: Vec<_> = ev
+        .iter()
+        .map(|(_, e)| (e.private_msg_id.unwrap(), e.other_dn.clone().unwrap()))
+        .collect();
+    assert_eq!(ids, vec![(2, "1001".to_string()), (1, "1002".to_string())]);
+    // an event for a monitor we do not have is dropped
+    assert!(events(&t.input(private_event("999", false, "2001", "1002"))).is_empty());
+    assert_eq!(t.e.counters.unknown_cross_ref, 1);
+}
+
+fn service(t: &mut T, client: ClientId, json: &str) -> (Tag, Message) {
+    let out = t.text(client, json);
+    let r = requests(&out);
+    assert_eq!(r.len(), 1, "{out:?}");
+    r[0].clone()
+}
+
+#[test]
+fn private_service_answer_before_or_after_the_event() {
+    let mut t = T::new(EngineConfig::default());
+    t.input(Input::ClientConnected {
+        client: 1,
+        peer: "a".into(),
+    });
+    t.input(Input::ClientConnected {
+        client: 2,
+        peer: "b".into(),
+    });
+    t.up(&[]);
+    register(&mut t, 1, "2001", 1, &[]);
+    register(&mut t, 2, "1001", 1, &[]);
+    // event first (held), then the answer
+    let (tag, msg) = service(
+        &mut t,
+        1,
+        r#"{"request":"RequestPrivateService","ReferenceID":15,"ThisDN":"2001","PrivateMsgID":1,"Extensions":{"HOST_DN":"1001"}}"#,
+    );
+    let Message::Escape(e) = msg else { panic!() };
+    assert_eq!(
+        e.private_data.unwrap().hotdesk(),
+        Some(&HotDesk::associate("2001", "1001"))
+    );
+    assert!(events(&t.input(private_event("2001", true, "2001", "1001"))).is_empty());
+    let ev = events(&t.input(Input::CstaAnswer {
+        tag,
+        message: Message::EscapeResponse(EscapeResponse { extensions: None }),
+    }));
+    assert_eq!(ev.len(), 2);
+    let mine = ev.iter().find(|(to, _)| to == &vec![1]).unwrap();
+    let theirs = ev.iter().find(|(to, _)| to == &vec![2]).unwrap();
+    assert_eq!(mine.1.reference_id, Some(15));
+    assert_eq!(theirs.1.reference_id, None);
+    assert_eq!(mine.1.event_sequence_number, theirs.1.event_sequence_number);
+    assert!(events(&t.input(private_event("1001", true, "2001", "1001"))).is_empty());
+    // cancel: answer first, then the event is a duplicate
+    let (tag, _) = service(
+        &mut t,
+        1,
+        r#"{"request":"RequestPrivateService","ReferenceID":16,"ThisDN":"2001","PrivateMsgID":2}"#,
+    );
+    let ev = events(&t.input(Input::CstaAnswer {
+        tag,
+        message: Message::EscapeResponse(EscapeResponse { extensions: None }),
+    }));
+    assert_eq!(ev.len(), 2);
+    assert!(ev
+        .iter()
+        .all(|(_, e)| e.private_msg_id == Some(2) && e.other_dn.as_deref() == Some("1001")));
+    assert!(events(&t.input(private_event("2001", false, "2001", "1001"))).is_empty());
+}
+
+#[test]
+fn private_service_errors() {
+    let mut t = T::new(EngineConfig::default());
+    t.input(Input::ClientConnected {
+        client: 1,
+        peer: "a".into(),
+    });
+    // link down: 54
+    let ev = events(&t.text(
+        1,
+        r#"{"request":"RequestPrivateService","ReferenceID":1,"ThisDN":"2001","PrivateMsgID":2}"#,
+    ));
+    assert_eq!(ev[0].1.error_code.map(|c| c.0), Some(54));
+    t.up(&[]);
+    let code = |t: &mut T, json: &str| events(&t.text(1, json))[0].1.error_code.map(|c| c.0);
+    assert_eq!(
+        code(
+            &mut t,
+            r#"{"request":"RequestPrivateService","ReferenceID":2,"ThisDN":"2001","PrivateMsgID":2}"#
+        ),
+        Some(41)
+    );
+    register(&mut t, 1, "2001", 3, &[]);
+    assert_eq!(
+        code(
+            &mut t,
+            r#"{"request":"RequestPrivateService","ReferenceID":4,"ThisDN":"2001","PrivateMsgID":1}"#
+        ),
+        Some(53)
+    );
+    assert_eq!(
+        code(
+            &mut t,
+            r#"{"request":"RequestPrivateService","ReferenceID":5,"ThisDN":"2001","PrivateMsgID":1,"Extensions":{"HOST_DN":"2001"}}"#
+        ),
+        Some(53)
+    );
+    assert_eq!(
+        code(
+            &mut t,
+            r#"{"request":"RequestPrivateService","ReferenceID":6,"ThisDN":"2001","PrivateMsgID":3013}"#
+        ),
+        Some(51)
+    );
+    register(&mut t, 1, "3001", 7, &[]);
+    // Connector refusal: mapped with the CSTAError extension
+    let (tag, _) = service(
+        &mut t,
+        1,
+        r#"{"request":"RequestPrivateService","ReferenceID":8,"ThisDN":"2001","PrivateMsgID":1,"Extensions":{"HOST_DN":"1001"}}"#,
+    );
+    let refuse = Message::CstaErrorCode(CstaErrorCode {
+        error: CstaError::SystemResourceAvailability(SystemResourceAvailabilityError::ResourceBusy),
+    });
+    let ev = events(&t.input(Input::CstaAnswer {
+        tag,
+        message: refuse,
+    }));
+    assert_eq!(ev[0].1.error_code.map(|c| c.0), Some(1172));
+    assert_eq!(
+        ev[0].1.extension_str("CSTAError"),
+        Some("systemResourceAvailibility/resourceBusy")
+    );
+    // no answer: 57 after request-timeout; a second request for the same guest waited
+    let (tag, _) = service(
+        &mut t,
+        1,
+        r#"{"request":"RequestPrivateService","ReferenceID":9,"ThisDN":"2001","PrivateMsgID":2}"#,
+    );
+    assert!(requests(&t.text(
+        1,
+        r#"{"request":"RequestPrivateService","ReferenceID":10,"ThisDN":"2001","PrivateMsgID":2}"#
+    ))
+    .is_empty());
+    let out = t.advance(5_001);
+    let ev = events(&out);
+    assert_eq!(ev[0].1.error_code.map(|c| c.0), Some(57));
+    assert_eq!(ev[0].1.reference_id, Some(9));
+    let next = requests(&out);
+    assert_eq!(next.len(), 1, "the waiting request goes out now");
+    assert!(
+        events(&t.input(Input::CstaAnswer {
+            tag,
+            message: Message::EscapeResponse(EscapeResponse { extensions: None })
+        }))
+        .is_empty(),
+        "late answer ignored"
+    );
+    // link lost while pending: 54
+    let ev = events(&t.input(Input::LinkDown {
+        reason: "test".into(),
+    }));
+    let codes: Vec<_> = ev
+        .iter()
+        .map(|(_, e)| (e.name, e.error_code.map(|c| c.0), e.reference_id))
+        .collect();
+    assert!(
+        codes.contains(&(EventName::EventError, Some(54), Some(10))),
+        "{codes:?}"
+    );
+    assert!(
+        codes.contains(&(EventName::EventLinkDisconnected, Some(54), None)),
+        "{codes:?}"
+    );
+}
+
+#[test]
+fn resync_reports_changes_before_link_connected() {
+    let mut t = T::new(EngineConfig::default());
+    t.input(Input::ClientConnected {
+        client: 1,
+        peer: "a".into(),
+    });
+    t.up(&[("2010", "1010")]);
+    register(&mut t, 1, "2010", 1, &[("2010", "1010")]);
+    register(&mut t, 1, "2003", 2, &[("2010", "1010")]);
+    assert_eq!(t.e.host_of("2010"), Some("1010"));
+    t.input(Input::LinkDown {
+        reason: "drop".into(),
+    });
+    // while down: registration is answered from the table, queries still work
+    let ev = register(&mut t, 1, "2004", 3, &[]);
+    assert_eq!(ev[0].1.name, EventName::EventRegistered);
+    // while the link was down 2010 left and 2003 sat down at 1003
+    let ev = events(&t.up(&[("2003", "1003")]));
+    let names: Vec<_> = ev
+        .iter()
+        .map(|(_, e)| (e.name, e.private_msg_id, e.this_dn.clone()))
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            (EventName::EventPrivateInfo, Some(1), Some("2003".into())),
+            (EventName::EventPrivateInfo, Some(2), Some("2010".into())),
+            (EventName::EventLinkConnected, None, None),
+        ]
+    );
+    assert!(t.e.is_monitored("2004"));
+}
+
+#[test]
+fn registration_rules() {
+    let mut cfg = EngineConfig::default();
+    cfg.dns.push(DnConfig {
+        number: "3001".into(),
+        dn_type: ctid_protocol::AddressType::Queue,
+        register: RegisterFlag::True,
+    });
+    let mut t = T::new(cfg);
+    for c in [1, 2] {
+        t.input(Input::ClientConnected {
+            client: c,
+            peer: "p".into(),
+        });
+    }
+    t.up(&[]);
+    assert!(
+        t.e.is_monitored("3001"),
+        "register = true is monitored at link-up"
+    );
+    let code = |ev: &[(Vec<ClientId>, Event)]| ev[0].1.error_code.map(|c| c.0);
+    let ev = events(&t.text(1, r#"{"request":"RequestRegisterAddress","ReferenceID":1,"ThisDN":"3001","AddressType":"AddressTypeDN"}"#));
+    assert_eq!(code(&ev), Some(53));
+    let ev = events(&t.text(1, r#"{"request":"RequestRegisterAddress","ReferenceID":2,"ThisDN":"T1","AddressType":"AddressTypeTrunk"}"#));
+    assert_eq!(code(&ev), Some(59));
+    register(&mut t, 1, "2001", 3, &[]);
+    let ev = events(&t.text(2, r#"{"request":"RequestRegisterAddress","ReferenceID":4,"ThisDN":"2001","RegisterMode":"ModePrivate"}"#));
+    assert_eq!(code(&ev), Some(42));
+    let ev = events(&t.text(
+        2,
+        r#"{"request":"RequestUnregisterAddress","ReferenceID":5,"ThisDN":"2001"}"#,
+    ));
+    assert_eq!(code(&ev), Some(41));
+    let ev = events(&t.text(
+        2,
+        r#"{"request":"RequestQueryAddress","ReferenceID":6,"ThisDN":"9999"}"#,
+    ));
+    assert_eq!(code(&ev), Some(53), "InfoType missing");
+    let ev = events(&t.text(2, r#"{"request":"RequestQueryAddress","ReferenceID":6,"ThisDN":"9999","InfoType":"AddressInfoDNStatus"}"#));
+    assert_eq!(code(&ev), Some(59));
+    let ev = events(&t.text(
+        2,
+        r#"{"request":"RequestMakeCall","ReferenceID":7,"ThisDN":"2001","OtherDN":"1001"}"#,
+    ));
+    assert_eq!(code(&ev), Some(51));
+    let ev = events(&t.text(2, r#"{"request":"Nope","ReferenceID":8}"#));
+    assert_eq!(code(&ev), Some(51));
+    let ev = events(&t.text(2, "not json"));
+    assert_eq!(code(&ev), Some(53));
+    // the last registration releases the switch monitor
+    let out = t.text(
+        1,
+        r#"{"request":"RequestUnregisterAddress","ReferenceID":9,"ThisDN":"2001"}"#,
+    );
+    assert!(requests(&out)
+        .iter()
+        .any(|(_, m)| matches!(m, Message::MonitorStop(_))));
+    assert!(!t.e.is_monitored("2001"));
+    // disconnecting releases too
+    register(&mut t, 2, "2002", 10, &[]);
+    assert!(t.e.is_monitored("2002"));
+    let out = t.input(Input::ClientDisconnected { client: 2 });
+    assert!(requests(&out)
+        .iter()
+        .any(|(_, m)| matches!(m, Message::MonitorStop(_))));
+    let _ = Request::new(ctid_protocol::RequestName::RequestQueryServer);
+}
