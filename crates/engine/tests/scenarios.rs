@@ -61,7 +61,7 @@ impl T {
                                     panic!()
                                 };
                                 Message::MonitorStartResponse(MonitorStartResponse {
-                                    monitor_cross_ref_id: format!("{d}"),
+                                    monitor_cross_ref_id: d.to_string(),
                                     monitor_existing_calls: None,
                                     extensions: None,
                                 })
