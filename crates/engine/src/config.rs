@@ -47,6 +47,12 @@ pub struct EngineConfig {
     pub hotdesk_enabled: bool,
     /// Name reported in EventLinkConnected / EventServerInfo.
     pub server_name: String,
+    /// A request on a call with one in flight waits at most this long (`call-rq-gap`).
+    pub call_rq_gap_ms: u64,
+    /// Largest user data of a call, bytes of its compact JSON (`user-data-limit`).
+    pub user_data_limit: usize,
+    /// Log out an agent when the session that logged it in goes away.
+    pub agent_logout_on_unregister: bool,
 }
 
 impl Default for EngineConfig {
@@ -60,6 +66,9 @@ impl Default for EngineConfig {
             resync_timeout_ms: 10_000,
             hotdesk_enabled: true,
             server_name: "ctid".to_string(),
+            call_rq_gap_ms: 250,
+            user_data_limit: 16_000,
+            agent_logout_on_unregister: false,
         }
     }
 }

@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use ctid_protocol::{AddressType, ControlMode, RegisterMode, Request};
+use std::collections::BTreeSet;
+
+use ctid_protocol::{AddressType, ConnId, ControlMode, ForwardMode, RegisterMode, Request};
 
 use crate::config::RegisterFlag;
 use crate::{ClientId, Tag};
@@ -36,6 +38,15 @@ pub struct Dn {
     pub query_tag: Option<Tag>,
     /// Registrations waiting for the switch-level registration to finish.
     pub waiters: Vec<(ClientId, Request)>,
+    /// Calls the DN takes part in.
+    pub calls: BTreeSet<ConnId>,
+    /// The agent logged in on the DN.
+    pub agent: Option<crate::control::AgentInfo>,
+    /// An agent was seen on this DN (so `AgentStatus` = `LoggedOut` means something).
+    pub had_agent: bool,
+    pub forward: Option<(ForwardMode, String)>,
+    pub dnd: bool,
+    pub out_of_service: bool,
 }
 
 impl Dn {
@@ -50,6 +61,12 @@ impl Dn {
             monitor: Monitor::Off,
             query_tag: None,
             waiters: Vec::new(),
+            calls: BTreeSet::new(),
+            agent: None,
+            had_agent: false,
+            forward: None,
+            dnd: false,
+            out_of_service: false,
         }
     }
 

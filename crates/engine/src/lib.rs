@@ -10,7 +10,9 @@
 //! deadlines and the `max-outstanding` window, and the hot-desk association table ([`hotdesk`]).
 #![deny(unsafe_code)]
 
+pub mod calls;
 pub mod config;
+pub mod control;
 pub mod dn;
 pub mod errors;
 pub mod hotdesk;
@@ -21,8 +23,8 @@ use ctid_csta::{
     HotDesk, InvokeId, Message, MonitorObject, MonitorStart, MonitorStop, MonitorType,
 };
 use ctid_protocol::{
-    AddressInfoType, AddressType, ControlMode, ErrorCode, Event, EventName, InfoStatus, KvList,
-    RegisterMode, Request, RequestName,
+    AddressInfoType, AddressType, ConnId, ControlMode, ErrorCode, Event, EventName, InfoStatus,
+    KvList, RegisterMode, Request, RequestName,
 };
 use tracing::{debug, info, warn};
 
@@ -117,6 +119,14 @@ enum PendingKind {
         resync: bool,
     },
     HdService(Box<HdService>),
+    /// A call-control / agent / feature request; `origin` is the call a consultation is made from.
+    Call {
+        expect: u64,
+        origin: Option<ConnId>,
+    },
+    Snapshot {
+        dn: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -179,6 +189,15 @@ pub struct Engine {
     seq: u64,
     now: Now,
     pub counters: Counters,
+    /// The call model.
+    pub calls: calls::Calls,
+    expects: Vec<control::Expect>,
+    next_expect: u64,
+    call_waiting: HashMap<ConnId, VecDeque<(u64, ClientId, Request)>>,
+    ready_requests: VecDeque<(ClientId, Request)>,
+    consult_origins: HashMap<String, ConnId>,
+    login_owner: HashMap<String, ClientId>,
+    snapshot_parts: HashMap<String, (String, Vec<ctid_csta::SnapshotDeviceResponseInfo>)>,
 }
 
 fn kv(pairs: &[(&str, &str)]) -> KvList {
@@ -218,6 +237,14 @@ impl Engine {
             seq: 0,
             now: Now::default(),
             counters: Counters::default(),
+            calls: calls::Calls::default(),
+            expects: Vec::new(),
+            next_expect: 0,
+            call_waiting: HashMap::new(),
+            ready_requests: VecDeque::new(),
+            consult_origins: HashMap::new(),
+            login_owner: HashMap::new(),
+            snapshot_parts: HashMap::new(),
         }
     }
 
@@ -293,6 +320,11 @@ impl Engine {
             Input::CstaEvent { message } => self.csta_event(message, out),
             Input::CstaRequest { invoke_id, message } => self.csta_request(invoke_id, message, out),
             Input::Tick => self.tick(out),
+        }
+        while let Some((client, req)) = self.ready_requests.pop_front() {
+            if self.clients.contains_key(&client) {
+                self.control_request(client, req, out);
+            }
         }
         self.pump(out);
     }
@@ -481,6 +513,25 @@ impl Engine {
         };
         info!(client, peer = %st.peer, app = st.app.as_deref().unwrap_or(""), "client disconnected");
         for dn in st.regs {
+            if self.cfg.agent_logout_on_unregister && self.login_owner.get(&dn) == Some(&client) {
+                self.login_owner.remove(&dn);
+                let agent = self
+                    .dns
+                    .get(&dn)
+                    .and_then(|d| d.agent.as_ref().map(|a| a.agent_id.clone()));
+                if agent.is_some() && self.link == LinkState::Up {
+                    info!(%dn, "agent-logout-on-unregister: logging the agent out");
+                    let msg = Message::SetAgentState(ctid_csta::SetAgentState {
+                        device: dn.clone(),
+                        requested_agent_state: ctid_csta::ReqAgentState::LoggedOff,
+                        agent_id: agent,
+                        password: None,
+                        group: None,
+                        extensions: None,
+                    });
+                    self.send(PendingKind::MonitorStop, msg);
+                }
+            }
             if let Some(d) = self.dns.get_mut(&dn) {
                 d.regs.remove(&client);
                 d.waiters.retain(|(c, _)| *c != client);
@@ -527,20 +578,19 @@ impl Engine {
             RequestName::RequestUnregisterAddress => self.unregister(client, req, out),
             RequestName::RequestQueryAddress => self.query_address(client, req, out),
             RequestName::RequestPrivateService => self.private_service(client, req, out),
-            other => {
-                let msg = format!("{} is not supported by this server", other.as_str());
-                self.error(out, client, &req, 51, msg);
-            }
+            _ => self.control_request(client, req, out),
         }
     }
 
-    fn dn_status(&self, d: &Dn) -> KvList {
+    /// The DN-status Extensions (§2.5), the number of calls and the agent.
+    fn dn_status(&self, d: &Dn) -> (KvList, usize, Option<String>) {
         let mut k = KvList::new();
-        k.insert_str("status", "AddressStatusIdle");
+        let n = self.call_status(&d.number, &mut k);
+        let agent = self.feature_status(&d.number, &mut k);
         if let Some(h) = self.hd.host_of(&d.number) {
             k.insert_str("HOST_DN", h);
         }
-        k
+        (k, n, agent)
     }
 
     fn registered_event(&self, dn: &str, client_req: &Request) -> Event {
@@ -550,7 +600,9 @@ impl Engine {
             ev.info_type = Some(AddressInfoType::AddressType);
             ev.info_status = Some(InfoStatus::AddressType(d.dn_type));
             ev.address_type = Some(d.dn_type);
-            ev.extensions = Some(self.dn_status(d));
+            let (k, _, agent) = self.dn_status(d);
+            ev.extensions = Some(k);
+            ev.agent_id = agent;
         }
         ev
     }
@@ -684,8 +736,10 @@ impl Engine {
         ev.info_type = Some(info);
         match info {
             AddressInfoType::DnStatus => {
-                ev.info_status = Some(InfoStatus::Number(0));
-                ev.extensions = Some(self.dn_status(d));
+                let (k, n, agent) = self.dn_status(d);
+                ev.info_status = Some(InfoStatus::Number(n as i64));
+                ev.extensions = Some(k);
+                ev.agent_id = agent;
             }
             AddressInfoType::AddressType => {
                 ev.info_status = Some(InfoStatus::AddressType(d.dn_type));
@@ -900,8 +954,11 @@ impl Engine {
                 d.query_tag = None;
             }
         }
+        self.expects_link_down(out);
+        self.snapshot_parts.clear();
         for (_, p) in pending {
             match p.kind {
+                PendingKind::Call { .. } | PendingKind::Snapshot { .. } => {}
                 PendingKind::MonitorStart { dn } | PendingKind::HdQuery { dn, .. } => {
                     self.release_waiters(&dn, out);
                 }
@@ -962,6 +1019,8 @@ impl Engine {
                     self.release_waiters(&dn, out);
                 }
                 PendingKind::MonitorStop => {}
+                PendingKind::Call { expect, .. } => self.call_timeout(expect, out),
+                PendingKind::Snapshot { dn } => warn!(%dn, "SnapshotDevice timed out"),
                 PendingKind::HdService(s) => {
                     if s.held.is_some() {
                         self.finish_service_ok(*s, out);
@@ -977,6 +1036,7 @@ impl Engine {
                 }
             }
         }
+        self.expect_tick(out);
         if let LinkState::Syncing { deadline_ms } = self.link {
             if deadline_ms <= now {
                 warn!(
@@ -1003,6 +1063,8 @@ impl Engine {
             PendingKind::MonitorStop => {}
             PendingKind::HdQuery { dn, resync } => self.query_answer(&dn, resync, msg, out),
             PendingKind::HdService(s) => self.service_answer(*s, msg, out),
+            PendingKind::Call { expect, origin } => self.call_answer(expect, origin, msg, out),
+            PendingKind::Snapshot { dn } => self.snapshot_answer(&dn, msg, out),
         }
         self.maybe_synced(out);
     }
@@ -1024,7 +1086,12 @@ impl Engine {
                     return;
                 }
                 let resync = self.link != LinkState::Up;
-                if d.dn_type == AddressType::Dn && self.hd_supported {
+                let snapshot = d.dn_type != AddressType::Unknown;
+                let is_ext = d.dn_type == AddressType::Dn;
+                if snapshot {
+                    self.start_snapshot(dn);
+                }
+                if is_ext && self.hd_supported {
                     self.start_query(dn, resync);
                 } else {
                     self.release_waiters(dn, out);
@@ -1159,6 +1226,11 @@ impl Engine {
         if !self.xref.contains_key(xref) {
             self.counters.unknown_cross_ref += 1;
             debug!(event = msg.name(), %xref, "event for an unknown monitorCrossRefID dropped");
+            return;
+        }
+        if !matches!(msg, Message::PrivateEvent(_)) {
+            let d = self.xref[xref].clone();
+            self.call_model_event(&d, &msg, out);
             return;
         }
         if let Message::PrivateEvent(pe) = &msg {

@@ -80,6 +80,12 @@ impl T {
                                     )),
                                 })
                             }
+                            Message::SnapshotDevice(_) => {
+                                Message::SnapshotDeviceResponse(SnapshotDeviceResponse {
+                                    cross_ref_id_or_snapshot_data: SnapshotResult::Data(vec![]),
+                                    extensions: None,
+                                })
+                            }
                             other => panic!("unexpected request {other:?}"),
                         };
                         next.extend(self.input(Input::CstaAnswer {
@@ -455,6 +461,8 @@ fn registration_rules() {
         2,
         r#"{"request":"RequestMakeCall","ReferenceID":7,"ThisDN":"2001","OtherDN":"1001"}"#,
     ));
+    assert_eq!(code(&ev), Some(41), "not registered by this client");
+    let ev = events(&t.text(2, r#"{"request":"RequestRegisterAll","ReferenceID":7}"#));
     assert_eq!(code(&ev), Some(51));
     let ev = events(&t.text(2, r#"{"request":"Nope","ReferenceID":8}"#));
     assert_eq!(code(&ev), Some(51));

@@ -1,0 +1,873 @@
+//! The call model (tserver-behaviour §6): calls with ctid-assigned ConnIDs, the switch CallID
+//! index (re-pointable: transfers and conferences move connections between calls), parties with
+//! states and roles, call type, ANI/DNIS, queue, user data; and the mapping of CSTA call events
+//! onto T-Library events for the clients of the monitored DN the event arrived for.
+//!
+//! The same switch event arrives once per monitored device involved, each copy with that
+//! device's monitorCrossRefID. Model updates are idempotent across copies; each copy produces the
+//! events of its own DN only.
+
+use std::collections::HashMap;
+
+use ctid_csta::{ConnectionId, DeviceRef, EventCause, LocalConnectionState, Message};
+use ctid_protocol::{
+    AddressType, CallState, CallType, ConnId, DnRole, Event, EventName, KvList, PartyState,
+};
+use tracing::debug;
+
+use crate::{Engine, Output};
+
+/// One party of a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Party {
+    pub dn: String,
+    pub state: PartyState,
+    pub role: DnRole,
+    /// EventRinging / EventQueued was sent for it (an abandon is then reported).
+    pub offered: bool,
+}
+
+/// A call as ctid knows it.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub conn_id: ConnId,
+    pub call_id: String,
+    pub parties: Vec<Party>,
+    pub call_type: CallType,
+    pub ani: Option<String>,
+    pub dnis: Option<String>,
+    pub this_queue: Option<String>,
+    pub user_data: KvList,
+    /// The call this consultation was made from.
+    pub consult_of: Option<ConnId>,
+}
+
+impl Call {
+    pub fn party(&self, dn: &str) -> Option<&Party> {
+        self.parties.iter().find(|p| p.dn == dn)
+    }
+    fn party_mut(&mut self, dn: &str) -> Option<&mut Party> {
+        self.parties.iter_mut().find(|p| p.dn == dn)
+    }
+    /// The first other party (for OtherDN).
+    pub fn other(&self, dn: &str) -> Option<&Party> {
+        self.parties.iter().find(|p| p.dn != dn)
+    }
+}
+
+/// A transfer or conference already applied, so later copies of the same event find it.
+#[derive(Debug, Clone)]
+pub(crate) struct Merge {
+    pub surviving: ConnId,
+    pub consult: ConnId,
+    /// DNs that were on the consultation call before the merge.
+    pub moved: Vec<String>,
+}
+
+/// The call tables.
+#[derive(Debug, Default)]
+pub struct Calls {
+    pub calls: HashMap<ConnId, Call>,
+    pub by_call_id: HashMap<String, ConnId>,
+    pub(crate) merges: HashMap<String, Merge>,
+    next: u64,
+    base: u64,
+}
+
+impl Calls {
+    fn new_conn_id(&mut self, unix_micros: u64) -> ConnId {
+        if self.base == 0 {
+            // High bits: server start (seconds); low bits: a counter. Unique, never reused.
+            self.base = ((unix_micros / 1_000_000) & 0xFFFF_FFFF).max(1) << 32;
+        }
+        self.next += 1;
+        ConnId(self.base | (self.next & 0xFFFF_FFFF))
+    }
+
+    /// The ConnID of a switch call ID.
+    pub fn conn_of(&self, call_id: &str) -> Option<ConnId> {
+        self.by_call_id.get(call_id).copied()
+    }
+
+    /// Calls a DN takes part in.
+    pub fn of_dn(&self, dn: &str) -> Vec<&Call> {
+        let mut v: Vec<&Call> = self
+            .calls
+            .values()
+            .filter(|c| c.party(dn).is_some())
+            .collect();
+        v.sort_by_key(|c| c.conn_id);
+        v
+    }
+}
+
+fn dev(d: &Option<DeviceRef>) -> Option<String> {
+    d.as_ref().and_then(|d| d.as_id()).map(str::to_string)
+}
+
+/// CSTA cause → T-Library CallState (tserver-behaviour §6.3).
+pub fn call_state(cause: Option<&EventCause>) -> (CallState, Option<String>) {
+    match cause {
+        None | Some(EventCause::Normal) | Some(EventCause::NormalClearing) => (CallState::Ok, None),
+        Some(EventCause::Transfer) | Some(EventCause::SingleStepTransfer) => {
+            (CallState::Transferred, None)
+        }
+        Some(EventCause::Conference) => (CallState::Conferenced, None),
+        Some(EventCause::Busy) => (CallState::Busy, None),
+        Some(EventCause::CallNotAnswered) => (CallState::NoAnswer, None),
+        Some(EventCause::Redirected) => (CallState::Redirected, None),
+        Some(
+            EventCause::CallForward
+            | EventCause::CallForwardImmediate
+            | EventCause::CallForwardBusy
+            | EventCause::CallForwardNoAnswer,
+        ) => (CallState::Forwarded, None),
+        Some(EventCause::CallPickup) => (CallState::Pickedup, None),
+        Some(other) => (CallState::Ok, Some(other.as_str().to_string())),
+    }
+}
+
+impl Engine {
+    fn is_internal(&self, number: &str) -> bool {
+        self.dns.contains_key(number)
+            || (!number.is_empty()
+                && number.len() <= 6
+                && number.bytes().all(|b| b.is_ascii_digit()))
+    }
+
+    /// The call of a switch call ID, created if new.
+    pub(crate) fn call_for(&mut self, call_id: &str) -> ConnId {
+        if let Some(c) = self.calls.conn_of(call_id) {
+            return c;
+        }
+        let conn_id = self.calls.new_conn_id(self.now.unix_micros);
+        let consult_of = self.take_consult_origin(call_id);
+        debug!(%call_id, conn = %conn_id, "new call");
+        self.calls.calls.insert(
+            conn_id,
+            Call {
+                conn_id,
+                call_id: call_id.to_string(),
+                parties: Vec::new(),
+                call_type: if consult_of.is_some() {
+                    CallType::Consult
+                } else {
+                    CallType::Unknown
+                },
+                ani: None,
+                dnis: None,
+                this_queue: None,
+                user_data: consult_of
+                    .and_then(|o| self.calls.calls.get(&o).map(|c| c.user_data.clone()))
+                    .unwrap_or_default(),
+                consult_of,
+            },
+        );
+        self.calls.by_call_id.insert(call_id.to_string(), conn_id);
+        conn_id
+    }
+
+    fn set_party(&mut self, conn: ConnId, dn: &str, state: PartyState, role: Option<DnRole>) {
+        let Some(call) = self.calls.calls.get_mut(&conn) else {
+            return;
+        };
+        match call.party_mut(dn) {
+            Some(p) => {
+                p.state = state;
+                if let Some(r) = role {
+                    if p.role == DnRole::Unknown {
+                        p.role = r;
+                    }
+                }
+            }
+            None => call.parties.push(Party {
+                dn: dn.to_string(),
+                state,
+                role: role.unwrap_or(DnRole::Unknown),
+                offered: false,
+            }),
+        }
+    }
+
+    fn classify(&mut self, conn: ConnId, calling: Option<&str>, called: Option<&str>) {
+        let (ci, cd) = (
+            calling.map(|c| self.is_internal(c)),
+            called.map(|c| self.is_internal(c)),
+        );
+        let Some(call) = self.calls.calls.get_mut(&conn) else {
+            return;
+        };
+        if call.call_type == CallType::Unknown {
+            call.call_type = match (ci, cd) {
+                (Some(true), Some(true)) => CallType::Internal,
+                (Some(false), _) => CallType::Inbound,
+                (Some(true), Some(false)) => CallType::Outbound,
+                _ => CallType::Unknown,
+            };
+        }
+        if call.ani.is_none() {
+            call.ani = calling.map(str::to_string);
+        }
+        if call.dnis.is_none() {
+            call.dnis = called.map(str::to_string);
+        }
+    }
+
+    /// Remove a party; forget the call when nobody is left.
+    fn drop_party(&mut self, conn: ConnId, dn: &str) {
+        let empty = match self.calls.calls.get_mut(&conn) {
+            Some(c) => {
+                c.parties.retain(|p| p.dn != dn);
+                c.parties.is_empty()
+            }
+            None => return,
+        };
+        if empty {
+            self.forget_call(conn);
+        }
+    }
+
+    pub(crate) fn forget_call(&mut self, conn: ConnId) {
+        if let Some(c) = self.calls.calls.remove(&conn) {
+            debug!(conn = %conn, call_id = %c.call_id, "call ended");
+            self.calls.by_call_id.retain(|_, v| *v != conn);
+            self.calls
+                .merges
+                .retain(|_, m| m.surviving != conn && m.consult != conn);
+        }
+    }
+
+    /// A call event for clients of `dn`, with the call's common attributes.
+    pub(crate) fn call_event(&self, name: EventName, dn: &str, conn: ConnId) -> Event {
+        let mut ev = Event::new(name).with_this_dn(dn);
+        ev.conn_id = Some(conn);
+        if let Some(c) = self.calls.calls.get(&conn) {
+            ev.call_id = Some(c.call_id.clone());
+            ev.call_type = Some(c.call_type);
+            if let Some(p) = c.party(dn) {
+                ev.this_dn_role = Some(p.role);
+            }
+            if let Some(o) = c.other(dn) {
+                ev.other_dn = Some(o.dn.clone());
+                ev.other_dn_role = Some(o.role);
+            }
+            if c.call_type == CallType::Inbound || ev.name == EventName::EventRinging {
+                ev.ani = c.ani.clone();
+            }
+            ev.dnis = c.dnis.clone();
+            ev.this_queue = c.this_queue.clone();
+            if !c.user_data.is_empty() {
+                ev.user_data = Some(c.user_data.clone());
+            }
+        }
+        ev
+    }
+
+    /// Deliver a call event of `dn`: to the requester waiting for it (with its ReferenceID) and
+    /// every other client registered on `dn`.
+    pub(crate) fn deliver(&mut self, out: &mut Vec<Output>, dn: &str, ev: Event) {
+        let to = self.registrants(&[dn]);
+        if let Some((client, rid)) = self.match_expectation(dn, &ev) {
+            self.emit_answer(out, client, rid, to, ev);
+        } else {
+            self.emit(out, to, ev);
+        }
+    }
+
+    fn conn_call(&mut self, c: &ConnectionId) -> Option<ConnId> {
+        c.call_id
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .map(|id| self.call_for(id))
+    }
+
+    /// A CSTA call, agent or device event for monitored DN `d`.
+    pub(crate) fn call_model_event(&mut self, d: &str, msg: &Message, out: &mut Vec<Output>) {
+        match msg {
+            Message::ServiceInitiatedEvent(e) => {
+                let Some(conn) = self.conn_call(&e.initiated_connection) else {
+                    return;
+                };
+                let who = e
+                    .initiated_connection
+                    .device_id
+                    .clone()
+                    .unwrap_or_else(|| d.to_string());
+                self.set_party(conn, &who, PartyState::Initiated, Some(DnRole::Origination));
+                self.add_dn_call(&who, conn);
+                let by_ctid = e.cause == Some(EventCause::MakeCall) || self.expects_dialing(&who);
+                if who == d && !by_ctid {
+                    let mut ev = Event::new(EventName::EventOffHook).with_this_dn(d);
+                    ev.conn_id = Some(conn);
+                    ev.call_id = Some(e.initiated_connection.call().to_string());
+                    self.deliver(out, d, ev);
+                }
+            }
+            Message::OriginatedEvent(e) => {
+                let Some(conn) = self.conn_call(&e.originated_connection) else {
+                    return;
+                };
+                let calling = dev(&e.calling_device)
+                    .or_else(|| e.originated_connection.device_id.clone())
+                    .unwrap_or_default();
+                let called = dev(&e.called_device);
+                self.set_party(
+                    conn,
+                    &calling,
+                    PartyState::Initiated,
+                    Some(DnRole::Origination),
+                );
+                self.add_dn_call(&calling, conn);
+                self.classify(conn, Some(&calling), called.as_deref());
+                if calling == d {
+                    let mut ev = self.call_event(EventName::EventDialing, d, conn);
+                    if let Some(c) = &called {
+                        ev.other_dn = Some(c.clone());
+                        ev.other_dn_role = Some(DnRole::Destination);
+                    }
+                    self.deliver(out, d, ev);
+                }
+            }
+            Message::DeliveredEvent(e) => {
+                let Some(conn) = self.conn_call(&e.connection) else {
+                    return;
+                };
+                let alerting = dev(&e.alerting_device)
+                    .or_else(|| e.connection.device_id.clone())
+                    .unwrap_or_default();
+                let calling = dev(&e.calling_device);
+                let called = dev(&e.called_device);
+                if let Some(c) = &calling {
+                    if self
+                        .calls
+                        .calls
+                        .get(&conn)
+                        .is_some_and(|x| x.party(c).is_none())
+                    {
+                        self.set_party(conn, c, PartyState::Connected, Some(DnRole::Origination));
+                    }
+                }
+                self.set_party(
+                    conn,
+                    &alerting,
+                    PartyState::Alerting,
+                    Some(DnRole::Destination),
+                );
+                self.add_dn_call(&alerting, conn);
+                self.classify(conn, calling.as_deref(), called.as_deref());
+                if alerting == d {
+                    if let Some(p) = self.calls.calls.get_mut(&conn).and_then(|c| c.party_mut(d)) {
+                        p.offered = true;
+                    }
+                    let mut ev = self.call_event(EventName::EventRinging, d, conn);
+                    if let Some(c) = &calling {
+                        ev.other_dn = Some(c.clone());
+                        ev.other_dn_role = Some(DnRole::Origination);
+                        ev.ani = Some(c.clone());
+                    }
+                    self.deliver(out, d, ev);
+                }
+            }
+            Message::EstablishedEvent(e) => {
+                let Some(conn) = self.conn_call(&e.established_connection) else {
+                    return;
+                };
+                let answering = dev(&e.answering_device)
+                    .or_else(|| e.established_connection.device_id.clone())
+                    .unwrap_or_default();
+                let calling = dev(&e.calling_device);
+                self.set_party(
+                    conn,
+                    &answering,
+                    PartyState::Connected,
+                    Some(DnRole::Destination),
+                );
+                self.add_dn_call(&answering, conn);
+                if let Some(c) = &calling {
+                    self.set_party(conn, c, PartyState::Connected, Some(DnRole::Origination));
+                }
+                if self
+                    .calls
+                    .calls
+                    .get(&conn)
+                    .is_some_and(|c| c.party(d).is_some())
+                {
+                    let mut ev = self.call_event(EventName::EventEstablished, d, conn);
+                    if answering != d {
+                        ev.other_dn = Some(answering.clone());
+                    } else if let Some(c) = &calling {
+                        ev.other_dn = Some(c.clone());
+                    }
+                    self.deliver(out, d, ev);
+                }
+            }
+            Message::HeldEvent(e) => {
+                let Some(conn) = self.conn_call(&e.held_connection) else {
+                    return;
+                };
+                let holding = dev(&e.holding_device)
+                    .or_else(|| e.held_connection.device_id.clone())
+                    .unwrap_or_default();
+                self.set_party(conn, &holding, PartyState::Held, None);
+                if holding == d {
+                    let ev = self.call_event(EventName::EventHeld, d, conn);
+                    self.deliver(out, d, ev);
+                }
+            }
+            Message::RetrievedEvent(e) => {
+                let Some(conn) = self.conn_call(&e.retrieved_connection) else {
+                    return;
+                };
+                let who = dev(&e.retrieving_device)
+                    .or_else(|| e.retrieved_connection.device_id.clone())
+                    .unwrap_or_default();
+                self.set_party(conn, &who, PartyState::Connected, None);
+                if who == d {
+                    let ev = self.call_event(EventName::EventRetrieved, d, conn);
+                    self.deliver(out, d, ev);
+                }
+            }
+            Message::ConnectionClearedEvent(e) => {
+                let Some(call_id) = e.dropped_connection.call_id.as_deref() else {
+                    return;
+                };
+                let Some(conn) = self.calls.conn_of(call_id) else {
+                    return;
+                };
+                let dropped = e
+                    .dropped_connection
+                    .device_id
+                    .clone()
+                    .or_else(|| dev(&e.releasing_device))
+                    .unwrap_or_default();
+                self.connection_cleared(d, conn, &dropped, e.cause.as_ref(), out);
+            }
+            Message::CallClearedEvent(e) => {
+                let Some(conn) = e
+                    .cleared_call
+                    .call_id
+                    .as_deref()
+                    .and_then(|c| self.calls.conn_of(c))
+                else {
+                    return;
+                };
+                self.connection_cleared(d, conn, d, e.cause.as_ref(), out);
+            }
+            Message::TransferedEvent(e) => self.merged(
+                d,
+                msg,
+                e.primary_old_call.as_ref(),
+                e.secondary_old_call.as_ref(),
+                &e.transferred_connections,
+                dev(&e.transferring_device),
+                None,
+                out,
+            ),
+            Message::ConferencedEvent(e) => self.merged(
+                d,
+                msg,
+                e.primary_old_call.as_ref(),
+                e.secondary_old_call.as_ref(),
+                &e.conference_connections,
+                dev(&e.conferencing_device),
+                dev(&e.added_party),
+                out,
+            ),
+            Message::DivertedEvent(e) => {
+                let Some(conn) = self.conn_call(&e.connection) else {
+                    return;
+                };
+                let diverting = dev(&e.diverting_device)
+                    .or_else(|| e.connection.device_id.clone())
+                    .unwrap_or_default();
+                let new_dest = dev(&e.new_destination);
+                let was_queue = self.dns.get(&diverting).is_some_and(|x| {
+                    matches!(x.dn_type, AddressType::Queue | AddressType::RouteDn)
+                });
+                if was_queue {
+                    if let Some(c) = self.calls.calls.get_mut(&conn) {
+                        c.this_queue = Some(diverting.clone());
+                    }
+                }
+                if diverting == d {
+                    if was_queue {
+                        let mut ev = self.call_event(EventName::EventDiverted, d, conn);
+                        ev.other_dn = new_dest.clone();
+                        ev.this_queue = Some(d.to_string());
+                        self.deliver(out, d, ev);
+                    } else {
+                        let mut ev = self.call_event(EventName::EventReleased, d, conn);
+                        let (mut cs, _) = call_state(e.cause.as_ref());
+                        if cs == CallState::Ok {
+                            cs = CallState::Redirected;
+                        }
+                        ev.call_state = Some(cs);
+                        ev.other_dn = new_dest.clone();
+                        self.deliver(out, d, ev);
+                    }
+                }
+                self.drop_party(conn, &diverting);
+                self.remove_dn_call(&diverting, conn);
+            }
+            Message::FailedEvent(e) => {
+                let Some(conn) = self.conn_call(&e.failed_connection) else {
+                    return;
+                };
+                let failing = dev(&e.failing_device)
+                    .or_else(|| e.failed_connection.device_id.clone())
+                    .unwrap_or_default();
+                let calling = dev(&e.calling_device);
+                self.set_party(
+                    conn,
+                    &failing,
+                    PartyState::Failed,
+                    Some(DnRole::Destination),
+                );
+                if calling.as_deref() == Some(d)
+                    || (failing != d
+                        && self
+                            .calls
+                            .calls
+                            .get(&conn)
+                            .is_some_and(|c| c.party(d).is_some()))
+                {
+                    let mut ev = self.call_event(EventName::EventDestinationBusy, d, conn);
+                    ev.other_dn = Some(failing.clone());
+                    ev.call_state = Some(call_state(e.cause.as_ref()).0);
+                    self.deliver(out, d, ev);
+                }
+            }
+            Message::QueuedEvent(e) => {
+                let Some(conn) = self.conn_call(&e.queued_connection) else {
+                    return;
+                };
+                let queue = dev(&e.queue)
+                    .or_else(|| e.queued_connection.device_id.clone())
+                    .unwrap_or_default();
+                let calling = dev(&e.calling_device);
+                let called = dev(&e.called_device);
+                self.classify(conn, calling.as_deref(), called.as_deref());
+                if let Some(c) = &calling {
+                    if self
+                        .calls
+                        .calls
+                        .get(&conn)
+                        .is_some_and(|x| x.party(c).is_none())
+                    {
+                        self.set_party(conn, c, PartyState::Connected, Some(DnRole::Origination));
+                    }
+                }
+                self.set_party(conn, &queue, PartyState::Queued, Some(DnRole::Destination));
+                self.add_dn_call(&queue, conn);
+                if let Some(c) = self.calls.calls.get_mut(&conn) {
+                    c.this_queue = Some(queue.clone());
+                }
+                if queue == d {
+                    if let Some(p) = self.calls.calls.get_mut(&conn).and_then(|c| c.party_mut(d)) {
+                        p.offered = true;
+                    }
+                    let mut ev = self.call_event(EventName::EventQueued, d, conn);
+                    ev.this_queue = Some(d.to_string());
+                    ev.other_dn = calling.clone();
+                    self.deliver(out, d, ev);
+                }
+            }
+            Message::NetworkReachedEvent(e) => {
+                let Some(conn) = self.conn_call(&e.outbound_connection) else {
+                    return;
+                };
+                let calling = dev(&e.calling_device);
+                let called = dev(&e.called_device);
+                self.classify(conn, calling.as_deref(), called.as_deref());
+                if calling.as_deref() == Some(d) {
+                    let mut ev = self.call_event(EventName::EventNetworkReached, d, conn);
+                    ev.other_dn = called;
+                    self.deliver(out, d, ev);
+                }
+            }
+            _ => self.device_event(d, msg, out),
+        }
+    }
+
+    fn connection_cleared(
+        &mut self,
+        d: &str,
+        conn: ConnId,
+        dropped: &str,
+        cause: Option<&EventCause>,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(call) = self.calls.calls.get(&conn) else {
+            return;
+        };
+        let parties_before = call.parties.len();
+        let d_party = call.party(d).cloned();
+        let dropped_was_caller = call
+            .party(dropped)
+            .is_some_and(|p| p.role == DnRole::Origination);
+        if dropped == d {
+            if d_party.is_some() {
+                let mut ev = self.call_event(EventName::EventReleased, d, conn);
+                let (cs, csta_cause) = call_state(cause);
+                ev.call_state = Some(cs);
+                if let Some(c) = csta_cause {
+                    ev.extensions
+                        .get_or_insert_with(KvList::new)
+                        .insert_str("CSTACause", c);
+                }
+                self.deliver(out, d, ev);
+            }
+            self.drop_party(conn, d);
+            self.remove_dn_call(d, conn);
+            return;
+        }
+        match d_party {
+            Some(p)
+                if dropped_was_caller
+                    && p.offered
+                    && matches!(p.state, PartyState::Alerting | PartyState::Queued) =>
+            {
+                let mut ev = self.call_event(EventName::EventAbandoned, d, conn);
+                ev.other_dn = Some(dropped.to_string());
+                ev.call_state = Some(CallState::Abandoned);
+                self.deliver(out, d, ev);
+                self.drop_party(conn, dropped);
+                self.drop_party(conn, d);
+                self.remove_dn_call(d, conn);
+                return;
+            }
+            Some(_)
+                if parties_before >= 3
+                    && self
+                        .calls
+                        .calls
+                        .get(&conn)
+                        .is_some_and(|c| c.party(dropped).is_some()) =>
+            {
+                let mut ev = self.call_event(EventName::EventPartyDeleted, d, conn);
+                ev.other_dn = Some(dropped.to_string());
+                ev.other_dn_role = Some(DnRole::DeletedParty);
+                self.deliver(out, d, ev);
+            }
+            _ => {}
+        }
+        self.drop_party(conn, dropped);
+        self.remove_dn_call(dropped, conn);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn merged(
+        &mut self,
+        d: &str,
+        msg: &Message,
+        primary: Option<&ConnectionId>,
+        secondary: Option<&ConnectionId>,
+        list: &[ctid_csta::ConnectionListItem],
+        by: Option<String>,
+        added: Option<String>,
+        out: &mut Vec<Output>,
+    ) {
+        let conference = matches!(msg, Message::ConferencedEvent(_));
+        let (Some(p_id), Some(s_id)) = (
+            primary.and_then(|c| c.call_id.clone()),
+            secondary.and_then(|c| c.call_id.clone()),
+        ) else {
+            return;
+        };
+        let key = format!("{p_id}/{s_id}");
+        let merge = match self.calls.merges.get(&key).cloned() {
+            Some(m) => m,
+            None => {
+                let surviving = self.call_for(&p_id);
+                let consult = self.call_for(&s_id);
+                let moved: Vec<String> = self
+                    .calls
+                    .calls
+                    .get(&consult)
+                    .map(|c| c.parties.iter().map(|p| p.dn.clone()).collect())
+                    .unwrap_or_default();
+                // Move the consultation's parties into the surviving call (the original ConnID
+                // survives; tserver-behaviour §6.1), and re-point every new callID at it.
+                let consult_call = self.calls.calls.remove(&consult);
+                if let Some(cc) = consult_call {
+                    for p in cc.parties {
+                        if Some(&p.dn) == by.as_ref() {
+                            continue;
+                        }
+                        self.remove_dn_call(&p.dn, consult);
+                        self.add_dn_call(&p.dn, surviving);
+                        if let Some(sc) = self.calls.calls.get_mut(&surviving) {
+                            if sc.party(&p.dn).is_none() {
+                                sc.parties.push(Party {
+                                    state: PartyState::Connected,
+                                    role: if conference {
+                                        DnRole::ConferenceMember
+                                    } else {
+                                        p.role
+                                    },
+                                    ..p
+                                });
+                            }
+                        }
+                    }
+                }
+                self.calls.by_call_id.retain(|_, v| *v != consult);
+                for item in list {
+                    if let Some(n) = item.new_connection.as_ref().and_then(|c| c.call_id.clone()) {
+                        self.calls.by_call_id.insert(n, surviving);
+                    }
+                }
+                if let Some(by) = &by {
+                    if !conference {
+                        if let Some(sc) = self.calls.calls.get_mut(&surviving) {
+                            sc.parties.retain(|p| &p.dn != by);
+                        }
+                    } else {
+                        self.set_party(surviving, by, PartyState::Connected, None);
+                    }
+                }
+                if let Some(sc) = self.calls.calls.get_mut(&surviving) {
+                    for p in sc.parties.iter_mut() {
+                        if p.state == PartyState::Held {
+                            p.state = PartyState::Connected;
+                        }
+                    }
+                }
+                let m = Merge {
+                    surviving,
+                    consult,
+                    moved,
+                };
+                self.calls.merges.insert(key, m.clone());
+                m
+            }
+        };
+        let by_d = by.as_deref() == Some(d);
+        if by_d {
+            if conference {
+                // Released on the consultation, then PartyAdded on the original.
+                let mut ev = self.call_event(EventName::EventReleased, d, merge.consult);
+                ev.conn_id = Some(merge.consult);
+                ev.call_state = Some(CallState::Conferenced);
+                self.emit(out, self.registrants(&[d]), ev);
+                let mut ev = self.call_event(EventName::EventPartyAdded, d, merge.surviving);
+                ev.other_dn = added.clone();
+                ev.this_dn_role = Some(DnRole::ConferencedBy);
+                ev.other_dn_role = Some(DnRole::NewParty);
+                self.deliver(out, d, ev);
+            } else {
+                for conn in [merge.surviving, merge.consult] {
+                    let mut ev = self.call_event(EventName::EventReleased, d, conn);
+                    ev.conn_id = Some(conn);
+                    ev.call_state = Some(CallState::Transferred);
+                    self.deliver(out, d, ev);
+                }
+                self.remove_dn_call(d, merge.surviving);
+                self.remove_dn_call(d, merge.consult);
+            }
+            return;
+        }
+        let was_consulted = merge.moved.iter().any(|x| x == d);
+        let name = if conference && !was_consulted {
+            EventName::EventPartyAdded
+        } else {
+            EventName::EventPartyChanged
+        };
+        let mut ev = self.call_event(name, d, merge.surviving);
+        if was_consulted {
+            ev.previous_conn_id = Some(merge.consult);
+        }
+        ev.third_party_dn = by.clone();
+        ev.third_party_dn_role = Some(if conference {
+            DnRole::ConferencedBy
+        } else {
+            DnRole::TransferredBy
+        });
+        if conference && !was_consulted {
+            ev.other_dn = added;
+            ev.other_dn_role = Some(DnRole::NewParty);
+        }
+        self.deliver(out, d, ev);
+    }
+
+    pub(crate) fn add_dn_call(&mut self, dn: &str, conn: ConnId) {
+        if let Some(x) = self.dns.get_mut(dn) {
+            x.calls.insert(conn);
+        }
+    }
+
+    pub(crate) fn remove_dn_call(&mut self, dn: &str, conn: ConnId) {
+        if let Some(x) = self.dns.get_mut(dn) {
+            x.calls.remove(&conn);
+        }
+    }
+
+    /// The DN-status keys about calls: `status`, `conn-<n>`, `ps-<n>`.
+    pub(crate) fn call_status(&self, dn: &str, k: &mut KvList) -> usize {
+        let Some(d) = self.dns.get(dn) else { return 0 };
+        let mut n = 0;
+        let mut status = "AddressStatusIdle";
+        for conn in &d.calls {
+            let Some(c) = self.calls.calls.get(conn) else {
+                continue;
+            };
+            let Some(p) = c.party(dn) else { continue };
+            n += 1;
+            k.insert_str(format!("conn-{n}"), conn.to_string());
+            k.insert_str(format!("ps-{n}"), p.state.as_str());
+            status = match (status, p.state) {
+                (_, PartyState::Connected) => "AddressStatusTalking",
+                ("AddressStatusIdle", PartyState::Alerting) => "AddressStatusRinging",
+                ("AddressStatusIdle", PartyState::Initiated) => "AddressStatusDialing",
+                ("AddressStatusIdle", PartyState::Held) => "AddressStatusHeld",
+                (s, _) => s,
+            };
+        }
+        k.insert_str("status", status);
+        n
+    }
+
+    fn expects_dialing(&self, dn: &str) -> bool {
+        self.expects
+            .iter()
+            .any(|x| x.dn == dn && x.events.contains(&EventName::EventDialing))
+    }
+
+    fn take_consult_origin(&mut self, call_id: &str) -> Option<ConnId> {
+        self.consult_origins.remove(call_id)
+    }
+
+    /// Remember that the call `call_id` (from a ConsultationCall answer) consults `origin`.
+    pub(crate) fn note_consultation(&mut self, call_id: &str, origin: ConnId) {
+        match self.calls.conn_of(call_id) {
+            Some(conn) => {
+                let ud = self.calls.calls.get(&origin).map(|c| c.user_data.clone());
+                if let Some(c) = self.calls.calls.get_mut(&conn) {
+                    c.consult_of = Some(origin);
+                    c.call_type = CallType::Consult;
+                    if c.user_data.is_empty() {
+                        if let Some(u) = ud {
+                            c.user_data = u;
+                        }
+                    }
+                }
+            }
+            None => {
+                self.consult_origins.insert(call_id.to_string(), origin);
+            }
+        }
+    }
+}
+
+/// Unused helper kept for clarity of the state literal names in logs.
+pub fn state_of(s: &LocalConnectionState) -> PartyState {
+    match s {
+        LocalConnectionState::Initiated => PartyState::Initiated,
+        LocalConnectionState::Alerting => PartyState::Alerting,
+        LocalConnectionState::Connected => PartyState::Connected,
+        LocalConnectionState::Hold => PartyState::Held,
+        LocalConnectionState::Queued => PartyState::Queued,
+        LocalConnectionState::Fail => PartyState::Failed,
+        _ => PartyState::Null,
+    }
+}
