@@ -486,3 +486,213 @@ fn registration_rules() {
         .any(|(_, m)| matches!(m, Message::MonitorStop(_))));
     let _ = Request::new(ctid_protocol::RequestName::RequestQueryServer);
 }
+
+fn ev_in(m: Message) -> Input {
+    Input::CstaEvent {
+        message: xml_answer(m),
+    }
+}
+
+fn names(out: &[Output]) -> Vec<(Vec<ClientId>, EventName, Option<u32>)> {
+    events(out)
+        .into_iter()
+        .map(|(to, e)| (to, e.name, e.reference_id))
+        .collect()
+}
+
+#[test]
+fn basic_call_make_answer_release() {
+    let mut t = T::new(EngineConfig::default());
+    t.input(Input::ClientConnected {
+        client: 1,
+        peer: "a".into(),
+    });
+    t.input(Input::ClientConnected {
+        client: 2,
+        peer: "b".into(),
+    });
+    t.up(&[]);
+    register(&mut t, 1, "1001", 1, &[]);
+    register(&mut t, 2, "1002", 1, &[]);
+    let (tag, msg) = service(
+        &mut t,
+        1,
+        r#"{"request":"RequestMakeCall","ReferenceID":5,"ThisDN":"1001","OtherDN":"1002"}"#,
+    );
+    assert!(
+        matches!(msg, Message::MakeCall(ref m) if m.calling_device == "1001" && m.called_directory_number == "1002")
+    );
+    t.input(Input::CstaAnswer {
+        tag,
+        message: Message::MakeCallResponse(MakeCallResponse {
+            calling_device: ConnectionId::new("C1", "1001"),
+            extensions: None,
+        }),
+    });
+    let c = || ConnectionId::new("C1", "1001");
+    let out = t.input(ev_in(Message::ServiceInitiatedEvent(
+        ServiceInitiatedEvent {
+            monitor_cross_ref_id: "1001".into(),
+            initiated_connection: c(),
+            initiating_device: Some(DeviceRef::id("1001")),
+            called_device: None,
+            local_connection_info: Some(LocalConnectionState::Initiated),
+            correlator_data: None,
+            cause: Some(EventCause::MakeCall),
+            extensions: None,
+        },
+    )));
+    assert!(
+        names(&out).is_empty(),
+        "no EventOffHook for a ctid MakeCall"
+    );
+    let out = t.input(ev_in(Message::OriginatedEvent(OriginatedEvent {
+        monitor_cross_ref_id: "1001".into(),
+        originated_connection: c(),
+        calling_device: Some(DeviceRef::id("1001")),
+        called_device: Some(DeviceRef::id("1002")),
+        originating_device: None,
+        local_connection_info: None,
+        correlator_data: None,
+        cause: Some(EventCause::NewCall),
+        extensions: None,
+    })));
+    let ev = events(&out);
+    assert_eq!(ev.len(), 1);
+    assert_eq!(
+        (
+            ev[0].1.name,
+            ev[0].1.reference_id,
+            ev[0].1.other_dn.as_deref()
+        ),
+        (EventName::EventDialing, Some(5), Some("1002"))
+    );
+    assert_eq!(ev[0].1.call_type, Some(ctid_protocol::CallType::Internal));
+    let conn = ev[0].1.conn_id.unwrap();
+    let delivered = |x: &str| {
+        Message::DeliveredEvent(DeliveredEvent {
+            monitor_cross_ref_id: x.into(),
+            connection: ConnectionId::new("C1", "1002"),
+            alerting_device: Some(DeviceRef::id("1002")),
+            calling_device: Some(DeviceRef::id("1001")),
+            called_device: Some(DeviceRef::id("1002")),
+            last_redirection_device: None,
+            originating_nid_connection: None,
+            local_connection_info: None,
+            correlator_data: None,
+            cause: Some(EventCause::NewCall),
+            network_calling_device: None,
+            network_called_device: None,
+            associated_calling_device: None,
+            associated_called_device: None,
+            extensions: None,
+        })
+    };
+    assert!(names(&t.input(ev_in(delivered("1001")))).is_empty());
+    let ev = events(&t.input(ev_in(delivered("1002"))));
+    assert_eq!(
+        (
+            ev[0].0.clone(),
+            ev[0].1.name,
+            ev[0].1.conn_id,
+            ev[0].1.ani.as_deref()
+        ),
+        (vec![2], EventName::EventRinging, Some(conn), Some("1001"))
+    );
+    // Answer at 1002 through ctid.
+    let (tag, msg) = service(
+        &mut t,
+        2,
+        &format!(
+            r#"{{"request":"RequestAnswerCall","ReferenceID":6,"ThisDN":"1002","ConnID":"{conn}"}}"#
+        ),
+    );
+    assert!(
+        matches!(msg, Message::AnswerCall(ref a) if a.call_to_be_answered == ConnectionId::new("C1", "1002"))
+    );
+    t.input(Input::CstaAnswer {
+        tag,
+        message: Message::AnswerCallResponse(AnswerCallResponse { extensions: None }),
+    });
+    let est = |x: &str| {
+        Message::EstablishedEvent(EstablishedEvent {
+            monitor_cross_ref_id: x.into(),
+            established_connection: ConnectionId::new("C1", "1002"),
+            answering_device: Some(DeviceRef::id("1002")),
+            calling_device: Some(DeviceRef::id("1001")),
+            called_device: Some(DeviceRef::id("1002")),
+            last_redirection_device: None,
+            originatin_nid_connection: None,
+            local_connection_info: None,
+            correlator_data: None,
+            cause: None,
+            network_calling_device: None,
+            network_called_device: None,
+            associated_calling_device: None,
+            associated_called_device: None,
+            extensions: None,
+        })
+    };
+    assert_eq!(
+        names(&t.input(ev_in(est("1001")))),
+        vec![(vec![1], EventName::EventEstablished, None)]
+    );
+    assert_eq!(
+        names(&t.input(ev_in(est("1002")))),
+        vec![(vec![2], EventName::EventEstablished, Some(6))]
+    );
+    let q = t.text(1, r#"{"request":"RequestQueryAddress","ReferenceID":7,"ThisDN":"1001","InfoType":"AddressInfoDNStatus"}"#);
+    let q = &events(&q)[0].1;
+    assert_eq!(q.extension_str("status"), Some("AddressStatusTalking"));
+    assert_eq!(q.extension_str("conn-1"), Some(conn.to_string().as_str()));
+    assert_eq!(q.extension_str("ps-1"), Some("Connected"));
+    // User data is local and reaches both parties.
+    let out = t.text(1, &format!(r#"{{"request":"RequestAttachUserData","ReferenceID":8,"ThisDN":"1001","ConnID":"{conn}","UserData":{{"Case":"42"}}}}"#));
+    let ev = events(&out);
+    assert_eq!(ev.len(), 2);
+    assert!(ev
+        .iter()
+        .all(|(_, e)| e.name == EventName::EventAttachedDataChanged
+            && e.user_data.as_ref().unwrap().get_str("Case") == Some("42")));
+    // Release from 1001.
+    let (tag, _) = service(
+        &mut t,
+        1,
+        &format!(
+            r#"{{"request":"RequestReleaseCall","ReferenceID":9,"ThisDN":"1001","ConnID":"{conn}"}}"#
+        ),
+    );
+    t.input(Input::CstaAnswer {
+        tag,
+        message: Message::ClearConnectionResponse(ClearConnectionResponse { extensions: None }),
+    });
+    let cleared = |x: &str, who: &str| {
+        Message::ConnectionClearedEvent(ConnectionClearedEvent {
+            monitor_cross_ref_id: x.into(),
+            dropped_connection: ConnectionId::new("C1", who),
+            releasing_device: Some(DeviceRef::id(who)),
+            local_connection_info: None,
+            correlator_data: None,
+            cause: Some(EventCause::NormalClearing),
+            extensions: None,
+        })
+    };
+    assert_eq!(
+        names(&t.input(ev_in(cleared("1001", "1001")))),
+        vec![(vec![1], EventName::EventReleased, Some(9))]
+    );
+    assert!(names(&t.input(ev_in(cleared("1002", "1001")))).is_empty());
+    assert_eq!(
+        names(&t.input(ev_in(cleared("1002", "1002")))),
+        vec![(vec![2], EventName::EventReleased, None)]
+    );
+    assert!(t.e.calls.calls.is_empty(), "call forgotten");
+    // Unknown ConnID: 56.
+    let ev = events(&t.text(
+        1,
+        &format!(
+            r#"{{"request":"RequestHoldCall","ReferenceID":10,"ThisDN":"1001","ConnID":"{conn}"}}"#
+        ),
+    ));
+    assert_eq!(ev[0].1.error_code.map(|c| c.0), Some(56));
+}
