@@ -1,1 +1,106 @@
-fn main() {}
+//! `ctid`: the CTI server. `ctid --config ctid.toml`, `ctid --check-config FILE`, `ctid --demo`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(
+    name = "ctid",
+    version,
+    about = "CTI server for CSTA switches (T-Server for CSTA Connector)"
+)]
+struct Args {
+    /// Configuration file.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Validate a configuration file and exit (0 = valid).
+    #[arg(long, value_name = "FILE")]
+    check_config: Option<PathBuf>,
+    /// Run with an embedded CSTA simulator and the demo configuration.
+    #[arg(long)]
+    demo: bool,
+    /// Client port (overrides `listen`; with --demo defaults to 127.0.0.1:7000).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Log format.
+    #[arg(long, value_parser = ["human", "json"], default_value = "human")]
+    log_format: String,
+}
+
+fn init_logs(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt().with_env_filter(filter);
+    if format == "json" {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if let Some(path) = &args.check_config {
+        match ctid_server::Config::load(path) {
+            Ok(c) => {
+                println!(
+                    "{}: valid ({} link(s), {} DN(s), {} agent login(s))",
+                    path.display(),
+                    c.links.len(),
+                    c.engine.dns.len(),
+                    c.engine.agent_logins.len()
+                );
+                return Ok(());
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                std::process::exit(1);
+            }
+        }
+    }
+    init_logs(&args.log_format);
+    if args.demo {
+        let listen = args
+            .listen
+            .unwrap_or_else(|| "127.0.0.1:7000".parse().unwrap());
+        let demo = ctid_server::demo::start_demo(listen).await?;
+        let url = demo.ctid.ws_url();
+        println!("ctid demo: clients connect to {url}");
+        println!("  embedded csta-sim: CSTA on {}", demo.sim.csta_addr());
+        if let Some(c) = demo.sim.control_addr() {
+            println!("  csta-sim control API: http://{c}/  (see docs/csta-sim.md)");
+        }
+        let server = if listen.port() == 7000 && listen.ip().is_loopback() {
+            String::new()
+        } else {
+            format!(" --server {url}")
+        };
+        println!("try, in another terminal:");
+        println!("  cargo run --bin ctictl --{server} register 2010                        # HOST_DN=1010: associated before start-up");
+        println!("  cargo run --bin ctictl --{server} hotdesk initiate --guest 2001 --host 1001");
+        println!("  cargo run --bin ctictl --{server} hotdesk cancel --guest 2001");
+        println!("  cargo run --bin ctictl --{server} watch 2001 1001                     # see events as they happen");
+        tokio::signal::ctrl_c().await?;
+        return Ok(());
+    }
+    let path = args
+        .config
+        .context("give --config FILE (or --demo); see docs/configuration.md")?;
+    let mut cfg = match ctid_server::Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(1);
+        }
+    };
+    if let Some(l) = args.listen {
+        cfg.listen = l;
+    }
+    let _running = ctid_server::start(cfg).await?;
+    tokio::signal::ctrl_c().await?;
+    Ok(())
+}

@@ -1,0 +1,334 @@
+//! `ctid.toml`: parsing, defaults and validation. Every error names the key (and, where the TOML
+//! parser knows it, the line). See docs/configuration.md.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use ctid_csta::Edition;
+use ctid_engine::config::{dn_type_from_config, parse_accept_dn_type, AgentLoginConfig, DnConfig};
+use ctid_engine::{EngineConfig, RegisterFlag};
+use serde::Deserialize;
+
+/// How a link starts its session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionMode {
+    Ecma354,
+    SystemRegister,
+    None,
+}
+
+/// One CSTA link.
+#[derive(Debug, Clone)]
+pub struct LinkConfig {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    pub priority: i64,
+    pub session: SessionMode,
+    pub edition: Edition,
+    pub connect_timeout: Duration,
+    pub kpl_interval: Duration,
+    pub kpl_tolerance: u32,
+    pub request_timeout: Duration,
+    pub reconnect_min: Duration,
+    pub reconnect_max: Duration,
+    pub hotdesk_enabled: bool,
+    pub hotdesk_namespace: String,
+    pub session_duration: u32,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub links: Vec<LinkConfig>,
+    pub engine: EngineConfig,
+    /// Largest client text frame (bytes).
+    pub max_client_frame: usize,
+    /// Events queued per client before it is disconnected as too slow.
+    pub client_queue: usize,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawConfig {
+    listen: Option<String>,
+    server_name: Option<String>,
+    accept_dn_type: Option<String>,
+    max_client_frame: Option<usize>,
+    client_queue: Option<usize>,
+    #[serde(default)]
+    link: Vec<RawLink>,
+    #[serde(default)]
+    dn: Vec<RawDn>,
+    #[serde(default)]
+    agent_login: Vec<RawAgent>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawLink {
+    name: Option<String>,
+    host: String,
+    port: Option<u16>,
+    priority: Option<i64>,
+    session: Option<String>,
+    edition: Option<String>,
+    connect_tout: Option<f64>,
+    kpl_interval: Option<f64>,
+    kpl_tolerance: Option<u32>,
+    request_timeout: Option<f64>,
+    max_outstanding: Option<usize>,
+    resync_timeout: Option<f64>,
+    reconnect_min: Option<f64>,
+    reconnect_max: Option<f64>,
+    session_duration: Option<u32>,
+    hotdesk: Option<RawHotdesk>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawHotdesk {
+    enabled: Option<bool>,
+    namespace: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawDn {
+    number: Option<String>,
+    range: Option<String>,
+    #[serde(rename = "type")]
+    dn_type: Option<String>,
+    register: Option<toml::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawAgent {
+    agent_id: String,
+    password: Option<String>,
+}
+
+fn secs(v: Option<f64>, default: f64, key: &str, min: f64, max: f64) -> Result<Duration, String> {
+    let v = v.unwrap_or(default);
+    if !(min..=max).contains(&v) {
+        return Err(format!(
+            "{key} = {v}: must be between {min} and {max} seconds"
+        ));
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+fn expand_range(r: &str) -> Result<Vec<String>, String> {
+    let (a, b) = r
+        .split_once('-')
+        .ok_or_else(|| format!("range {r:?}: expected FIRST-LAST, e.g. \"1001-1010\""))?;
+    let (a, b) = (a.trim(), b.trim());
+    let (x, y): (u64, u64) = match (a.parse(), b.parse()) {
+        (Ok(x), Ok(y)) => (x, y),
+        _ => return Err(format!("range {r:?}: both ends must be numbers")),
+    };
+    if y < x || y - x > 1_000_000 {
+        return Err(format!(
+            "range {r:?}: LAST must be >= FIRST and the range at most 1,000,000 long"
+        ));
+    }
+    let width = a.len();
+    Ok((x..=y).map(|n| format!("{n:0width$}")).collect())
+}
+
+impl Config {
+    /// Read and validate a configuration file.
+    pub fn load(path: &Path) -> Result<Config, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+        Config::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Parse and validate configuration text.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| e.to_string().trim().replace('\n', " "))?;
+        let listen: SocketAddr = raw
+            .listen
+            .as_deref()
+            .unwrap_or("127.0.0.1:7000")
+            .parse()
+            .map_err(|e| format!("listen: {e} (expected HOST:PORT, e.g. 127.0.0.1:7000)"))?;
+        let mut engine = EngineConfig::default();
+        if let Some(n) = raw.server_name {
+            engine.server_name = n;
+        }
+        if let Some(a) = &raw.accept_dn_type {
+            engine.accept_dn_types =
+                parse_accept_dn_type(a).map_err(|e| format!("accept-dn-type: {e}"))?;
+        }
+        if raw.link.is_empty() {
+            return Err("link: at least one [[link]] is required".into());
+        }
+        let mut links = Vec::new();
+        for (i, l) in raw.link.iter().enumerate() {
+            let key = |k: &str| format!("link[{i}].{k}");
+            let session = match l.session.as_deref().unwrap_or("ecma354") {
+                "ecma354" => SessionMode::Ecma354,
+                "system-register" => SessionMode::SystemRegister,
+                "none" => SessionMode::None,
+                other => {
+                    return Err(format!(
+                        "{}: {other:?} is not one of ecma354, system-register, none",
+                        key("session")
+                    ))
+                }
+            };
+            let edition = match l.edition.as_deref() {
+                None => Edition::Ed3,
+                Some(e) => Edition::parse(e).ok_or_else(|| {
+                    format!("{}: {e:?} is not one of ed3, ed4, ed5, ed6", key("edition"))
+                })?,
+            };
+            let kpl_tolerance = l.kpl_tolerance.unwrap_or(3);
+            if kpl_tolerance > 10 {
+                return Err(format!(
+                    "{}: {kpl_tolerance} is above 10",
+                    key("kpl-tolerance")
+                ));
+            }
+            if l.host.trim().is_empty() {
+                return Err(format!("{}: must not be empty", key("host")));
+            }
+            let hd = l.hotdesk.as_ref();
+            links.push(LinkConfig {
+                name: l.name.clone().unwrap_or_else(|| format!("link{}", i + 1)),
+                host: l.host.clone(),
+                port: l.port.unwrap_or(1040),
+                priority: l.priority.unwrap_or(i as i64 + 1),
+                session,
+                edition,
+                connect_timeout: secs(l.connect_tout, 2.0, &key("connect-tout"), 0.1, 1000.0)?,
+                kpl_interval: secs(l.kpl_interval, 10.0, &key("kpl-interval"), 0.0, 600.0)?,
+                kpl_tolerance,
+                request_timeout: secs(l.request_timeout, 5.0, &key("request-timeout"), 0.1, 60.0)?,
+                reconnect_min: secs(l.reconnect_min, 1.0, &key("reconnect-min"), 0.01, 600.0)?,
+                reconnect_max: secs(l.reconnect_max, 30.0, &key("reconnect-max"), 0.01, 3600.0)?,
+                hotdesk_enabled: hd.and_then(|h| h.enabled).unwrap_or(true),
+                hotdesk_namespace: hd
+                    .and_then(|h| h.namespace.clone())
+                    .unwrap_or_else(|| ctid_csta::HOTDESK_NS.to_string()),
+                session_duration: l.session_duration.unwrap_or(180),
+            });
+            if i == 0 {
+                engine.request_timeout_ms = links[0].request_timeout.as_millis() as u64;
+                engine.hotdesk_enabled = links[0].hotdesk_enabled;
+                let mo = l.max_outstanding.unwrap_or(100);
+                if !(1..=5000).contains(&mo) {
+                    return Err(format!(
+                        "{}: {mo} is not between 1 and 5000",
+                        key("max-outstanding")
+                    ));
+                }
+                engine.max_outstanding = mo;
+                engine.resync_timeout_ms =
+                    secs(l.resync_timeout, 10.0, &key("resync-timeout"), 1.0, 600.0)?.as_millis()
+                        as u64;
+            }
+        }
+        links.sort_by_key(|l| l.priority);
+        let mut seen = std::collections::HashSet::new();
+        for (i, d) in raw.dn.iter().enumerate() {
+            let key = |k: &str| format!("dn[{i}].{k}");
+            let t = d.dn_type.as_deref().unwrap_or("Extension");
+            let dn_type = dn_type_from_config(t).ok_or_else(|| {
+                format!("{}: {t:?} is not one of Extension, ACDPosition, ACDQueue, RoutingPoint, Trunk, VoiceChannel, Data, Announcement, RoutingQueue", key("type"))
+            })?;
+            let register = match &d.register {
+                None => RegisterFlag::OnDemand,
+                Some(toml::Value::Boolean(true)) => RegisterFlag::True,
+                Some(toml::Value::Boolean(false)) => RegisterFlag::False,
+                Some(toml::Value::String(s)) if s == "true" => RegisterFlag::True,
+                Some(toml::Value::String(s)) if s == "false" => RegisterFlag::False,
+                Some(toml::Value::String(s)) if s == "on-demand" => RegisterFlag::OnDemand,
+                Some(v) => {
+                    return Err(format!(
+                        "{}: {v} is not one of true, false, \"on-demand\"",
+                        key("register")
+                    ))
+                }
+            };
+            let numbers = match (&d.number, &d.range) {
+                (Some(n), None) => vec![n.clone()],
+                (None, Some(r)) => expand_range(r).map_err(|e| format!("{}: {e}", key("range")))?,
+                _ => return Err(format!("dn[{i}]: give exactly one of number or range")),
+            };
+            for n in numbers {
+                if !ctid_protocol::is_valid_dn(&n) {
+                    return Err(format!(
+                        "{}: {n:?} is not a valid DN (1-64 of 0-9 A-Z a-z + * # . _ @ -)",
+                        key("number")
+                    ));
+                }
+                if !seen.insert(n.clone()) {
+                    return Err(format!("{}: DN {n} is configured twice", key("number")));
+                }
+                engine.dns.push(DnConfig {
+                    number: n,
+                    dn_type,
+                    register,
+                });
+            }
+        }
+        for a in raw.agent_login {
+            engine.agent_logins.push(AgentLoginConfig {
+                agent_id: a.agent_id,
+                password: a.password,
+            });
+        }
+        Ok(Config {
+            listen,
+            links,
+            engine,
+            max_client_frame: raw.max_client_frame.unwrap_or(256 * 1024),
+            client_queue: raw.client_queue.unwrap_or(10_000),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_file_is_valid() {
+        let text = include_str!("../../../ctid.example.toml");
+        let c = Config::parse(text).unwrap();
+        assert_eq!(c.links.len(), 1);
+        assert!(c.engine.dns.len() >= 20);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = Config::parse("[[link]]\nhost='x'\nsession='soap'\n").unwrap_err();
+        assert!(e.contains("link[0].session"), "{e}");
+        let e =
+            Config::parse("[[link]]\nhost='x'\n[[dn]]\nnumber='1'\ntype='Phone'\n").unwrap_err();
+        assert!(e.contains("dn[0].type"), "{e}");
+        let e = Config::parse("[[link]]\nhost='x'\nkpl-interval='x'\n").unwrap_err();
+        assert!(e.contains("kpl-interval") && e.contains("line"), "{e}");
+        let e = Config::parse("[[link]]\nhost='x'\nbogus=1\n").unwrap_err();
+        assert!(e.contains("bogus"), "{e}");
+        let e = Config::parse("listen='nowhere'\n[[link]]\nhost='x'\n").unwrap_err();
+        assert!(e.starts_with("listen"), "{e}");
+        let e = Config::parse("[[link]]\nhost='x'\n[[dn]]\nrange='10-1'\n").unwrap_err();
+        assert!(e.contains("dn[0].range"), "{e}");
+    }
+
+    #[test]
+    fn ranges_expand() {
+        let c = Config::parse("[[link]]\nhost='x'\n[[dn]]\nrange='0998-1001'\nregister=true\n")
+            .unwrap();
+        let n: Vec<_> = c.engine.dns.iter().map(|d| d.number.as_str()).collect();
+        assert_eq!(n, ["0998", "0999", "1000", "1001"]);
+        assert_eq!(c.engine.dns[0].register, RegisterFlag::True);
+    }
+}

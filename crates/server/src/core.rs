@@ -1,0 +1,231 @@
+//! The core task: owns the [`Engine`], feeds it client and link inputs in arrival order (link
+//! messages first when both are ready), a 100 ms tick, and carries out its outputs. Each event is
+//! encoded to JSON once and the same bytes are queued to every client it goes to. A client whose
+//! bounded queue is full is disconnected (never blocks the others).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::extract::ws::Utf8Bytes;
+use ctid_engine::{ClientId, Engine, Input, LinkState, Now, Output};
+use tokio::sync::{mpsc, watch};
+use tracing::warn;
+
+use crate::link::LinkCmd;
+use crate::metrics::Metrics;
+
+/// Messages to the core.
+#[derive(Debug)]
+pub enum CoreMsg {
+    Link(Input),
+    ClientOpen {
+        id: ClientId,
+        peer: String,
+        tx: mpsc::Sender<Utf8Bytes>,
+    },
+    Client(Input),
+    ClientClose {
+        id: ClientId,
+    },
+}
+
+/// What the HTTP side can read about the engine.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Status {
+    pub link: &'static str,
+    pub link_name: String,
+    pub monitored: usize,
+    pub dns: usize,
+    pub clients: usize,
+    pub outstanding: usize,
+    pub hotdesk_pairs: Vec<(String, String)>,
+}
+
+pub struct Core {
+    engine: Engine,
+    clients: HashMap<ClientId, mpsc::Sender<Utf8Bytes>>,
+    link: mpsc::UnboundedSender<LinkCmd>,
+    metrics: Metrics,
+    status: watch::Sender<Status>,
+    start: Instant,
+    link_name: String,
+}
+
+impl Core {
+    pub fn new(
+        engine: Engine,
+        link: mpsc::UnboundedSender<LinkCmd>,
+        metrics: Metrics,
+        status: watch::Sender<Status>,
+    ) -> Self {
+        Core {
+            engine,
+            clients: HashMap::new(),
+            link,
+            metrics,
+            status,
+            start: Instant::now(),
+            link_name: String::new(),
+        }
+    }
+
+    fn now(&self) -> Now {
+        let unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(0);
+        Now {
+            mono_ms: self.start.elapsed().as_millis() as u64,
+            unix_micros: unix,
+        }
+    }
+
+    pub async fn run(mut self, mut rx: mpsc::Receiver<CoreMsg>) {
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        let mut out = Vec::new();
+        loop {
+            tokio::select! {
+                biased;
+                m = rx.recv() => {
+                    let Some(m) = m else { return };
+                    self.message(m, &mut out);
+                    // Take what else is ready in the same turn, then act once.
+                    for _ in 0..256 {
+                        match rx.try_recv() {
+                            Ok(m) => self.message(m, &mut out),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                _ = tick.tick() => {
+                    let now = self.now();
+                    self.engine.handle(now, Input::Tick, &mut out);
+                }
+            }
+            self.act(&mut out);
+            self.publish();
+        }
+    }
+
+    fn message(&mut self, m: CoreMsg, out: &mut Vec<Output>) {
+        let now = self.now();
+        match m {
+            CoreMsg::Link(input) => {
+                if let Input::LinkUp { name } = &input {
+                    self.link_name = name.clone();
+                }
+                self.engine.handle(now, input, out);
+            }
+            CoreMsg::ClientOpen { id, peer, tx } => {
+                self.clients.insert(id, tx);
+                self.engine
+                    .handle(now, Input::ClientConnected { client: id, peer }, out);
+            }
+            CoreMsg::Client(input) => self.engine.handle(now, input, out),
+            CoreMsg::ClientClose { id } => {
+                if self.clients.remove(&id).is_some() {
+                    self.engine
+                        .handle(now, Input::ClientDisconnected { client: id }, out);
+                }
+            }
+        }
+    }
+
+    fn act(&mut self, out: &mut Vec<Output>) {
+        let mut dropped = Vec::new();
+        for o in out.drain(..) {
+            match o {
+                Output::Event { to, event } => {
+                    if event.is_error() {
+                        self.metrics.rejected_requests.inc();
+                    }
+                    self.metrics.event_out(event.name.as_str(), to.len() as u64);
+                    let text = Utf8Bytes::from(event.to_json());
+                    for c in to {
+                        let Some(tx) = self.clients.get(&c) else {
+                            continue;
+                        };
+                        match tx.try_send(text.clone()) {
+                            Ok(()) => {
+                                let depth = (tx.max_capacity() - tx.capacity()) as i64;
+                                if depth > self.metrics.queue_high_water.get() {
+                                    self.metrics.queue_high_water.set(depth);
+                                }
+                            }
+                            Err(mpsc::error::TrySendError::Full(_)) => {
+                                warn!(
+                                    client = c,
+                                    "client too slow: send queue full; disconnecting"
+                                );
+                                self.metrics.clients_dropped_slow.inc();
+                                dropped.push(c);
+                            }
+                            Err(mpsc::error::TrySendError::Closed(_)) => dropped.push(c),
+                        }
+                    }
+                }
+                Output::CstaRequest { tag, message } => {
+                    let _ = self.link.send(LinkCmd::Request { tag, message });
+                }
+                Output::CstaAnswer { invoke_id, message } => {
+                    let _ = self.link.send(LinkCmd::Answer { invoke_id, message });
+                }
+            }
+        }
+        for c in dropped {
+            if self.clients.remove(&c).is_some() {
+                let now = self.now();
+                self.engine
+                    .handle(now, Input::ClientDisconnected { client: c }, out);
+            }
+        }
+        if !out.is_empty() {
+            self.act(out);
+        }
+    }
+
+    fn publish(&mut self) {
+        let link = match self.engine.link_state() {
+            LinkState::Down => "down",
+            LinkState::Syncing { .. } => "syncing",
+            LinkState::Up => "up",
+        };
+        self.metrics
+            .monitored_dns
+            .set(self.engine.monitored_count() as i64);
+        self.metrics
+            .registered_dns
+            .set(self.engine.dn_count() as i64);
+        self.metrics.clients.set(self.clients.len() as i64);
+        self.metrics
+            .outstanding
+            .set(self.engine.outstanding() as i64);
+        self.metrics.sync_done.set((link == "up") as i64);
+        let st = Status {
+            link,
+            link_name: self.link_name.clone(),
+            monitored: self.engine.monitored_count(),
+            dns: self.engine.dn_count(),
+            clients: self.clients.len(),
+            outstanding: self.engine.outstanding(),
+            hotdesk_pairs: self.engine.hotdesk_pairs(),
+        };
+        self.status.send_if_modified(|old| {
+            let changed = old.link != st.link
+                || old.monitored != st.monitored
+                || old.dns != st.dns
+                || old.clients != st.clients
+                || old.outstanding != st.outstanding
+                || old.hotdesk_pairs != st.hotdesk_pairs
+                || old.link_name != st.link_name;
+            if changed {
+                *old = st.clone();
+            }
+            changed
+        });
+    }
+}
+
+/// Keep `Arc` in the public surface for callers that share a core sender.
+pub type CoreTx = Arc<mpsc::Sender<CoreMsg>>;

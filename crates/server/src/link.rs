@@ -1,0 +1,583 @@
+//! The CSTA link driver: TCP connect, session start (ecma354 / system-register / none), waiting
+//! for system status normal, keepalive, invoke-ID allocation and correlation, reconnect with
+//! backoff. It turns frames into engine inputs and engine outputs into frames; it owns no model.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use ctid_csta::frame::{decode_frame, encode_message, FrameItem, MAX_FRAME_LEN};
+use ctid_csta::{
+    ApplicationInfo, CodecOptions, InvokeId, Message, MessageKind, RequestSystemStatus,
+    ResetApplicationSessionTimer, StartApplicationSession, SystemRegister, SystemStatusResponse,
+    SystemStatusValue,
+};
+use ctid_engine::{Input, Tag};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use crate::config::{LinkConfig, SessionMode};
+use crate::core::CoreMsg;
+use crate::metrics::Metrics;
+
+/// What the core asks the link to do.
+#[derive(Debug)]
+pub enum LinkCmd {
+    Request {
+        tag: Tag,
+        message: Message,
+    },
+    Answer {
+        invoke_id: InvokeId,
+        message: Message,
+    },
+}
+
+/// Run one link forever: connect, serve, reconnect.
+pub async fn run(
+    cfg: LinkConfig,
+    core: mpsc::Sender<CoreMsg>,
+    mut cmds: mpsc::UnboundedReceiver<LinkCmd>,
+    metrics: Metrics,
+) {
+    let mut backoff = cfg.reconnect_min;
+    loop {
+        let started = Instant::now();
+        let addr = format!("{}:{}", cfg.host, cfg.port);
+        match tokio::time::timeout(cfg.connect_timeout, TcpStream::connect(&addr)).await {
+            Ok(Ok(stream)) => {
+                let _ = stream.set_nodelay(true);
+                info!(link = %cfg.name, %addr, "connected to the CSTA Connector");
+                let mut s = Session::new(&cfg, stream, &core, &metrics);
+                let reason = s.run(&mut cmds).await;
+                let was_up = s.operational;
+                warn!(link = %cfg.name, %reason, "CSTA link closed");
+                if was_up {
+                    metrics.link_up(false);
+                    let _ = core.send(CoreMsg::Link(Input::LinkDown { reason })).await;
+                }
+                if started.elapsed() > Duration::from_secs(60) {
+                    backoff = cfg.reconnect_min;
+                }
+            }
+            Ok(Err(e)) => warn!(link = %cfg.name, %addr, error = %e, "cannot connect"),
+            Err(_) => warn!(link = %cfg.name, %addr, "connect timed out"),
+        }
+        metrics.reconnects.inc();
+        // ±20 % jitter, derived from the clock (no RNG needed for this).
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let jitter = 0.8 + 0.4 * (nanos % 1000) as f64 / 1000.0;
+        tokio::time::sleep(backoff.mul_f64(jitter)).await;
+        backoff = (backoff * 2).min(cfg.reconnect_max);
+        // Commands sent while no session exists are dropped (the engine fails them on LinkDown).
+        while cmds.try_recv().is_ok() {}
+    }
+}
+
+enum Pending {
+    Engine(Tag, Instant),
+    Keepalive,
+    Session,
+}
+
+struct Session<'a> {
+    cfg: &'a LinkConfig,
+    stream: TcpStream,
+    core: &'a mpsc::Sender<CoreMsg>,
+    metrics: &'a Metrics,
+    opts: CodecOptions,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+    pending: HashMap<u16, Pending>,
+    next_id: u16,
+    operational: bool,
+    last_rx: Instant,
+    kpl_outstanding: bool,
+    kpl_misses: u32,
+    session_id: Option<String>,
+    session_duration: u32,
+}
+
+impl<'a> Session<'a> {
+    fn new(
+        cfg: &'a LinkConfig,
+        stream: TcpStream,
+        core: &'a mpsc::Sender<CoreMsg>,
+        metrics: &'a Metrics,
+    ) -> Self {
+        Session {
+            cfg,
+            stream,
+            core,
+            metrics,
+            opts: CodecOptions {
+                edition: cfg.edition,
+                hotdesk_ns: cfg.hotdesk_namespace.clone(),
+            },
+            rbuf: BytesMut::with_capacity(64 * 1024),
+            wbuf: BytesMut::with_capacity(64 * 1024),
+            pending: HashMap::new(),
+            next_id: 0,
+            operational: false,
+            last_rx: Instant::now(),
+            kpl_outstanding: false,
+            kpl_misses: 0,
+            session_id: None,
+            session_duration: cfg.session_duration,
+        }
+    }
+
+    fn alloc_id(&mut self) -> Option<InvokeId> {
+        for _ in 0..9998 {
+            self.next_id = if self.next_id >= 9998 {
+                1
+            } else {
+                self.next_id + 1
+            };
+            if !self.pending.contains_key(&self.next_id) {
+                return InvokeId::new(self.next_id);
+            }
+        }
+        None
+    }
+
+    fn queue(&mut self, id: InvokeId, msg: &Message) -> Result<(), String> {
+        let before = self.wbuf.len();
+        encode_message(id, msg, &self.opts, &mut self.wbuf)
+            .map_err(|e| format!("encode {}: {e}", msg.name()))?;
+        if tracing::enabled!(target: "ctid::csta", tracing::Level::DEBUG) {
+            let xml = String::from_utf8_lossy(&self.wbuf[before + 8..]);
+            debug!(target: "ctid::csta", dir = "out", invoke = %id, len = self.wbuf.len() - before, %xml, "frame");
+        }
+        self.metrics.csta_out(msg.name());
+        Ok(())
+    }
+
+    fn request(&mut self, msg: &Message, p: Pending) -> Result<(), String> {
+        let id = self.alloc_id().ok_or("no free invoke ID")?;
+        self.pending.insert(id.get(), p);
+        self.queue(id, msg)
+    }
+
+    async fn flush(&mut self) -> Result<(), String> {
+        if !self.wbuf.is_empty() {
+            self.stream
+                .write_all(&self.wbuf)
+                .await
+                .map_err(|e| format!("write: {e}"))?;
+            self.wbuf.clear();
+        }
+        Ok(())
+    }
+
+    /// Read the next decoded message (with its invoke ID).
+    async fn read_msg(&mut self) -> Result<(InvokeId, Result<Message, String>), String> {
+        loop {
+            match decode_frame(&mut self.rbuf, MAX_FRAME_LEN) {
+                Ok(Some(FrameItem::Frame(f))) => {
+                    self.last_rx = Instant::now();
+                    if tracing::enabled!(target: "ctid::csta", tracing::Level::DEBUG) {
+                        debug!(target: "ctid::csta", dir = "in", invoke = %f.invoke_id, len = f.xml.len() + 8, xml = %String::from_utf8_lossy(&f.xml), "frame");
+                    }
+                    let msg = ctid_csta::decode_with(&f.xml, &self.opts)
+                        .map(|d| d.message)
+                        .map_err(|e| e.to_string());
+                    if let Err(e) = &msg {
+                        self.metrics.bad_frames.inc();
+                        warn!(link = %self.cfg.name, invoke = %f.invoke_id, error = %e, xml = %String::from_utf8_lossy(&f.xml), "malformed CSTA frame skipped");
+                    }
+                    return Ok((f.invoke_id, msg));
+                }
+                Ok(Some(FrameItem::Skipped { error, raw })) => {
+                    self.last_rx = Instant::now();
+                    self.metrics.bad_frames.inc();
+                    warn!(link = %self.cfg.name, %error, bytes = ?&raw[..raw.len().min(64)], "bad CSTA frame skipped");
+                }
+                Ok(None) => {
+                    let n = self
+                        .stream
+                        .read_buf(&mut self.rbuf)
+                        .await
+                        .map_err(|e| format!("read: {e}"))?;
+                    if n == 0 {
+                        return Err("connection closed by the Connector".into());
+                    }
+                }
+                Err(e) => {
+                    self.metrics.bad_frames.inc();
+                    return Err(format!("{e}"));
+                }
+            }
+        }
+    }
+
+    /// Session start; returns when the link is operational.
+    async fn start(&mut self, cmds: &mut mpsc::UnboundedReceiver<LinkCmd>) -> Result<(), String> {
+        while cmds.try_recv().is_ok() {}
+        let deadline = Instant::now() + self.cfg.connect_timeout;
+        match self.cfg.session {
+            SessionMode::Ecma354 => {
+                let msg = Message::StartApplicationSession(StartApplicationSession {
+                    application_info: ApplicationInfo {
+                        application_id: "ctid".into(),
+                        application_specific_info: None,
+                    },
+                    requested_protocol_versions: vec![self.cfg.edition.namespace().to_string()],
+                    requested_session_duration: Some(self.cfg.session_duration),
+                    extensions: None,
+                });
+                self.request(&msg, Pending::Session)?;
+                self.flush().await?;
+                loop {
+                    let (id, m) = self.read_until(deadline).await?;
+                    match m {
+                        Ok(Message::StartApplicationSessionPosResponse(r)) => {
+                            self.pending.remove(&id.get());
+                            self.session_id = Some(r.session_id);
+                            if let Some(d) = r.actual_session_duration {
+                                self.session_duration = d.max(2);
+                            }
+                            break;
+                        }
+                        Ok(Message::StartApplicationSessionNegResponse(r)) => {
+                            return Err(format!("session refused: {:?}", r.error_code));
+                        }
+                        Ok(Message::SystemStatus(s)) => {
+                            self.answer_status(id)?;
+                            if is_ok(&s.system_status) {
+                                self.operational = true;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                self.await_status(deadline).await
+            }
+            SessionMode::SystemRegister => {
+                loop {
+                    let (id, m) = self.read_until(deadline).await?;
+                    if let Ok(Message::SystemStatus(s)) = m {
+                        self.answer_status(id)?;
+                        if is_ok(&s.system_status) {
+                            self.operational = true;
+                        }
+                        break;
+                    }
+                }
+                let msg = Message::SystemRegister(SystemRegister {
+                    request_types: Some(ctid_csta::RequestTypes {
+                        system_status: Some(true),
+                        request_system_status: Some(false),
+                        switching_function_caps_changed: None,
+                        switching_function_devices_changed: None,
+                    }),
+                    extensions: None,
+                });
+                self.request(&msg, Pending::Session)?;
+                self.flush().await?;
+                loop {
+                    let (id, m) = self.read_until(deadline).await?;
+                    match m {
+                        Ok(Message::SystemRegisterResponse(_)) => {
+                            self.pending.remove(&id.get());
+                            break;
+                        }
+                        Ok(Message::CstaErrorCode(e)) => {
+                            return Err(format!("SystemRegister refused: {}", e.error))
+                        }
+                        Ok(Message::SystemStatus(s)) => {
+                            self.answer_status(id)?;
+                            self.operational = is_ok(&s.system_status);
+                        }
+                        _ => {}
+                    }
+                }
+                self.await_status(deadline).await
+            }
+            SessionMode::None => self.await_status(deadline).await,
+        }
+    }
+
+    /// Wait for a normal/enabled status until `deadline`, then ask with RequestSystemStatus.
+    async fn await_status(&mut self, deadline: Instant) -> Result<(), String> {
+        if self.operational {
+            return Ok(());
+        }
+        if self.cfg.session != SessionMode::None {
+            while Instant::now() < deadline {
+                match tokio::time::timeout_at(deadline.into(), self.read_msg()).await {
+                    Ok(r) => {
+                        let (id, m) = r?;
+                        if let Ok(Message::SystemStatus(s)) = m {
+                            self.answer_status(id)?;
+                            if is_ok(&s.system_status) {
+                                return Ok(());
+                            }
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        let ask_deadline = Instant::now() + self.cfg.connect_timeout;
+        self.request(
+            &Message::RequestSystemStatus(RequestSystemStatus {
+                sys_stat_register_id: None,
+                extensions: None,
+            }),
+            Pending::Session,
+        )?;
+        self.flush().await?;
+        loop {
+            let (id, m) = self.read_until(ask_deadline).await?;
+            match m {
+                Ok(Message::RequestSystemStatusResponse(r)) => {
+                    self.pending.remove(&id.get());
+                    match r.system_status {
+                        Some(s) if is_ok(&s) => return Ok(()),
+                        None => return Ok(()),
+                        Some(s) => return Err(format!("Connector system status is {s}")),
+                    }
+                }
+                Ok(Message::SystemStatus(s)) => {
+                    self.answer_status(id)?;
+                    if is_ok(&s.system_status) {
+                        return Ok(());
+                    }
+                }
+                Ok(Message::CstaErrorCode(_)) if self.pending.contains_key(&id.get()) => {
+                    // Any answer proves a live link (csta-xml.md §3.3).
+                    self.pending.remove(&id.get());
+                    return Ok(());
+                }
+                _ => {}
+            }
+        }
+    }
+
+    async fn read_until(
+        &mut self,
+        deadline: Instant,
+    ) -> Result<(InvokeId, Result<Message, String>), String> {
+        match tokio::time::timeout_at(deadline.into(), self.read_msg()).await {
+            Ok(r) => r,
+            Err(_) => Err(format!(
+                "not operational within connect-tout ({:?})",
+                self.cfg.connect_timeout
+            )),
+        }
+    }
+
+    fn answer_status(&mut self, id: InvokeId) -> Result<(), String> {
+        self.queue(
+            id,
+            &Message::SystemStatusResponse(SystemStatusResponse { extensions: None }),
+        )
+    }
+
+    async fn run(&mut self, cmds: &mut mpsc::UnboundedReceiver<LinkCmd>) -> String {
+        if let Err(e) = self.start(cmds).await {
+            let _ = self.flush().await;
+            return e;
+        }
+        if let Err(e) = self.flush().await {
+            return e;
+        }
+        self.operational = true;
+        self.metrics.link_up(true);
+        info!(link = %self.cfg.name, priority = self.cfg.priority, edition = %self.cfg.edition, "CTI link {} with priority {} is selected", self.cfg.name, self.cfg.priority);
+        let _ = self
+            .core
+            .send(CoreMsg::Link(Input::LinkUp {
+                name: self.cfg.name.clone(),
+            }))
+            .await;
+        match self.serve(cmds).await {
+            Ok(()) => "shutdown".into(),
+            Err(e) => e,
+        }
+    }
+
+    async fn serve(&mut self, cmds: &mut mpsc::UnboundedReceiver<LinkCmd>) -> Result<(), String> {
+        let kpl = self.cfg.kpl_interval;
+        let tick_every = if kpl.is_zero() {
+            Duration::from_secs(1)
+        } else {
+            kpl.min(Duration::from_secs(1))
+        };
+        let mut tick = tokio::time::interval(tick_every);
+        let mut last_kpl = Instant::now();
+        let mut last_reset = Instant::now();
+        loop {
+            tokio::select! {
+                r = self.read_msg() => {
+                    let (id, m) = r?;
+                    self.inbound(id, m).await?;
+                }
+                c = cmds.recv() => {
+                    let Some(c) = c else { return Ok(()) };
+                    self.command(c)?;
+                    // Batch whatever else is queued into the same write.
+                    while let Ok(c) = cmds.try_recv() {
+                        self.command(c)?;
+                        if self.wbuf.len() > 60_000 { break; }
+                    }
+                }
+                _ = tick.tick() => {
+                    if !kpl.is_zero() && last_kpl.elapsed() >= kpl {
+                        if self.kpl_outstanding {
+                            self.kpl_misses += 1;
+                            warn!(link = %self.cfg.name, misses = self.kpl_misses, "keepalive not answered");
+                            if self.kpl_misses >= self.cfg.kpl_tolerance.max(1) {
+                                return Err(format!("keepalive: {} unanswered within kpl-interval", self.kpl_misses));
+                            }
+                            self.kpl_outstanding = false;
+                        }
+                        if self.last_rx.elapsed() >= kpl || self.kpl_misses > 0 {
+                            self.request(&Message::RequestSystemStatus(RequestSystemStatus { sys_stat_register_id: None, extensions: None }), Pending::Keepalive)?;
+                            self.kpl_outstanding = true;
+                        }
+                        last_kpl = Instant::now();
+                    }
+                    if let Some(sid) = self.session_id.clone() {
+                        if last_reset.elapsed() >= Duration::from_secs(u64::from(self.session_duration / 2).max(1)) {
+                            self.request(&Message::ResetApplicationSessionTimer(ResetApplicationSessionTimer { session_id: sid, requested_session_duration: Some(self.cfg.session_duration), extensions: None }), Pending::Session)?;
+                            last_reset = Instant::now();
+                        }
+                    }
+                    // Forget invoke IDs the engine has long given up on, so IDs are reused.
+                    let limit = self.cfg.request_timeout * 2;
+                    self.pending.retain(|_, p| !matches!(p, Pending::Engine(_, t) if t.elapsed() > limit));
+                }
+            }
+            self.flush().await?;
+        }
+    }
+
+    fn command(&mut self, c: LinkCmd) -> Result<(), String> {
+        match c {
+            LinkCmd::Request { tag, message } => {
+                self.request(&message, Pending::Engine(tag, Instant::now()))
+            }
+            LinkCmd::Answer { invoke_id, message } => self.queue(invoke_id, &message),
+        }
+    }
+
+    async fn inbound(&mut self, id: InvokeId, m: Result<Message, String>) -> Result<(), String> {
+        let msg = match m {
+            Ok(m) => m,
+            Err(reason) => {
+                if let Some(Pending::Engine(tag, _)) = self.pending.remove(&id.get()) {
+                    self.to_core(Input::CstaAnswerMalformed { tag, reason })
+                        .await;
+                }
+                return Ok(());
+            }
+        };
+        self.metrics.csta_in(msg.name());
+        match msg.kind() {
+            MessageKind::Response | MessageKind::Error => match self.pending.remove(&id.get()) {
+                Some(Pending::Engine(tag, _)) => {
+                    self.to_core(Input::CstaAnswer { tag, message: msg }).await
+                }
+                Some(Pending::Keepalive) => {
+                    self.kpl_outstanding = false;
+                    self.kpl_misses = 0;
+                    if let Message::RequestSystemStatusResponse(r) = &msg {
+                        if let Some(s) = &r.system_status {
+                            self.status_changed(s).await?;
+                        }
+                    }
+                }
+                Some(Pending::Session) => {
+                    if let Message::ResetApplicationSessionTimerNegResponse(r) = &msg {
+                        return Err(format!("session timer reset refused: {:?}", r.error_code));
+                    }
+                }
+                None => {
+                    self.metrics.unmatched_answers.inc();
+                    debug!(link = %self.cfg.name, invoke = %id, answer = msg.name(), "answer matches no request");
+                }
+            },
+            MessageKind::Event => {
+                if let Message::ApplicationSessionTerminated(t) = &msg {
+                    return Err(format!(
+                        "session terminated by the Connector: {:?}",
+                        t.session_term_reason
+                    ));
+                }
+                self.to_core(Input::CstaEvent { message: msg }).await;
+            }
+            MessageKind::Request => {
+                if let Message::SystemStatus(s) = &msg {
+                    self.answer_status(id)?;
+                    let s = s.system_status.clone();
+                    return self.status_changed(&s).await;
+                }
+                self.to_core(Input::CstaRequest {
+                    invoke_id: id,
+                    message: msg,
+                })
+                .await;
+            }
+            MessageKind::Unknown => {
+                self.metrics.unknown_messages.inc();
+                debug!(link = %self.cfg.name, root = msg.name(), "unknown CSTA message ignored");
+            }
+        }
+        Ok(())
+    }
+
+    async fn status_changed(&mut self, s: &SystemStatusValue) -> Result<(), String> {
+        match s {
+            SystemStatusValue::Disabled => {
+                if self.operational {
+                    warn!(link = %self.cfg.name, "Connector reports system status disabled");
+                    self.operational = false;
+                    self.metrics.link_up(false);
+                    self.to_core(Input::LinkDown {
+                        reason: "Connector system status disabled".into(),
+                    })
+                    .await;
+                }
+            }
+            s if is_ok(s)
+                || matches!(
+                    s,
+                    SystemStatusValue::MessagesLost | SystemStatusValue::PartiallyDisabled
+                ) =>
+            {
+                if !self.operational {
+                    info!(link = %self.cfg.name, status = %s, "Connector system status back; resync");
+                    self.operational = true;
+                    self.metrics.link_up(true);
+                    self.to_core(Input::LinkUp {
+                        name: self.cfg.name.clone(),
+                    })
+                    .await;
+                } else if *s == SystemStatusValue::MessagesLost {
+                    warn!(link = %self.cfg.name, "Connector lost messages; full resync");
+                    self.to_core(Input::LinkUp {
+                        name: self.cfg.name.clone(),
+                    })
+                    .await;
+                }
+            }
+            other => info!(link = %self.cfg.name, status = %other, "Connector system status"),
+        }
+        Ok(())
+    }
+
+    async fn to_core(&self, input: Input) {
+        let _ = self.core.send(CoreMsg::Link(input)).await;
+    }
+}
+
+fn is_ok(s: &SystemStatusValue) -> bool {
+    matches!(s, SystemStatusValue::Normal | SystemStatusValue::Enabled)
+}
