@@ -37,10 +37,18 @@ impl ConnTask {
         let mut inbuf = BytesMut::with_capacity(16 * 1024);
         let mut outbuf = BytesMut::with_capacity(16 * 1024);
         let id = self.id;
+        // the kill switch: fired = drop now; its sender dropped = the switch let go of us, so
+        // flush what is queued and close when the queue ends
+        let mut kill_armed = true;
         let why = loop {
             tokio::select! {
                 _ = self.cancel.cancelled() => break "shutdown",
-                _ = &mut self.kill => break "dropped by the switch",
+                k = &mut self.kill, if kill_armed => {
+                    if k.is_ok() {
+                        break "dropped by the switch";
+                    }
+                    kill_armed = false;
+                }
                 out = self.rx.recv() => {
                     let Some(frame) = out else { break "closed by the switch" };
                     outbuf.clear();
