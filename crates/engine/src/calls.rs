@@ -40,6 +40,10 @@ pub struct Call {
     pub user_data: KvList,
     /// The call this consultation was made from.
     pub consult_of: Option<ConnId>,
+    /// The calling device (for abandon detection).
+    pub caller: Option<String>,
+    /// Parties removed recently: later copies of the same clearing event still know them.
+    pub departed: Vec<String>,
 }
 
 impl Call {
@@ -161,6 +165,8 @@ impl Engine {
                     .and_then(|o| self.calls.calls.get(&o).map(|c| c.user_data.clone()))
                     .unwrap_or_default(),
                 consult_of,
+                caller: None,
+                departed: Vec::new(),
             },
         );
         self.calls.by_call_id.insert(call_id.to_string(), conn_id);
@@ -208,6 +214,9 @@ impl Engine {
         if call.ani.is_none() {
             call.ani = calling.map(str::to_string);
         }
+        if call.caller.is_none() {
+            call.caller = calling.map(str::to_string);
+        }
         if call.dnis.is_none() {
             call.dnis = called.map(str::to_string);
         }
@@ -217,7 +226,13 @@ impl Engine {
     fn drop_party(&mut self, conn: ConnId, dn: &str) {
         let empty = match self.calls.calls.get_mut(&conn) {
             Some(c) => {
-                c.parties.retain(|p| p.dn != dn);
+                if c.party(dn).is_some() {
+                    c.parties.retain(|p| p.dn != dn);
+                    c.departed.push(dn.to_string());
+                    if c.departed.len() > 8 {
+                        c.departed.remove(0);
+                    }
+                }
                 c.parties.is_empty()
             }
             None => return,
@@ -295,6 +310,9 @@ impl Engine {
                     .unwrap_or_else(|| d.to_string());
                 self.set_party(conn, &who, PartyState::Initiated, Some(DnRole::Origination));
                 self.add_dn_call(&who, conn);
+                if let Some(c) = self.calls.calls.get_mut(&conn) {
+                    c.caller.get_or_insert_with(|| who.clone());
+                }
                 let by_ctid = e.cause == Some(EventCause::MakeCall) || self.expects_dialing(&who);
                 if who == d && !by_ctid {
                     let mut ev = Event::new(EventName::EventOffHook).with_this_dn(d);
@@ -600,11 +618,14 @@ impl Engine {
         let Some(call) = self.calls.calls.get(&conn) else {
             return;
         };
-        let parties_before = call.parties.len();
+        let present = call.party(dropped).is_some();
+        let departed = !present && call.departed.iter().any(|x| x == dropped);
+        let parties_before = call.parties.len() + usize::from(departed);
         let d_party = call.party(d).cloned();
-        let dropped_was_caller = call
-            .party(dropped)
-            .is_some_and(|p| p.role == DnRole::Origination);
+        let dropped_was_caller = call.caller.as_deref() == Some(dropped)
+            || call
+                .party(dropped)
+                .is_some_and(|p| p.role == DnRole::Origination);
         if dropped == d {
             if d_party.is_some() {
                 let mut ev = self.call_event(EventName::EventReleased, d, conn);
@@ -636,14 +657,7 @@ impl Engine {
                 self.remove_dn_call(d, conn);
                 return;
             }
-            Some(_)
-                if parties_before >= 3
-                    && self
-                        .calls
-                        .calls
-                        .get(&conn)
-                        .is_some_and(|c| c.party(dropped).is_some()) =>
-            {
+            Some(_) if parties_before >= 3 && (present || departed) => {
                 let mut ev = self.call_event(EventName::EventPartyDeleted, d, conn);
                 ev.other_dn = Some(dropped.to_string());
                 ev.other_dn_role = Some(DnRole::DeletedParty);
@@ -714,7 +728,11 @@ impl Engine {
                 self.calls.by_call_id.retain(|_, v| *v != consult);
                 for item in list {
                     if let Some(n) = item.new_connection.as_ref().and_then(|c| c.call_id.clone()) {
-                        self.calls.by_call_id.insert(n, surviving);
+                        self.calls.by_call_id.insert(n.clone(), surviving);
+                        // The CallID may change mid-call: follow it.
+                        if let Some(sc) = self.calls.calls.get_mut(&surviving) {
+                            sc.call_id = n;
+                        }
                     }
                 }
                 if let Some(by) = &by {

@@ -1,0 +1,429 @@
+//! The call model end to end: ctid and csta-sim over real sockets. Basic call, hold/retrieve,
+//! consultation + transfer, conference, agents (including the hot-desk agent login), forwarding
+//! and DND, user data, errors, and a call that ended while the link was down.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use ctid_client::Client;
+use ctid_protocol::{ConnId, Event, EventName, KvList, Request, RequestName};
+use ctid_server::demo::demo_config;
+use ctid_server::Running;
+use ctid_sim::{Sim, SimConfig};
+
+const T: Duration = Duration::from_secs(5);
+
+struct Rig {
+    sim: Sim,
+    ctid: Running,
+}
+
+async fn rig() -> Rig {
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let sim = Sim::start(SimConfig::demo(), any, None).await.unwrap();
+    let mut cfg = demo_config(any, sim.csta_addr());
+    cfg.links[0].reconnect_min = Duration::from_millis(100);
+    cfg.links[0].reconnect_max = Duration::from_millis(300);
+    cfg.links[0].connect_timeout = Duration::from_millis(800);
+    let ctid = ctid_server::start(cfg).await.unwrap();
+    let r = Rig { sim, ctid };
+    r.wait_link("up").await;
+    r
+}
+
+impl Rig {
+    async fn wait_link(&self, state: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut rx = self.ctid.status.clone();
+        while rx.borrow().link != state {
+            assert!(Instant::now() < deadline, "link never became {state}");
+            let _ = tokio::time::timeout(Duration::from_millis(200), rx.changed()).await;
+        }
+    }
+    /// A client registered on `dns`, with the connect and register answers consumed.
+    async fn client(&self, dns: &[&str]) -> Client {
+        let mut c = Client::connect(&self.ctid.ws_url()).await.unwrap();
+        c.next_event(T).await.unwrap().unwrap();
+        for d in dns {
+            let ev = c.request(Request::register_address(*d), T).await.unwrap();
+            assert_eq!(ev.name, EventName::EventRegistered, "{ev:?}");
+        }
+        c
+    }
+}
+
+/// Wait for the event `name` (on `dn` if given), skipping others.
+async fn until(c: &mut Client, name: EventName, dn: Option<&str>) -> Event {
+    let deadline = Instant::now() + T;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ev = c
+            .next_event(left)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("no {name:?}"));
+        if ev.name == name && dn.is_none_or(|d| ev.this_dn.as_deref() == Some(d)) {
+            return ev;
+        }
+        assert_ne!(
+            ev.name,
+            EventName::EventError,
+            "while waiting for {name:?}: {ev:?}"
+        );
+    }
+}
+
+fn req(name: RequestName, dn: &str) -> Request {
+    Request::new(name).with_this_dn(dn)
+}
+
+fn with_conn(mut r: Request, c: ConnId) -> Request {
+    r.conn_id = Some(c);
+    r
+}
+
+async fn answer_ok(c: &mut Client, r: Request, want: EventName) -> Event {
+    let ev = c.request(r, T).await.unwrap();
+    assert_eq!(ev.name, want, "{ev:?}");
+    ev
+}
+
+#[tokio::test]
+async fn basic_call_hold_retrieve_release() {
+    let r = rig().await;
+    let mut a = r.client(&["1001"]).await;
+    let mut b = r.client(&["1002"]).await;
+    let dial = answer_ok(
+        &mut a,
+        req(RequestName::RequestMakeCall, "1001").with_other_dn("1002"),
+        EventName::EventDialing,
+    )
+    .await;
+    let conn = dial.conn_id.expect("ConnID");
+    assert_eq!(dial.other_dn.as_deref(), Some("1002"));
+    assert_eq!(dial.call_type, Some(ctid_protocol::CallType::Internal));
+    let ring = until(&mut b, EventName::EventRinging, Some("1002")).await;
+    assert_eq!(
+        (ring.conn_id, ring.ani.as_deref(), ring.other_dn.as_deref()),
+        (Some(conn), Some("1001"), Some("1002").and(Some("1001")))
+    );
+    let est = answer_ok(
+        &mut b,
+        with_conn(req(RequestName::RequestAnswerCall, "1002"), conn),
+        EventName::EventEstablished,
+    )
+    .await;
+    assert_eq!(est.conn_id, Some(conn));
+    let est_a = until(&mut a, EventName::EventEstablished, Some("1001")).await;
+    assert_eq!(est_a.other_dn.as_deref(), Some("1002"));
+    // DN status shows the call.
+    let q = a
+        .request(
+            Request::query_address("1001", ctid_protocol::AddressInfoType::DnStatus),
+            T,
+        )
+        .await
+        .unwrap();
+    assert_eq!(q.extension_str("status"), Some("AddressStatusTalking"));
+    assert_eq!(q.extension_str("conn-1"), Some(conn.to_string().as_str()));
+    answer_ok(
+        &mut a,
+        with_conn(req(RequestName::RequestHoldCall, "1001"), conn),
+        EventName::EventHeld,
+    )
+    .await;
+    answer_ok(
+        &mut a,
+        with_conn(req(RequestName::RequestRetrieveCall, "1001"), conn),
+        EventName::EventRetrieved,
+    )
+    .await;
+    // User data travels to both parties.
+    let mut ud = KvList::new();
+    ud.insert_str("CaseID", "C-77");
+    let mut attach = with_conn(req(RequestName::RequestAttachUserData, "1001"), conn);
+    attach.user_data = Some(ud);
+    let changed = answer_ok(&mut a, attach, EventName::EventAttachedDataChanged).await;
+    assert_eq!(changed.user_data.unwrap().get_str("CaseID"), Some("C-77"));
+    let other = until(&mut b, EventName::EventAttachedDataChanged, None).await;
+    assert_eq!(other.reference_id, None);
+    // Release from A; both see EventReleased.
+    let rel = answer_ok(
+        &mut a,
+        with_conn(req(RequestName::RequestReleaseCall, "1001"), conn),
+        EventName::EventReleased,
+    )
+    .await;
+    assert_eq!(rel.call_state, Some(ctid_protocol::CallState::Ok));
+    until(&mut b, EventName::EventReleased, Some("1002")).await;
+    // The call is gone: 56.
+    let e = a
+        .request(
+            with_conn(req(RequestName::RequestHoldCall, "1001"), conn),
+            T,
+        )
+        .await
+        .unwrap();
+    assert_eq!(e.error_code.map(|c| c.0), Some(56), "{e:?}");
+}
+
+#[tokio::test]
+async fn call_dialled_at_the_phone_and_abandoned() {
+    let r = rig().await;
+    let mut a = r.client(&["1004"]).await;
+    let mut b = r.client(&["1005"]).await;
+    r.sim.dial("1004", "1005").await.unwrap();
+    until(&mut a, EventName::EventOffHook, Some("1004")).await;
+    let d = until(&mut a, EventName::EventDialing, Some("1004")).await;
+    assert_eq!(d.reference_id, None);
+    let ring = until(&mut b, EventName::EventRinging, Some("1005")).await;
+    r.sim.hangup("1004").await.unwrap();
+    until(&mut a, EventName::EventReleased, Some("1004")).await;
+
+    let ab = until(&mut b, EventName::EventAbandoned, Some("1005")).await;
+    assert_eq!(ab.conn_id, ring.conn_id);
+}
+
+#[tokio::test]
+async fn consultation_and_transfer_keep_the_original_connid() {
+    let r = rig().await;
+    let mut a = r.client(&["1001"]).await;
+    let mut b = r.client(&["1002"]).await;
+    let mut c = r.client(&["1003"]).await;
+    let conn = answer_ok(
+        &mut a,
+        req(RequestName::RequestMakeCall, "1001").with_other_dn("1002"),
+        EventName::EventDialing,
+    )
+    .await
+    .conn_id
+    .unwrap();
+    until(&mut b, EventName::EventRinging, None).await;
+    answer_ok(
+        &mut b,
+        with_conn(req(RequestName::RequestAnswerCall, "1002"), conn),
+        EventName::EventEstablished,
+    )
+    .await;
+    until(&mut a, EventName::EventEstablished, None).await;
+    let consult = answer_ok(
+        &mut a,
+        with_conn(req(RequestName::RequestInitiateTransfer, "1001"), conn).with_other_dn("1003"),
+        EventName::EventDialing,
+    )
+    .await;
+    let cconn = consult.conn_id.unwrap();
+    assert_ne!(cconn, conn);
+    assert_eq!(consult.call_type, Some(ctid_protocol::CallType::Consult));
+    let ring = until(&mut c, EventName::EventRinging, Some("1003")).await;
+    assert_eq!(ring.conn_id, Some(cconn));
+    r.sim.answer("1003").await.unwrap();
+    until(&mut c, EventName::EventEstablished, None).await;
+    let mut complete = with_conn(req(RequestName::RequestCompleteTransfer, "1001"), cconn);
+    complete.transfer_conn_id = Some(conn);
+    let rel = answer_ok(&mut a, complete, EventName::EventReleased).await;
+    assert_eq!(rel.call_state, Some(ctid_protocol::CallState::Transferred));
+    let pb = until(&mut b, EventName::EventPartyChanged, Some("1002")).await;
+    assert_eq!(pb.conn_id, Some(conn), "the original ConnID survives");
+    let pc = until(&mut c, EventName::EventPartyChanged, Some("1003")).await;
+    assert_eq!((pc.conn_id, pc.previous_conn_id), (Some(conn), Some(cconn)));
+    // B and C now talk on the original ConnID: C can release it.
+    answer_ok(
+        &mut c,
+        with_conn(req(RequestName::RequestReleaseCall, "1003"), conn),
+        EventName::EventReleased,
+    )
+    .await;
+    until(&mut b, EventName::EventReleased, Some("1002")).await;
+}
+
+#[tokio::test]
+async fn conference_adds_a_party() {
+    let r = rig().await;
+    let mut a = r.client(&["1006"]).await;
+    let mut b = r.client(&["1007"]).await;
+    let mut c = r.client(&["1008"]).await;
+    let conn = answer_ok(
+        &mut a,
+        req(RequestName::RequestMakeCall, "1006").with_other_dn("1007"),
+        EventName::EventDialing,
+    )
+    .await
+    .conn_id
+    .unwrap();
+    until(&mut b, EventName::EventRinging, None).await;
+    r.sim.answer("1007").await.unwrap();
+    until(&mut a, EventName::EventEstablished, None).await;
+    let cconn = answer_ok(
+        &mut a,
+        with_conn(req(RequestName::RequestInitiateConference, "1006"), conn).with_other_dn("1008"),
+        EventName::EventDialing,
+    )
+    .await
+    .conn_id
+    .unwrap();
+    until(&mut c, EventName::EventRinging, None).await;
+    r.sim.answer("1008").await.unwrap();
+    until(&mut c, EventName::EventEstablished, None).await;
+    let mut complete = with_conn(req(RequestName::RequestCompleteConference, "1006"), cconn);
+    complete.conference_conn_id = Some(conn);
+    let added = answer_ok(&mut a, complete, EventName::EventPartyAdded).await;
+    assert_eq!(added.conn_id, Some(conn));
+    assert_eq!(added.other_dn.as_deref(), Some("1008"));
+    let pb = until(&mut b, EventName::EventPartyAdded, Some("1007")).await;
+    assert_eq!(pb.conn_id, Some(conn));
+    let pc = until(&mut c, EventName::EventPartyChanged, Some("1008")).await;
+    assert_eq!((pc.conn_id, pc.previous_conn_id), (Some(conn), Some(cconn)));
+    // A member leaves: the others see EventPartyDeleted.
+    r.sim.hangup("1008").await.unwrap();
+    let del = until(&mut a, EventName::EventPartyDeleted, Some("1006")).await;
+    assert_eq!(del.other_dn.as_deref(), Some("1008"));
+}
+
+#[tokio::test]
+async fn agents_forwarding_and_dnd() {
+    let r = rig().await;
+    let mut a = r.client(&["2002"]).await;
+    let mut login = req(RequestName::RequestAgentLogin, "2002");
+    login.agent_id = Some("2002".into());
+    login.this_queue = Some("3001".into());
+    let ev = answer_ok(&mut a, login, EventName::EventAgentLogin).await;
+    assert_eq!(ev.agent_id.as_deref(), Some("2002"));
+    answer_ok(
+        &mut a,
+        req(RequestName::RequestAgentReady, "2002"),
+        EventName::EventAgentReady,
+    )
+    .await;
+    let mut nr = req(RequestName::RequestAgentNotReady, "2002");
+    nr.agent_work_mode = Some(ctid_protocol::AgentWorkMode::AfterCallWork);
+    let ev = answer_ok(&mut a, nr, EventName::EventAgentNotReady).await;
+    assert_eq!(
+        ev.agent_work_mode,
+        Some(ctid_protocol::AgentWorkMode::AfterCallWork)
+    );
+    let q = a
+        .request(
+            Request::query_address("2002", ctid_protocol::AddressInfoType::DnStatus),
+            T,
+        )
+        .await
+        .unwrap();
+    assert_eq!(q.agent_id.as_deref(), Some("2002"));
+    assert_eq!(q.extension_str("AgentStatus"), Some("AgentAfterCallWork"));
+    answer_ok(
+        &mut a,
+        req(RequestName::RequestAgentLogout, "2002"),
+        EventName::EventAgentLogout,
+    )
+    .await;
+
+    let mut fwd = req(RequestName::RequestCallForwardSet, "2002").with_other_dn("1009");
+    fwd.forward_mode = Some(ctid_protocol::ForwardMode::Unconditional);
+    let ev = answer_ok(&mut a, fwd, EventName::EventForwardSet).await;
+    assert_eq!(ev.other_dn.as_deref(), Some("1009"));
+    answer_ok(
+        &mut a,
+        req(RequestName::RequestCallForwardCancel, "2002"),
+        EventName::EventForwardCancel,
+    )
+    .await;
+    answer_ok(
+        &mut a,
+        req(RequestName::RequestSetDNDOn, "2002"),
+        EventName::EventDNDOn,
+    )
+    .await;
+    answer_ok(
+        &mut a,
+        req(RequestName::RequestSetDNDOff, "2002"),
+        EventName::EventDNDOff,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn hot_desk_agent_login_on_the_host() {
+    let r = rig().await;
+    let mut host = r.client(&["1003"]).await;
+    let mut login = req(RequestName::RequestAgentLogin, "1003");
+    login.agent_id = Some("2003".into());
+    let ev = answer_ok(&mut host, login, EventName::EventAgentLogin).await;
+    assert_eq!(
+        (ev.this_dn.as_deref(), ev.agent_id.as_deref()),
+        (Some("1003"), Some("2003"))
+    );
+    let p = until(&mut host, EventName::EventPrivateInfo, None).await;
+    assert_eq!(
+        (
+            p.private_msg_id,
+            p.this_dn.as_deref(),
+            p.other_dn.as_deref()
+        ),
+        (Some(1), Some("2003"), Some("1003"))
+    );
+    let mut logout = req(RequestName::RequestAgentLogout, "1003");
+    logout.agent_id = Some("2003".into());
+    answer_ok(&mut host, logout, EventName::EventAgentLogout).await;
+    let p = until(&mut host, EventName::EventPrivateInfo, None).await;
+    assert_eq!(p.private_msg_id, Some(2));
+}
+
+#[tokio::test]
+async fn switch_refusals_are_mapped() {
+    let r = rig().await;
+    let mut a = r.client(&["1009"]).await;
+    // Nothing to answer: a ConnID that is not on the DN is refused by ctid (56) ...
+    let e = a
+        .request(
+            with_conn(req(RequestName::RequestAnswerCall, "1009"), ConnId(42)),
+            T,
+        )
+        .await
+        .unwrap();
+    assert_eq!(e.error_code.map(|c| c.0), Some(56));
+    // ... a destination the switch does not know is refused by the switch (11xx).
+    let e = a
+        .request(
+            req(RequestName::RequestMakeCall, "1009").with_other_dn("5555"),
+            T,
+        )
+        .await
+        .unwrap();
+    assert_eq!(e.name, EventName::EventError, "{e:?}");
+    assert!(e.error_code.unwrap().0 >= 1100, "{e:?}");
+    assert!(e.extension_str("CSTAError").is_some());
+    // Missing OtherDN: 53.
+    let e = a
+        .request(req(RequestName::RequestMakeCall, "1009"), T)
+        .await
+        .unwrap();
+    assert_eq!(e.error_code.map(|c| c.0), Some(53));
+}
+
+#[tokio::test]
+async fn call_released_while_the_link_was_down_is_cleared_on_resync() {
+    let r = rig().await;
+    // (1010 is the demo's hoteling host: its endpoint belongs to guest 2010, so use 1009.)
+    let mut a = r.client(&["1009"]).await;
+    let conn = answer_ok(
+        &mut a,
+        req(RequestName::RequestMakeCall, "1009").with_other_dn("1001"),
+        EventName::EventDialing,
+    )
+    .await
+    .conn_id
+    .unwrap();
+    r.sim.answer("1001").await.unwrap();
+    until(&mut a, EventName::EventEstablished, None).await;
+    r.sim.set_stall(true).await;
+    r.sim.drop_connections().await;
+    until(&mut a, EventName::EventLinkDisconnected, None).await;
+    r.sim.hangup("1001").await.unwrap();
+    r.sim.set_stall(false).await;
+    let rel = until(&mut a, EventName::EventReleased, Some("1009")).await;
+    assert_eq!(rel.conn_id, Some(conn));
+    assert_eq!(rel.call_state, Some(ctid_protocol::CallState::Dropped));
+    assert_eq!(rel.extension_str("ReleaseCause"), Some("resync"));
+    until(&mut a, EventName::EventLinkConnected, None).await;
+}
