@@ -377,7 +377,20 @@ impl Engine {
                     if let Some(p) = self.calls.calls.get_mut(&conn).and_then(|c| c.party_mut(d)) {
                         p.offered = true;
                     }
-                    let mut ev = self.call_event(EventName::EventRinging, d, conn);
+                    // A call offered to a routing point asks for a route (tserver-behaviour §6.3).
+                    let rp = self
+                        .dns
+                        .get(d)
+                        .is_some_and(|x| x.dn_type == AddressType::RouteDn);
+                    let name = if rp {
+                        EventName::EventRouteRequest
+                    } else {
+                        EventName::EventRinging
+                    };
+                    let mut ev = self.call_event(name, d, conn);
+                    if rp {
+                        ev.this_queue = Some(d.to_string());
+                    }
                     if let Some(c) = &calling {
                         ev.other_dn = Some(c.clone());
                         ev.other_dn_role = Some(DnRole::Origination);
@@ -584,7 +597,16 @@ impl Engine {
                     if let Some(p) = self.calls.calls.get_mut(&conn).and_then(|c| c.party_mut(d)) {
                         p.offered = true;
                     }
-                    let mut ev = self.call_event(EventName::EventQueued, d, conn);
+                    let rp = self
+                        .dns
+                        .get(d)
+                        .is_some_and(|x| x.dn_type == AddressType::RouteDn);
+                    let name = if rp {
+                        EventName::EventRouteRequest
+                    } else {
+                        EventName::EventQueued
+                    };
+                    let mut ev = self.call_event(name, d, conn);
                     ev.this_queue = Some(d.to_string());
                     ev.other_dn = calling.clone();
                     self.deliver(out, d, ev);

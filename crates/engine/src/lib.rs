@@ -80,6 +80,9 @@ pub enum Input {
     },
     /// Check deadlines.
     Tick,
+    /// A new configuration (reload): added DNs are monitored, removed DNs are unregistered with
+    /// an unsolicited EventUnregistered, options apply from now on.
+    Reconfigure(Box<EngineConfig>),
 }
 
 /// Something to do.
@@ -320,6 +323,7 @@ impl Engine {
             Input::CstaEvent { message } => self.csta_event(message, out),
             Input::CstaRequest { invoke_id, message } => self.csta_request(invoke_id, message, out),
             Input::Tick => self.tick(out),
+            Input::Reconfigure(cfg) => self.reconfigure(*cfg, out),
         }
         while let Some((client, req)) = self.ready_requests.pop_front() {
             if self.clients.contains_key(&client) {
@@ -750,6 +754,68 @@ impl Engine {
             }
         }
         self.emit(out, vec![client], ev);
+    }
+
+    fn reconfigure(&mut self, cfg: EngineConfig, out: &mut Vec<Output>) {
+        let new: HashMap<String, DnConfig> = cfg
+            .dns
+            .iter()
+            .map(|d| (d.number.clone(), d.clone()))
+            .collect();
+        let removed: Vec<String> = self
+            .dns
+            .values()
+            .filter(|d| d.configured && !new.contains_key(&d.number))
+            .map(|d| d.number.clone())
+            .collect();
+        for n in &removed {
+            let regs: Vec<ClientId> = self.dns[n].regs.keys().copied().collect();
+            for c in &regs {
+                if let Some(st) = self.clients.get_mut(c) {
+                    st.regs.remove(n);
+                }
+            }
+            if !regs.is_empty() {
+                let mut ev = Event::new(EventName::EventUnregistered).with_this_dn(n.clone());
+                ev.error_code = Some(ErrorCode(59));
+                ev.error_message = Some(format!("DN {n} was removed from the configuration"));
+                self.emit(out, regs, ev);
+            }
+            if let Some(d) = self.dns.get_mut(n) {
+                d.regs.clear();
+                d.waiters.clear();
+                d.configured = false;
+                d.register = RegisterFlag::OnDemand;
+            }
+            self.sync_monitor(n);
+            if let Some(d) = self.dns.get(n) {
+                if matches!(d.monitor, Monitor::Off) && d.query_tag.is_none() {
+                    self.dns.remove(n);
+                }
+            }
+        }
+        let mut added = 0;
+        for (n, d) in &new {
+            match self.dns.get_mut(n) {
+                Some(x) => {
+                    x.configured = true;
+                    x.dn_type = d.dn_type;
+                    x.register = d.register;
+                }
+                None => {
+                    added += 1;
+                    self.dns
+                        .insert(n.clone(), Dn::configured(n, d.dn_type, d.register));
+                }
+            }
+            self.sync_monitor(n);
+        }
+        info!(added, removed = removed.len(), "configuration reloaded");
+        self.hd_supported = self.hd_supported && cfg.hotdesk_enabled;
+        if cfg.hotdesk_enabled && !self.cfg.hotdesk_enabled {
+            self.hd_supported = true;
+        }
+        self.cfg = cfg;
     }
 
     // ------------------------------------------------------------------------------ monitors

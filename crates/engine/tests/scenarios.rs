@@ -696,3 +696,45 @@ fn basic_call_make_answer_release() {
     ));
     assert_eq!(ev[0].1.error_code.map(|c| c.0), Some(56));
 }
+
+#[test]
+fn reload_adds_and_removes_dns() {
+    let mut cfg = EngineConfig::default();
+    cfg.dns.push(DnConfig {
+        number: "1001".into(),
+        dn_type: ctid_protocol::AddressType::Dn,
+        register: RegisterFlag::True,
+    });
+    let mut t = T::new(cfg.clone());
+    t.input(Input::ClientConnected {
+        client: 1,
+        peer: "a".into(),
+    });
+    t.up(&[]);
+    register(&mut t, 1, "1001", 1, &[]);
+    assert!(t.e.is_monitored("1001"));
+    cfg.dns = vec![DnConfig {
+        number: "1002".into(),
+        dn_type: ctid_protocol::AddressType::Dn,
+        register: RegisterFlag::True,
+    }];
+    let out = t.input(Input::Reconfigure(Box::new(cfg)));
+    let ev = events(&out);
+    assert_eq!(ev.len(), 1);
+    assert_eq!(
+        (ev[0].0.clone(), ev[0].1.name, ev[0].1.this_dn.as_deref()),
+        (vec![1], EventName::EventUnregistered, Some("1001"))
+    );
+    assert!(ev[0]
+        .1
+        .error_message
+        .as_deref()
+        .unwrap()
+        .contains("removed"));
+    let reqs = requests(&out);
+    assert!(reqs
+        .iter()
+        .any(|(_, m)| matches!(m, Message::MonitorStop(_))));
+    assert!(reqs.iter().any(|(_, m)| matches!(m, Message::MonitorStart(s) if s.monitor_object == MonitorObject::Device("1002".into()))));
+    assert!(!t.e.is_monitored("1001"));
+}
