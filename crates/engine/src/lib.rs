@@ -160,6 +160,36 @@ struct ClientState {
     regs: BTreeSet<String>,
 }
 
+/// One DN as the web monitor shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnView {
+    pub number: String,
+    pub dn_type: &'static str,
+    pub configured: bool,
+    pub monitored: bool,
+    pub registrations: usize,
+    pub status: String,
+    pub calls: usize,
+    pub agent_id: Option<String>,
+    pub agent_status: Option<String>,
+    /// Hot desking: the host this guest uses.
+    pub host: Option<String>,
+    /// Hot desking: the guest using this host.
+    pub guest: Option<String>,
+    pub forward_to: Option<String>,
+    pub dnd: bool,
+}
+
+/// One call as the web monitor shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallView {
+    pub conn_id: String,
+    pub call_id: String,
+    pub call_type: &'static str,
+    /// (DN, party state)
+    pub parties: Vec<(String, &'static str)>,
+}
+
 /// Counters for metrics and tests.
 #[derive(Debug, Default, Clone)]
 pub struct Counters {
@@ -288,6 +318,58 @@ impl Engine {
     /// The engine's configuration.
     pub fn config(&self) -> &EngineConfig {
         &self.cfg
+    }
+
+    /// A read-only view of every DN (for the web monitor and `/api/state`), sorted by number.
+    pub fn dn_views(&self) -> Vec<DnView> {
+        let mut v: Vec<DnView> = self
+            .dns
+            .values()
+            .map(|d| {
+                let (k, calls, agent) = self.dn_status(d);
+                DnView {
+                    number: d.number.clone(),
+                    dn_type: d.dn_type.as_str(),
+                    configured: d.configured,
+                    monitored: matches!(d.monitor, Monitor::Active { .. }),
+                    registrations: d.regs.len(),
+                    status: k
+                        .get_str("status")
+                        .unwrap_or("AddressStatusIdle")
+                        .to_string(),
+                    calls,
+                    agent_id: agent,
+                    agent_status: k.get_str("AgentStatus").map(str::to_string),
+                    host: self.hd.host_of(&d.number).map(str::to_string),
+                    guest: self.hd.guest_of(&d.number).map(str::to_string),
+                    forward_to: d.forward.as_ref().map(|f| f.1.clone()),
+                    dnd: d.dnd,
+                }
+            })
+            .collect();
+        v.sort_by(|a, b| a.number.cmp(&b.number));
+        v
+    }
+
+    /// A read-only view of every active call, sorted by ConnID.
+    pub fn call_views(&self) -> Vec<CallView> {
+        let mut v: Vec<CallView> = self
+            .calls
+            .calls
+            .values()
+            .map(|c| CallView {
+                conn_id: c.conn_id.to_string(),
+                call_id: c.call_id.clone(),
+                call_type: c.call_type.as_str(),
+                parties: c
+                    .parties
+                    .iter()
+                    .map(|p| (p.dn.clone(), p.state.as_str()))
+                    .collect(),
+            })
+            .collect();
+        v.sort_by(|a, b| a.conn_id.cmp(&b.conn_id));
+        v
     }
 
     /// Handle one input; append what to do to `out`.
