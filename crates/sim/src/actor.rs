@@ -772,11 +772,17 @@ impl Actor {
                 })
             }
             Message::AnswerCall(a) => {
-                m.answer(&a.call_to_be_answered)?;
+                use LocalConnectionState as S;
+                let c = m.complete_connection(&a.call_to_be_answered, &[S::Alerting])?;
+                m.answer(&c)?;
                 Message::AnswerCallResponse(AnswerCallResponse { extensions: None })
             }
             Message::ClearConnection(c) => {
-                let x = &c.connection_to_be_cleared;
+                use LocalConnectionState as S;
+                let x = m.complete_connection(
+                    &c.connection_to_be_cleared,
+                    &[S::Connected, S::Initiated, S::Alerting, S::Hold, S::Queued],
+                )?;
                 m.clear_connection(x.call(), x.device())?;
                 Message::ClearConnectionResponse(ClearConnectionResponse { extensions: None })
             }
@@ -785,11 +791,15 @@ impl Actor {
                 Message::ClearCallResponse(ClearCallResponse { extensions: None })
             }
             Message::HoldCall(h) => {
-                m.hold(&h.call_to_be_held)?;
+                let c =
+                    m.complete_connection(&h.call_to_be_held, &[LocalConnectionState::Connected])?;
+                m.hold(&c)?;
                 Message::HoldCallResponse(HoldCallResponse { extensions: None })
             }
             Message::RetrieveCall(r) => {
-                m.retrieve(&r.call_to_be_retrieved)?;
+                let c =
+                    m.complete_connection(&r.call_to_be_retrieved, &[LocalConnectionState::Hold])?;
+                m.retrieve(&c)?;
                 Message::RetrieveCallResponse(RetrieveCallResponse { extensions: None })
             }
             Message::ConsultationCall(c) => {

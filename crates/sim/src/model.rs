@@ -362,6 +362,32 @@ impl Model {
         }
     }
 
+    /// A connection given by device only (OpenScape style, e.g. pyssimist's ClearConnection):
+    /// the device's call in the first of `prefer` states that it has.
+    pub fn complete_connection(
+        &self,
+        c: &ConnectionId,
+        prefer: &[LocalConnectionState],
+    ) -> Result<ConnectionId> {
+        if !c.call().is_empty() || c.device().is_empty() {
+            return Ok(c.clone());
+        }
+        self.device(c.device())?;
+        for s in prefer {
+            if let Some(call) = self
+                .calls_in_state(c.device(), std::slice::from_ref(s))
+                .into_iter()
+                .next()
+            {
+                return Ok(conn(&call, c.device()));
+            }
+        }
+        Err(SimError::state(
+            StateIncompatibilityError::InvalidConnectionState,
+            format!("{} has no call for this request", c.device()),
+        ))
+    }
+
     /// Calls in which `device` has a connection, oldest first.
     pub fn calls_of(&self, device: &str) -> Vec<String> {
         self.calls
