@@ -2,15 +2,23 @@
 //! messages first when both are ready), a 100 ms tick, and carries out its outputs. Each event is
 //! encoded to JSON once and the same bytes are queued to every client it goes to. A client whose
 //! bounded queue is full is disconnected (never blocks the others).
+//!
+//! For operability it also times each client request to its answer and stamps the client events
+//! caused by a CSTA event with the moment that event reached the core (the WebSocket writer
+//! observes the switch-to-client latency), answers [`CoreMsg::Snapshot`] with the engine's DN and
+//! call views (`/api/state`), and hands [`CoreMsg::Reconfigure`] to the engine (config reload).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::Utf8Bytes;
-use ctid_engine::{ClientId, Engine, Input, LinkState, Now, Output};
-use tokio::sync::{mpsc, watch};
-use tracing::warn;
+use ctid_engine::{
+    CallView, ClientId, DnView, Engine, EngineConfig, Input, LinkState, Now, Output,
+};
+use ctid_protocol::RequestName;
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{info, warn};
 
 use crate::link::LinkCmd;
 use crate::metrics::Metrics;
@@ -22,12 +30,31 @@ pub enum CoreMsg {
     ClientOpen {
         id: ClientId,
         peer: String,
-        tx: mpsc::Sender<Utf8Bytes>,
+        tx: mpsc::Sender<Outgoing>,
     },
     Client(Input),
     ClientClose {
         id: ClientId,
     },
+    /// The engine's DN and call views, for `/api/state` and the web monitor.
+    Snapshot(oneshot::Sender<Snapshot>),
+    /// A reloaded configuration (checked by the caller).
+    Reconfigure(Box<EngineConfig>),
+}
+
+/// One encoded event on its way to a client.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub text: Utf8Bytes,
+    /// When the CSTA event that caused it reached the core (switch-to-client latency).
+    pub since: Option<Instant>,
+}
+
+/// What the engine shows the web monitor.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub dns: Vec<DnView>,
+    pub calls: Vec<CallView>,
 }
 
 /// What the HTTP side can read about the engine.
@@ -44,7 +71,12 @@ pub struct Status {
 
 pub struct Core {
     engine: Engine,
-    clients: HashMap<ClientId, mpsc::Sender<Utf8Bytes>>,
+    clients: HashMap<ClientId, mpsc::Sender<Outgoing>>,
+    peers: HashMap<ClientId, String>,
+    /// Requests awaiting their answer: (client, ReferenceID) → (received, name).
+    inflight: HashMap<(ClientId, u32), (Instant, RequestName)>,
+    /// Ranges of the output buffer caused by a CSTA event, with its arrival time.
+    origins: Vec<(usize, usize, Instant)>,
     link: mpsc::UnboundedSender<LinkCmd>,
     metrics: Metrics,
     status: watch::Sender<Status>,
@@ -62,6 +94,9 @@ impl Core {
         Core {
             engine,
             clients: HashMap::new(),
+            peers: HashMap::new(),
+            inflight: HashMap::new(),
+            origins: Vec::new(),
             link,
             metrics,
             status,
@@ -115,30 +150,95 @@ impl Core {
                 if let Input::LinkUp { name } = &input {
                     self.link_name = name.clone();
                 }
+                let from = out.len();
+                let event = matches!(input, Input::CstaEvent { .. });
                 self.engine.handle(now, input, out);
+                if event && out.len() > from {
+                    self.origins.push((from, out.len(), Instant::now()));
+                }
             }
             CoreMsg::ClientOpen { id, peer, tx } => {
                 self.clients.insert(id, tx);
+                self.peers.insert(id, peer.clone());
                 self.engine
                     .handle(now, Input::ClientConnected { client: id, peer }, out);
+            }
+            CoreMsg::Client(Input::ClientText { client, text }) => {
+                // Decode here (instead of in the engine) to time the request to its answer; a
+                // frame that does not decode goes to the engine as it came, for its EventError.
+                match ctid_protocol::parse_request(&text) {
+                    Ok(request) => {
+                        self.metrics.request_in(request.name.as_str());
+                        if request.name == RequestName::RequestRegisterClient {
+                            info!(
+                                client,
+                                peer = self.peers.get(&client).map(String::as_str).unwrap_or(""),
+                                app = request.application_name.as_deref().unwrap_or(""),
+                                "client registered as application"
+                            );
+                        }
+                        if let Some(r) = request.reference_id {
+                            self.inflight
+                                .insert((client, r), (Instant::now(), request.name));
+                        }
+                        self.engine
+                            .handle(now, Input::ClientRequest { client, request }, out);
+                    }
+                    Err(_) => self
+                        .engine
+                        .handle(now, Input::ClientText { client, text }, out),
+                }
             }
             CoreMsg::Client(input) => self.engine.handle(now, input, out),
             CoreMsg::ClientClose { id } => {
                 if self.clients.remove(&id).is_some() {
+                    self.forget_client(id);
                     self.engine
                         .handle(now, Input::ClientDisconnected { client: id }, out);
                 }
             }
+            CoreMsg::Snapshot(reply) => {
+                let _ = reply.send(Snapshot {
+                    dns: self.engine.dn_views(),
+                    calls: self.engine.call_views(),
+                });
+            }
+            CoreMsg::Reconfigure(cfg) => self.engine.handle(now, Input::Reconfigure(cfg), out),
+        }
+    }
+
+    fn forget_client(&mut self, id: ClientId) {
+        self.peers.remove(&id);
+        if !self.inflight.is_empty() {
+            self.inflight.retain(|(c, _), _| *c != id);
         }
     }
 
     fn act(&mut self, out: &mut Vec<Output>) {
         let mut dropped = Vec::new();
-        for o in out.drain(..) {
+        let origins = std::mem::take(&mut self.origins);
+        let mut origin = origins.iter().peekable();
+        for (i, o) in out.drain(..).enumerate() {
+            while origin.peek().is_some_and(|(_, end, _)| *end <= i) {
+                origin.next();
+            }
+            let since = origin
+                .peek()
+                .filter(|(start, _, _)| *start <= i)
+                .map(|(_, _, t)| *t);
             match o {
                 Output::Event { to, event } => {
                     if event.is_error() {
                         self.metrics.rejected_requests.inc();
+                    }
+                    if let (Some(r), [c]) = (event.reference_id, to.as_slice()) {
+                        if let Some((t, name)) = self.inflight.remove(&(*c, r)) {
+                            self.metrics.request_latency.observe(t.elapsed());
+                            if event.is_error() {
+                                let code = event.error_code.as_ref().map_or(0, |c| c.0);
+                                self.metrics.request_error(name.as_str(), code);
+                            }
+                        }
                     }
                     self.metrics.event_out(event.name.as_str(), to.len() as u64);
                     let text = Utf8Bytes::from(event.to_json());
@@ -146,7 +246,11 @@ impl Core {
                         let Some(tx) = self.clients.get(&c) else {
                             continue;
                         };
-                        match tx.try_send(text.clone()) {
+                        let item = Outgoing {
+                            text: text.clone(),
+                            since,
+                        };
+                        match tx.try_send(item) {
                             Ok(()) => {
                                 let depth = (tx.max_capacity() - tx.capacity()) as i64;
                                 if depth > self.metrics.queue_high_water.get() {
@@ -175,6 +279,7 @@ impl Core {
         }
         for c in dropped {
             if self.clients.remove(&c).is_some() {
+                self.forget_client(c);
                 let now = self.now();
                 self.engine
                     .handle(now, Input::ClientDisconnected { client: c }, out);

@@ -1,22 +1,26 @@
-//! The client port: WebSocket sessions at `/ws`, and HTTP `/healthz`, `/readyz`, `/metrics`.
+//! The client port: WebSocket sessions at `/ws`; HTTP `/healthz`, `/readyz`, `/metrics`,
+//! `POST /admin/reload` (bearer token from `CTID_ADMIN_TOKEN`), and the web monitor at `/` with
+//! its `/api/state` ([`crate::web`]).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use ctid_engine::Input;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, watch};
-use tracing::debug;
+use tracing::{debug, info, warn};
 
-use crate::core::{CoreMsg, Status};
+use crate::core::{CoreMsg, Outgoing, Status};
 use crate::metrics::Metrics;
+use crate::reload::{ReloadError, Reloader};
 
 /// Shared by every HTTP handler.
 #[derive(Clone)]
@@ -27,6 +31,10 @@ pub struct AppState {
     pub next_id: Arc<AtomicU64>,
     pub max_frame: usize,
     pub queue: usize,
+    /// Configuration reload (`POST /admin/reload`).
+    pub reloader: Arc<Reloader>,
+    /// Bearer token for `/admin/*`; `None` disables them.
+    pub admin_token: Option<String>,
 }
 
 /// The router.
@@ -36,7 +44,56 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/admin/reload", post(admin_reload))
+        .merge(crate::web::routes())
         .with_state(state)
+}
+
+/// Constant-time comparison of the presented token.
+fn token_ok(headers: &HeaderMap, want: &str) -> bool {
+    let Some(got) = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    let (a, b) = (got.trim().as_bytes(), want.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn admin_reload(
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    State(st): State<AppState>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(want) = st.admin_token.as_deref().filter(|t| !t.is_empty()) else {
+        return (
+            StatusCode::FORBIDDEN,
+            "admin endpoints are disabled: set CTID_ADMIN_TOKEN\n",
+        )
+            .into_response();
+    };
+    if !token_ok(&headers, want) {
+        warn!(%peer, "POST /admin/reload: missing or wrong admin token");
+        return (
+            StatusCode::UNAUTHORIZED,
+            [("www-authenticate", "Bearer")],
+            "missing or wrong admin token (Authorization: Bearer <token>)\n",
+        )
+            .into_response();
+    }
+    info!(%peer, "configuration reload requested over HTTP");
+    match st.reloader.reload().await {
+        Ok(summary) => (StatusCode::OK, format!("{summary}\n")).into_response(),
+        Err(e @ ReloadError::Invalid(_)) => {
+            (StatusCode::BAD_REQUEST, format!("rejected: {e}\n")).into_response()
+        }
+        Err(e @ ReloadError::NoFile) => {
+            (StatusCode::CONFLICT, format!("rejected: {e}\n")).into_response()
+        }
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
+    }
 }
 
 async fn readyz(State(st): State<AppState>) -> Response {
@@ -78,7 +135,7 @@ async fn ws(
 
 async fn session(socket: WebSocket, peer: SocketAddr, st: AppState) {
     let id = st.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-    let (tx, mut rx) = mpsc::channel::<Utf8Bytes>(st.queue.max(1));
+    let (tx, mut rx) = mpsc::channel::<Outgoing>(st.queue.max(1));
     if st
         .core
         .send(CoreMsg::ClientOpen {
@@ -92,19 +149,27 @@ async fn session(socket: WebSocket, peer: SocketAddr, st: AppState) {
         return;
     }
     let (mut sink, mut stream) = socket.split();
+    let metrics = st.metrics.clone();
     let writer = async move {
-        while let Some(text) = rx.recv().await {
-            if sink.send(WsMessage::Text(text)).await.is_err() {
+        // Arrival times of the CSTA events behind the frames of this batch.
+        let mut stamps: Vec<Instant> = Vec::new();
+        while let Some(first) = rx.recv().await {
+            stamps.extend(first.since);
+            if sink.feed(WsMessage::Text(first.text)).await.is_err() {
                 return;
             }
             // Batch what is already queued.
-            while let Ok(text) = rx.try_recv() {
-                if sink.feed(WsMessage::Text(text)).await.is_err() {
+            while let Ok(more) = rx.try_recv() {
+                stamps.extend(more.since);
+                if sink.feed(WsMessage::Text(more.text)).await.is_err() {
                     return;
                 }
             }
             if sink.flush().await.is_err() {
                 return;
+            }
+            for t in stamps.drain(..) {
+                metrics.switch_to_client_latency.observe(t.elapsed());
             }
         }
         // The core dropped us: the send queue overflowed.
@@ -116,6 +181,7 @@ async fn session(socket: WebSocket, peer: SocketAddr, st: AppState) {
             .await;
     };
     let core = st.core.clone();
+    let metrics = st.metrics.clone();
     let reader = async move {
         while let Some(msg) = stream.next().await {
             let input = match msg {
@@ -132,7 +198,16 @@ async fn session(socket: WebSocket, peer: SocketAddr, st: AppState) {
                 Ok(WsMessage::Close(_)) => return,
                 Ok(_) => continue,
                 Err(e) => {
-                    debug!(client = id, error = %e, "websocket read error");
+                    let e = e.to_string();
+                    if e.contains("too long") || e.contains("Space limit") {
+                        metrics.clients_dropped_protocol.inc();
+                        info!(client = id, %peer, error = %e, "client dropped: frame larger than max-client-frame");
+                    } else if e.contains("protocol error") && !e.contains("closing handshake") {
+                        metrics.clients_dropped_protocol.inc();
+                        info!(client = id, %peer, error = %e, "client dropped: WebSocket protocol error");
+                    } else {
+                        debug!(client = id, error = %e, "websocket read error");
+                    }
                     return;
                 }
             };

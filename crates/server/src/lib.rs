@@ -1,6 +1,7 @@
 //! ctid-server: the `ctid` process. Configuration ([`config`]), the CSTA link driver, the core
 //! task that owns the engine, and the client port (WebSocket + HTTP, [`http`]). [`start`] runs
 //! it all on the current tokio runtime; `ctid --demo` adds an embedded csta-sim ([`demo`]).
+//! Operability: metrics ([`metrics`]), configuration reload ([`reload`]), the web monitor ([`web`]).
 #![deny(unsafe_code)]
 
 pub mod config;
@@ -9,8 +10,11 @@ pub mod demo;
 pub mod http;
 pub mod link;
 pub mod metrics;
+pub mod reload;
+pub mod web;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
@@ -27,7 +31,18 @@ pub struct Running {
     pub addr: SocketAddr,
     pub metrics: metrics::Metrics,
     pub status: watch::Receiver<core::Status>,
+    /// Re-reads the configuration file (SIGHUP, `POST /admin/reload`).
+    pub reloader: Arc<reload::Reloader>,
     tasks: Vec<JoinHandle<()>>,
+}
+
+/// Start-up options beyond the configuration.
+#[derive(Debug, Clone, Default)]
+pub struct StartOptions {
+    /// The file the configuration came from; reloads re-read it (`None`: reload is refused).
+    pub config_path: Option<PathBuf>,
+    /// Bearer token for `POST /admin/reload` (`CTID_ADMIN_TOKEN`); `None` disables `/admin/*`.
+    pub admin_token: Option<String>,
 }
 
 impl Running {
@@ -51,6 +66,11 @@ impl Drop for Running {
 
 /// Start ctid with this configuration.
 pub async fn start(cfg: Config) -> anyhow::Result<Running> {
+    start_with(cfg, StartOptions::default()).await
+}
+
+/// Start ctid with this configuration and options.
+pub async fn start_with(cfg: Config, opts: StartOptions) -> anyhow::Result<Running> {
     let listener = TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
@@ -75,6 +95,12 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         link_rx,
         metrics.clone(),
     )));
+    let reloader = Arc::new(reload::Reloader::new(
+        opts.config_path,
+        core_tx.clone(),
+        cfg.clone(),
+        metrics.clone(),
+    ));
     let app = http::router(http::AppState {
         core: core_tx,
         status: status_rx.clone(),
@@ -82,6 +108,8 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         next_id: Arc::new(AtomicU64::new(0)),
         max_frame: cfg.max_client_frame,
         queue: cfg.client_queue,
+        reloader: reloader.clone(),
+        admin_token: opts.admin_token,
     });
     tasks.push(tokio::spawn(async move {
         let svc = app.into_make_service_with_connect_info::<SocketAddr>();
@@ -94,6 +122,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         addr,
         metrics,
         status: status_rx,
+        reloader,
         tasks,
     })
 }

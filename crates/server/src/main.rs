@@ -1,4 +1,8 @@
 //! `ctid`: the CTI server. `ctid --config ctid.toml`, `ctid --check-config FILE`, `ctid --demo`.
+//!
+//! Logs: `RUST_LOG` picks levels per module (default `info`; `info,ctid::csta=debug` adds every
+//! CSTA frame); `--log-format json` writes one JSON object per line. SIGHUP re-reads the
+//! configuration file; `CTID_ADMIN_TOKEN` enables `POST /admin/reload`. See docs/operations.md.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,7 +37,11 @@ struct Args {
 fn init_logs(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let b = tracing_subscriber::fmt().with_env_filter(filter);
+    // Colours only on a terminal (not in files or the journal).
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi);
     if format == "json" {
         b.json().init();
     } else {
@@ -84,8 +92,8 @@ async fn main() -> anyhow::Result<()> {
         println!("  cargo run --bin ctictl --{server} hotdesk initiate --guest 2001 --host 1001");
         println!("  cargo run --bin ctictl --{server} hotdesk cancel --guest 2001");
         println!("  cargo run --bin ctictl --{server} watch 2001 1001                     # see events as they happen");
-        tokio::signal::ctrl_c().await?;
-        return Ok(());
+        println!("  web monitor: http://{}/", demo.ctid.addr);
+        return wait_for_shutdown(&demo.ctid).await;
     }
     let path = args
         .config
@@ -100,7 +108,55 @@ async fn main() -> anyhow::Result<()> {
     if let Some(l) = args.listen {
         cfg.listen = l;
     }
-    let _running = ctid_server::start(cfg).await?;
+    let admin_token = std::env::var("CTID_ADMIN_TOKEN")
+        .ok()
+        .filter(|t| !t.trim().is_empty());
+    if admin_token.is_none() {
+        tracing::info!(
+            "CTID_ADMIN_TOKEN not set: POST /admin/reload is disabled (SIGHUP still reloads)"
+        );
+    }
+    let running = ctid_server::start_with(
+        cfg,
+        ctid_server::StartOptions {
+            config_path: Some(path),
+            admin_token,
+        },
+    )
+    .await?;
+    wait_for_shutdown(&running).await
+}
+
+/// Wait for Ctrl-C or SIGTERM; reload the configuration on SIGHUP meanwhile.
+#[cfg(unix)]
+async fn wait_for_shutdown(running: &ctid_server::Running) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: re-reading the configuration");
+                match running.reloader.reload().await {
+                    Ok(summary) => tracing::info!("{summary}"),
+                    Err(e) => tracing::warn!(error = %e, "SIGHUP: reload rejected"),
+                }
+            }
+            _ = term.recv() => {
+                tracing::info!("SIGTERM: stopping");
+                return Ok(());
+            }
+            r = tokio::signal::ctrl_c() => {
+                r?;
+                tracing::info!("interrupted: stopping");
+                return Ok(());
+            }
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_shutdown(_running: &ctid_server::Running) -> anyhow::Result<()> {
     tokio::signal::ctrl_c().await?;
     Ok(())
 }

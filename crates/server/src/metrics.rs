@@ -1,9 +1,12 @@
-//! Process-wide counters, shared by the link, the core and the HTTP side, rendered in the
-//! Prometheus text format at `/metrics`.
+//! Process-wide counters, gauges and histograms, shared by the link, the core and the HTTP side,
+//! rendered in the Prometheus text format at `/metrics`. Everything is an atomic or a small map
+//! behind a mutex (label sets are bounded by the message catalogues); histograms have fixed
+//! buckets. docs/operations.md lists every metric.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// A monotonically increasing counter.
 #[derive(Debug, Default)]
@@ -34,6 +37,68 @@ impl Gauge {
     }
 }
 
+/// Upper bounds of the latency histogram buckets, in microseconds (Prometheus `le`, in seconds).
+pub const LATENCY_BUCKETS_US: [u64; 14] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 5_000_000,
+];
+
+/// A latency histogram with fixed buckets ([`LATENCY_BUCKETS_US`]); observing is three relaxed
+/// atomic additions.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    /// Per-bucket counts (not cumulative); the last slot is `+Inf`.
+    buckets: [AtomicU64; LATENCY_BUCKETS_US.len() + 1],
+    sum_us: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Histogram {
+    /// Record one observation.
+    pub fn observe(&self, d: Duration) {
+        let us = d.as_micros().min(u128::from(u64::MAX)) as u64;
+        let i = LATENCY_BUCKETS_US.partition_point(|&b| b < us);
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+    /// Observations so far.
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+    /// The smallest bucket bound (µs) below which at least `q` (0..1) of the observations fall;
+    /// `None` without observations or when the quantile is in the `+Inf` bucket.
+    pub fn quantile_bound_us(&self, q: f64) -> Option<u64> {
+        let total = self.count();
+        if total == 0 {
+            return None;
+        }
+        let want = (q * total as f64).ceil() as u64;
+        let mut acc = 0;
+        for (i, b) in LATENCY_BUCKETS_US.iter().enumerate() {
+            acc += self.buckets[i].load(Ordering::Relaxed);
+            if acc >= want {
+                return Some(*b);
+            }
+        }
+        None
+    }
+    fn render(&self, s: &mut String, name: &str, help: &str) {
+        use std::fmt::Write;
+        let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut acc = 0;
+        for (i, b) in LATENCY_BUCKETS_US.iter().enumerate() {
+            acc += self.buckets[i].load(Ordering::Relaxed);
+            let le = *b as f64 / 1e6;
+            let _ = writeln!(s, "{name}_bucket{{le=\"{le}\"}} {acc}");
+        }
+        acc += self.buckets[LATENCY_BUCKETS_US.len()].load(Ordering::Relaxed);
+        let _ = writeln!(s, "{name}_bucket{{le=\"+Inf\"}} {acc}");
+        let sum = self.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(s, "{name}_sum {sum}\n{name}_count {acc}");
+    }
+}
+
 /// All metrics.
 #[derive(Debug, Default)]
 pub struct Inner {
@@ -48,11 +113,23 @@ pub struct Inner {
     pub outstanding: Gauge,
     pub rejected_requests: Counter,
     pub clients_dropped_slow: Counter,
+    /// Sessions ended by a protocol error (e.g. a frame over `max-client-frame`).
+    pub clients_dropped_protocol: Counter,
     pub queue_high_water: Gauge,
     pub csta_in: Mutex<BTreeMap<String, u64>>,
     pub csta_out: Mutex<BTreeMap<String, u64>>,
     pub events_out: Mutex<BTreeMap<String, u64>>,
     pub sync_done: Gauge,
+    /// Client requests decoded, by request name.
+    pub requests: Mutex<BTreeMap<String, u64>>,
+    /// Client requests answered with EventError, by request name and error code.
+    pub request_errors: Mutex<BTreeMap<(String, u32), u64>>,
+    /// Client request received by the core → its answer queued to the client.
+    pub request_latency: Histogram,
+    /// CSTA event received by the core → each resulting client event written to its WebSocket.
+    pub switch_to_client_latency: Histogram,
+    pub reloads_ok: Counter,
+    pub reloads_rejected: Counter,
 }
 
 /// Shared handle.
@@ -89,6 +166,14 @@ impl Metrics {
     }
     pub fn event_out(&self, name: &str, n: u64) {
         bump(&self.0.events_out, name, n);
+    }
+    pub fn request_in(&self, name: &str) {
+        bump(&self.0.requests, name, 1);
+    }
+    pub fn request_error(&self, name: &str, code: u32) {
+        if let Ok(mut g) = self.0.request_errors.lock() {
+            *g.entry((name.to_string(), code)).or_insert(0) += 1;
+        }
     }
 
     /// Prometheus text format.
@@ -164,7 +249,8 @@ impl Metrics {
             "gauge",
             self.queue_high_water.get().to_string(),
         );
-        let _ = writeln!(s, "# HELP ctid_clients_dropped_total clients disconnected by ctid\n# TYPE ctid_clients_dropped_total counter\nctid_clients_dropped_total{{reason=\"slow\"}} {}", self.clients_dropped_slow.get());
+        let _ = writeln!(s, "# HELP ctid_clients_dropped_total clients disconnected by ctid\n# TYPE ctid_clients_dropped_total counter\nctid_clients_dropped_total{{reason=\"slow\"}} {}\nctid_clients_dropped_total{{reason=\"protocol\"}} {}", self.clients_dropped_slow.get(), self.clients_dropped_protocol.get());
+        let _ = writeln!(s, "# HELP ctid_config_reloads_total configuration reloads (SIGHUP, POST /admin/reload)\n# TYPE ctid_config_reloads_total counter\nctid_config_reloads_total{{result=\"ok\"}} {}\nctid_config_reloads_total{{result=\"rejected\"}} {}", self.reloads_ok.get(), self.reloads_rejected.get());
         for (metric, map, help) in [
             (
                 "ctid_csta_messages_in_total",
@@ -181,6 +267,11 @@ impl Metrics {
                 &self.events_out,
                 "client events sent (copies), by name",
             ),
+            (
+                "ctid_client_requests_total",
+                &self.requests,
+                "client requests received, by name",
+            ),
         ] {
             let _ = writeln!(s, "# HELP {metric} {help}\n# TYPE {metric} counter");
             if let Ok(m) = map.lock() {
@@ -189,6 +280,123 @@ impl Metrics {
                 }
             }
         }
+        let _ = writeln!(s, "# HELP ctid_client_request_errors_total client requests answered with EventError, by request and ErrorCode\n# TYPE ctid_client_request_errors_total counter");
+        if let Ok(m) = self.request_errors.lock() {
+            for ((k, code), v) in m.iter() {
+                let _ = writeln!(
+                    s,
+                    "ctid_client_request_errors_total{{type=\"{k}\",code=\"{code}\"}} {v}"
+                );
+            }
+        }
+        // The CSTA maps split by message kind (requests, responses, errors, events).
+        let mut by_kind: BTreeMap<(&str, CstaKind), Vec<(String, u64)>> = BTreeMap::new();
+        for (dir, map) in [("out", &self.csta_out), ("in", &self.csta_in)] {
+            if let Ok(m) = map.lock() {
+                for (k, v) in m.iter() {
+                    by_kind
+                        .entry((dir, csta_kind(k)))
+                        .or_default()
+                        .push((k.clone(), *v));
+                }
+            }
+        }
+        for (metric, help, kinds) in [
+            (
+                "ctid_csta_requests_total",
+                "CSTA requests sent to the Connector, by root",
+                [("out", CstaKind::Request)],
+            ),
+            (
+                "ctid_csta_responses_total",
+                "positive CSTA answers received, by root",
+                [("in", CstaKind::Response)],
+            ),
+            (
+                "ctid_csta_errors_total",
+                "negative CSTA answers received (CSTAErrorCode, NegResponses), by root",
+                [("in", CstaKind::Error)],
+            ),
+            (
+                "ctid_csta_events_total",
+                "CSTA events received, by root",
+                [("in", CstaKind::Event)],
+            ),
+        ] {
+            let _ = writeln!(s, "# HELP {metric} {help}\n# TYPE {metric} counter");
+            for key in kinds {
+                for (k, v) in by_kind.get(&key).map(Vec::as_slice).unwrap_or(&[]) {
+                    let _ = writeln!(s, "{metric}{{type=\"{k}\"}} {v}");
+                }
+            }
+        }
+        self.request_latency.render(
+            &mut s,
+            "ctid_request_duration_seconds",
+            "client request received by the core until its answer is queued to the client",
+        );
+        self.switch_to_client_latency.render(
+            &mut s,
+            "ctid_switch_to_client_seconds",
+            "CSTA event received by the core until each client event it causes is written to the WebSocket",
+        );
         s
+    }
+}
+
+/// What a CSTA root is, by ECMA-323 naming (`...Response`, `...NegResponse`, `CSTAErrorCode`,
+/// `...Event`); anything else is a request (from either side).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum CstaKind {
+    Request,
+    Response,
+    Error,
+    Event,
+}
+
+fn csta_kind(root: &str) -> CstaKind {
+    if root == "CSTAErrorCode" || root.ends_with("NegResponse") {
+        CstaKind::Error
+    } else if root.ends_with("Response") {
+        CstaKind::Response
+    } else if root.ends_with("Event") {
+        CstaKind::Event
+    } else {
+        CstaKind::Request
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let h = Histogram::default();
+        h.observe(Duration::from_micros(50));
+        h.observe(Duration::from_micros(300));
+        h.observe(Duration::from_secs(60));
+        let mut s = String::new();
+        h.render(&mut s, "x", "help");
+        assert!(s.contains("x_bucket{le=\"0.0001\"} 1\n"), "{s}");
+        assert!(s.contains("x_bucket{le=\"0.0005\"} 2\n"), "{s}");
+        assert!(s.contains("x_bucket{le=\"5\"} 2\n"), "{s}");
+        assert!(s.contains("x_bucket{le=\"+Inf\"} 3\n"), "{s}");
+        assert!(s.contains("x_count 3\n"), "{s}");
+        assert_eq!(h.quantile_bound_us(0.5), Some(500));
+        assert_eq!(h.quantile_bound_us(1.0), None);
+    }
+
+    #[test]
+    fn csta_roots_are_classified() {
+        assert_eq!(csta_kind("MakeCall"), CstaKind::Request);
+        assert_eq!(csta_kind("MakeCallResponse"), CstaKind::Response);
+        assert_eq!(csta_kind("CSTAErrorCode"), CstaKind::Error);
+        assert_eq!(
+            csta_kind("StartApplicationSessionNegResponse"),
+            CstaKind::Error
+        );
+        assert_eq!(csta_kind("DeliveredEvent"), CstaKind::Event);
+        assert_eq!(csta_kind("SystemStatus"), CstaKind::Request);
     }
 }

@@ -1,0 +1,146 @@
+//! The live web monitor: a static page (HTML, CSS and a small script, embedded in the binary, no
+//! build step, nothing from a CDN) served at `/`, and its JSON `/api/state` (the engine's DN and
+//! call views, filtered and paged). The page speaks the client protocol over `/ws` like any client:
+//! it registers the DNs it shows in ModeMonitor and refreshes from `/api/state` when events arrive.
+
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use ctid_engine::{CallView, DnView};
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+
+use crate::core::CoreMsg;
+use crate::http::AppState;
+
+const INDEX_HTML: &str = include_str!("index.html");
+const MONITOR_JS: &str = include_str!("monitor.js");
+const MONITOR_CSS: &str = include_str!("monitor.css");
+
+/// Largest page `/api/state` returns.
+pub const MAX_LIMIT: usize = 1000;
+/// Calls returned at most (those matching the filter first).
+pub const MAX_CALLS: usize = 200;
+
+/// The monitor's routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/",
+            get(|| async { static_file("text/html; charset=utf-8", INDEX_HTML) }),
+        )
+        .route(
+            "/monitor.js",
+            get(|| async { static_file("text/javascript; charset=utf-8", MONITOR_JS) }),
+        )
+        .route(
+            "/monitor.css",
+            get(|| async { static_file("text/css; charset=utf-8", MONITOR_CSS) }),
+        )
+        .route("/api/state", get(api_state))
+}
+
+fn static_file(ct: &'static str, body: &'static str) -> Response {
+    ([("content-type", ct), ("cache-control", "no-cache")], body).into_response()
+}
+
+/// `/api/state` query: `?offset=0&limit=100&filter=10`.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct StateQuery {
+    pub offset: Option<usize>,
+    pub limit: Option<usize>,
+    /// Substring of the DN number, its agent, its hot-desk partner or a party of a call.
+    pub filter: Option<String>,
+}
+
+fn dn_json(d: &DnView) -> Value {
+    json!({
+        "number": d.number,
+        "type": d.dn_type,
+        "configured": d.configured,
+        "monitored": d.monitored,
+        "registrations": d.registrations,
+        "status": d.status,
+        "calls": d.calls,
+        "agent_id": d.agent_id,
+        "agent_status": d.agent_status,
+        "host": d.host,
+        "guest": d.guest,
+        "forward_to": d.forward_to,
+        "dnd": d.dnd,
+    })
+}
+
+fn call_json(c: &CallView) -> Value {
+    json!({
+        "conn_id": c.conn_id,
+        "call_id": c.call_id,
+        "type": c.call_type,
+        "parties": c.parties.iter().map(|(dn, st)| json!({"dn": dn, "state": st})).collect::<Vec<_>>(),
+    })
+}
+
+fn dn_matches(d: &DnView, f: &str) -> bool {
+    d.number.contains(f)
+        || [&d.agent_id, &d.host, &d.guest]
+            .into_iter()
+            .any(|o| o.as_deref().is_some_and(|s| s.contains(f)))
+}
+
+async fn api_state(State(st): State<AppState>, Query(q): Query<StateQuery>) -> Response {
+    let (tx, rx) = oneshot::channel();
+    if st.core.send(CoreMsg::Snapshot(tx)).await.is_err() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "core stopped\n").into_response();
+    }
+    let snap = match tokio::time::timeout(Duration::from_secs(5), rx).await {
+        Ok(Ok(s)) => s,
+        _ => return (StatusCode::SERVICE_UNAVAILABLE, "core busy\n").into_response(),
+    };
+    let status = st.status.borrow().clone();
+    let filter = q.filter.as_deref().map(str::trim).unwrap_or("");
+    let offset = q.offset.unwrap_or(0);
+    let limit = q.limit.unwrap_or(100).clamp(1, MAX_LIMIT);
+    let matching: Vec<&DnView> = snap
+        .dns
+        .iter()
+        .filter(|d| filter.is_empty() || dn_matches(d, filter))
+        .collect();
+    let page: Vec<Value> = matching
+        .iter()
+        .skip(offset)
+        .take(limit)
+        .map(|d| dn_json(d))
+        .collect();
+    let calls: Vec<&CallView> = snap
+        .calls
+        .iter()
+        .filter(|c| filter.is_empty() || c.parties.iter().any(|(dn, _)| dn.contains(filter)))
+        .collect();
+    let body = json!({
+        "link": { "name": status.link_name, "state": status.link },
+        "counts": {
+            "dns": status.dns,
+            "monitored": status.monitored,
+            "clients": status.clients,
+            "outstanding": status.outstanding,
+            "calls": snap.calls.len(),
+            "hotdesk": status.hotdesk_pairs.len(),
+        },
+        "hotdesk": status.hotdesk_pairs.iter().map(|(g, h)| json!({"guest": g, "host": h})).collect::<Vec<_>>(),
+        "dns": {
+            "total": matching.len(),
+            "offset": offset,
+            "limit": limit,
+            "items": page,
+        },
+        "calls": {
+            "total": calls.len(),
+            "items": calls.iter().take(MAX_CALLS).map(|c| call_json(c)).collect::<Vec<_>>(),
+        },
+    });
+    ([("cache-control", "no-cache")], Json(body)).into_response()
+}
