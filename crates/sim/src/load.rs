@@ -172,6 +172,21 @@ async fn one_call(
     Ok(())
 }
 
+/// Create the load's extensions that do not exist yet (so clients can monitor them before
+/// the load starts); returns their numbers.
+pub async fn prepare(sim: &Sim, spec: &LoadSpec) -> Vec<String> {
+    let mut ids = Vec::with_capacity(spec.devices);
+    for i in 0..spec.devices {
+        let id = (u64::from(spec.first) + i as u64).to_string();
+        match sim.add_device(DeviceConfig::extension(&id)).await {
+            Ok(()) | Err(SimError::Csta { .. }) => {} // created, or exists already
+            Err(e) => tracing::warn!(device = id, error = %e, "load: cannot create device"),
+        }
+        ids.push(id);
+    }
+    ids
+}
+
 /// Run the load against `sim`, calling `on_tick` once a second.
 pub async fn run(sim: &Sim, spec: &LoadSpec, mut on_tick: impl FnMut(&Tick)) -> LoadReport {
     let per_call = if spec.pattern.contains(&Step::Transfer) {
@@ -179,16 +194,10 @@ pub async fn run(sim: &Sim, spec: &LoadSpec, mut on_tick: impl FnMut(&Tick)) -> 
     } else {
         2
     };
-    let mut shared = Shared::default();
-    for i in 0..spec.devices {
-        let id = (u64::from(spec.first) + i as u64).to_string();
-        match sim.add_device(DeviceConfig::extension(&id)).await {
-            Ok(()) => {}
-            Err(SimError::Csta { .. }) => {} // exists already
-            Err(e) => tracing::warn!(device = id, error = %e, "load: cannot create device"),
-        }
-        shared.idle.push_back(id);
-    }
+    let shared = Shared {
+        idle: prepare(sim, spec).await.into(),
+        ..Shared::default()
+    };
     let shared = Arc::new(Mutex::new(shared));
     let stats = sim.stats();
     let events0 = stats.events_out.load(Ordering::Relaxed);

@@ -116,6 +116,7 @@ async fn main() -> anyhow::Result<()> {
         duration: Duration::from_secs(args.duration),
         step: Duration::from_millis(args.step_ms),
     };
+    ctid_sim::load::prepare(&sim, &spec).await;
     if args.warmup > 0 {
         eprintln!("csta-sim: load starts in {}s", args.warmup);
         tokio::time::sleep(Duration::from_secs(args.warmup)).await;
