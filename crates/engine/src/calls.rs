@@ -44,6 +44,8 @@ pub struct Call {
     pub caller: Option<String>,
     /// Parties removed recently: later copies of the same clearing event still know them.
     pub departed: Vec<String>,
+    /// Every switch callID that points at this call (the current one included).
+    pub aliases: Vec<String>,
 }
 
 impl Call {
@@ -167,6 +169,7 @@ impl Engine {
                 consult_of,
                 caller: None,
                 departed: Vec::new(),
+                aliases: vec![call_id.to_string()],
             },
         );
         self.calls.by_call_id.insert(call_id.to_string(), conn_id);
@@ -245,7 +248,11 @@ impl Engine {
     pub(crate) fn forget_call(&mut self, conn: ConnId) {
         if let Some(c) = self.calls.calls.remove(&conn) {
             debug!(conn = %conn, call_id = %c.call_id, "call ended");
-            self.calls.by_call_id.retain(|_, v| *v != conn);
+            for a in &c.aliases {
+                if self.calls.by_call_id.get(a) == Some(&conn) {
+                    self.calls.by_call_id.remove(a);
+                }
+            }
             self.calls
                 .merges
                 .retain(|_, m| m.surviving != conn && m.consult != conn);
@@ -725,6 +732,13 @@ impl Engine {
                 // Move the consultation's parties into the surviving call (the original ConnID
                 // survives; tserver-behaviour §6.1), and re-point every new callID at it.
                 let consult_call = self.calls.calls.remove(&consult);
+                if let Some(cc) = &consult_call {
+                    for a in &cc.aliases {
+                        if self.calls.by_call_id.get(a) == Some(&consult) {
+                            self.calls.by_call_id.remove(a);
+                        }
+                    }
+                }
                 if let Some(cc) = consult_call {
                     for p in cc.parties {
                         if Some(&p.dn) == by.as_ref() {
@@ -747,12 +761,14 @@ impl Engine {
                         }
                     }
                 }
-                self.calls.by_call_id.retain(|_, v| *v != consult);
                 for item in list {
                     if let Some(n) = item.new_connection.as_ref().and_then(|c| c.call_id.clone()) {
                         self.calls.by_call_id.insert(n.clone(), surviving);
                         // The CallID may change mid-call: follow it.
                         if let Some(sc) = self.calls.calls.get_mut(&surviving) {
+                            if !sc.aliases.contains(&n) {
+                                sc.aliases.push(n.clone());
+                            }
                             sc.call_id = n;
                         }
                     }
