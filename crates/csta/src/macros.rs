@@ -310,14 +310,19 @@ macro_rules! xml_choice {
                             )*
                             p.skip(&child)?;
                         }
-                        $crate::xml::Next::Text(t) => text = Some(t.into_owned()),
+                        $crate::xml::Next::Text(t) => {
+                            // whitespace before the first text is trimmed anyway: no allocation
+                            if text.is_some() || !$crate::xml::is_xml_space(&t) {
+                                text.get_or_insert_with(String::new).push_str(&t);
+                            }
+                        }
                         $crate::xml::Next::End => break,
                         $crate::xml::Next::Eof => return Err($crate::error::DecodeError::Xml { position: p.position(), reason: "unexpected end".into() }),
                     }
                 }
                 if let Some(f) = found { return Ok(f); }
-                if let Some(t) = text {
-                    $( return Ok(Self::$var(<$t as $crate::types::FromText>::from_text(t))); )*
+                if let Some(t) = text.as_deref().map($crate::xml::trim_xml).filter(|t| !t.is_empty()) {
+                    $( return Ok(Self::$var(<$t as $crate::types::FromText>::from_text(t.to_string()))); )*
                 }
                 Err($crate::error::DecodeError::Invalid { field: el.local_str(), expected: concat!("one of" $(, " ", $xml)* $(, " ", $mxml)*), found: String::new() })
             }

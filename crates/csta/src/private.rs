@@ -145,35 +145,62 @@ fn is_dialect_ns(ns: Option<&str>, want: &str) -> bool {
     }
 }
 
+/// Decode `<private>` in one pass: look at its first element; if that is the dialect, decode it
+/// and skip the rest, otherwise keep the whole content verbatim (from the position after the
+/// start tag to the end tag) with the namespace declarations in scope at `<private>`.
 fn decode_private<'a>(p: &mut Parser<'a>, el: &Elem<'a>) -> Result<PrivateContent> {
-    let scope = p.in_scope();
-    let inner = p.inner_span(el)?;
-    let opaque = |scope: Vec<(String, String)>| PrivateContent::Opaque {
-        xml: inner.trim().to_string(),
+    let depth = p.depth();
+    let start = p.position();
+    // `<private>`'s own declarations are popped with its end tag: take them now if it has any.
+    let own_decls = el.start.attributes_raw().windows(5).any(|w| w == b"xmlns");
+    let early_scope = own_decls.then(|| p.in_scope_upto(depth));
+    let opaque = |inner: &str, scope: Vec<(String, String)>| PrivateContent::Opaque {
+        xml: crate::xml::trim_xml(inner).to_string(),
         namespaces: scope
             .into_iter()
             .filter(|(_, u)| crate::xml::Edition::from_namespace(u).is_none())
             .collect(),
     };
-    let opts = p.opts;
-    let mut fp = Parser::fragment(inner, opts, scope.clone());
+    if el.empty {
+        return Ok(opaque(
+            "",
+            early_scope.unwrap_or_else(|| p.in_scope_upto(depth)),
+        ));
+    }
     let first = loop {
-        match fp.next_node()? {
+        match p.next_node()? {
             Next::Start(e) => break e,
             Next::Text(_) => {}
-            Next::End | Next::Eof => return Ok(opaque(scope)),
+            Next::End => {
+                // no element: text, comments or nothing up to the end tag
+                let inner = p.input_slice(start, p.end_tag_start())?;
+                return Ok(opaque(
+                    inner,
+                    early_scope.unwrap_or_else(|| p.in_scope_upto(depth)),
+                ));
+            }
+            Next::Eof => {
+                return Err(DecodeError::Xml {
+                    position: p.position(),
+                    reason: "unexpected end".into(),
+                })
+            }
         }
     };
-    let ns = fp.namespace_of(&first).map(str::to_string);
-    if !is_dialect_ns(ns.as_deref(), &opts.hotdesk_ns) {
-        return Ok(opaque(scope));
+    let opts = p.opts;
+    let kind: &[u8] = match first.local() {
+        b"guestAssociatedExtension" => b"guestAssociatedExtension",
+        b"guestAssociatedEvent" => b"guestAssociatedEvent",
+        _ => b"",
+    };
+    if kind.is_empty() || !is_dialect_ns(p.namespace_of(&first), &opts.hotdesk_ns) {
+        let scope = early_scope.unwrap_or_else(|| p.in_scope_upto(depth));
+        p.skip(&first)?;
+        let inner = p.rest_from(el, start)?;
+        return Ok(opaque(inner, scope));
     }
     let (mut action, mut state, mut guest, mut host) = (None, None, None, None);
-    let kind = first.local().to_vec();
-    if kind != b"guestAssociatedExtension" && kind != b"guestAssociatedEvent" {
-        return Ok(opaque(scope));
-    }
-    fp.children(&first, |fp, c| {
+    p.children(&first, |fp, c| {
         match c.local() {
             b"action" => action = Some(HotDeskAction::decode_xml(fp, &c)?),
             b"state" => state = Some(HotDeskState::decode_xml(fp, &c)?),
@@ -183,6 +210,8 @@ fn decode_private<'a>(p: &mut Parser<'a>, el: &Elem<'a>) -> Result<PrivateConten
         }
         Ok(())
     })?;
+    // anything after the dialect element is ignored
+    p.children(el, |p, c| p.skip(&c))?;
     if kind == b"guestAssociatedExtension" {
         return Ok(PrivateContent::HotDesk(HotDesk::Extension {
             action,

@@ -326,7 +326,7 @@ pub struct RawXml(pub String);
 
 impl XmlValue for RawXml {
     fn decode_xml<'a>(p: &mut Parser<'a>, el: &Elem<'a>) -> Result<Self> {
-        Ok(RawXml(p.inner_span(el)?.trim().to_string()))
+        Ok(RawXml(crate::xml::trim_xml(p.inner_span(el)?).to_string()))
     }
     fn encode_xml(&self, w: &mut Writer<'_>, name: &str) {
         let m = w.open(name);
@@ -410,7 +410,9 @@ impl XmlValue for NewDestination {
                 }
             }
         }
-        Ok(NewDestination(device.unwrap_or(text)))
+        Ok(NewDestination(device.unwrap_or_else(|| {
+            crate::xml::trim_xml(&text).to_string()
+        })))
     }
     fn encode_xml(&self, w: &mut Writer<'_>, name: &str) {
         if w.edition() >= crate::xml::Edition::Ed6 {

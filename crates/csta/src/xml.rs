@@ -145,12 +145,41 @@ pub enum Next<'a> {
     Eof,
 }
 
+/// Is `s` only XML whitespace (space, tab, CR, LF)?
+pub fn is_xml_space(s: &str) -> bool {
+    is_xml_space_bytes(s.as_bytes())
+}
+
+fn is_xml_space_bytes(s: &[u8]) -> bool {
+    s.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+}
+
+/// `s` without leading and trailing XML whitespace (not Unicode whitespace: U+00A0 is data).
+pub fn trim_xml(s: &str) -> &str {
+    s.trim_matches(|c| matches!(c, ' ' | '\t' | '\r' | '\n'))
+}
+
+fn trim_cow(c: Cow<'_, str>) -> Cow<'_, str> {
+    match c {
+        Cow::Borrowed(s) => Cow::Borrowed(trim_xml(s)),
+        Cow::Owned(s) => {
+            let t = trim_xml(&s);
+            if t.len() == s.len() {
+                Cow::Owned(s)
+            } else {
+                Cow::Owned(t.to_string())
+            }
+        }
+    }
+}
+
 /// The pull parser used by every [`XmlValue`] decoder.
 pub struct Parser<'a> {
     reader: Reader<&'a [u8]>,
     input: &'a str,
     /// In-scope namespace declarations: (depth, prefix, uri); prefix "" is the default namespace.
-    ns: Vec<(usize, String, String)>,
+    /// Borrowed from the input unless the URI had to be unescaped.
+    ns: Vec<(usize, Cow<'a, str>, Cow<'a, str>)>,
     depth: usize,
     /// An empty element's declarations are popped at the next call.
     pop_after_empty: bool,
@@ -166,8 +195,12 @@ fn xml_err(pos: u64, e: impl std::fmt::Display) -> DecodeError {
 
 impl<'a> Parser<'a> {
     pub(crate) fn new(input: &'a str, opts: &'a CodecOptions) -> Self {
+        // Whitespace between elements is skipped by the reader (no event). Inside a text value
+        // `Parser::text` turns that off, and trims after unescaping and joining the pieces
+        // (quick-xml's trimming would trim each piece between comments, CDATA and child elements
+        // on its own, and before character references are expanded).
         let mut reader = Reader::from_str(input);
-        reader.config_mut().trim_text(true);
+        reader.config_mut().trim_text_start = true;
         Parser {
             reader,
             input,
@@ -176,17 +209,6 @@ impl<'a> Parser<'a> {
             pop_after_empty: false,
             opts,
         }
-    }
-
-    /// A parser for a fragment that inherits the given in-scope declarations.
-    pub(crate) fn fragment(
-        input: &'a str,
-        opts: &'a CodecOptions,
-        ns: Vec<(String, String)>,
-    ) -> Self {
-        let mut p = Parser::new(input, opts);
-        p.ns = ns.into_iter().map(|(a, b)| (0, a, b)).collect();
-        p
     }
 
     fn push_decls(&mut self, start: &BytesStart<'_>, depth: usize) -> Result<()> {
@@ -201,16 +223,21 @@ impl<'a> Parser<'a> {
             let attr = attr.map_err(|e| xml_err(self.reader.buffer_position(), e))?;
             let key = attr.key.into_inner();
             let prefix = if key == b"xmlns" {
-                ""
+                Cow::Borrowed("")
             } else if let Some(p) = key.strip_prefix(b"xmlns:") {
-                std::str::from_utf8(p).map_err(|e| xml_err(self.reader.buffer_position(), e))?
+                self.borrow_str(p)?
             } else {
                 continue;
             };
-            let uri = attr
-                .unescape_value()
-                .map_err(|e| xml_err(self.reader.buffer_position(), e))?;
-            self.ns.push((depth, prefix.to_string(), uri.into_owned()));
+            let uri = self.borrow_str(&attr.value)?;
+            let uri = if uri.contains('&') {
+                let u = quick_xml::escape::unescape(&uri)
+                    .map_err(|e| xml_err(self.reader.buffer_position(), e))?;
+                Cow::Owned(u.into_owned())
+            } else {
+                uri
+            };
+            self.ns.push((depth, prefix, uri));
         }
         Ok(())
     }
@@ -229,24 +256,56 @@ impl<'a> Parser<'a> {
             .iter()
             .rev()
             .find(|(_, p, _)| p.as_bytes() == prefix)
-            .map(|(_, _, u)| u.as_str())
+            .map(|(_, _, u)| &**u)
             .filter(|u| !u.is_empty())
     }
 
-    /// Every declaration in scope, innermost last (for preserving an opaque subtree).
-    pub(crate) fn in_scope(&self) -> Vec<(String, String)> {
+    /// The declarations in scope at `depth` (deeper ones are left out), innermost last (for
+    /// preserving an opaque subtree).
+    pub(crate) fn in_scope_upto(&self, depth: usize) -> Vec<(String, String)> {
         let mut out: Vec<(String, String)> = Vec::new();
-        for (_, p, u) in self.ns.iter().rev() {
+        for (_, p, u) in self.ns.iter().rev().filter(|(d, _, _)| *d <= depth) {
             if !out.iter().any(|(q, _)| q == p) {
-                out.push((p.clone(), u.clone()));
+                out.push((p.to_string(), u.to_string()));
             }
         }
         out.reverse();
         out
     }
 
-    /// The next event that matters.
+    /// `bytes`, which quick-xml handed out from the input, as a slice of the input `&str`: no
+    /// second UTF-8 validation, no copy. Bytes from elsewhere are validated and copied.
+    fn borrow_str(&self, bytes: &[u8]) -> Result<Cow<'a, str>> {
+        let base = self.input.as_ptr() as usize;
+        let at = (bytes.as_ptr() as usize).wrapping_sub(base);
+        if at <= self.input.len() && bytes.len() <= self.input.len() - at {
+            if let Some(s) = self.input.get(at..at + bytes.len()) {
+                return Ok(Cow::Borrowed(s));
+            }
+        }
+        std::str::from_utf8(bytes)
+            .map(|s| Cow::Owned(s.to_string()))
+            .map_err(|e| xml_err(self.reader.buffer_position(), e))
+    }
+
+    /// Text content: borrowed from the input, unescaped only if it holds a reference.
+    fn text_of(&self, bytes: &[u8], pos: u64) -> Result<Cow<'a, str>> {
+        let s = self.borrow_str(bytes)?;
+        if !s.contains('&') {
+            return Ok(s);
+        }
+        let u = quick_xml::escape::unescape(&s).map_err(|e| xml_err(pos, e))?;
+        Ok(Cow::Owned(u.into_owned()))
+    }
+
+    /// The next event that matters; text that is only whitespace is skipped.
     pub fn next_node(&mut self) -> Result<Next<'a>> {
+        self.next_event(false)
+    }
+
+    /// The next event; `keep_space` hands out whitespace-only text too (inside a text value,
+    /// where it may sit between two pieces, e.g. `a<!-- -->&#32;<!-- -->b`).
+    fn next_event(&mut self, keep_space: bool) -> Result<Next<'a>> {
         if self.pop_after_empty {
             self.pop_after_empty = false;
             self.pop_decls(self.depth + 1);
@@ -274,17 +333,18 @@ impl<'a> Parser<'a> {
                     return Ok(Next::End);
                 }
                 Event::Text(t) => {
-                    let s = t.unescape().map_err(|e| xml_err(pos, e))?;
-                    if !s.is_empty() {
-                        return Ok(Next::Text(s));
+                    let raw: &[u8] = &t;
+                    if raw.is_empty() || (!keep_space && is_xml_space_bytes(raw)) {
+                        continue;
                     }
+                    return Ok(Next::Text(self.text_of(raw, pos)?));
                 }
                 Event::CData(c) => {
-                    let s = std::str::from_utf8(&c).map_err(|e| xml_err(pos, e))?;
-                    let s = s.trim();
-                    if !s.is_empty() {
-                        return Ok(Next::Text(Cow::Owned(s.to_string())));
+                    let raw: &[u8] = &c;
+                    if raw.is_empty() || (!keep_space && is_xml_space_bytes(raw)) {
+                        continue;
                     }
+                    return Ok(Next::Text(self.borrow_str(raw)?));
                 }
                 Event::Eof => return Ok(Next::Eof),
                 Event::Comment(_) | Event::PI(_) | Event::Decl(_) | Event::DocType(_) => {}
@@ -315,22 +375,75 @@ impl<'a> Parser<'a> {
             .ok_or_else(|| xml_err(pos, "span outside the document"))
     }
 
-    /// The text content of `el` (trimmed, unescaped), consuming it; child elements are skipped.
+    /// Skip the rest of `el` (its remaining children and end tag) and return its raw inner XML
+    /// from `start` (a [`Parser::position`] taken inside `el`).
+    pub(crate) fn rest_from(&mut self, el: &Elem<'_>, start: u64) -> Result<&'a str> {
+        if self.pop_after_empty {
+            self.pop_after_empty = false;
+            self.pop_decls(self.depth + 1);
+        }
+        let end = if el.empty {
+            start
+        } else {
+            let pos = self.reader.buffer_position();
+            let span = self
+                .reader
+                .read_to_end(el.start.name())
+                .map_err(|e| xml_err(pos, e))?;
+            self.pop_decls(self.depth);
+            self.depth = self.depth.saturating_sub(1);
+            span.end
+        };
+        self.input
+            .get(start as usize..end as usize)
+            .ok_or_else(|| xml_err(start, "span outside the document"))
+    }
+
+    /// The input between two positions.
+    pub(crate) fn input_slice(&self, start: u64, end: u64) -> Result<&'a str> {
+        self.input
+            .get(start as usize..end as usize)
+            .ok_or_else(|| xml_err(start, "span outside the document"))
+    }
+
+    /// Where the end tag just read starts (an end tag holds no `<`).
+    pub(crate) fn end_tag_start(&self) -> u64 {
+        let end = (self.reader.buffer_position() as usize).min(self.input.len());
+        self.input.as_bytes()[..end]
+            .iter()
+            .rposition(|&b| b == b'<')
+            .unwrap_or(end) as u64
+    }
+
+    /// The depth of the element handed out last (its children are one deeper).
+    pub(crate) fn depth(&self) -> usize {
+        self.depth
+    }
+
+    /// The text content of `el` (unescaped, joined, then trimmed of XML whitespace), consuming
+    /// it; child elements are skipped.
     pub fn text(&mut self, el: &Elem<'_>) -> Result<Cow<'a, str>> {
         if el.empty {
             return Ok(Cow::Borrowed(""));
         }
+        self.reader.config_mut().trim_text_start = false;
+        let out = self.text_pieces();
+        self.reader.config_mut().trim_text_start = true;
+        out
+    }
+
+    fn text_pieces(&mut self) -> Result<Cow<'a, str>> {
         let mut out: Option<Cow<'a, str>> = None;
         loop {
-            match self.next_node()? {
+            match self.next_event(true)? {
                 Next::Text(t) => {
                     out = Some(match out {
                         None => t,
-                        Some(prev) => Cow::Owned(format!("{prev}{t}")),
+                        Some(prev) => Cow::Owned(prev.into_owned() + &t),
                     })
                 }
                 Next::Start(child) => self.skip(&child)?,
-                Next::End => return Ok(out.unwrap_or(Cow::Borrowed(""))),
+                Next::End => return Ok(trim_cow(out.unwrap_or(Cow::Borrowed("")))),
                 Next::Eof => return Err(xml_err(self.reader.buffer_position(), "unexpected end")),
             }
         }
@@ -583,19 +696,25 @@ pub fn decode(xml: &[u8]) -> Result<Message> {
 pub fn decode_with(xml: &[u8], opts: &CodecOptions) -> Result<Decoded> {
     let text = to_utf8(xml)?;
     let mut p = Parser::new(&text, opts);
-    let root = match p.next_node()? {
-        Next::Start(el) => el,
-        Next::Text(_) => return Err(xml_err(p.position(), "text outside the root element")),
-        Next::End => return Err(xml_err(p.position(), "unexpected end tag")),
-        Next::Eof => return Err(DecodeError::NoRoot),
+    let root = loop {
+        match p.next_node()? {
+            Next::Start(el) => break el,
+            Next::Text(t) if is_xml_space(&t) => {}
+            Next::Text(_) => return Err(xml_err(p.position(), "text outside the root element")),
+            Next::End => return Err(xml_err(p.position(), "unexpected end tag")),
+            Next::Eof => return Err(DecodeError::NoRoot),
+        }
     };
     let edition = p.namespace_of(&root).and_then(Edition::from_namespace);
     let message = Message::decode_root(&mut p, &root, &text)?;
     // The rest must be well-formed too (comments and whitespace only).
-    match p.next_node()? {
-        Next::Eof => {}
-        Next::Start(_) | Next::Text(_) | Next::End => {
-            return Err(xml_err(p.position(), "content after the root element"));
+    loop {
+        match p.next_node()? {
+            Next::Eof => break,
+            Next::Text(t) if is_xml_space(&t) => {}
+            Next::Start(_) | Next::Text(_) | Next::End => {
+                return Err(xml_err(p.position(), "content after the root element"));
+            }
         }
     }
     Ok(Decoded { message, edition })
