@@ -84,13 +84,9 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> anyhow::Result<Runni
     tasks.push(tokio::spawn(
         core::Core::new(engine, link_tx, metrics.clone(), status_tx).run(core_rx),
     ));
-    let link_cfg = cfg
-        .links
-        .first()
-        .cloned()
-        .context("no [[link]] configured")?;
-    tasks.push(tokio::spawn(link::run(
-        link_cfg,
+    anyhow::ensure!(!cfg.links.is_empty(), "no [[link]] configured");
+    tasks.push(tokio::spawn(link::run_links(
+        cfg.links.clone(),
         core_tx.clone(),
         link_rx,
         metrics.clone(),

@@ -1,16 +1,23 @@
 //! The CSTA link driver: TCP connect, session start (ecma354 / system-register / none), waiting
 //! for system status normal, keepalive, invoke-ID allocation and correlation, reconnect with
 //! backoff. It turns frames into engine inputs and engine outputs into frames; it owns no model.
+//!
+//! Several links ([`run_links`], tserver-behaviour §8.6): every configured link runs its own
+//! session; the highest-priority operational one is **active** — the engine sees only its
+//! inputs, and the core's commands go only to it. Losing the active link moves to the next
+//! operational one at once (the engine sees LinkDown then LinkUp and resyncs; client
+//! registrations stay). When a higher-priority link becomes operational again, ctid moves back
+//! to it and resets the session of the link it leaves, so that link holds no monitors.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use ctid_csta::frame::{decode_frame, encode_message, FrameItem, MAX_FRAME_LEN};
 use ctid_csta::{
-    ApplicationInfo, CodecOptions, InvokeId, Message, MessageKind, RequestSystemStatus,
-    ResetApplicationSessionTimer, StartApplicationSession, SystemRegister, SystemStatusResponse,
-    SystemStatusValue,
+    ApplicationInfo, CodecOptions, InvokeId, Message, MessageKind, MonitorStop,
+    RequestSystemStatus, ResetApplicationSessionTimer, StartApplicationSession, SystemRegister,
+    SystemStatusResponse, SystemStatusValue,
 };
 use ctid_engine::{Input, Tag};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -35,28 +42,165 @@ pub enum LinkCmd {
     },
 }
 
-/// Run one link forever: connect, serve, reconnect.
-pub async fn run(
-    cfg: LinkConfig,
+/// What one link tells the link manager. (Nearly every report is an `Input`, so it is not
+/// boxed.)
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+enum Report {
+    /// Operational (session up, system status normal).
+    Up,
+    /// Not operational any more (connection lost, or system status disabled).
+    Down(String),
+    /// Operational, but events may be missing (`messagesLost`): resync everything.
+    Resync(String),
+    /// An answer, event or request for the engine.
+    Input(Input),
+}
+
+/// Run every configured link forever (`links` sorted by priority, best first); the best
+/// operational one carries the traffic.
+pub async fn run_links(
+    links: Vec<LinkConfig>,
     core: mpsc::Sender<CoreMsg>,
     mut cmds: mpsc::UnboundedReceiver<LinkCmd>,
+    metrics: Metrics,
+) {
+    let (report_tx, mut reports) = mpsc::channel::<(usize, Report)>(65_536);
+    let mut to_link = Vec::new();
+    let mut resets = Vec::new();
+    let mut tasks = Vec::new();
+    for (i, cfg) in links.iter().enumerate() {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (reset_tx, reset_rx) = mpsc::unbounded_channel();
+        to_link.push(tx);
+        resets.push(reset_tx);
+        tasks.push(tokio::spawn(run(
+            i,
+            cfg.clone(),
+            report_tx.clone(),
+            rx,
+            reset_rx,
+            metrics.clone(),
+        )));
+    }
+    // Aborts the link tasks when this task is dropped (ctid stopping).
+    struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            for t in &self.0 {
+                t.abort();
+            }
+        }
+    }
+    let _tasks = AbortOnDrop(tasks);
+    let mut up = vec![false; links.len()];
+    let mut active: Option<usize> = None;
+    metrics.link_up(false);
+    loop {
+        tokio::select! {
+            biased;
+            r = reports.recv() => {
+                let Some((i, r)) = r else { return };
+                match r {
+                    Report::Input(input) => {
+                        if active == Some(i) {
+                            let _ = core.send(CoreMsg::Link(input)).await;
+                        } else {
+                            debug!(link = %links[i].name, "input from a link that is not active dropped");
+                        }
+                    }
+                    Report::Up => {
+                        up[i] = true;
+                        match active {
+                            None => {}
+                            Some(a) if i < a => {
+                                info!(link = %links[i].name, from = %links[a].name, "a link with higher priority is operational; switching back");
+                                let reason = format!("switching to link {} with higher priority", links[i].name);
+                                let _ = core.send(CoreMsg::Link(Input::LinkDown { reason })).await;
+                                // The link left behind restarts its session: it must hold no monitors.
+                                up[a] = false;
+                                let _ = resets[a].send(());
+                            }
+                            Some(_) => {
+                                info!(link = %links[i].name, priority = links[i].priority, "standby link operational");
+                                continue;
+                            }
+                        }
+                        active = Some(i);
+                        select(&links[i], &core, &metrics).await;
+                    }
+                    Report::Down(reason) => {
+                        up[i] = false;
+                        if active != Some(i) {
+                            continue;
+                        }
+                        active = up.iter().position(|u| *u);
+                        let reason = match active {
+                            Some(n) => format!("{reason}; switching to link {}", links[n].name),
+                            None => reason,
+                        };
+                        metrics.link_up(false);
+                        let _ = core.send(CoreMsg::Link(Input::LinkDown { reason })).await;
+                        if let Some(n) = active {
+                            select(&links[n], &core, &metrics).await;
+                        }
+                    }
+                    Report::Resync(reason) => {
+                        if active == Some(i) {
+                            let _ = core.send(CoreMsg::Link(Input::LinkDown { reason })).await;
+                            select(&links[i], &core, &metrics).await;
+                        }
+                    }
+                }
+            }
+            c = cmds.recv() => {
+                let Some(c) = c else { return };
+                // Without an active link the command is dropped: the engine fails its requests
+                // when it handles the LinkDown that is on its way.
+                if let Some(a) = active {
+                    let _ = to_link[a].send(c);
+                }
+            }
+        }
+    }
+}
+
+/// Make `link` the active one: logged as Genesys's 35115 is, then LinkUp to the engine.
+async fn select(link: &LinkConfig, core: &mpsc::Sender<CoreMsg>, metrics: &Metrics) {
+    info!(link = %link.name, priority = link.priority, edition = %link.edition, "CTI link {} with priority {} is selected", link.name, link.priority);
+    metrics.link_up(true);
+    let _ = core
+        .send(CoreMsg::Link(Input::LinkUp {
+            name: link.name.clone(),
+        }))
+        .await;
+}
+
+/// Run one link forever: connect, serve, reconnect.
+async fn run(
+    index: usize,
+    cfg: LinkConfig,
+    mgr: mpsc::Sender<(usize, Report)>,
+    mut cmds: mpsc::UnboundedReceiver<LinkCmd>,
+    mut reset: mpsc::UnboundedReceiver<()>,
     metrics: Metrics,
 ) {
     let mut backoff = cfg.reconnect_min;
     loop {
         let started = Instant::now();
         let addr = format!("{}:{}", cfg.host, cfg.port);
+        let mut demoted = false;
         match tokio::time::timeout(cfg.connect_timeout, TcpStream::connect(&addr)).await {
             Ok(Ok(stream)) => {
                 let _ = stream.set_nodelay(true);
                 info!(link = %cfg.name, %addr, "connected to the CSTA Connector");
-                let mut s = Session::new(&cfg, stream, &core, &metrics);
-                let reason = s.run(&mut cmds).await;
-                let was_up = s.operational;
+                while reset.try_recv().is_ok() {}
+                let mut s = Session::new(index, &cfg, stream, &mgr, &metrics);
+                let reason = s.run(&mut cmds, &mut reset).await;
+                demoted = s.demoted;
                 warn!(link = %cfg.name, %reason, "CSTA link closed");
-                if was_up {
-                    metrics.link_up(false);
-                    let _ = core.send(CoreMsg::Link(Input::LinkDown { reason })).await;
+                if s.operational {
+                    let _ = mgr.send((index, Report::Down(reason))).await;
                 }
                 if started.elapsed() > Duration::from_secs(60) {
                     backoff = cfg.reconnect_min;
@@ -66,6 +210,10 @@ pub async fn run(
             Err(_) => warn!(link = %cfg.name, %addr, "connect timed out"),
         }
         metrics.reconnects.inc();
+        if demoted {
+            // Left for a better link, not lost: come back as a standby at once.
+            backoff = cfg.reconnect_min;
+        }
         // ±20 % jitter, derived from the clock (no RNG needed for this).
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -86,9 +234,10 @@ enum Pending {
 }
 
 struct Session<'a> {
+    index: usize,
     cfg: &'a LinkConfig,
     stream: TcpStream,
-    core: &'a mpsc::Sender<CoreMsg>,
+    mgr: &'a mpsc::Sender<(usize, Report)>,
     metrics: &'a Metrics,
     opts: CodecOptions,
     rbuf: BytesMut,
@@ -96,24 +245,32 @@ struct Session<'a> {
     pending: HashMap<u16, Pending>,
     next_id: u16,
     operational: bool,
+    /// The manager asked this session to end (a better link took over).
+    demoted: bool,
     last_rx: Instant,
-    kpl_outstanding: bool,
+    /// When the keepalive in flight was sent.
+    kpl_sent: Option<Instant>,
     kpl_misses: u32,
     session_id: Option<String>,
     session_duration: u32,
+    /// monitorCrossRefIDs the Connector granted on this session (MonitorStartResponse) and not
+    /// stopped since: stopped before a resync on the same session, so none is held twice.
+    monitors: HashSet<String>,
 }
 
 impl<'a> Session<'a> {
     fn new(
+        index: usize,
         cfg: &'a LinkConfig,
         stream: TcpStream,
-        core: &'a mpsc::Sender<CoreMsg>,
+        mgr: &'a mpsc::Sender<(usize, Report)>,
         metrics: &'a Metrics,
     ) -> Self {
         Session {
+            index,
             cfg,
             stream,
-            core,
+            mgr,
             metrics,
             opts: CodecOptions {
                 edition: cfg.edition,
@@ -124,11 +281,13 @@ impl<'a> Session<'a> {
             pending: HashMap::new(),
             next_id: 0,
             operational: false,
+            demoted: false,
             last_rx: Instant::now(),
-            kpl_outstanding: false,
+            kpl_sent: None,
             kpl_misses: 0,
             session_id: None,
             session_duration: cfg.session_duration,
+            monitors: HashSet::new(),
         }
     }
 
@@ -380,40 +539,84 @@ impl<'a> Session<'a> {
         )
     }
 
-    async fn run(&mut self, cmds: &mut mpsc::UnboundedReceiver<LinkCmd>) -> String {
+    async fn run(
+        &mut self,
+        cmds: &mut mpsc::UnboundedReceiver<LinkCmd>,
+        reset: &mut mpsc::UnboundedReceiver<()>,
+    ) -> String {
         if let Err(e) = self.start(cmds).await {
+            self.operational = false;
             let _ = self.flush().await;
             return e;
         }
         if let Err(e) = self.flush().await {
+            self.operational = false;
             return e;
         }
         self.operational = true;
-        self.metrics.link_up(true);
-        info!(link = %self.cfg.name, priority = self.cfg.priority, edition = %self.cfg.edition, "CTI link {} with priority {} is selected", self.cfg.name, self.cfg.priority);
-        let _ = self
-            .core
-            .send(CoreMsg::Link(Input::LinkUp {
-                name: self.cfg.name.clone(),
-            }))
-            .await;
-        match self.serve(cmds).await {
+        info!(link = %self.cfg.name, priority = self.cfg.priority, "CTI link {} is operational", self.cfg.name);
+        self.report(Report::Up).await;
+        match self.serve(cmds, reset).await {
             Ok(()) => "shutdown".into(),
             Err(e) => e,
         }
     }
 
-    async fn serve(&mut self, cmds: &mut mpsc::UnboundedReceiver<LinkCmd>) -> Result<(), String> {
+    /// When the keepalive needs attention next: the answer deadline of the one in flight, or
+    /// `kpl-interval` after the last frame received.
+    fn kpl_deadline(&self) -> Option<Instant> {
         let kpl = self.cfg.kpl_interval;
-        let tick_every = if kpl.is_zero() {
-            Duration::from_secs(1)
-        } else {
-            kpl.min(Duration::from_secs(1))
+        if kpl.is_zero() {
+            return None;
+        }
+        Some(match self.kpl_sent {
+            Some(t) => t + kpl,
+            None => self.last_rx + kpl,
+        })
+    }
+
+    /// Keepalive (tserver-behaviour §8.3): after `kpl-interval` without any frame received,
+    /// send RequestSystemStatus; one not answered within `kpl-interval` is a miss and another is
+    /// sent at once; `kpl-tolerance` misses in a row (0 counts as 1) close the link. So a silent
+    /// Connector is detected at most `kpl-interval × (kpl-tolerance + 1)` after its last frame.
+    fn keepalive(&mut self) -> Result<(), String> {
+        let Some(deadline) = self.kpl_deadline() else {
+            return Ok(());
         };
-        let mut tick = tokio::time::interval(tick_every);
-        let mut last_kpl = Instant::now();
+        if Instant::now() < deadline {
+            return Ok(());
+        }
+        if self.kpl_sent.is_some() {
+            self.kpl_misses += 1;
+            warn!(link = %self.cfg.name, misses = self.kpl_misses, tolerance = self.cfg.kpl_tolerance, "keepalive not answered within kpl-interval");
+            if self.kpl_misses >= self.cfg.kpl_tolerance.max(1) {
+                return Err(format!(
+                    "keepalive: {} RequestSystemStatus unanswered within kpl-interval ({:?})",
+                    self.kpl_misses, self.cfg.kpl_interval
+                ));
+            }
+        }
+        self.request(
+            &Message::RequestSystemStatus(RequestSystemStatus {
+                sys_stat_register_id: None,
+                extensions: None,
+            }),
+            Pending::Keepalive,
+        )?;
+        self.kpl_sent = Some(Instant::now());
+        Ok(())
+    }
+
+    async fn serve(
+        &mut self,
+        cmds: &mut mpsc::UnboundedReceiver<LinkCmd>,
+        reset: &mut mpsc::UnboundedReceiver<()>,
+    ) -> Result<(), String> {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut last_reset = Instant::now();
+        let far = Duration::from_secs(3600);
         loop {
+            let kpl_at = self.kpl_deadline().unwrap_or_else(|| Instant::now() + far);
             tokio::select! {
                 r = self.read_msg() => {
                     let (id, m) = r?;
@@ -428,22 +631,14 @@ impl<'a> Session<'a> {
                         if self.wbuf.len() > 60_000 { break; }
                     }
                 }
+                Some(()) = reset.recv() => {
+                    self.demoted = true;
+                    self.stop_monitors()?;
+                    let _ = self.flush().await;
+                    return Err("left for a link with higher priority; session restarted as standby".into());
+                }
+                _ = tokio::time::sleep_until(kpl_at.into()) => self.keepalive()?,
                 _ = tick.tick() => {
-                    if !kpl.is_zero() && last_kpl.elapsed() >= kpl {
-                        if self.kpl_outstanding {
-                            self.kpl_misses += 1;
-                            warn!(link = %self.cfg.name, misses = self.kpl_misses, "keepalive not answered");
-                            if self.kpl_misses >= self.cfg.kpl_tolerance.max(1) {
-                                return Err(format!("keepalive: {} unanswered within kpl-interval", self.kpl_misses));
-                            }
-                            self.kpl_outstanding = false;
-                        }
-                        if self.last_rx.elapsed() >= kpl || self.kpl_misses > 0 {
-                            self.request(&Message::RequestSystemStatus(RequestSystemStatus { sys_stat_register_id: None, extensions: None }), Pending::Keepalive)?;
-                            self.kpl_outstanding = true;
-                        }
-                        last_kpl = Instant::now();
-                    }
                     if let Some(sid) = self.session_id.clone() {
                         if last_reset.elapsed() >= Duration::from_secs(u64::from(self.session_duration / 2).max(1)) {
                             self.request(&Message::ResetApplicationSessionTimer(ResetApplicationSessionTimer { session_id: sid, requested_session_duration: Some(self.cfg.session_duration), extensions: None }), Pending::Session)?;
@@ -459,9 +654,31 @@ impl<'a> Session<'a> {
         }
     }
 
+    /// MonitorStop for every monitor this session holds (answers are not waited for): before
+    /// the engine re-monitors on the same session, and when leaving a session.
+    fn stop_monitors(&mut self) -> Result<(), String> {
+        let xrefs: Vec<String> = self.monitors.drain().collect();
+        if !xrefs.is_empty() {
+            info!(link = %self.cfg.name, monitors = xrefs.len(), "stopping the monitors of this session before re-monitoring");
+        }
+        for x in xrefs {
+            self.request(
+                &Message::MonitorStop(MonitorStop {
+                    monitor_cross_ref_id: x,
+                    extensions: None,
+                }),
+                Pending::Session,
+            )?;
+        }
+        Ok(())
+    }
+
     fn command(&mut self, c: LinkCmd) -> Result<(), String> {
         match c {
             LinkCmd::Request { tag, message } => {
+                if let Message::MonitorStop(m) = &message {
+                    self.monitors.remove(&m.monitor_cross_ref_id);
+                }
                 self.request(&message, Pending::Engine(tag, Instant::now()))
             }
             LinkCmd::Answer { invoke_id, message } => self.queue(invoke_id, &message),
@@ -480,13 +697,22 @@ impl<'a> Session<'a> {
             }
         };
         self.metrics.csta_in(msg.name());
+        match &msg {
+            Message::MonitorStartResponse(r) => {
+                self.monitors.insert(r.monitor_cross_ref_id.clone());
+            }
+            Message::MonitorStop(m) => {
+                self.monitors.remove(&m.monitor_cross_ref_id);
+            }
+            _ => {}
+        }
         match msg.kind() {
             MessageKind::Response | MessageKind::Error => match self.pending.remove(&id.get()) {
                 Some(Pending::Engine(tag, _)) => {
                     self.to_core(Input::CstaAnswer { tag, message: msg }).await
                 }
                 Some(Pending::Keepalive) => {
-                    self.kpl_outstanding = false;
+                    self.kpl_sent = None;
                     self.kpl_misses = 0;
                     if let Message::RequestSystemStatusResponse(r) = &msg {
                         if let Some(s) = &r.system_status {
@@ -539,11 +765,8 @@ impl<'a> Session<'a> {
                 if self.operational {
                     warn!(link = %self.cfg.name, "Connector reports system status disabled");
                     self.operational = false;
-                    self.metrics.link_up(false);
-                    self.to_core(Input::LinkDown {
-                        reason: "Connector system status disabled".into(),
-                    })
-                    .await;
+                    self.report(Report::Down("Connector system status disabled".into()))
+                        .await;
                 }
             }
             s if is_ok(s)
@@ -554,18 +777,21 @@ impl<'a> Session<'a> {
             {
                 if !self.operational {
                     info!(link = %self.cfg.name, status = %s, "Connector system status back; resync");
+                    // The Connector may still hold our monitors: stop them, the engine starts
+                    // new ones (otherwise every event would arrive twice).
+                    self.stop_monitors()?;
                     self.operational = true;
-                    self.metrics.link_up(true);
-                    self.to_core(Input::LinkUp {
-                        name: self.cfg.name.clone(),
-                    })
-                    .await;
+                    self.report(Report::Up).await;
                 } else if *s == SystemStatusValue::MessagesLost {
                     warn!(link = %self.cfg.name, "Connector lost messages; full resync");
-                    self.to_core(Input::LinkUp {
-                        name: self.cfg.name.clone(),
-                    })
+                    self.stop_monitors()?;
+                    self.report(Report::Resync(
+                        "Connector system status messagesLost: resynchronising".into(),
+                    ))
                     .await;
+                }
+                if *s == SystemStatusValue::PartiallyDisabled {
+                    warn!(link = %self.cfg.name, "Connector reports system status partiallyDisabled");
                 }
             }
             other => info!(link = %self.cfg.name, status = %other, "Connector system status"),
@@ -574,7 +800,11 @@ impl<'a> Session<'a> {
     }
 
     async fn to_core(&self, input: Input) {
-        let _ = self.core.send(CoreMsg::Link(input)).await;
+        self.report(Report::Input(input)).await;
+    }
+
+    async fn report(&self, r: Report) {
+        let _ = self.mgr.send((self.index, r)).await;
     }
 }
 
