@@ -35,6 +35,8 @@ pub struct AppState {
     pub reloader: Arc<Reloader>,
     /// Bearer token for `/admin/*`; `None` disables them.
     pub admin_token: Option<String>,
+    /// The configured links (name, `host:port`, priority), best first, for `/readyz`.
+    pub links: Vec<(String, String, i64)>,
 }
 
 /// The router.
@@ -99,9 +101,26 @@ async fn admin_reload(
 async fn readyz(State(st): State<AppState>) -> Response {
     let s = st.status.borrow().clone();
     let ready = s.link == "up";
+    // Every configured link; the active one carries the state (standbys are not reported here).
+    let links: Vec<_> = st
+        .links
+        .iter()
+        .map(|(name, addr, priority)| {
+            let active = ready || s.link != "down";
+            let active = active && *name == s.link_name;
+            serde_json::json!({
+                "name": name,
+                "address": addr,
+                "priority": priority,
+                "active": active,
+                "state": if active { s.link } else { "standby or down" },
+            })
+        })
+        .collect();
     let body = serde_json::json!({
         "ready": ready,
         "link": { "name": s.link_name, "state": s.link },
+        "links": links,
         "monitors": { "monitored": s.monitored, "dns": s.dns, "outstanding": s.outstanding },
         "clients": s.clients,
     });

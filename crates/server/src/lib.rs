@@ -106,6 +106,11 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> anyhow::Result<Runni
         queue: cfg.client_queue,
         reloader: reloader.clone(),
         admin_token: opts.admin_token,
+        links: cfg
+            .links
+            .iter()
+            .map(|l| (l.name.clone(), format!("{}:{}", l.host, l.port), l.priority))
+            .collect(),
     });
     tasks.push(tokio::spawn(async move {
         let svc = app.into_make_service_with_connect_info::<SocketAddr>();

@@ -139,6 +139,9 @@ async fn health_readiness_and_link_loss() {
     assert_eq!(r["link"]["name"], "csta-sim");
     assert_eq!(r["link"]["state"], "up");
     assert_eq!(r["monitors"]["monitored"], 22);
+    assert_eq!(r["links"][0]["name"], "csta-sim");
+    assert_eq!(r["links"][0]["active"], true);
+    assert_eq!(r["links"][0]["state"], "up");
 
     // The Connector reports itself disabled: not ready; back to normal: ready.
     demo.sim.set_system_status("disabled").await;
