@@ -372,6 +372,10 @@ impl Engine {
                         self.set_party(conn, c, PartyState::Connected, Some(DnRole::Origination));
                     }
                 }
+                // The caller as the switch sees it now (it changes with transfers).
+                if let (Some(c), Some(call)) = (&calling, self.calls.calls.get_mut(&conn)) {
+                    call.caller = Some(c.clone());
+                }
                 self.set_party(
                     conn,
                     &alerting,
@@ -681,7 +685,9 @@ impl Engine {
                 ev.other_dn = Some(dropped.to_string());
                 ev.call_state = Some(CallState::Abandoned);
                 self.deliver(out, d, ev);
-                self.drop_party(conn, dropped);
+                if !self.is_monitored(dropped) {
+                    self.drop_party(conn, dropped);
+                }
                 self.drop_party(conn, d);
                 self.remove_dn_call(d, conn);
                 return;
@@ -694,8 +700,12 @@ impl Engine {
             }
             _ => {}
         }
-        self.drop_party(conn, dropped);
-        self.remove_dn_call(dropped, conn);
+        // A monitored party leaves the model on its own monitor's copy (which reports its
+        // EventReleased); an unmonitored one on the first copy that names it.
+        if !self.is_monitored(dropped) {
+            self.drop_party(conn, dropped);
+            self.remove_dn_call(dropped, conn);
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -711,11 +721,16 @@ impl Engine {
         out: &mut Vec<Output>,
     ) {
         let conference = matches!(msg, Message::ConferencedEvent(_));
-        let (Some(p_id), Some(s_id)) = (
-            primary.and_then(|c| c.call_id.clone()),
-            secondary.and_then(|c| c.call_id.clone()),
-        ) else {
-            return;
+        let p_id = primary.and_then(|c| c.call_id.clone());
+        let s_id = secondary.and_then(|c| c.call_id.clone());
+        let (p_id, s_id) = match (p_id, s_id) {
+            (Some(p), Some(s)) if p != s => (p, s),
+            (Some(p), _) if !conference => {
+                // Single-step transfer: one call, the transferring party leaves it.
+                self.single_step_transferred(d, &p, by, out);
+                return;
+            }
+            _ => return,
         };
         let key = format!("{p_id}/{s_id}");
         let merge = match self.calls.merges.get(&key).cloned() {
@@ -844,6 +859,42 @@ impl Engine {
             ev.other_dn_role = Some(DnRole::NewParty);
         }
         self.deliver(out, d, ev);
+    }
+
+    fn single_step_transferred(
+        &mut self,
+        d: &str,
+        call_id: &str,
+        by: Option<String>,
+        out: &mut Vec<Output>,
+    ) {
+        let conn = self.call_for(call_id);
+        if by.as_deref() == Some(d) {
+            if self
+                .calls
+                .calls
+                .get(&conn)
+                .is_some_and(|c| c.party(d).is_some())
+            {
+                let mut ev = self.call_event(EventName::EventReleased, d, conn);
+                ev.call_state = Some(CallState::Transferred);
+                self.deliver(out, d, ev);
+            }
+        } else if self
+            .calls
+            .calls
+            .get(&conn)
+            .is_some_and(|c| c.party(d).is_some())
+        {
+            let mut ev = self.call_event(EventName::EventPartyChanged, d, conn);
+            ev.third_party_dn = by.clone();
+            ev.third_party_dn_role = Some(DnRole::TransferredBy);
+            self.deliver(out, d, ev);
+        }
+        if let Some(by) = &by {
+            self.drop_party(conn, by);
+            self.remove_dn_call(by, conn);
+        }
     }
 
     pub(crate) fn add_dn_call(&mut self, dn: &str, conn: ConnId) {

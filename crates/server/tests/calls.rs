@@ -427,3 +427,195 @@ async fn call_released_while_the_link_was_down_is_cleared_on_resync() {
     assert_eq!(rel.extension_str("ReleaseCause"), Some("resync"));
     until(&mut a, EventName::EventLinkConnected, None).await;
 }
+
+#[tokio::test]
+async fn route_point_route_request_and_route_call() {
+    let r = rig().await;
+    let mut rp = r.client(&["3101"]).await;
+    let mut dest = r.client(&["1005"]).await;
+    r.sim.dial("1004", "3101").await.unwrap();
+    let req_ev = until(&mut rp, EventName::EventRouteRequest, Some("3101")).await;
+    assert_eq!(req_ev.this_queue.as_deref(), Some("3101"));
+    assert_eq!(req_ev.other_dn.as_deref(), Some("1004"));
+    let conn = req_ev.conn_id.unwrap();
+    let mut route =
+        with_conn(req(RequestName::RequestRouteCall, "3101"), conn).with_other_dn("1005");
+    route.route_type = None;
+    answer_ok(&mut rp, route, EventName::EventRouteUsed).await;
+    let ring = until(&mut dest, EventName::EventRinging, Some("1005")).await;
+    assert_eq!(ring.ani.as_deref(), Some("1004"));
+}
+
+#[tokio::test]
+async fn acd_queue_distributes_to_a_ready_agent() {
+    let r = rig().await;
+    let mut q = r.client(&["3001"]).await;
+    let mut agent = r.client(&["2004"]).await;
+    let mut login = req(RequestName::RequestAgentLogin, "2004");
+    login.agent_id = Some("2004".into());
+    login.this_queue = Some("3001".into());
+    answer_ok(&mut agent, login, EventName::EventAgentLogin).await;
+    answer_ok(
+        &mut agent,
+        req(RequestName::RequestAgentReady, "2004"),
+        EventName::EventAgentReady,
+    )
+    .await;
+    r.sim.dial("1006", "3001").await.unwrap();
+    let queued = until(&mut q, EventName::EventQueued, Some("3001")).await;
+    assert_eq!(queued.this_queue.as_deref(), Some("3001"));
+    let div = until(&mut q, EventName::EventDiverted, Some("3001")).await;
+    assert_eq!(div.other_dn.as_deref(), Some("2004"));
+    let ring = until(&mut agent, EventName::EventRinging, Some("2004")).await;
+    assert_eq!(ring.conn_id, queued.conn_id);
+    assert_eq!(ring.this_queue.as_deref(), Some("3001"));
+}
+
+/// A and B talking; returns the ConnID.
+async fn talking(r: &Rig, a: &mut Client, b: &mut Client, da: &str, db: &str) -> ConnId {
+    let conn = answer_ok(
+        a,
+        req(RequestName::RequestMakeCall, da).with_other_dn(db),
+        EventName::EventDialing,
+    )
+    .await
+    .conn_id
+    .unwrap();
+    until(b, EventName::EventRinging, Some(db)).await;
+    r.sim.answer(db).await.unwrap();
+    until(a, EventName::EventEstablished, Some(da)).await;
+    until(b, EventName::EventEstablished, Some(db)).await;
+    conn
+}
+
+#[tokio::test]
+async fn single_step_and_mute_transfer_redirect_dtmf_clear() {
+    let r = rig().await;
+    let mut a = r.client(&["1001"]).await;
+    let mut b = r.client(&["1002"]).await;
+    let mut c = r.client(&["1003"]).await;
+    // Single-step transfer: A leaves, C rings.
+    let conn = talking(&r, &mut a, &mut b, "1001", "1002").await;
+    let mut dtmf = with_conn(req(RequestName::RequestSendDTMF, "1001"), conn);
+    dtmf.dtmf_digits = Some("12#".into());
+    let sent = answer_ok(&mut a, dtmf, EventName::EventDTMFSent).await;
+    assert_eq!(sent.dtmf_digits.as_deref(), Some("12#"));
+    let q = answer_ok(
+        &mut a,
+        with_conn(req(RequestName::RequestQueryCall, "1001"), conn),
+        EventName::EventPartyInfo,
+    )
+    .await;
+    assert_eq!(q.conn_id, Some(conn));
+    let rel = answer_ok(
+        &mut a,
+        with_conn(req(RequestName::RequestSingleStepTransfer, "1001"), conn).with_other_dn("1003"),
+        EventName::EventReleased,
+    )
+    .await;
+    assert_eq!(rel.conn_id, Some(conn));
+    let ring = until(&mut c, EventName::EventRinging, Some("1003")).await;
+    // Redirect the ringing call at C to A.
+    answer_ok(
+        &mut c,
+        with_conn(
+            req(RequestName::RequestRedirectCall, "1003"),
+            ring.conn_id.unwrap(),
+        )
+        .with_other_dn("1001"),
+        EventName::EventReleased,
+    )
+    .await;
+    let ring_a = until(&mut a, EventName::EventRinging, Some("1001")).await;
+    // Clear the whole call from B.
+    let bconn = ring_a.conn_id.unwrap();
+    answer_ok(
+        &mut b,
+        with_conn(req(RequestName::RequestClearCall, "1002"), bconn),
+        EventName::EventReleased,
+    )
+    .await;
+    // A was still ringing: the caller's clearing is an abandon there.
+    until(&mut a, EventName::EventAbandoned, Some("1001")).await;
+
+    // Mute transfer: A→B talking, A mute-transfers to C; A released, C rings.
+    let conn = talking(&r, &mut a, &mut b, "1001", "1002").await;
+    let rel = answer_ok(
+        &mut a,
+        with_conn(req(RequestName::RequestMuteTransfer, "1001"), conn).with_other_dn("1003"),
+        EventName::EventReleased,
+    )
+    .await;
+    assert_eq!(rel.call_state, Some(ctid_protocol::CallState::Transferred));
+    until(&mut c, EventName::EventRinging, Some("1003")).await;
+}
+
+#[tokio::test]
+async fn alternate_reconnect_and_user_data_rules() {
+    let r = rig().await;
+    let mut a = r.client(&["1006"]).await;
+    let mut b = r.client(&["1007"]).await;
+    let mut c = r.client(&["1008"]).await;
+    let conn = talking(&r, &mut a, &mut b, "1006", "1007").await;
+    let mut ud = KvList::new();
+    ud.insert_str("k", "v1");
+    let mut up = with_conn(req(RequestName::RequestUpdateUserData, "1006"), conn);
+    up.user_data = Some(ud.clone());
+    answer_ok(&mut a, up, EventName::EventAttachedDataChanged).await;
+    // The consultation starts with a copy of the user data.
+    let cons = answer_ok(
+        &mut a,
+        with_conn(req(RequestName::RequestInitiateTransfer, "1006"), conn).with_other_dn("1008"),
+        EventName::EventDialing,
+    )
+    .await;
+    let cconn = cons.conn_id.unwrap();
+    assert_eq!(
+        cons.user_data.as_ref().and_then(|u| u.get_str("k")),
+        Some("v1")
+    );
+    until(&mut c, EventName::EventRinging, None).await;
+    r.sim.answer("1008").await.unwrap();
+    until(&mut c, EventName::EventEstablished, None).await;
+    // Alternate: back to B (consultation held, original retrieved).
+    let mut alt = with_conn(req(RequestName::RequestAlternateCall, "1006"), cconn);
+    alt.transfer_conn_id = Some(conn);
+    let ev = a.request(alt, T).await.unwrap();
+    assert!(
+        matches!(ev.name, EventName::EventHeld | EventName::EventRetrieved),
+        "{ev:?}"
+    );
+    // Reconnect: drop the active (original) call, retrieve the held consultation.
+    let mut rec = with_conn(req(RequestName::RequestReconnectCall, "1006"), conn);
+    rec.transfer_conn_id = Some(cconn);
+    let ev = a.request(rec, T).await.unwrap();
+    assert!(
+        matches!(
+            ev.name,
+            EventName::EventReleased | EventName::EventRetrieved
+        ),
+        "{ev:?}"
+    );
+    // User data: DeletePair of a missing key is 53; over the limit is 53 and nothing changes.
+    let mut del = with_conn(req(RequestName::RequestDeletePair, "1006"), cconn);
+    del.data_key = Some("nope".into());
+    assert_eq!(
+        a.request(del, T).await.unwrap().error_code.map(|c| c.0),
+        Some(53)
+    );
+    let mut big = KvList::new();
+    big.insert_str("blob", "x".repeat(20_000));
+    let mut att = with_conn(req(RequestName::RequestAttachUserData, "1006"), cconn);
+    att.user_data = Some(big);
+    assert_eq!(
+        a.request(att, T).await.unwrap().error_code.map(|c| c.0),
+        Some(53)
+    );
+    let all = answer_ok(
+        &mut a,
+        with_conn(req(RequestName::RequestDeleteUserData, "1006"), cconn),
+        EventName::EventAttachedDataChanged,
+    )
+    .await;
+    assert!(all.user_data.is_none_or(|u| u.is_empty()));
+}
