@@ -653,25 +653,10 @@ fn to_utf8(xml: &[u8]) -> Result<Cow<'_, str>> {
     let mut latin1 = false;
     if xml.starts_with(b"<?xml") {
         if let Some(end) = xml.windows(2).position(|w| w == b"?>") {
-            let decl = String::from_utf8_lossy(&xml[..end]).to_ascii_lowercase();
-            if let Some(i) = decl.find("encoding") {
-                let rest = decl[i + 8..]
-                    .trim_start()
-                    .trim_start_matches('=')
-                    .trim_start();
-                let q = rest.chars().next().unwrap_or('"');
-                let val: String = rest
-                    .chars()
-                    .skip(1)
-                    .take_while(|&c| c != q)
-                    .collect::<String>();
-                match val.as_str() {
-                    "utf-8" | "utf8" | "us-ascii" | "ascii" => {}
-                    "iso-8859-1" | "latin1" | "latin-1" | "iso8859-1" | "iso_8859-1" => {
-                        latin1 = true
-                    }
-                    other => return Err(DecodeError::Encoding(other.to_string())),
-                }
+            if xml[..end].is_ascii() {
+                latin1 = ascii_decl_is_latin1(&xml[..end])?;
+            } else {
+                latin1 = decl_is_latin1(&xml[..end])?;
             }
         }
     }
@@ -687,9 +672,64 @@ fn to_utf8(xml: &[u8]) -> Result<Cow<'_, str>> {
     }
 }
 
+/// [`decl_is_latin1`] for an all-ASCII declaration, without allocating.
+fn ascii_decl_is_latin1(decl: &[u8]) -> Result<bool> {
+    let Some(i) = decl
+        .windows(8)
+        .position(|w| w.eq_ignore_ascii_case(b"encoding"))
+    else {
+        return Ok(false);
+    };
+    let ws = |b: &u8| matches!(b, 0x09..=0x0d | b' ');
+    let mut rest = &decl[i + 8..];
+    while rest.first().is_some_and(ws) {
+        rest = &rest[1..];
+    }
+    while rest.first() == Some(&b'=') {
+        rest = &rest[1..];
+    }
+    while rest.first().is_some_and(ws) {
+        rest = &rest[1..];
+    }
+    let val = match rest.split_first() {
+        None => &[][..],
+        Some((&q, body)) => &body[..body.iter().position(|&c| c == q).unwrap_or(body.len())],
+    };
+    let is = |names: &[&str]| names.iter().any(|n| val.eq_ignore_ascii_case(n.as_bytes()));
+    if is(&["utf-8", "utf8", "us-ascii", "ascii"]) {
+        Ok(false)
+    } else if is(&["iso-8859-1", "latin1", "latin-1", "iso8859-1", "iso_8859-1"]) {
+        Ok(true)
+    } else {
+        Err(DecodeError::Encoding(
+            String::from_utf8_lossy(val).to_ascii_lowercase(),
+        ))
+    }
+}
+
+/// Does the declaration (`<?xml` up to `?>`) name ISO-8859-1? UTF-8 or none: no; others: error.
+fn decl_is_latin1(decl: &[u8]) -> Result<bool> {
+    let decl = String::from_utf8_lossy(decl).to_ascii_lowercase();
+    let Some(i) = decl.find("encoding") else {
+        return Ok(false);
+    };
+    let rest = decl[i + 8..]
+        .trim_start()
+        .trim_start_matches('=')
+        .trim_start();
+    let q = rest.chars().next().unwrap_or('"');
+    let val: String = rest.chars().skip(1).take_while(|&c| c != q).collect();
+    match val.as_str() {
+        "utf-8" | "utf8" | "us-ascii" | "ascii" => Ok(false),
+        "iso-8859-1" | "latin1" | "latin-1" | "iso8859-1" | "iso_8859-1" => Ok(true),
+        other => Err(DecodeError::Encoding(other.to_string())),
+    }
+}
+
 /// Decode one CSTA XML document (no frame header) with default options.
 pub fn decode(xml: &[u8]) -> Result<Message> {
-    decode_with(xml, &CodecOptions::default()).map(|d| d.message)
+    static DEFAULT: std::sync::OnceLock<CodecOptions> = std::sync::OnceLock::new();
+    decode_with(xml, DEFAULT.get_or_init(CodecOptions::default)).map(|d| d.message)
 }
 
 /// Decode one CSTA XML document (no frame header).
