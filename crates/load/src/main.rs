@@ -145,7 +145,10 @@ async fn client(
     ready: tokio::sync::mpsc::Sender<()>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<Receipts> {
-    let (ws, _) = tokio_tungstenite::connect_async(&url)
+    // A small read buffer: tungstenite zeroes it up to this size on every read.
+    let cfg =
+        tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(8192);
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(&url, Some(cfg), false)
         .await
         .context("connect")?;
     let (mut tx, mut rx) = ws.split();

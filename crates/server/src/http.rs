@@ -147,6 +147,10 @@ async fn ws(
 ) -> Response {
     let max = st.max_frame;
     upgrade
+        // tungstenite zeroes its read buffer up to this size on every read: client requests
+        // are small, so a small buffer saves most of the per-read cost (perf: 22 % of ctid's CPU
+        // went to that memset with the 128 KiB default).
+        .read_buffer_size(4096)
         .max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |socket| session(socket, peer, st))
