@@ -31,6 +31,9 @@ pub struct Model {
     pub agents: BTreeMap<String, (String, String)>,
     /// (guest, host).
     pub pairs: BTreeSet<(String, String)>,
+    /// ctid only: DN → the ConnIDs of its calls (not compared with the switch, whose call IDs
+    /// are its own; used to check what each client was told).
+    pub conns: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// ctid's party state names (`ps-N`) in the simulator's words. The calling party is
@@ -83,6 +86,10 @@ pub async fn ctid_model(client: &mut Client, dns: &[String]) -> Result<Model, St
                 break;
             };
             let ps = k.get_str(&format!("ps-{n}")).unwrap_or("?");
+            m.conns
+                .entry(dn.clone())
+                .or_default()
+                .insert(conn.to_string());
             by_conn
                 .entry(conn.to_string())
                 .or_default()

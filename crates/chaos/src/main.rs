@@ -1,0 +1,644 @@
+//! `ctid-chaos --drops N [--seed S]`: csta-sim and ctid in one process, calls (and hot-desk
+//! changes) driven through the simulator's Rust API, and the CSTA link dropped at random moments
+//! N times — sometimes with the switch silent for a while, so things change while ctid cannot
+//! see them. After each recovery (and at the end) the load pauses and:
+//!
+//! * ctid's model, as a client reads it with RequestQueryAddress, must equal the switch's for
+//!   every DN (calls and parties, agents, hot-desk pairs — see [`ctid_chaos::check`]);
+//! * every desk client's calls, as learnt from its events alone (EventRinging, EventEstablished,
+//!   … add a ConnID; EventReleased, EventAbandoned, EventDiverted remove it; EventPartyChanged
+//!   moves it), must be the calls ctid (and so the switch) has on its DNs: no client is left
+//!   with a call the switch does not have, nor misses one it has.
+//!
+//! Each check that still differs after `--settle-ms` counts one mismatch and is printed. The last
+//! line is `drops=N mismatches=M`; the exit status is 1 when M > 0.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use ctid_chaos::check;
+use ctid_client::Client;
+use ctid_protocol::{Event, EventName, Request};
+use ctid_sim::{DeviceConfig, Sim, SimConfig};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ctid-chaos",
+    about = "Drop ctid's CSTA link at random moments under load; compare ctid with the switch after every recovery"
+)]
+struct Args {
+    /// How many times to drop the link.
+    #[arg(long, default_value_t = 10)]
+    drops: u32,
+    /// Random seed (default: from the clock; printed so a run can be repeated).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Extensions carrying calls (7000, 7001, …).
+    #[arg(long, default_value_t = 40)]
+    devices: u32,
+    /// Concurrent call workers.
+    #[arg(long, default_value_t = 8)]
+    workers: u32,
+    /// Pause between call steps (ms).
+    #[arg(long, default_value_t = 60)]
+    step_ms: u64,
+    /// Longest time between two drops (ms); each gap is random up to this.
+    #[arg(long, default_value_t = 1500)]
+    max_gap_ms: u64,
+    /// Longest time the switch stays silent after a drop (ms), changes going on meanwhile.
+    #[arg(long, default_value_t = 800)]
+    max_down_ms: u64,
+    /// How long ctid and the switch may take to agree after a recovery (ms).
+    #[arg(long, default_value_t = 5000)]
+    settle_ms: u64,
+    /// Also change agent states at the phones (off by default: see the issue 6 report, the
+    /// engine does not resync agent states after an outage yet).
+    #[arg(long)]
+    agents: bool,
+    /// Load before the first drop (ms).
+    #[arg(long, default_value_t = 1000)]
+    warmup_ms: u64,
+    /// Desk clients, each registered on a share of the DNs.
+    #[arg(long, default_value_t = 8)]
+    clients: u32,
+}
+
+/// splitmix64: small, seedable, good enough to pick moments and devices.
+#[derive(Clone)]
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        if n == 0 {
+            0
+        } else {
+            self.next() % n
+        }
+    }
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+/// Pauses the load for a check.
+#[derive(Default)]
+struct Gate {
+    paused: AtomicBool,
+    stop: AtomicBool,
+    /// Steps in progress (a check waits until none is).
+    busy: AtomicU64,
+    steps: AtomicU64,
+}
+
+impl Gate {
+    /// Wait while paused; false when the run is over.
+    async fn enter(&self) -> bool {
+        loop {
+            if self.stop.load(Ordering::SeqCst) {
+                return false;
+            }
+            if !self.paused.load(Ordering::SeqCst) {
+                self.busy.fetch_add(1, Ordering::SeqCst);
+                if !self.paused.load(Ordering::SeqCst) {
+                    return true;
+                }
+                self.busy.fetch_sub(1, Ordering::SeqCst);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    fn leave(&self) {
+        self.steps.fetch_add(1, Ordering::Relaxed);
+        self.busy.fetch_sub(1, Ordering::SeqCst);
+    }
+    async fn pause(&self) {
+        self.paused.store(true, Ordering::SeqCst);
+        while self.busy.load(Ordering::SeqCst) > 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    fn resume(&self) {
+        self.paused.store(false, Ordering::SeqCst);
+    }
+}
+
+/// One step at the phones, gated; switch refusals are part of the game and ignored.
+async fn step<F, T>(gate: &Gate, f: F) -> Option<Option<T>>
+where
+    F: std::future::Future<Output = Result<T, ctid_sim::SimError>>,
+{
+    if !gate.enter().await {
+        return None;
+    }
+    let r = f.await.ok();
+    gate.leave();
+    Some(r)
+}
+
+/// A call worker: takes idle extensions, runs a random call through them, gives them back.
+async fn call_worker(
+    sim: Sim,
+    gate: Arc<Gate>,
+    idle: Arc<Mutex<VecDeque<String>>>,
+    mut rng: Rng,
+    pause: Duration,
+) {
+    loop {
+        let picked = {
+            let mut q = idle.lock().unwrap();
+            if q.len() >= 3 {
+                let a = q.pop_front().unwrap();
+                let b = q.pop_front().unwrap();
+                let c = q.pop_front().unwrap();
+                Some((a, b, c))
+            } else {
+                None
+            }
+        };
+        let Some((a, b, c)) = picked else {
+            tokio::time::sleep(pause).await;
+            continue;
+        };
+        let done = async {
+            let nap = |rng: &mut Rng| {
+                Duration::from_millis(
+                    pause.as_millis() as u64 / 2 + rng.below(pause.as_millis() as u64 + 1),
+                )
+            };
+            step(&gate, sim.dial(&a, &b)).await?;
+            tokio::time::sleep(nap(&mut rng)).await;
+            if rng.chance(15) {
+                // Abandoned while ringing.
+                step(&gate, sim.hangup(&a)).await?;
+                return Some(());
+            }
+            step(&gate, sim.answer(&b)).await?;
+            tokio::time::sleep(nap(&mut rng)).await;
+            if rng.chance(30) {
+                step(&gate, sim.hold(&a)).await?;
+                tokio::time::sleep(nap(&mut rng)).await;
+                step(&gate, sim.retrieve(&a)).await?;
+                tokio::time::sleep(nap(&mut rng)).await;
+            }
+            let mut last = a.clone();
+            if rng.chance(25) {
+                step(&gate, sim.consult(&a, &c)).await?;
+                tokio::time::sleep(nap(&mut rng)).await;
+                step(&gate, sim.answer(&c)).await?;
+                tokio::time::sleep(nap(&mut rng)).await;
+                if rng.chance(50) {
+                    step(&gate, sim.transfer(&a)).await?;
+                    last = b.clone();
+                } else {
+                    step(&gate, sim.conference(&a)).await?;
+                }
+                tokio::time::sleep(nap(&mut rng)).await;
+            }
+            step(&gate, sim.hangup(&last)).await?;
+            Some(())
+        }
+        .await;
+        // Whatever happened, leave the phones idle before giving them back.
+        for d in [&a, &b, &c] {
+            for _ in 0..4 {
+                if !gate.enter().await {
+                    break;
+                }
+                let r = sim.hangup(d).await;
+                gate.leave();
+                if r.is_err() {
+                    break;
+                }
+            }
+        }
+        {
+            let mut q = idle.lock().unwrap();
+            q.push_back(a);
+            q.push_back(b);
+            q.push_back(c);
+        }
+        if done.is_none() && gate.stop.load(Ordering::SeqCst) {
+            return;
+        }
+    }
+}
+
+/// Guests sit down at desks and leave; with `agents`, agents change state too.
+async fn desk_worker(sim: Sim, gate: Arc<Gate>, mut rng: Rng, pause: Duration, agents: bool) {
+    loop {
+        let guest = format!("{}", 2001 + rng.below(9));
+        let host = format!("{}", 1001 + rng.below(9));
+        let r = match rng.below(if agents { 4 } else { 2 }) {
+            0 => step(&gate, sim.hotdesk_associate(&guest, &host)).await,
+            1 => step(&gate, sim.hotdesk_cancel(&guest)).await,
+            _ => {
+                let st = ["loggedOn", "ready", "notReady", "loggedOff"][rng.below(4) as usize];
+                step(&gate, sim.agent_state(&guest, st, None)).await
+            }
+        };
+        if r.is_none() {
+            return;
+        }
+        tokio::time::sleep(
+            pause * 4 + Duration::from_millis(rng.below(pause.as_millis() as u64 * 4 + 1)),
+        )
+        .await;
+    }
+}
+
+/// What one desk client learnt from its events: DN → ConnIDs.
+#[derive(Default)]
+struct Tracker {
+    calls: BTreeMap<String, BTreeSet<String>>,
+    /// (DN, ConnID) → the events that concerned it, for the report of a difference.
+    history: BTreeMap<(String, String), Vec<String>>,
+    closed: Option<String>,
+    events: u64,
+}
+
+impl Tracker {
+    fn event(&mut self, ev: &Event) {
+        self.events += 1;
+        let (Some(dn), Some(conn)) = (ev.this_dn.as_deref(), ev.conn_id) else {
+            return;
+        };
+        let conn = conn.to_string();
+        let h = self
+            .history
+            .entry((dn.to_string(), conn.clone()))
+            .or_default();
+        if h.len() < 40 {
+            h.push(format!(
+                "{}{}",
+                ev.name.as_str(),
+                ev.previous_conn_id
+                    .map(|p| format!("(prev {p})"))
+                    .unwrap_or_default()
+            ));
+        }
+        let set = self.calls.entry(dn.to_string()).or_default();
+        match ev.name {
+            EventName::EventReleased | EventName::EventAbandoned | EventName::EventDiverted => {
+                set.remove(&conn);
+            }
+            EventName::EventPartyChanged => {
+                if let Some(p) = ev.previous_conn_id {
+                    set.remove(&p.to_string());
+                }
+                set.insert(conn);
+            }
+            EventName::EventError | EventName::EventUserEvent => {}
+            _ => {
+                set.insert(conn);
+            }
+        }
+    }
+}
+
+struct Desk {
+    dns: Vec<String>,
+    tracker: Arc<Mutex<Tracker>>,
+}
+
+async fn desk_client(url: &str, dns: Vec<String>) -> anyhow::Result<Desk> {
+    let mut c = Client::connect(url).await?;
+    c.next_event(Duration::from_secs(5)).await?;
+    for d in &dns {
+        let ev = c
+            .request(Request::register_address(d.clone()), Duration::from_secs(5))
+            .await?;
+        if ev.name != EventName::EventRegistered {
+            bail!("register {d}: {ev:?}");
+        }
+    }
+    let tracker = Arc::new(Mutex::new(Tracker::default()));
+    // What was already there when it registered: from a query, as a desktop would do.
+    for d in &dns {
+        let q = c
+            .request(
+                Request::query_address(d.clone(), ctid_protocol::AddressInfoType::DnStatus),
+                Duration::from_secs(5),
+            )
+            .await?;
+        let mut t = tracker.lock().unwrap();
+        let set = t.calls.entry(d.clone()).or_default();
+        for n in 1.. {
+            match q.extension_str(&format!("conn-{n}")) {
+                Some(c) => set.insert(c.to_string()),
+                None => break,
+            };
+        }
+    }
+    let t = tracker.clone();
+    tokio::spawn(async move {
+        loop {
+            match c.next_event(Duration::from_secs(1)).await {
+                Ok(Some(ev)) if ev.name == EventName::EventServerDisconnected => {
+                    t.lock().unwrap().closed = ev.error_message.clone().or(Some("closed".into()));
+                    return;
+                }
+                Ok(Some(ev)) => t.lock().unwrap().event(&ev),
+                Ok(None) => {}
+                Err(e) => {
+                    t.lock().unwrap().closed = Some(e.to_string());
+                    return;
+                }
+            }
+        }
+    });
+    Ok(Desk { dns, tracker })
+}
+
+/// Each desk client's calls against ctid's (already compared with the switch).
+fn check_desks(desks: &[Desk], model: &check::Model) -> Vec<String> {
+    let mut d = Vec::new();
+    for (i, desk) in desks.iter().enumerate() {
+        let t = desk.tracker.lock().unwrap();
+        if let Some(why) = &t.closed {
+            d.push(format!("desk client {i} was disconnected: {why}"));
+        }
+        for dn in &desk.dns {
+            let empty = BTreeSet::new();
+            let mine = t.calls.get(dn).unwrap_or(&empty);
+            let real = model.conns.get(dn).unwrap_or(&empty);
+            for c in mine.difference(real) {
+                let h = t.history.get(&(dn.clone(), c.clone()));
+                d.push(format!(
+                    "desk client {i} holds ConnID {c} on {dn}, which the switch does not have; its events: {h:?}"
+                ));
+            }
+            for c in real.difference(mine) {
+                d.push(format!(
+                    "desk client {i} was never told of ConnID {c} on {dn}"
+                ));
+            }
+        }
+    }
+    d
+}
+
+/// Compare everything until it agrees or `settle` passes; the differences that remain.
+async fn verify(
+    sim: &Sim,
+    obs: &mut Client,
+    dns: &[String],
+    desks: &[Desk],
+    settle: Duration,
+) -> anyhow::Result<Vec<String>> {
+    let deadline = Instant::now() + settle;
+    loop {
+        let mut d = check::settle(
+            sim,
+            obs,
+            dns,
+            deadline.saturating_duration_since(Instant::now()),
+        )
+        .await
+        .map_err(anyhow::Error::msg)?;
+        if d.is_empty() {
+            let model = check::ctid_model(obs, dns)
+                .await
+                .map_err(anyhow::Error::msg)?;
+            d = check_desks(desks, &model);
+        }
+        if d.is_empty() || Instant::now() >= deadline {
+            return Ok(d);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn config(csta: SocketAddr, first: u32, devices: u32) -> anyhow::Result<ctid_server::Config> {
+    let text = format!(
+        r#"
+listen = "127.0.0.1:0"
+server-name = "ctid-chaos"
+
+[[link]]
+name = "csta-sim"
+host = "{host}"
+port = {port}
+session = "ecma354"
+kpl-interval = 0.5
+kpl-tolerance = 2
+connect-tout = 0.5
+reconnect-min = 0.05
+reconnect-max = 0.2
+request-timeout = 2
+
+[[dn]]
+range = "1001-1010"
+register = true
+
+[[dn]]
+range = "2001-2010"
+register = true
+
+[[dn]]
+number = "3001"
+type = "ACDQueue"
+register = true
+
+[[dn]]
+number = "3101"
+type = "RoutingPoint"
+register = true
+
+[[dn]]
+range = "{first}-{last}"
+register = true
+
+[[agent-login]]
+agent-id = "2001"
+"#,
+        host = csta.ip(),
+        port = csta.port(),
+        last = first + devices - 1,
+    );
+    ctid_server::Config::parse(&text).map_err(anyhow::Error::msg)
+}
+
+async fn wait_up(ctid: &ctid_server::Running, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    let mut rx = ctid.status.clone();
+    while rx.borrow().link != "up" {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(100), rx.changed()).await;
+    }
+    true
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let seed = args.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1)
+    });
+    println!(
+        "ctid-chaos: seed={seed} drops={} devices={} workers={} clients={}",
+        args.drops, args.devices, args.workers, args.clients
+    );
+    let mut rng = Rng(seed);
+    let started = Instant::now();
+    let any: SocketAddr = "127.0.0.1:0".parse()?;
+    let sim = Sim::start(SimConfig::demo(), any, None).await?;
+    let first = 7000u32;
+    let devices = args.devices.max(3);
+    for n in first..first + devices {
+        sim.add_device(DeviceConfig::extension(&n.to_string()))
+            .await
+            .map_err(|e| anyhow::anyhow!("device {n}: {e}"))?;
+    }
+    let ctid = ctid_server::start(config(sim.csta_addr(), first, devices)?).await?;
+    if !wait_up(&ctid, Duration::from_secs(10)).await {
+        bail!("ctid's link never came up");
+    }
+    let url = ctid.ws_url();
+    let mut dns: Vec<String> = (1001..=1010)
+        .chain(2001..=2010)
+        .map(|n| n.to_string())
+        .collect();
+    dns.push("3001".into());
+    dns.push("3101".into());
+    dns.extend((first..first + devices).map(|n| n.to_string()));
+    let mut obs = Client::connect(&url).await?;
+    obs.next_event(Duration::from_secs(5)).await?;
+    for d in &dns {
+        obs.request(Request::register_address(d.clone()), Duration::from_secs(5))
+            .await?;
+    }
+    let mut desks = Vec::new();
+    let n = args.clients.max(1) as usize;
+    for i in 0..n {
+        let share: Vec<String> = dns.iter().skip(i).step_by(n).cloned().collect();
+        desks.push(desk_client(&url, share).await.context("desk client")?);
+    }
+
+    let gate = Arc::new(Gate::default());
+    let idle = Arc::new(Mutex::new(
+        (first..first + devices)
+            .map(|n| n.to_string())
+            .collect::<VecDeque<_>>(),
+    ));
+    let step = Duration::from_millis(args.step_ms.max(1));
+    let mut load = Vec::new();
+    for _ in 0..args.workers.max(1) {
+        let r = Rng(rng.next());
+        load.push(tokio::spawn(call_worker(
+            sim.clone(),
+            gate.clone(),
+            idle.clone(),
+            r,
+            step,
+        )));
+    }
+    load.push(tokio::spawn(desk_worker(
+        sim.clone(),
+        gate.clone(),
+        Rng(rng.next()),
+        step,
+        args.agents,
+    )));
+
+    let settle = Duration::from_millis(args.settle_ms);
+    let mut mismatches = 0u32;
+    let mut survived = 0u32;
+    tokio::time::sleep(Duration::from_millis(args.warmup_ms)).await;
+    for i in 1..=args.drops {
+        tokio::time::sleep(Duration::from_millis(
+            200 + rng.below(args.max_gap_ms.max(1)),
+        ))
+        .await;
+        let down = Duration::from_millis(rng.below(args.max_down_ms + 1));
+        let framing = rng.chance(25);
+        if !down.is_zero() {
+            sim.set_stall(true).await;
+        }
+        let how = if framing {
+            let _ = sim.inject_malformed_kind("framing").await;
+            "framing lost"
+        } else {
+            sim.drop_connections().await;
+            "connection dropped"
+        };
+        tokio::time::sleep(down).await;
+        sim.set_stall(false).await;
+        let t = Instant::now();
+        // Give the link a moment to notice before waiting for it to be back.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if !wait_up(&ctid, Duration::from_secs(15)).await {
+            mismatches += 1;
+            println!("drop {i}: the link did not come back within 15 s");
+            continue;
+        }
+        gate.pause().await;
+        let d = verify(&sim, &mut obs, &dns, &desks, settle).await?;
+        let calls = sim.snapshot().await["calls"]
+            .as_array()
+            .map_or(0, |c| c.len());
+        if d.is_empty() {
+            survived += 1;
+            println!("drop {i}: {how}, switch silent {down:?}, back after {:?}, {calls} calls: consistent", t.elapsed());
+        } else {
+            mismatches += 1;
+            println!(
+                "drop {i}: {how}, switch silent {down:?}: {} differences:",
+                d.len()
+            );
+            for l in d.iter().take(20) {
+                println!("  {l}");
+            }
+        }
+        gate.resume();
+    }
+    // The end: stop the load, let the last calls finish, compare once more.
+    gate.stop.store(true, Ordering::SeqCst);
+    for t in load {
+        let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+    }
+    let d = verify(&sim, &mut obs, &dns, &desks, settle).await?;
+    if !d.is_empty() {
+        mismatches += 1;
+        println!("at the end: {} differences:", d.len());
+        for l in d.iter().take(20) {
+            println!("  {l}");
+        }
+    }
+    let events: u64 = desks.iter().map(|d| d.tracker.lock().unwrap().events).sum();
+    println!(
+        "survived {survived} of {} drops; {} switch actions, {events} events to desk clients, {:.1} s",
+        args.drops,
+        gate.steps.load(Ordering::Relaxed),
+        started.elapsed().as_secs_f64()
+    );
+    println!("drops={} mismatches={mismatches}", args.drops);
+    drop(ctid);
+    if mismatches > 0 {
+        std::process::exit(1);
+    }
+    Ok(())
+}
