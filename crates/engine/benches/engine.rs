@@ -18,9 +18,11 @@ fn now() -> Now {
 
 /// An engine with `n` DNs monitored (crossRefID = the DN) and 3 clients on each.
 fn setup(n: usize) -> Engine {
-    let mut cfg = EngineConfig::default();
-    cfg.max_outstanding = 1_000_000;
-    cfg.hotdesk_enabled = false;
+    let cfg = EngineConfig {
+        max_outstanding: 1_000_000,
+        hotdesk_enabled: false,
+        ..Default::default()
+    };
     let mut e = Engine::new(cfg);
     let mut out = Vec::new();
     let clients = (n / 10).max(3) as u64;
