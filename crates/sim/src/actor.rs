@@ -104,6 +104,8 @@ pub(crate) struct Actor {
     pub(crate) system_status: SystemStatusValue,
     pub(crate) stall: bool,
     pub(crate) delay_ms: u64,
+    /// `model.removals` when monitors were last reconciled.
+    seen_removals: u64,
     pub(crate) fail_next: Option<(CstaError, Option<String>)>,
     stats: Arc<Stats>,
     /// Requests swallowed while stalled.
@@ -151,6 +153,7 @@ impl Actor {
             system_status,
             stall: false,
             delay_ms: 0,
+            seen_removals: 0,
             fail_next: None,
             stats,
             stalled_requests: 0,
@@ -389,7 +392,13 @@ impl Actor {
     }
 
     /// Monitors on devices that no longer exist are stopped by the switch (MonitorStop).
+    /// Only after a device was removed: scanning every monitor per request made start-up
+    /// quadratic in the number of monitors.
     fn reconcile_monitors(&mut self) {
+        if self.model.removals == self.seen_removals {
+            return;
+        }
+        self.seen_removals = self.model.removals;
         let gone: Vec<(u64, String, String)> = self
             .conns
             .iter()

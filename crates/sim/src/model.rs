@@ -129,6 +129,8 @@ pub struct Model {
     next_call: u64,
     /// device → number of monitors on it (kept by the switch task).
     pub monitored: HashMap<String, usize>,
+    /// Bumped whenever a device is removed (monitors on it must then be stopped).
+    pub removals: u64,
     out: Vec<Out>,
 }
 
@@ -269,6 +271,7 @@ impl Model {
         if !self.devices.contains_key(id) {
             return Err(SimError::unknown_device(id));
         }
+        self.removals += 1;
         for cid in self.calls_of(id) {
             let _ = self.clear_connection(&cid, id);
         }
