@@ -443,32 +443,22 @@ impl Engine {
                     self.deliver(out, d, ev);
                 }
             }
-            Message::HeldEvent(e) => {
-                let Some(conn) = self.conn_call(&e.held_connection) else {
-                    return;
-                };
-                let holding = dev(&e.holding_device)
-                    .or_else(|| e.held_connection.device_id.clone())
-                    .unwrap_or_default();
-                self.set_party(conn, &holding, PartyState::Held, None);
-                if holding == d {
-                    let ev = self.call_event(EventName::EventHeld, d, conn);
-                    self.deliver(out, d, ev);
-                }
-            }
-            Message::RetrievedEvent(e) => {
-                let Some(conn) = self.conn_call(&e.retrieved_connection) else {
-                    return;
-                };
-                let who = dev(&e.retrieving_device)
-                    .or_else(|| e.retrieved_connection.device_id.clone())
-                    .unwrap_or_default();
-                self.set_party(conn, &who, PartyState::Connected, None);
-                if who == d {
-                    let ev = self.call_event(EventName::EventRetrieved, d, conn);
-                    self.deliver(out, d, ev);
-                }
-            }
+            Message::HeldEvent(e) => self.hold_state(
+                d,
+                &e.held_connection,
+                &e.holding_device,
+                PartyState::Held,
+                EventName::EventHeld,
+                out,
+            ),
+            Message::RetrievedEvent(e) => self.hold_state(
+                d,
+                &e.retrieved_connection,
+                &e.retrieving_device,
+                PartyState::Connected,
+                EventName::EventRetrieved,
+                out,
+            ),
             Message::ConnectionClearedEvent(e) => {
                 let Some(call_id) = e.dropped_connection.call_id.as_deref() else {
                     return;
@@ -637,6 +627,30 @@ impl Engine {
                 }
             }
             _ => self.device_event(d, msg, out),
+        }
+    }
+
+    /// HeldEvent / RetrievedEvent: the acting device's party changes state; its clients get the
+    /// event.
+    fn hold_state(
+        &mut self,
+        d: &str,
+        c: &ConnectionId,
+        acting: &Option<DeviceRef>,
+        state: PartyState,
+        name: EventName,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(conn) = self.conn_call(c) else {
+            return;
+        };
+        let who = dev(acting)
+            .or_else(|| c.device_id.clone())
+            .unwrap_or_default();
+        self.set_party(conn, &who, state, None);
+        if who == d {
+            let ev = self.call_event(name, d, conn);
+            self.deliver(out, d, ev);
         }
     }
 

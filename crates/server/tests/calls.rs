@@ -2,55 +2,13 @@
 //! consultation + transfer, conference, agents (including the hot-desk agent login), forwarding
 //! and DND, user data, errors, and a call that ended while the link was down.
 
-use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ctid_client::Client;
 use ctid_protocol::{ConnId, Event, EventName, KvList, Request, RequestName};
-use ctid_server::demo::demo_config;
-use ctid_server::Running;
-use ctid_sim::{Sim, SimConfig};
 
-const T: Duration = Duration::from_secs(5);
-
-struct Rig {
-    sim: Sim,
-    ctid: Running,
-}
-
-async fn rig() -> Rig {
-    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let sim = Sim::start(SimConfig::demo(), any, None).await.unwrap();
-    let mut cfg = demo_config(any, sim.csta_addr());
-    cfg.links[0].reconnect_min = Duration::from_millis(100);
-    cfg.links[0].reconnect_max = Duration::from_millis(300);
-    cfg.links[0].connect_timeout = Duration::from_millis(800);
-    let ctid = ctid_server::start(cfg).await.unwrap();
-    let r = Rig { sim, ctid };
-    r.wait_link("up").await;
-    r
-}
-
-impl Rig {
-    async fn wait_link(&self, state: &str) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut rx = self.ctid.status.clone();
-        while rx.borrow().link != state {
-            assert!(Instant::now() < deadline, "link never became {state}");
-            let _ = tokio::time::timeout(Duration::from_millis(200), rx.changed()).await;
-        }
-    }
-    /// A client registered on `dns`, with the connect and register answers consumed.
-    async fn client(&self, dns: &[&str]) -> Client {
-        let mut c = Client::connect(&self.ctid.ws_url()).await.unwrap();
-        c.next_event(T).await.unwrap().unwrap();
-        for d in dns {
-            let ev = c.request(Request::register_address(*d), T).await.unwrap();
-            assert_eq!(ev.name, EventName::EventRegistered, "{ev:?}");
-        }
-        c
-    }
-}
+mod common;
+use common::*;
 
 /// Wait for the event `name` (on `dn` if given), skipping others.
 async fn until(c: &mut Client, name: EventName, dn: Option<&str>) -> Event {
@@ -91,8 +49,8 @@ async fn answer_ok(c: &mut Client, r: Request, want: EventName) -> Event {
 #[tokio::test]
 async fn basic_call_hold_retrieve_release() {
     let r = rig().await;
-    let mut a = r.client(&["1001"]).await;
-    let mut b = r.client(&["1002"]).await;
+    let mut a = r.client_on(&["1001"]).await;
+    let mut b = r.client_on(&["1002"]).await;
     let dial = answer_ok(
         &mut a,
         req(RequestName::RequestMakeCall, "1001").with_other_dn("1002"),
@@ -170,8 +128,8 @@ async fn basic_call_hold_retrieve_release() {
 #[tokio::test]
 async fn call_dialled_at_the_phone_and_abandoned() {
     let r = rig().await;
-    let mut a = r.client(&["1004"]).await;
-    let mut b = r.client(&["1005"]).await;
+    let mut a = r.client_on(&["1004"]).await;
+    let mut b = r.client_on(&["1005"]).await;
     r.sim.dial("1004", "1005").await.unwrap();
     until(&mut a, EventName::EventOffHook, Some("1004")).await;
     let d = until(&mut a, EventName::EventDialing, Some("1004")).await;
@@ -187,9 +145,9 @@ async fn call_dialled_at_the_phone_and_abandoned() {
 #[tokio::test]
 async fn consultation_and_transfer_keep_the_original_connid() {
     let r = rig().await;
-    let mut a = r.client(&["1001"]).await;
-    let mut b = r.client(&["1002"]).await;
-    let mut c = r.client(&["1003"]).await;
+    let mut a = r.client_on(&["1001"]).await;
+    let mut b = r.client_on(&["1002"]).await;
+    let mut c = r.client_on(&["1003"]).await;
     let conn = answer_ok(
         &mut a,
         req(RequestName::RequestMakeCall, "1001").with_other_dn("1002"),
@@ -240,9 +198,9 @@ async fn consultation_and_transfer_keep_the_original_connid() {
 #[tokio::test]
 async fn conference_adds_a_party() {
     let r = rig().await;
-    let mut a = r.client(&["1006"]).await;
-    let mut b = r.client(&["1007"]).await;
-    let mut c = r.client(&["1008"]).await;
+    let mut a = r.client_on(&["1006"]).await;
+    let mut b = r.client_on(&["1007"]).await;
+    let mut c = r.client_on(&["1008"]).await;
     let conn = answer_ok(
         &mut a,
         req(RequestName::RequestMakeCall, "1006").with_other_dn("1007"),
@@ -283,7 +241,7 @@ async fn conference_adds_a_party() {
 #[tokio::test]
 async fn agents_forwarding_and_dnd() {
     let r = rig().await;
-    let mut a = r.client(&["2002"]).await;
+    let mut a = r.client_on(&["2002"]).await;
     let mut login = req(RequestName::RequestAgentLogin, "2002");
     login.agent_id = Some("2002".into());
     login.this_queue = Some("3001".into());
@@ -345,7 +303,7 @@ async fn agents_forwarding_and_dnd() {
 #[tokio::test]
 async fn hot_desk_agent_login_on_the_host() {
     let r = rig().await;
-    let mut host = r.client(&["1003"]).await;
+    let mut host = r.client_on(&["1003"]).await;
     let mut login = req(RequestName::RequestAgentLogin, "1003");
     login.agent_id = Some("2003".into());
     let ev = answer_ok(&mut host, login, EventName::EventAgentLogin).await;
@@ -372,7 +330,7 @@ async fn hot_desk_agent_login_on_the_host() {
 #[tokio::test]
 async fn switch_refusals_are_mapped() {
     let r = rig().await;
-    let mut a = r.client(&["1009"]).await;
+    let mut a = r.client_on(&["1009"]).await;
     // Nothing to answer: a ConnID that is not on the DN is refused by ctid (56) ...
     let e = a
         .request(
@@ -405,7 +363,7 @@ async fn switch_refusals_are_mapped() {
 async fn call_released_while_the_link_was_down_is_cleared_on_resync() {
     let r = rig().await;
     // (1010 is the demo's hoteling host: its endpoint belongs to guest 2010, so use 1009.)
-    let mut a = r.client(&["1009"]).await;
+    let mut a = r.client_on(&["1009"]).await;
     let conn = answer_ok(
         &mut a,
         req(RequestName::RequestMakeCall, "1009").with_other_dn("1001"),
@@ -431,8 +389,8 @@ async fn call_released_while_the_link_was_down_is_cleared_on_resync() {
 #[tokio::test]
 async fn route_point_route_request_and_route_call() {
     let r = rig().await;
-    let mut rp = r.client(&["3101"]).await;
-    let mut dest = r.client(&["1005"]).await;
+    let mut rp = r.client_on(&["3101"]).await;
+    let mut dest = r.client_on(&["1005"]).await;
     r.sim.dial("1004", "3101").await.unwrap();
     let req_ev = until(&mut rp, EventName::EventRouteRequest, Some("3101")).await;
     assert_eq!(req_ev.this_queue.as_deref(), Some("3101"));
@@ -449,8 +407,8 @@ async fn route_point_route_request_and_route_call() {
 #[tokio::test]
 async fn acd_queue_distributes_to_a_ready_agent() {
     let r = rig().await;
-    let mut q = r.client(&["3001"]).await;
-    let mut agent = r.client(&["2004"]).await;
+    let mut q = r.client_on(&["3001"]).await;
+    let mut agent = r.client_on(&["2004"]).await;
     let mut login = req(RequestName::RequestAgentLogin, "2004");
     login.agent_id = Some("2004".into());
     login.this_queue = Some("3001".into());
@@ -491,9 +449,9 @@ async fn talking(r: &Rig, a: &mut Client, b: &mut Client, da: &str, db: &str) ->
 #[tokio::test]
 async fn single_step_and_mute_transfer_redirect_dtmf_clear() {
     let r = rig().await;
-    let mut a = r.client(&["1001"]).await;
-    let mut b = r.client(&["1002"]).await;
-    let mut c = r.client(&["1003"]).await;
+    let mut a = r.client_on(&["1001"]).await;
+    let mut b = r.client_on(&["1002"]).await;
+    let mut c = r.client_on(&["1003"]).await;
     // Single-step transfer: A leaves, C rings.
     let conn = talking(&r, &mut a, &mut b, "1001", "1002").await;
     let mut dtmf = with_conn(req(RequestName::RequestSendDTMF, "1001"), conn);
@@ -553,9 +511,9 @@ async fn single_step_and_mute_transfer_redirect_dtmf_clear() {
 #[tokio::test]
 async fn alternate_reconnect_and_user_data_rules() {
     let r = rig().await;
-    let mut a = r.client(&["1006"]).await;
-    let mut b = r.client(&["1007"]).await;
-    let mut c = r.client(&["1008"]).await;
+    let mut a = r.client_on(&["1006"]).await;
+    let mut b = r.client_on(&["1007"]).await;
+    let mut c = r.client_on(&["1008"]).await;
     let conn = talking(&r, &mut a, &mut b, "1006", "1007").await;
     let mut ud = KvList::new();
     ud.insert_str("k", "v1");

@@ -3,70 +3,13 @@
 //! cancelled at the phone, private services 1 and 2 with every error path, an unconfigured guest,
 //! link loss and restore with re-learned associations, and one copy per client.
 
-use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ctid_client::Client;
 use ctid_protocol::{AddressInfoType, Event, EventName, Request};
-use ctid_server::demo::demo_config;
-use ctid_server::{Config, Running};
-use ctid_sim::{Sim, SimConfig};
 
-const T: Duration = Duration::from_secs(5);
-
-struct Rig {
-    sim: Sim,
-    ctid: Running,
-}
-
-fn any() -> SocketAddr {
-    "127.0.0.1:0".parse().unwrap()
-}
-
-async fn rig_with(edit: impl FnOnce(&mut Config)) -> Rig {
-    let sim = Sim::start(SimConfig::demo(), any(), None).await.unwrap();
-    let mut cfg = demo_config(any(), sim.csta_addr());
-    cfg.links[0].reconnect_min = Duration::from_millis(100);
-    cfg.links[0].reconnect_max = Duration::from_millis(300);
-    cfg.links[0].connect_timeout = Duration::from_millis(800);
-    edit(&mut cfg);
-    let ctid = ctid_server::start(cfg).await.unwrap();
-    let r = Rig { sim, ctid };
-    r.wait_link("up").await;
-    r
-}
-
-async fn rig() -> Rig {
-    rig_with(|_| {}).await
-}
-
-impl Rig {
-    async fn wait_link(&self, state: &str) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut rx = self.ctid.status.clone();
-        while rx.borrow().link != state {
-            assert!(Instant::now() < deadline, "link never became {state}");
-            let _ = tokio::time::timeout(Duration::from_millis(200), rx.changed()).await;
-        }
-    }
-
-    async fn client(&self) -> Client {
-        let mut c = Client::connect(&self.ctid.ws_url()).await.unwrap();
-        let first = c
-            .next_event(T)
-            .await
-            .unwrap()
-            .expect("link status on connect");
-        assert!(
-            matches!(
-                first.name,
-                EventName::EventLinkConnected | EventName::EventLinkDisconnected
-            ),
-            "{first:?}"
-        );
-        c
-    }
-}
+mod common;
+use common::*;
 
 async fn register(c: &mut Client, dn: &str) -> Event {
     let ev = c.request(Request::register_address(dn), T).await.unwrap();

@@ -1,0 +1,84 @@
+//! The rig shared by the end-to-end tests: csta-sim (demo switch) and ctid on 127.0.0.1:0 with
+//! fast reconnects, and clients through the ctid-client library.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use ctid_client::Client;
+use ctid_protocol::{EventName, Request};
+use ctid_server::demo::demo_config;
+use ctid_server::{Config, Running};
+use ctid_sim::{Sim, SimConfig};
+
+/// How long a test waits for any one answer.
+pub const T: Duration = Duration::from_secs(5);
+
+pub struct Rig {
+    pub sim: Sim,
+    pub ctid: Running,
+}
+
+pub fn any() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+/// The demo switch and the demo configuration, edited by `edit`; returns once the link is up.
+pub async fn rig_with(edit: impl FnOnce(&mut Config)) -> Rig {
+    let sim = Sim::start(SimConfig::demo(), any(), None).await.unwrap();
+    let mut cfg = demo_config(any(), sim.csta_addr());
+    for l in &mut cfg.links {
+        l.reconnect_min = Duration::from_millis(100);
+        l.reconnect_max = Duration::from_millis(300);
+        l.connect_timeout = Duration::from_millis(800);
+    }
+    edit(&mut cfg);
+    let ctid = ctid_server::start(cfg).await.unwrap();
+    let r = Rig { sim, ctid };
+    r.wait_link("up").await;
+    r
+}
+
+pub async fn rig() -> Rig {
+    rig_with(|_| {}).await
+}
+
+impl Rig {
+    /// Wait until ctid reports the link `state` ("up", "down", "syncing").
+    pub async fn wait_link(&self, state: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut rx = self.ctid.status.clone();
+        while rx.borrow().link != state {
+            assert!(Instant::now() < deadline, "link never became {state}");
+            let _ = tokio::time::timeout(Duration::from_millis(200), rx.changed()).await;
+        }
+    }
+
+    /// A connected client, the link-status event it gets on connect consumed.
+    pub async fn client(&self) -> Client {
+        let mut c = Client::connect(&self.ctid.ws_url()).await.unwrap();
+        let first = c
+            .next_event(T)
+            .await
+            .unwrap()
+            .expect("link status on connect");
+        assert!(
+            matches!(
+                first.name,
+                EventName::EventLinkConnected | EventName::EventLinkDisconnected
+            ),
+            "{first:?}"
+        );
+        c
+    }
+
+    /// A client registered on `dns`.
+    pub async fn client_on(&self, dns: &[&str]) -> Client {
+        let mut c = self.client().await;
+        for d in dns {
+            let ev = c.request(Request::register_address(*d), T).await.unwrap();
+            assert_eq!(ev.name, EventName::EventRegistered, "{ev:?}");
+        }
+        c
+    }
+}
