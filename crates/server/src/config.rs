@@ -48,6 +48,8 @@ pub struct Config {
     pub max_client_frame: usize,
     /// Events queued per client before it is disconnected as too slow.
     pub client_queue: usize,
+    /// Client sessions: rate limit, ping/pong liveness.
+    pub client: crate::session::ClientPolicy,
 }
 
 #[derive(Deserialize)]
@@ -58,6 +60,11 @@ struct RawConfig {
     accept_dn_type: Option<String>,
     max_client_frame: Option<usize>,
     client_queue: Option<usize>,
+    client_rate_limit: Option<f64>,
+    client_rate_burst: Option<f64>,
+    ping_interval: Option<f64>,
+    ping_timeout: Option<f64>,
+    agent_logout_on_unregister: Option<bool>,
     #[serde(default)]
     link: Vec<RawLink>,
     #[serde(default)]
@@ -284,12 +291,29 @@ impl Config {
                 password: a.password,
             });
         }
+        if let Some(v) = raw.agent_logout_on_unregister {
+            engine.agent_logout_on_unregister = v;
+        }
+        let rate = |v: Option<f64>, key: &str| -> Result<f64, String> {
+            let v = v.unwrap_or(0.0);
+            if !(0.0..=1_000_000.0).contains(&v) {
+                return Err(format!("{key} = {v}: must be between 0 (off) and 1000000"));
+            }
+            Ok(v)
+        };
+        let client = crate::session::ClientPolicy {
+            rate_limit: rate(raw.client_rate_limit, "client-rate-limit")?,
+            rate_burst: rate(raw.client_rate_burst, "client-rate-burst")?,
+            ping_interval: secs(raw.ping_interval, 30.0, "ping-interval", 0.0, 3600.0)?,
+            ping_timeout: secs(raw.ping_timeout, 10.0, "ping-timeout", 0.1, 3600.0)?,
+        };
         Ok(Config {
             listen,
             links,
             engine,
             max_client_frame: raw.max_client_frame.unwrap_or(256 * 1024),
             client_queue: raw.client_queue.unwrap_or(10_000),
+            client,
         })
     }
 }
@@ -321,6 +345,26 @@ mod tests {
         assert!(e.starts_with("listen"), "{e}");
         let e = Config::parse("[[link]]\nhost='x'\n[[dn]]\nrange='10-1'\n").unwrap_err();
         assert!(e.contains("dn[0].range"), "{e}");
+    }
+
+    #[test]
+    fn client_session_options() {
+        let c = Config::parse("[[link]]\nhost='x'\n").unwrap();
+        assert_eq!(c.client, crate::session::ClientPolicy::default());
+        assert!(!c.engine.agent_logout_on_unregister);
+        let c = Config::parse(
+            "client-rate-limit = 50\nclient-rate-burst = 200\nping-interval = 5\nping-timeout = 2\nagent-logout-on-unregister = true\n[[link]]\nhost='x'\n",
+        )
+        .unwrap();
+        assert_eq!(c.client.rate_limit, 50.0);
+        assert_eq!(c.client.rate_burst, 200.0);
+        assert_eq!(c.client.ping_interval, Duration::from_secs(5));
+        assert_eq!(c.client.ping_timeout, Duration::from_secs(2));
+        assert!(c.engine.agent_logout_on_unregister);
+        let e = Config::parse("client-rate-limit = -1\n[[link]]\nhost='x'\n").unwrap_err();
+        assert!(e.contains("client-rate-limit"), "{e}");
+        let e = Config::parse("ping-timeout = 0\n[[link]]\nhost='x'\n").unwrap_err();
+        assert!(e.contains("ping-timeout"), "{e}");
     }
 
     #[test]

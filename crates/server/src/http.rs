@@ -37,6 +37,8 @@ pub struct AppState {
     pub admin_token: Option<String>,
     /// The configured links (name, `host:port`, priority), best first, for `/readyz`.
     pub links: Vec<(String, String, i64)>,
+    /// Client sessions: rate limit, ping/pong liveness ([`crate::session`]).
+    pub client: crate::session::ClientPolicy,
 }
 
 /// The router.
@@ -156,6 +158,13 @@ async fn ws(
         .on_upgrade(move |socket| session(socket, peer, st))
 }
 
+fn close_frame(r: crate::session::CloseReason) -> WsMessage {
+    WsMessage::Close(Some(CloseFrame {
+        code: r.code,
+        reason: Utf8Bytes::from(r.reason),
+    }))
+}
+
 async fn session(socket: WebSocket, peer: SocketAddr, st: AppState) {
     let id = st.next_id.fetch_add(1, Ordering::Relaxed) + 1;
     let (tx, mut rx) = mpsc::channel::<Outgoing>(st.queue.max(1));
@@ -173,10 +182,43 @@ async fn session(socket: WebSocket, peer: SocketAddr, st: AppState) {
     }
     let (mut sink, mut stream) = socket.split();
     let metrics = st.metrics.clone();
+    // Liveness and the rate limit (crate::session): the reader notes every frame and may ask
+    // the writer to close with a reason; the writer pings and closes a silent client.
+    let live = Arc::new(crate::session::Liveness::default());
+    let (close_tx, mut close_rx) = tokio::sync::oneshot::channel::<crate::session::CloseReason>();
+    let policy = st.client.clone();
+    let mut pinger = crate::session::ping_timer(&policy);
+    let mut limiter = crate::session::RateLimiter::new(&policy);
+    let heard = live.clone();
+    let mut close_tx = Some(close_tx);
+    let max_frame = st.max_frame;
     let writer = async move {
         // Arrival times of the CSTA events behind the frames of this batch.
         let mut stamps: Vec<Instant> = Vec::new();
-        while let Some(first) = rx.recv().await {
+        loop {
+            let first = tokio::select! {
+                m = rx.recv() => match m { Some(m) => m, None => break },
+                _ = crate::session::tick(&mut pinger) => {
+                    let frame = match live.check(&policy) {
+                        Ok(()) => WsMessage::Ping(Default::default()),
+                        Err(r) => {
+                            info!(client = id, %peer, reason = %r.reason, "client dropped: no answer to ping");
+                            close_frame(r)
+                        }
+                    };
+                    let closing = matches!(frame, WsMessage::Close(_));
+                    if sink.send(frame).await.is_err() || closing {
+                        return;
+                    }
+                    continue;
+                }
+                r = &mut close_rx => {
+                    let Ok(r) = r else { return };
+                    let _ = sink.send(close_frame(r)).await;
+                    // The reader drains the client's last frames, then ends the session.
+                    return std::future::pending().await;
+                }
+            };
             stamps.extend(first.since);
             if sink.feed(WsMessage::Text(first.text)).await.is_err() {
                 return;
@@ -207,11 +249,25 @@ async fn session(socket: WebSocket, peer: SocketAddr, st: AppState) {
     let metrics = st.metrics.clone();
     let reader = async move {
         while let Some(msg) = stream.next().await {
+            heard.heard();
             let input = match msg {
-                Ok(WsMessage::Text(t)) => Input::ClientText {
-                    client: id,
-                    text: t.to_string(),
-                },
+                Ok(WsMessage::Text(t)) => {
+                    if let Err(r) = crate::session::allow(&mut limiter) {
+                        metrics.clients_dropped_protocol.inc();
+                        info!(client = id, %peer, reason = %r.reason, "client dropped: request rate limit");
+                        if let Some(tx) = close_tx.take() {
+                            let _ = tx.send(r);
+                        }
+                        // The writer sends the close frame; what the client still sends is
+                        // read and dropped (closing on unread data would reset the connection
+                        // before the client reads the reason).
+                        return crate::session::drain(&mut stream).await;
+                    }
+                    Input::ClientText {
+                        client: id,
+                        text: t.to_string(),
+                    }
+                }
                 Ok(WsMessage::Binary(_)) => Input::ClientInvalid {
                     client: id,
                     code: 53,
@@ -225,6 +281,16 @@ async fn session(socket: WebSocket, peer: SocketAddr, st: AppState) {
                     if e.contains("too long") || e.contains("Space limit") {
                         metrics.clients_dropped_protocol.inc();
                         info!(client = id, %peer, error = %e, "client dropped: frame larger than max-client-frame");
+                        if let Some(tx) = close_tx.take() {
+                            let _ = tx.send(crate::session::CloseReason {
+                                code: 1009,
+                                reason: format!(
+                                    "frame larger than max-client-frame ({max_frame} bytes)"
+                                ),
+                            });
+                            // Give the writer time to send the close frame.
+                            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                        }
                     } else if e.contains("protocol error") && !e.contains("closing handshake") {
                         metrics.clients_dropped_protocol.inc();
                         info!(client = id, %peer, error = %e, "client dropped: WebSocket protocol error");

@@ -11,6 +11,7 @@ pub mod http;
 pub mod link;
 pub mod metrics;
 pub mod reload;
+pub mod session;
 pub mod web;
 
 use std::net::SocketAddr;
@@ -111,6 +112,7 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> anyhow::Result<Runni
             .iter()
             .map(|l| (l.name.clone(), format!("{}:{}", l.host, l.port), l.priority))
             .collect(),
+        client: cfg.client.clone(),
     });
     tasks.push(tokio::spawn(async move {
         let svc = app.into_make_service_with_connect_info::<SocketAddr>();
