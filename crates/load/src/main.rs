@@ -251,6 +251,48 @@ async fn one_call(sim: Sim, d: Arc<Mutex<Driver>>, step: Duration) {
     g.idle.push_back((a, b));
 }
 
+/// The cumulative buckets (upper bound in s, count) of a Prometheus histogram in `text`.
+fn histogram(text: &str, name: &str) -> Vec<(f64, u64)> {
+    let prefix = format!("{name}_bucket{{le=\"");
+    text.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(&prefix)?;
+            let (le, v) = rest.split_once("\"} ")?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, v.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// The bucket bound (ms) below which fraction `p` of the observations between two scrapes fall.
+fn hist_pct(before: &[(f64, u64)], after: &[(f64, u64)], p: f64) -> Option<f64> {
+    let d: Vec<(f64, u64)> = after
+        .iter()
+        .map(|(le, n)| {
+            (
+                *le,
+                n - before
+                    .iter()
+                    .find(|(l, _)| l == le)
+                    .map(|x| x.1)
+                    .unwrap_or(0),
+            )
+        })
+        .collect();
+    let total = d.last()?.1;
+    if total == 0 {
+        return None;
+    }
+    let want = (total as f64 * p).ceil() as u64;
+    d.iter()
+        .find(|(_, n)| *n >= want)
+        .map(|(le, _)| le * 1000.0)
+}
+
 fn pct(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -392,6 +434,14 @@ async fn main() -> anyhow::Result<()> {
     let stats = sim.stats();
     let ev0 = stats.events_out.load(Ordering::Relaxed);
     let cl0 = count.load(Ordering::Relaxed);
+    const HIST: &str = "ctid_switch_to_client_seconds";
+    let h0 = histogram(
+        &http_get(http, "/metrics")
+            .await
+            .map(|r| r.1)
+            .unwrap_or_default(),
+        HIST,
+    );
     let cpu0 = proc_.cpu_us();
     let t0 = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / calls_per_s));
@@ -422,6 +472,19 @@ async fn main() -> anyhow::Result<()> {
     let switch_events = stats.events_out.load(Ordering::Relaxed) - ev0;
     let client_events = count.load(Ordering::Relaxed) - cl0;
     let rss = proc_.peak_rss_mib();
+    let h1 = histogram(
+        &http_get(http, "/metrics")
+            .await
+            .map(|r| r.1)
+            .unwrap_or_default(),
+        HIST,
+    );
+    let (ip50, ip99, ip999) = (
+        hist_pct(&h0, &h1, 0.5),
+        hist_pct(&h0, &h1, 0.99),
+        hist_pct(&h0, &h1, 0.999),
+    );
+    let show = |x: Option<f64>| x.map(|v| format!("<={v}")).unwrap_or_else(|| "-".into());
     let _ = stop_tx.send(true);
     let mut received: Vec<(u64, Instant)> = Vec::new();
     for h in handles {
@@ -471,6 +534,12 @@ async fn main() -> anyhow::Result<()> {
         lat.len()
     );
     println!(
+        "  ctid internal ms p50/p99/p99.9 (CSTA in -> WebSocket written, bucket bounds)  {} / {} / {}",
+        show(ip50),
+        show(ip99),
+        show(ip999)
+    );
+    println!(
         "  start-up (N DNs monitored) {:.2} s",
         startup.as_secs_f64()
     );
@@ -490,6 +559,9 @@ async fn main() -> anyhow::Result<()> {
             "latency_ms_p999": p999,
             "latency_ms_max": max,
             "latency_samples": lat.len(),
+            "ctid_internal_ms_p50": ip50,
+            "ctid_internal_ms_p99": ip99,
+            "ctid_internal_ms_p999": ip999,
             "startup_s": startup.as_secs_f64(),
             "rss_mib": rss,
             "calls": calls,
