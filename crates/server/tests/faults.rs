@@ -640,3 +640,40 @@ async fn the_best_operational_link_is_used_and_losing_it_moves_to_the_next() {
         Some("backup")
     );
 }
+
+#[tokio::test]
+async fn a_queue_client_gets_its_catch_up_before_event_link_connected() {
+    // tserver-behaviour §8.5: the catch-up events (here: the queued call that ended during the
+    // outage) come before EventLinkConnected, also for DNs without a hot-desking query.
+    let mut r = rig().await;
+    let mut q = client(&r.ctid, &["3001".to_string()]).await;
+    r.sim.dial("1007", "3001").await.unwrap();
+    until(&mut q, "EventQueued", T, is(EventName::EventQueued)).await;
+    r.sim.set_stall(true).await;
+    r.sim.drop_connections().await;
+    until(
+        &mut q,
+        "EventLinkDisconnected",
+        T,
+        is(EventName::EventLinkDisconnected),
+    )
+    .await;
+    r.sim.hangup("1007").await.unwrap();
+    r.sim.set_stall(false).await;
+    let evs = until(
+        &mut q,
+        "EventLinkConnected",
+        Duration::from_secs(10),
+        is(EventName::EventLinkConnected),
+    )
+    .await;
+    assert!(
+        evs.iter().any(
+            |e| matches!(e.name, EventName::EventReleased | EventName::EventAbandoned)
+                && e.this_dn.as_deref() == Some("3001")
+        ),
+        "no catch-up for 3001 before EventLinkConnected: {:?}",
+        names(&evs)
+    );
+    r.consistent("after the outage").await;
+}
