@@ -289,6 +289,23 @@ impl Engine {
     /// every other client registered on `dn`.
     pub(crate) fn deliver(&mut self, out: &mut Vec<Output>, dn: &str, ev: Event) {
         let to = self.registrants(&[dn]);
+        // Agent-login hot desk (§4.10): the guest's events also reach the host's clients, as
+        // events of the host.
+        if self.dns.get(dn).is_some_and(|d| d.internal) {
+            if let Some(host) = self.hd.host_of(dn).map(str::to_string) {
+                let extra: Vec<_> = self
+                    .registrants(&[&host])
+                    .into_iter()
+                    .filter(|c| !to.contains(c))
+                    .collect();
+                if !extra.is_empty() {
+                    let mut copy = ev.clone();
+                    copy.this_dn = Some(host);
+                    copy.reference_id = None;
+                    self.emit(out, extra, copy);
+                }
+            }
+        }
         if let Some((client, rid)) = self.match_expectation(dn, &ev) {
             self.emit_answer(out, client, rid, to, ev);
         } else {

@@ -1098,6 +1098,15 @@ impl Engine {
         if name == EventName::EventAgentLogout {
             self.login_owner.remove(d);
         }
+        if let Some(a) = &agent {
+            if matches!(
+                name,
+                EventName::EventAgentLogin | EventName::EventAgentLogout
+            ) {
+                let a = a.clone();
+                self.agent_login_sync(&a);
+            }
+        }
         let ev = agent_ev(name, d, agent, mode, queue);
         self.deliver(out, d, ev);
     }

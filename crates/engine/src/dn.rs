@@ -47,6 +47,8 @@ pub struct Dn {
     pub forward: Option<(ForwardMode, String)>,
     pub dnd: bool,
     pub out_of_service: bool,
+    /// Monitored for ctid's own use: the guest of an agent-login hot desk (§4.10).
+    pub internal: bool,
 }
 
 impl Dn {
@@ -67,6 +69,7 @@ impl Dn {
             forward: None,
             dnd: false,
             out_of_service: false,
+            internal: false,
         }
     }
 
@@ -81,6 +84,7 @@ impl Dn {
     /// Does anything need this DN monitored at the switch (§2.4)?
     pub fn wants_monitor(&self) -> bool {
         self.register == RegisterFlag::True
+            || self.internal
             || self.regs.values().any(|r| match r.control {
                 ControlMode::Local => false,
                 ControlMode::Force => true,

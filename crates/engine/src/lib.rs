@@ -1398,6 +1398,29 @@ impl Engine {
 
     // ------------------------------------------------------------------------------ hot desking
 
+    /// Keep the internal monitor of agent-login guests in step with the association table and
+    /// the host's agent (tserver-behaviour §4.10).
+    pub(crate) fn agent_login_sync(&mut self, guest: &str) {
+        let linked = self.hd.host_of(guest).is_some_and(|h| {
+            self.dns
+                .get(h)
+                .and_then(|d| d.agent.as_ref())
+                .is_some_and(|a| a.agent_id == guest)
+        });
+        match self.dns.get_mut(guest) {
+            Some(d) if d.internal == linked => return,
+            Some(d) => d.internal = linked,
+            None if linked => {
+                let mut d = Dn::unconfigured(guest, AddressType::Dn);
+                d.internal = true;
+                self.dns.insert(guest.to_string(), d);
+            }
+            None => return,
+        }
+        info!(%guest, linked, "agent-login hot desk: internal monitor of the guest");
+        self.sync_monitor(guest);
+    }
+
     fn distribute(&mut self, c: Change, out: &mut Vec<Output>) {
         let to = self.registrants(&[&c.guest, &c.host]);
         if c.synthesized {
@@ -1405,6 +1428,7 @@ impl Engine {
         }
         let ev = Event::hot_desk(c.msg_id(), c.guest.clone(), c.host.clone());
         self.emit(out, to, ev);
+        self.agent_login_sync(&c.guest);
         if c.established {
             for n in [&c.guest, &c.host] {
                 self.forget_if_unused(n);
@@ -1657,6 +1681,7 @@ impl Engine {
         };
         let ev = Event::hot_desk(msg_id, s.guest.clone(), host);
         self.emit_answer(out, s.client, s.request.reference_id, others, ev);
+        self.agent_login_sync(&s.guest);
         self.service_done(&s.guest, out);
     }
 

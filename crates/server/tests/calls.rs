@@ -577,3 +577,29 @@ async fn alternate_reconnect_and_user_data_rules() {
     .await;
     assert!(all.user_data.is_none_or(|u| u.is_empty()));
 }
+
+#[tokio::test]
+async fn agent_login_hot_desk_reports_the_guests_calls_on_the_host() {
+    let r = rig().await;
+    // Desktops register the host only; the guest 2003 is nobody's DN here.
+    let mut host = r.client_on(&["1003"]).await;
+    let mut login = req(RequestName::RequestAgentLogin, "1003");
+    login.agent_id = Some("2003".into());
+    answer_ok(&mut host, login, EventName::EventAgentLogin).await;
+    until(&mut host, EventName::EventPrivateInfo, None).await;
+    // A call to the guest rings at the host's desk and is reported to the host's clients.
+    r.sim.dial("1005", "2003").await.unwrap();
+    let ring = until(&mut host, EventName::EventRinging, Some("1003")).await;
+    assert_eq!(ring.ani.as_deref(), Some("1005"));
+    let conn = ring.conn_id.unwrap();
+    r.sim.answer("1003").await.unwrap();
+    let est = until(&mut host, EventName::EventEstablished, Some("1003")).await;
+    assert_eq!(est.conn_id, Some(conn));
+    r.sim.hangup("1005").await.unwrap();
+    until(&mut host, EventName::EventReleased, Some("1003")).await;
+    // Logout ends it: the guest is no longer monitored for the host.
+    let mut logout = req(RequestName::RequestAgentLogout, "1003");
+    logout.agent_id = Some("2003".into());
+    answer_ok(&mut host, logout, EventName::EventAgentLogout).await;
+    until(&mut host, EventName::EventPrivateInfo, None).await;
+}
