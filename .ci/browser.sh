@@ -13,12 +13,13 @@ if [ ! -x /usr/bin/chromium ]; then
 fi
 (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 cargo build -q -p ctid-server -p ctid-client --bin ctid --bin ctictl
+bin="${CARGO_TARGET_DIR:-target}/debug"
 
 out=target/browser
 mkdir -p "$out"
 rm -f "$out"/*.png
 log="$out/ctid.log"
-RUST_LOG="${RUST_LOG:-info}" target/debug/ctid --demo --listen 127.0.0.1:0 >"$log" 2>&1 &
+RUST_LOG="${RUST_LOG:-info}" "$bin/ctid" --demo --listen 127.0.0.1:0 >"$log" 2>&1 &
 pid=$!
 trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true' EXIT
 
@@ -37,7 +38,7 @@ http="${http%/ws}"
 echo "browser: ctid --demo at $http"
 
 status=0
-CTID_HTTP="$http" CTICTL="$root/target/debug/ctictl" SHOT_DIR="$root/$out" \
+CTID_HTTP="$http" CTICTL="$(cd "$bin" && pwd)/ctictl" SHOT_DIR="$root/$out" \
   node tests/browser/monitor.test.mjs || status=$?
 if [ "$status" -ne 0 ]; then
   echo "browser: failed; last lines of $log:"
