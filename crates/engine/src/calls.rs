@@ -314,10 +314,19 @@ impl Engine {
     }
 
     fn conn_call(&mut self, c: &ConnectionId) -> Option<ConnId> {
-        c.call_id
-            .as_deref()
-            .filter(|s| !s.is_empty())
-            .map(|id| self.call_for(id))
+        match c.call_id.as_deref().filter(|s| !s.is_empty()) {
+            Some(id) => Some(self.call_for(id)),
+            None => {
+                // A call cannot be tracked without its callID: say so, count it, drop it.
+                self.counters.events_without_call_id += 1;
+                if self.counters.events_without_call_id == 1 {
+                    tracing::warn!(device = c.device(), "call event without a callID dropped (counted in events_without_call_id; logged once)");
+                } else {
+                    debug!(device = c.device(), "call event without a callID dropped");
+                }
+                None
+            }
+        }
     }
 
     /// A CSTA call, agent or device event for monitored DN `d`.

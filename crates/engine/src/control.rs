@@ -1161,7 +1161,129 @@ impl Engine {
             snapshot_object: dn.to_string(),
             extensions: None,
         });
-        self.send(PendingKind::Snapshot { dn: dn.to_string() }, msg);
+        let tag = self.send(PendingKind::Snapshot { dn: dn.to_string() }, msg);
+        // During a resync the call catch-up must come before EventLinkConnected.
+        if self.link != crate::LinkState::Up {
+            self.sync_tags.insert(tag);
+        }
+    }
+
+    /// GetAgentState: learn (or, after an outage, reconcile) the agent on a DN.
+    pub(crate) fn start_agent_query(&mut self, dn: &str, resync: bool) {
+        let msg = Message::GetAgentState(ctid_csta::GetAgentState {
+            device: dn.to_string(),
+            acd_group: None,
+            extensions: None,
+        });
+        let tag = self.send(
+            PendingKind::AgentQuery {
+                dn: dn.to_string(),
+                resync,
+            },
+            msg,
+        );
+        if resync {
+            self.sync_tags.insert(tag);
+        }
+    }
+
+    /// The switch's agent state for `dn`: make ctid's equal to it; after an outage report the
+    /// differences as the agent events a client would have seen.
+    pub(crate) fn agent_answer(
+        &mut self,
+        dn: &str,
+        resync: bool,
+        msg: Result<Message, String>,
+        out: &mut Vec<Output>,
+    ) {
+        let entry = match msg {
+            Ok(Message::GetAgentStateResponse(r)) => r
+                .agent_state_list
+                .into_iter()
+                .find(|e| e.logged_on_state.unwrap_or(true) && e.agent_id.is_some()),
+            Ok(Message::CstaErrorCode(e)) => {
+                debug!(%dn, error = %e.error, "GetAgentState refused");
+                return;
+            }
+            Ok(other) => {
+                debug!(%dn, answer = other.name(), "unexpected answer to GetAgentState");
+                return;
+            }
+            Err(reason) => {
+                warn!(%dn, %reason, "malformed answer to GetAgentState");
+                return;
+            }
+        };
+        let now = entry.map(|e| {
+            let item = e.agent_info.first();
+            let (mode, ready) = match item.and_then(|i| i.agent_state.as_ref()) {
+                Some(ctid_csta::AgentState::AgentReady) => (Some(AgentWorkMode::ManualIn), true),
+                Some(ctid_csta::AgentState::AgentWorkingAfterCall) => {
+                    (Some(AgentWorkMode::AfterCallWork), false)
+                }
+                Some(ctid_csta::AgentState::AgentNotReady) => (Some(AgentWorkMode::AuxWork), false),
+                _ => (None, false),
+            };
+            AgentInfo {
+                agent_id: e.agent_id.unwrap_or_default(),
+                work_mode: mode,
+                ready,
+                queue: item.and_then(|i| i.acd_group.clone()),
+            }
+        });
+        let Some(d) = self.dns.get_mut(dn) else {
+            return;
+        };
+        let before = d.agent.clone();
+        if before == now {
+            return;
+        }
+        if now.is_some() {
+            d.had_agent = true;
+        }
+        d.agent = now.clone();
+        if !resync {
+            return;
+        }
+        let mk = |name: EventName, a: &AgentInfo| {
+            let mut e = Event::new(name).with_this_dn(dn);
+            e.agent_id = Some(a.agent_id.clone());
+            e.this_queue = a.queue.clone();
+            e
+        };
+        match (&before, &now) {
+            (Some(b), None) => {
+                let e = mk(EventName::EventAgentLogout, b);
+                self.deliver(out, dn, e);
+            }
+            (b, Some(n)) => {
+                if b.as_ref().map(|x| &x.agent_id) != Some(&n.agent_id) {
+                    if let Some(b) = b {
+                        let e = mk(EventName::EventAgentLogout, b);
+                        self.deliver(out, dn, e);
+                    }
+                    let e = mk(EventName::EventAgentLogin, n);
+                    self.deliver(out, dn, e);
+                }
+                if let Some(mode) = n.work_mode {
+                    let name = if n.ready {
+                        EventName::EventAgentReady
+                    } else {
+                        EventName::EventAgentNotReady
+                    };
+                    let mut e = mk(name, n);
+                    e.agent_work_mode = Some(mode);
+                    self.deliver(out, dn, e);
+                }
+            }
+            (None, None) => {}
+        }
+        if let Some(a) = now.as_ref().map(|n| n.agent_id.clone()) {
+            self.agent_login_sync(&a);
+        }
+        if let Some(a) = before.map(|b| b.agent_id) {
+            self.agent_login_sync(&a);
+        }
     }
 
     pub(crate) fn snapshot_answer(

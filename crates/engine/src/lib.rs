@@ -130,6 +130,11 @@ enum PendingKind {
     Snapshot {
         dn: String,
     },
+    /// GetAgentState at (re-)monitoring; `resync`: report differences as events.
+    AgentQuery {
+        dn: String,
+        resync: bool,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -197,6 +202,8 @@ pub struct Counters {
     pub unknown_cross_ref: u64,
     pub late_answers: u64,
     pub events_sent: u64,
+    /// Call events whose connection carries no callID (cannot be tracked; dropped).
+    pub events_without_call_id: u64,
     pub requests: u64,
     pub request_errors: u64,
 }
@@ -424,7 +431,9 @@ impl Engine {
         ev.stamp(self.seq, ctid_protocol::format_unix_micros(secs, micros));
     }
 
-    fn emit(&mut self, out: &mut Vec<Output>, to: Vec<ClientId>, mut event: Event) {
+    fn emit(&mut self, out: &mut Vec<Output>, mut to: Vec<ClientId>, mut event: Event) {
+        // An answer to a client that has gone (it disconnected with a request in flight).
+        to.retain(|c| self.clients.contains_key(c));
         if to.is_empty() {
             return;
         }
@@ -444,7 +453,10 @@ impl Engine {
         mut event: Event,
     ) {
         self.stamp(&mut event);
-        let others: Vec<ClientId> = others.into_iter().filter(|c| *c != requester).collect();
+        let others: Vec<ClientId> = others
+            .into_iter()
+            .filter(|c| *c != requester && self.clients.contains_key(c))
+            .collect();
         if !others.is_empty() {
             let mut copy = event.clone();
             copy.reference_id = None;
@@ -453,6 +465,9 @@ impl Engine {
                 to: others,
                 event: copy,
             });
+        }
+        if !self.clients.contains_key(&requester) {
+            return;
         }
         event.reference_id = reference_id;
         self.counters.events_sent += 1;
@@ -627,6 +642,13 @@ impl Engine {
         for q in self.hd_waiting.values_mut() {
             q.retain(|(c, _)| *c != client);
         }
+        // Its requests in flight are answered to nobody; queued ones are not sent.
+        self.expects.retain(|x| x.client != client);
+        for q in self.call_waiting.values_mut() {
+            q.retain(|(_, c, _)| *c != client);
+        }
+        self.call_waiting.retain(|_, q| !q.is_empty());
+        self.ready_requests.retain(|(c, _)| *c != client);
         let _ = out;
     }
 
@@ -1106,7 +1128,9 @@ impl Engine {
         self.snapshot_parts.clear();
         for (_, p) in pending {
             match p.kind {
-                PendingKind::Call { .. } | PendingKind::Snapshot { .. } => {}
+                PendingKind::Call { .. }
+                | PendingKind::Snapshot { .. }
+                | PendingKind::AgentQuery { .. } => {}
                 PendingKind::MonitorStart { dn } | PendingKind::HdQuery { dn, .. } => {
                     self.release_waiters(&dn, out);
                 }
@@ -1169,6 +1193,7 @@ impl Engine {
                 PendingKind::MonitorStop => {}
                 PendingKind::Call { expect, .. } => self.call_timeout(expect, out),
                 PendingKind::Snapshot { dn } => warn!(%dn, "SnapshotDevice timed out"),
+                PendingKind::AgentQuery { dn, .. } => warn!(%dn, "GetAgentState timed out"),
                 PendingKind::HdService(s) => {
                     if s.held.is_some() {
                         self.finish_service_ok(*s, out);
@@ -1213,6 +1238,7 @@ impl Engine {
             PendingKind::HdService(s) => self.service_answer(*s, msg, out),
             PendingKind::Call { expect, origin } => self.call_answer(expect, origin, msg, out),
             PendingKind::Snapshot { dn } => self.snapshot_answer(&dn, msg, out),
+            PendingKind::AgentQuery { dn, resync } => self.agent_answer(&dn, resync, msg, out),
         }
         self.maybe_synced(out);
     }
@@ -1236,8 +1262,12 @@ impl Engine {
                 let resync = self.link != LinkState::Up;
                 let snapshot = d.dn_type != AddressType::Unknown;
                 let is_ext = d.dn_type == AddressType::Dn;
+                let d_type_is_position = d.dn_type == AddressType::Position;
                 if snapshot {
                     self.start_snapshot(dn);
+                }
+                if is_ext || d_type_is_position {
+                    self.start_agent_query(dn, resync);
                 }
                 if is_ext && self.hd_supported {
                     self.start_query(dn, resync);

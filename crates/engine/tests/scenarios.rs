@@ -86,6 +86,12 @@ impl T {
                                     extensions: None,
                                 })
                             }
+                            Message::GetAgentState(_) => {
+                                Message::GetAgentStateResponse(GetAgentStateResponse {
+                                    agent_state_list: vec![],
+                                    extensions: None,
+                                })
+                            }
                             other => panic!("unexpected request {other:?}"),
                         };
                         next.extend(self.input(Input::CstaAnswer {

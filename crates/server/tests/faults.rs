@@ -299,7 +299,6 @@ async fn link_cycle_from_connected(c: &mut Client) -> Vec<Event> {
 }
 
 #[tokio::test]
-#[ignore = "engine bug: agent states are not resynced after a link outage (no GetAgentState on restore)"]
 async fn agent_state_changed_while_the_link_was_down_is_resynced() {
     let mut r = rig().await;
     r.sim.agent_state("2001", "loggedOn", None).await.unwrap();
