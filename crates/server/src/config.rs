@@ -2,7 +2,7 @@
 //! parser knows it, the line). See docs/configuration.md.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ctid_csta::Edition;
@@ -50,6 +50,18 @@ pub struct Config {
     pub client_queue: usize,
     /// Client sessions: rate limit, ping/pong liveness.
     pub client: crate::session::ClientPolicy,
+    /// Client authentication (`auth`, `[[client-token]]`).
+    pub auth: crate::auth::AuthConfig,
+    /// TLS on the client port (`[tls]`); `None`: plain HTTP/WS.
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[tls]`: certificate chain and private key, PEM files (paths resolved against the directory
+/// of the configuration file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 #[derive(Deserialize)]
@@ -65,12 +77,106 @@ struct RawConfig {
     ping_interval: Option<f64>,
     ping_timeout: Option<f64>,
     agent_logout_on_unregister: Option<bool>,
+    auth: Option<String>,
+    #[serde(default)]
+    client_token: Vec<RawToken>,
+    tls: Option<RawTls>,
     #[serde(default)]
     link: Vec<RawLink>,
     #[serde(default)]
     dn: Vec<RawDn>,
     #[serde(default)]
     agent_login: Vec<RawAgent>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawToken {
+    name: Option<String>,
+    token: Option<String>,
+    token_file: Option<PathBuf>,
+    admin: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawTls {
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+/// A path from the file, relative to the configuration file's directory.
+fn resolve(base: Option<&Path>, p: &Path) -> PathBuf {
+    match base {
+        Some(b) if p.is_relative() => b.join(p),
+        _ => p.to_path_buf(),
+    }
+}
+
+fn parse_auth(raw: &RawConfig, base: Option<&Path>) -> Result<crate::auth::AuthConfig, String> {
+    use crate::auth::{AuthConfig, AuthMode, ClientToken};
+    let mode = match raw.auth.as_deref().unwrap_or("none") {
+        "none" => AuthMode::None,
+        "token" => AuthMode::Token,
+        other => return Err(format!("auth: {other:?} is not one of \"none\", \"token\"")),
+    };
+    let mut tokens: Vec<ClientToken> = Vec::new();
+    for (i, t) in raw.client_token.iter().enumerate() {
+        let key = |k: &str| format!("client-token[{i}].{k}");
+        let token = match (&t.token, &t.token_file) {
+            (Some(t), None) => t.trim().to_string(),
+            (None, Some(f)) => {
+                let f = resolve(base, f);
+                let text = std::fs::read_to_string(&f).map_err(|e| {
+                    format!("{}: cannot read {}: {e}", key("token-file"), f.display())
+                })?;
+                text.lines().next().unwrap_or("").trim().to_string()
+            }
+            _ => {
+                return Err(format!(
+                    "client-token[{i}]: give exactly one of token or token-file"
+                ))
+            }
+        };
+        let which = if t.token.is_some() {
+            "token"
+        } else {
+            "token-file"
+        };
+        if token.len() < 16 {
+            return Err(format!(
+                "{}: a token must be at least 16 characters (e.g. `openssl rand -hex 32`)",
+                key(which)
+            ));
+        }
+        if !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(format!(
+                "{}: a token must be printable ASCII without spaces",
+                key(which)
+            ));
+        }
+        if tokens.iter().any(|o| o.token == token) {
+            return Err(format!(
+                "{}: the same token is configured twice",
+                key(which)
+            ));
+        }
+        let name = t.name.clone().unwrap_or_else(|| format!("token{}", i + 1));
+        if tokens.iter().any(|o| o.name == name) {
+            return Err(format!("{}: name {name:?} is used twice", key("name")));
+        }
+        tokens.push(ClientToken {
+            name,
+            token,
+            admin: t.admin.unwrap_or(false),
+        });
+    }
+    if mode == AuthMode::Token && tokens.is_empty() {
+        return Err(
+            "auth = \"token\": no [[client-token]] configured (nobody could connect)".into(),
+        );
+    }
+    Ok(AuthConfig { mode, tokens })
 }
 
 #[derive(Deserialize)]
@@ -151,11 +257,19 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-        Config::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+        let base = path.parent().filter(|p| !p.as_os_str().is_empty());
+        Config::parse_in(&text, base).map_err(|e| format!("{}: {e}", path.display()))
     }
 
-    /// Parse and validate configuration text.
+    /// Parse and validate configuration text (relative paths: against the working directory).
     pub fn parse(text: &str) -> Result<Config, String> {
+        Config::parse_in(text, None)
+    }
+
+    /// Parse and validate configuration text; relative paths (`token-file`, `[tls]`) are
+    /// resolved against `base`. Files named by the configuration are read and checked here, so
+    /// `--check-config` and a reload catch a bad one.
+    pub fn parse_in(text: &str, base: Option<&Path>) -> Result<Config, String> {
         let raw: RawConfig =
             toml::from_str(text).map_err(|e| e.to_string().trim().replace('\n', " "))?;
         let listen: SocketAddr = raw
@@ -164,6 +278,18 @@ impl Config {
             .unwrap_or("127.0.0.1:7000")
             .parse()
             .map_err(|e| format!("listen: {e} (expected HOST:PORT, e.g. 127.0.0.1:7000)"))?;
+        let auth = parse_auth(&raw, base)?;
+        let tls = match &raw.tls {
+            None => None,
+            Some(t) => {
+                let t = TlsConfig {
+                    cert: resolve(base, &t.cert),
+                    key: resolve(base, &t.key),
+                };
+                crate::tls::server_config(&t)?;
+                Some(t)
+            }
+        };
         let mut engine = EngineConfig::default();
         if let Some(n) = raw.server_name {
             engine.server_name = n;
@@ -314,6 +440,8 @@ impl Config {
             max_client_frame: raw.max_client_frame.unwrap_or(256 * 1024),
             client_queue: raw.client_queue.unwrap_or(10_000),
             client,
+            auth,
+            tls,
         })
     }
 }

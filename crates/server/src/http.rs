@@ -1,6 +1,7 @@
 //! The client port: WebSocket sessions at `/ws`; HTTP `/healthz`, `/readyz`, `/metrics`,
-//! `POST /admin/reload` (bearer token from `CTID_ADMIN_TOKEN`), and the web monitor at `/` with
-//! its `/api/state` ([`crate::web`]).
+//! `POST /admin/reload` (bearer token from `CTID_ADMIN_TOKEN` or an `admin = true` client token),
+//! and the web monitor at `/` with its `/api/state` ([`crate::web`]). With `auth = "token"`,
+//! `/ws` and `/api/*` require a client token ([`crate::auth`]); the rest stays open.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,8 +9,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -33,8 +35,13 @@ pub struct AppState {
     pub queue: usize,
     /// Configuration reload (`POST /admin/reload`).
     pub reloader: Arc<Reloader>,
-    /// Bearer token for `/admin/*`; `None` disables them.
+    /// Bearer token for `/admin/*` (`CTID_ADMIN_TOKEN`); `None`, and no `admin = true` client
+    /// token, disables them.
     pub admin_token: Option<String>,
+    /// Client authentication, swapped by a reload.
+    pub auth: crate::auth::AuthStore,
+    /// The configuration file (a reload re-reads the client tokens from it).
+    pub config_path: Option<std::path::PathBuf>,
     /// The configured links (name, `host:port`, priority), best first, for `/readyz`.
     pub links: Vec<(String, String, i64)>,
     /// Client sessions: rate limit, ping/pong liveness ([`crate::session`]).
@@ -50,20 +57,62 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/admin/reload", post(admin_reload))
         .merge(crate::web::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authenticate,
+        ))
         .with_state(state)
 }
 
-/// Constant-time comparison of the presented token.
-fn token_ok(headers: &HeaderMap, want: &str) -> bool {
+/// Paths that need a client token when `auth = "token"`: the client protocol and the data of
+/// the monitor. The monitor's static page, the probes and `/admin/*` (own token) stay open.
+fn needs_token(path: &str) -> bool {
+    path == "/ws" || path.starts_with("/ws/") || path.starts_with("/api/")
+}
+
+/// The `auth = "token"` gate: 401 with a one-line reason, logged with the peer (never the token).
+async fn authenticate(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
+    if !needs_token(req.uri().path()) {
+        return next.run(req).await;
+    }
+    let auth = st.auth.get();
+    let presented = crate::auth::presented_token(req.headers(), req.uri().query());
+    match crate::auth::check(&auth, presented.as_deref()) {
+        Ok(who) => {
+            req.extensions_mut().insert(who);
+            next.run(req).await
+        }
+        Err(reason) => {
+            let peer = req
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.to_string())
+                .unwrap_or_default();
+            warn!(%peer, path = req.uri().path(), reason, "client refused: authentication");
+            (
+                StatusCode::UNAUTHORIZED,
+                [("www-authenticate", "Bearer")],
+                format!("{reason}\n"),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// Constant-time comparison of the presented admin token: `CTID_ADMIN_TOKEN` or an
+/// `admin = true` client token.
+fn admin_ok(headers: &HeaderMap, env: Option<&str>, auth: &crate::auth::AuthConfig) -> bool {
     let Some(got) = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
     else {
         return false;
     };
-    let (a, b) = (got.trim().as_bytes(), want.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    let by_env = env.is_some_and(|want| crate::auth::ct_eq(got.as_bytes(), want.as_bytes()));
+    let by_token = auth.lookup(got).is_some_and(|t| t.admin);
+    by_env | by_token
 }
 
 async fn admin_reload(
@@ -71,14 +120,16 @@ async fn admin_reload(
     State(st): State<AppState>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(want) = st.admin_token.as_deref().filter(|t| !t.is_empty()) else {
+    let env = st.admin_token.as_deref().filter(|t| !t.is_empty());
+    let auth = st.auth.get();
+    if env.is_none() && !auth.tokens.iter().any(|t| t.admin) {
         return (
             StatusCode::FORBIDDEN,
-            "admin endpoints are disabled: set CTID_ADMIN_TOKEN\n",
+            "admin endpoints are disabled: set CTID_ADMIN_TOKEN or give a [[client-token]] admin = true\n",
         )
             .into_response();
-    };
-    if !token_ok(&headers, want) {
+    }
+    if !admin_ok(&headers, env, &auth) {
         warn!(%peer, "POST /admin/reload: missing or wrong admin token");
         return (
             StatusCode::UNAUTHORIZED,
@@ -88,7 +139,7 @@ async fn admin_reload(
             .into_response();
     }
     info!(%peer, "configuration reload requested over HTTP");
-    match st.reloader.reload().await {
+    match crate::reload_all(&st.reloader, st.config_path.as_deref(), &st.auth).await {
         Ok(summary) => (StatusCode::OK, format!("{summary}\n")).into_response(),
         Err(e @ ReloadError::Invalid(_)) => {
             (StatusCode::BAD_REQUEST, format!("rejected: {e}\n")).into_response()
@@ -145,8 +196,10 @@ async fn metrics(State(st): State<AppState>) -> Response {
 async fn ws(
     upgrade: WebSocketUpgrade,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    who: Option<axum::Extension<crate::auth::Identity>>,
     State(st): State<AppState>,
 ) -> Response {
+    let name = who.and_then(|w| w.0.name);
     let max = st.max_frame;
     upgrade
         // tungstenite zeroes its read buffer up to this size on every read: client requests
@@ -155,7 +208,7 @@ async fn ws(
         .read_buffer_size(4096)
         .max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| session(socket, peer, st))
+        .on_upgrade(move |socket| session(socket, peer, name, st))
 }
 
 fn close_frame(r: crate::session::CloseReason) -> WsMessage {
@@ -165,8 +218,11 @@ fn close_frame(r: crate::session::CloseReason) -> WsMessage {
     }))
 }
 
-async fn session(socket: WebSocket, peer: SocketAddr, st: AppState) {
+async fn session(socket: WebSocket, peer: SocketAddr, token: Option<String>, st: AppState) {
     let id = st.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+    if let Some(token) = &token {
+        info!(client = id, %peer, token = %token, "client authenticated by token");
+    }
     let (tx, mut rx) = mpsc::channel::<Outgoing>(st.queue.max(1));
     if st
         .core

@@ -4,6 +4,7 @@
 //! Operability: metrics ([`metrics`]), configuration reload ([`reload`]), the web monitor ([`web`]).
 #![deny(unsafe_code)]
 
+pub mod auth;
 pub mod config;
 pub mod core;
 pub mod demo;
@@ -12,10 +13,11 @@ pub mod link;
 pub mod metrics;
 pub mod reload;
 pub mod session;
+pub mod tls;
 pub mod web;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
@@ -28,8 +30,13 @@ pub use config::Config;
 
 /// A running ctid. Dropping it stops every task.
 pub struct Running {
-    /// Where clients connect (`ws://ADDR/ws`).
+    /// Where clients connect (`ws://ADDR/ws`, `wss://` with `[tls]`).
     pub addr: SocketAddr,
+    /// The client port serves TLS (HTTPS/WSS) only.
+    pub tls: bool,
+    /// Client authentication in force (a reload through [`Running::reload`] swaps it).
+    pub auth: auth::AuthStore,
+    config_path: Option<PathBuf>,
     pub metrics: metrics::Metrics,
     pub status: watch::Receiver<core::Status>,
     /// Re-reads the configuration file (SIGHUP, `POST /admin/reload`).
@@ -49,7 +56,12 @@ pub struct StartOptions {
 impl Running {
     /// The WebSocket URL of the client port.
     pub fn ws_url(&self) -> String {
-        format!("ws://{}/ws", self.addr)
+        let scheme = if self.tls { "wss" } else { "ws" };
+        format!("{scheme}://{}/ws", self.addr)
+    }
+    /// Reload what is reloadable: the engine part and the client tokens ([`reload_all`]).
+    pub async fn reload(&self) -> Result<String, reload::ReloadError> {
+        reload_all(&self.reloader, self.config_path.as_deref(), &self.auth).await
     }
     /// Stop every task.
     pub fn stop(&mut self) {
@@ -65,6 +77,36 @@ impl Drop for Running {
     }
 }
 
+/// A configuration reload ([`reload::Reloader`]) that also re-reads `auth` and the
+/// `[[client-token]]` entries (token files included) and puts them in force: rotating a token
+/// needs no restart. Sessions already open stay open.
+pub async fn reload_all(
+    reloader: &reload::Reloader,
+    path: Option<&Path>,
+    auth: &auth::AuthStore,
+) -> Result<String, reload::ReloadError> {
+    let mut summary = reloader.reload().await?;
+    if let Some(path) = path {
+        match Config::load(path) {
+            Ok(c) => {
+                let n = c.auth.tokens.len();
+                let mode = match c.auth.mode {
+                    auth::AuthMode::None => "none",
+                    auth::AuthMode::Token => "token",
+                };
+                if *auth.get() != c.auth {
+                    tracing::info!(auth = mode, tokens = n, "client tokens reloaded");
+                }
+                auth.set(c.auth);
+                summary.push_str(&format!("; auth = {mode}, {n} client token(s)"));
+            }
+            // Changed between the two reads: keep the tokens in force.
+            Err(e) => summary.push_str(&format!("; client tokens not re-read: {e}")),
+        }
+    }
+    Ok(summary)
+}
+
 /// Start ctid with this configuration.
 pub async fn start(cfg: Config) -> anyhow::Result<Running> {
     start_with(cfg, StartOptions::default()).await
@@ -72,6 +114,11 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
 
 /// Start ctid with this configuration and options.
 pub async fn start_with(cfg: Config, opts: StartOptions) -> anyhow::Result<Running> {
+    // Certificate and key first: a bad one stops start-up before anything listens.
+    let tls = match &cfg.tls {
+        Some(t) => Some(tls::server_config(t).map_err(|e| anyhow::anyhow!(e))?),
+        None => None,
+    };
     let listener = TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
@@ -93,11 +140,12 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> anyhow::Result<Runni
         metrics.clone(),
     )));
     let reloader = Arc::new(reload::Reloader::new(
-        opts.config_path,
+        opts.config_path.clone(),
         core_tx.clone(),
         cfg.clone(),
         metrics.clone(),
     ));
+    let auth_store = auth::AuthStore::new(cfg.auth.clone());
     let app = http::router(http::AppState {
         core: core_tx,
         status: status_rx.clone(),
@@ -107,6 +155,8 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> anyhow::Result<Runni
         queue: cfg.client_queue,
         reloader: reloader.clone(),
         admin_token: opts.admin_token,
+        auth: auth_store.clone(),
+        config_path: opts.config_path.clone(),
         links: cfg
             .links
             .iter()
@@ -114,15 +164,30 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> anyhow::Result<Runni
             .collect(),
         client: cfg.client.clone(),
     });
-    tasks.push(tokio::spawn(async move {
-        let svc = app.into_make_service_with_connect_info::<SocketAddr>();
-        if let Err(e) = axum::serve(listener, svc).await {
-            tracing::error!(error = %e, "client port failed");
-        }
-    }));
-    tracing::info!(%addr, "ctid listening (ws://{addr}/ws)");
+    let is_tls = tls.is_some();
+    match tls {
+        Some(tls) => tasks.push(tokio::spawn(tls::serve(listener, tls, app))),
+        None => tasks.push(tokio::spawn(async move {
+            let svc = app.into_make_service_with_connect_info::<SocketAddr>();
+            if let Err(e) = axum::serve(listener, svc).await {
+                tracing::error!(error = %e, "client port failed");
+            }
+        })),
+    }
+    let scheme = if is_tls { "wss" } else { "ws" };
+    let auth_mode = match cfg.auth.mode {
+        auth::AuthMode::None => "none",
+        auth::AuthMode::Token => "token",
+    };
+    tracing::info!(%addr, tls = is_tls, auth = auth_mode, "ctid listening ({scheme}://{addr}/ws)");
+    if cfg.auth.mode == auth::AuthMode::None && !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "auth = \"none\" on a non-loopback address: anyone who reaches the port is served");
+    }
     Ok(Running {
         addr,
+        tls: is_tls,
+        auth: auth_store,
+        config_path: opts.config_path,
         metrics,
         status: status_rx,
         reloader,

@@ -56,11 +56,17 @@ async fn main() -> anyhow::Result<()> {
         match ctid_server::Config::load(path) {
             Ok(c) => {
                 println!(
-                    "{}: valid ({} link(s), {} DN(s), {} agent login(s))",
+                    "{}: valid ({} link(s), {} DN(s), {} agent login(s), auth = {}, {} client token(s), {})",
                     path.display(),
                     c.links.len(),
                     c.engine.dns.len(),
-                    c.engine.agent_logins.len()
+                    c.engine.agent_logins.len(),
+                    match c.auth.mode {
+                        ctid_server::auth::AuthMode::None => "none",
+                        ctid_server::auth::AuthMode::Token => "token",
+                    },
+                    c.auth.tokens.len(),
+                    if c.tls.is_some() { "TLS" } else { "no TLS" },
                 );
                 return Ok(());
             }
@@ -113,7 +119,7 @@ async fn main() -> anyhow::Result<()> {
         .filter(|t| !t.trim().is_empty());
     if admin_token.is_none() {
         tracing::info!(
-            "CTID_ADMIN_TOKEN not set: POST /admin/reload is disabled (SIGHUP still reloads)"
+            "CTID_ADMIN_TOKEN not set: POST /admin/reload takes only admin = true client tokens, if any (SIGHUP still reloads)"
         );
     }
     let running = ctid_server::start_with(
@@ -137,7 +143,7 @@ async fn wait_for_shutdown(running: &ctid_server::Running) -> anyhow::Result<()>
         tokio::select! {
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: re-reading the configuration");
-                match running.reloader.reload().await {
+                match running.reload().await {
                     Ok(summary) => tracing::info!("{summary}"),
                     Err(e) => tracing::warn!(error = %e, "SIGHUP: reload rejected"),
                 }

@@ -31,14 +31,20 @@
 
   // ------------------------------------------------------------------ state from /api/state
 
+  // With auth = "token" the page is opened as /?token=...: the token goes to /api/state as a
+  // bearer header and to /ws in the URL (browsers cannot set headers on a WebSocket).
+  const token = new URLSearchParams(location.search).get("token");
+  const authHeaders = token ? { Authorization: "Bearer " + token } : {};
+
   async function refresh() {
     if (inFlight) { again = true; return; }
     inFlight = true;
     lastRefresh = Date.now();
     try {
       const q = new URLSearchParams({ offset: view.offset, limit: view.limit, filter: view.filter });
-      const r = await fetch("/api/state?" + q, { cache: "no-store" });
+      const r = await fetch("/api/state?" + q, { cache: "no-store", headers: authHeaders });
       if (r.ok) render(await r.json());
+      else if (r.status === 401) setLink("unauthorized: open this page as /?token=<token>", "");
     } catch (e) {
       setLink("unknown", "");
     } finally {
@@ -152,7 +158,8 @@
 
   let backoff = 500;
   function connect() {
-    const url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws";
+    const url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws" +
+      (token ? "?token=" + encodeURIComponent(token) : "");
     $("ws").dataset.state = "connecting";
     $("ws-state").textContent = "connecting";
     ws = new WebSocket(url);

@@ -1,0 +1,202 @@
+//! Client authentication by bearer token (docs/configuration.md, "Security").
+//!
+//! With `auth = "token"` the WebSocket upgrade at `/ws` and the monitor's `/api/state` require a
+//! token from a `[[client-token]]` entry, given as `Authorization: Bearer <token>` or as
+//! `?token=<token>` in the URL (browsers cannot set headers on a WebSocket). `/`, the page's
+//! static files, `/healthz`, `/readyz` and `/metrics` stay open; `POST /admin/reload` takes an
+//! `admin = true` token or `CTID_ADMIN_TOKEN`. Tokens are compared in constant time and never
+//! logged; the entry's `name` is.
+//!
+//! The policy lives in an [`AuthStore`] so that a configuration reload can swap it (rotating tokens
+//! without a restart).
+
+use std::sync::{Arc, RwLock};
+
+use axum::http::HeaderMap;
+
+/// Whether clients must authenticate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AuthMode {
+    /// Anyone who reaches the port is served (the demo, tests; keep the port on loopback).
+    #[default]
+    None,
+    /// A `[[client-token]]` token is required.
+    Token,
+}
+
+/// One `[[client-token]]` entry.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientToken {
+    /// Logged on connect (the token never is).
+    pub name: String,
+    pub token: String,
+    /// May also call `POST /admin/reload`.
+    pub admin: bool,
+}
+
+impl std::fmt::Debug for ClientToken {
+    // No secrets in logs, even through `{:?}` of the configuration.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientToken")
+            .field("name", &self.name)
+            .field("token", &"<redacted>")
+            .field("admin", &self.admin)
+            .finish()
+    }
+}
+
+/// The authentication part of the configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuthConfig {
+    pub mode: AuthMode,
+    pub tokens: Vec<ClientToken>,
+}
+
+/// Constant-time equality (the length may leak, the content does not).
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl AuthConfig {
+    /// The entry this token belongs to. Every entry is compared, whatever matches first.
+    pub fn lookup(&self, presented: &str) -> Option<&ClientToken> {
+        let mut found = None;
+        for t in &self.tokens {
+            if ct_eq(presented.as_bytes(), t.token.as_bytes()) && found.is_none() {
+                found = Some(t);
+            }
+        }
+        found
+    }
+}
+
+/// The running authentication policy, replaced on reload.
+#[derive(Debug, Clone, Default)]
+pub struct AuthStore(Arc<RwLock<Arc<AuthConfig>>>);
+
+impl AuthStore {
+    pub fn new(cfg: AuthConfig) -> Self {
+        AuthStore(Arc::new(RwLock::new(Arc::new(cfg))))
+    }
+    pub fn get(&self) -> Arc<AuthConfig> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+    pub fn set(&self, cfg: AuthConfig) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(cfg);
+    }
+}
+
+/// The bearer token of a request: `Authorization: Bearer …`, else `token=` in the query.
+pub fn presented_token(headers: &HeaderMap, query: Option<&str>) -> Option<String> {
+    if let Some(t) = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    {
+        return Some(t.trim().to_string());
+    }
+    query?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("token="))
+        .map(percent_decode)
+}
+
+/// `%XX` decoding of a query value (`+` is kept: tokens are not form text).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let hex = |c: u8| (c as char).to_digit(16);
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Who a request is, once authenticated (a request extension, read by the `/ws` handler).
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// The token's `name`; `None` with `auth = "none"`.
+    pub name: Option<String>,
+}
+
+/// Check a request against the policy: `Ok` with who it is, or `Err` with the one-line reason.
+pub fn check(cfg: &AuthConfig, presented: Option<&str>) -> Result<Identity, &'static str> {
+    match cfg.mode {
+        AuthMode::None => Ok(Identity { name: None }),
+        AuthMode::Token => {
+            let Some(p) = presented.filter(|p| !p.is_empty()) else {
+                return Err(
+                    "authentication required: give Authorization: Bearer <token> or ?token=<token>",
+                );
+            };
+            match cfg.lookup(p) {
+                Some(t) => Ok(Identity {
+                    name: Some(t.name.clone()),
+                }),
+                None => Err("invalid token"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> AuthConfig {
+        AuthConfig {
+            mode: AuthMode::Token,
+            tokens: vec![
+                ClientToken {
+                    name: "desk".into(),
+                    token: "0123456789abcdef".into(),
+                    admin: false,
+                },
+                ClientToken {
+                    name: "ops".into(),
+                    token: "fedcba9876543210".into(),
+                    admin: true,
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn tokens_from_header_or_query() {
+        let mut h = HeaderMap::new();
+        assert_eq!(
+            presented_token(&h, Some("a=1&token=x%2By+z")),
+            Some("x+y+z".into())
+        );
+        assert_eq!(presented_token(&h, Some("token=ab%")), Some("ab%".into()));
+        assert_eq!(presented_token(&h, None), None);
+        h.insert("authorization", "Bearer hdr".parse().unwrap());
+        assert_eq!(presented_token(&h, Some("token=q")), Some("hdr".into()));
+    }
+
+    #[test]
+    fn check_and_lookup() {
+        let c = cfg();
+        assert_eq!(
+            check(&c, Some("fedcba9876543210")).unwrap().name.as_deref(),
+            Some("ops")
+        );
+        assert!(check(&c, Some("fedcba987654321")).is_err());
+        assert!(check(&c, None).is_err());
+        assert!(check(&c, Some("")).is_err());
+        assert!(check(&AuthConfig::default(), None).is_ok());
+        assert!(!format!("{c:?}").contains("0123456789abcdef"));
+    }
+}
