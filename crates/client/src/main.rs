@@ -1,5 +1,6 @@
 //! `ctictl`: the command-line client of ctid. Registers DNs, queries them, drives hot desking,
-//! watches events and sends raw requests; `ctictl csta ...` holds the CSTA codec tools.
+//! makes and handles calls, logs agents in and out, watches events and sends raw requests;
+//! `ctictl csta ...` holds the CSTA codec tools.
 //!
 //! Exit status: 0 success; 1 EventError or timeout; 2 usage or connection error.
 #![deny(unsafe_code)]
@@ -13,7 +14,9 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use ctid_client::{display, Client, Error, Received};
 use ctid_protocol::json::Value;
-use ctid_protocol::{AddressInfoType, EventName, Request, RequestName};
+use ctid_protocol::{
+    AddressInfoType, AgentWorkMode, ConnId, EventName, PartyState, Request, RequestName,
+};
 
 #[derive(Parser, Debug)]
 #[command(name = "ctictl", version, about = "Command-line client for ctid")]
@@ -58,6 +61,16 @@ enum Command {
         #[command(subcommand)]
         action: Hotdesk,
     },
+    /// Calls: make, answer, release, hold, retrieve (registers the DN first).
+    Call {
+        #[command(subcommand)]
+        action: Call,
+    },
+    /// Agents: login, ready, notready, logout (registers the DN first).
+    Agent {
+        #[command(subcommand)]
+        action: Agent,
+    },
     /// Register DNs and print every event as it arrives.
     Watch {
         /// DNs to register (none: only the events every client gets).
@@ -98,6 +111,83 @@ enum Hotdesk {
         /// The guest DN (ThisDN).
         #[arg(long)]
         guest: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum Call {
+    /// RequestMakeCall from a DN to a number; prints EventDialing.
+    Make {
+        /// The calling DN (ThisDN).
+        #[arg(long)]
+        from: String,
+        /// The number to call (OtherDN).
+        #[arg(long)]
+        to: String,
+    },
+    /// RequestAnswerCall; prints EventEstablished. Without --conn: the DN's ringing call.
+    Answer(CallOn),
+    /// RequestReleaseCall; prints EventReleased. Without --conn: the DN's active call, else its
+    /// ringing or dialling one, else its held one.
+    Release(CallOn),
+    /// RequestHoldCall; prints EventHeld. Without --conn: the DN's active call.
+    Hold(CallOn),
+    /// RequestRetrieveCall; prints EventRetrieved. Without --conn: the DN's held call.
+    Retrieve(CallOn),
+}
+
+/// The DN and, optionally, the call a call command acts on.
+#[derive(clap::Args, Debug)]
+struct CallOn {
+    /// The DN (ThisDN).
+    #[arg(long)]
+    dn: String,
+    /// The call's ConnID (16 hex digits); default: found with RequestQueryAddress.
+    #[arg(long, value_parser = parse_conn_id)]
+    conn: Option<ConnId>,
+}
+
+fn parse_conn_id(s: &str) -> Result<ConnId, String> {
+    ConnId::parse(s).ok_or_else(|| format!("{s:?} is not a ConnID (16 hex digits)"))
+}
+
+#[derive(Subcommand, Debug)]
+enum Agent {
+    /// RequestAgentLogin; prints EventAgentLogin.
+    Login {
+        /// The DN (ThisDN).
+        #[arg(long)]
+        dn: String,
+        /// The agent ID (AgentID).
+        #[arg(long)]
+        agent: String,
+        /// The ACD queue to log in to (ThisQueue).
+        #[arg(long)]
+        queue: Option<String>,
+        /// The agent's password (Password).
+        #[arg(long)]
+        password: Option<String>,
+    },
+    /// RequestAgentReady; prints EventAgentReady.
+    Ready {
+        /// The DN (ThisDN).
+        #[arg(long)]
+        dn: String,
+    },
+    /// RequestAgentNotReady; prints EventAgentNotReady.
+    Notready {
+        /// The DN (ThisDN).
+        #[arg(long)]
+        dn: String,
+        /// After-call work (AgentWorkMode AgentAfterCallWork) instead of plain not ready.
+        #[arg(long)]
+        acw: bool,
+    },
+    /// RequestAgentLogout; prints EventAgentLogout.
+    Logout {
+        /// The DN (ThisDN).
+        #[arg(long)]
+        dn: String,
     },
 }
 
@@ -182,6 +272,77 @@ impl Ctl<'_> {
     async fn register(&mut self, dn: &str, print: bool) -> Result<bool, Error> {
         self.ask(Request::register_address(dn), print).await
     }
+
+    /// Registers `on.dn`, finds the call (`--conn`, else the first call on the DN in the first
+    /// of `states` that has one, from RequestQueryAddress's `conn-N`/`ps-N`), sends `name` on
+    /// it and prints the answer. `what` (with a trailing space) names the call looked for.
+    async fn call(
+        &mut self,
+        name: RequestName,
+        on: &CallOn,
+        states: &[PartyState],
+        what: &str,
+    ) -> Result<bool, Error> {
+        if !self.register(&on.dn, false).await? {
+            return Ok(false);
+        }
+        let conn = match on.conn {
+            Some(c) => c,
+            None => match self.find_call(&on.dn, states).await? {
+                Lookup::Found(c) => c,
+                Lookup::Failed => return Ok(false),
+                Lookup::None => {
+                    eprintln!("ctictl: no {what}call on {}; give --conn", on.dn);
+                    return Ok(false);
+                }
+            },
+        };
+        let mut req = Request::new(name).with_this_dn(on.dn.as_str());
+        req.conn_id = Some(conn);
+        self.ask(req, true).await
+    }
+
+    async fn find_call(&mut self, dn: &str, states: &[PartyState]) -> Result<Lookup, Error> {
+        let mut req = Request::query_address(dn, AddressInfoType::DnStatus);
+        let answer = self.client.request_received(&mut req, self.timeout).await?;
+        if answer.event.is_error() {
+            self.print(&answer);
+            return Ok(Lookup::Failed);
+        }
+        let calls = calls_of(&answer.event);
+        for state in states {
+            if let Some((c, _)) = calls.iter().find(|(_, s)| s == state.as_str()) {
+                return Ok(Lookup::Found(*c));
+            }
+        }
+        Ok(Lookup::None)
+    }
+
+    async fn agent(&mut self, dn: &str, req: Request) -> Result<bool, Error> {
+        Ok(self.register(dn, false).await? && self.ask(req, true).await?)
+    }
+}
+
+enum Lookup {
+    Found(ConnId),
+    None,
+    /// The query failed (its EventError is printed).
+    Failed,
+}
+
+/// The calls in a DN status (`conn-1`/`ps-1`, `conn-2`/`ps-2`, ...), in order.
+fn calls_of(ev: &ctid_protocol::Event) -> Vec<(ConnId, String)> {
+    let mut v = Vec::new();
+    for n in 1.. {
+        let Some(conn) = ev.extension_str(&format!("conn-{n}")) else {
+            break;
+        };
+        let state = ev.extension_str(&format!("ps-{n}")).unwrap_or_default();
+        if let Some(c) = ConnId::parse(conn) {
+            v.push((c, state.to_owned()));
+        }
+    }
+    v
 }
 
 async fn run(cli: &Cli) -> Result<Outcome, Error> {
@@ -219,6 +380,66 @@ async fn run(cli: &Cli) -> Result<Outcome, Error> {
             Hotdesk::Cancel { guest } => ok(ctl.register(guest, false).await?
                 && ctl.ask(Request::private_service(guest, 2), true).await?),
         },
+        Command::Call { action } => {
+            use PartyState as P;
+            use RequestName as R;
+            ok(match action {
+                Call::Make { from, to } => {
+                    let req = Request::new(R::RequestMakeCall)
+                        .with_this_dn(from.as_str())
+                        .with_other_dn(to.as_str());
+                    ctl.register(from, false).await? && ctl.ask(req, true).await?
+                }
+                Call::Answer(on) => {
+                    ctl.call(R::RequestAnswerCall, on, &[P::Alerting], "ringing ")
+                        .await?
+                }
+                Call::Release(on) => {
+                    let states = [P::Connected, P::Alerting, P::Initiated, P::Queued, P::Held];
+                    ctl.call(R::RequestReleaseCall, on, &states, "").await?
+                }
+                Call::Hold(on) => {
+                    ctl.call(R::RequestHoldCall, on, &[P::Connected], "active ")
+                        .await?
+                }
+                Call::Retrieve(on) => {
+                    ctl.call(R::RequestRetrieveCall, on, &[P::Held], "held ")
+                        .await?
+                }
+            })
+        }
+        Command::Agent { action } => {
+            use RequestName as R;
+            ok(match action {
+                Agent::Login {
+                    dn,
+                    agent,
+                    queue,
+                    password,
+                } => {
+                    let mut req = Request::new(R::RequestAgentLogin).with_this_dn(dn.as_str());
+                    req.agent_id = Some(agent.clone());
+                    req.this_queue = queue.clone();
+                    req.password = password.clone();
+                    ctl.agent(dn, req).await?
+                }
+                Agent::Ready { dn } => {
+                    let req = Request::new(R::RequestAgentReady).with_this_dn(dn.as_str());
+                    ctl.agent(dn, req).await?
+                }
+                Agent::Notready { dn, acw } => {
+                    let mut req = Request::new(R::RequestAgentNotReady).with_this_dn(dn.as_str());
+                    if *acw {
+                        req.agent_work_mode = Some(AgentWorkMode::AfterCallWork);
+                    }
+                    ctl.agent(dn, req).await?
+                }
+                Agent::Logout { dn } => {
+                    let req = Request::new(R::RequestAgentLogout).with_this_dn(dn.as_str());
+                    ctl.agent(dn, req).await?
+                }
+            })
+        }
         Command::Watch { dns, count } => watch(&mut ctl, dns, *count).await?,
         Command::Send { text } => send(&mut ctl, text).await?,
         Command::Csta { .. } => unreachable!("handled before connecting"),

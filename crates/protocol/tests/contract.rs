@@ -52,3 +52,37 @@ fn user_data_example_decodes() {
     assert!(text.starts_with(r#"{"event":"EventACK","UserData":"#));
     assert_eq!(ud.to_json(), line.trim_start_matches("\"UserData\":"));
 }
+
+/// Every request ctid serves (phases H and C of the catalogue) has a `←` example and every
+/// event it sends has a `→` example, so a new request or event cannot go undocumented.
+#[test]
+fn every_served_message_has_an_example() {
+    use ctid_protocol::names::{EventName, RequestName, Scope};
+    let mut requests = std::collections::BTreeSet::new();
+    let mut events = std::collections::BTreeSet::new();
+    for line in DOC.lines() {
+        if let Some(text) = line.strip_prefix("← ") {
+            requests.insert(parse_request(text).unwrap().name);
+        } else if let Some(text) = line.strip_prefix("→ ") {
+            events.insert(parse_event(text).unwrap().name);
+        }
+    }
+    let missing: Vec<&str> = RequestName::ALL
+        .iter()
+        .filter(|r| matches!(r.scope(), Scope::H | Scope::C) && !requests.contains(*r))
+        .map(|r| r.as_str())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "requests without an example: {missing:?}"
+    );
+    // not sent by this version (section 9.6)
+    let not_sent = [EventName::EventOnHook];
+    let missing: Vec<&str> = EventName::ALL
+        .iter()
+        .filter(|e| matches!(e.scope(), Scope::H | Scope::C) && !not_sent.contains(*e))
+        .filter(|e| !events.contains(*e))
+        .map(|e| e.as_str())
+        .collect();
+    assert!(missing.is_empty(), "events without an example: {missing:?}");
+}
