@@ -56,10 +56,10 @@ struct Args {
     /// How long ctid and the switch may take to agree after a recovery (ms).
     #[arg(long, default_value_t = 5000)]
     settle_ms: u64,
-    /// Also change agent states at the phones (off by default: see the issue 6 report, the
-    /// engine does not resync agent states after an outage yet).
+    /// Leave agent states alone (by default agents also log on, change state and log off at the
+    /// phones, and ctid must resync them after every outage).
     #[arg(long)]
-    agents: bool,
+    no_agents: bool,
     /// Load before the first drop (ms).
     #[arg(long, default_value_t = 1000)]
     warmup_ms: u64,
@@ -561,7 +561,7 @@ async fn main() -> anyhow::Result<()> {
         gate.clone(),
         Rng(rng.next()),
         step,
-        args.agents,
+        !args.no_agents,
     )));
 
     let settle = Duration::from_millis(args.settle_ms);
