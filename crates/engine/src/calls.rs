@@ -797,6 +797,8 @@ impl Engine {
                 if let Some(cc) = consult_call {
                     for p in cc.parties {
                         if Some(&p.dn) == by.as_ref() {
+                            // The conferencing/transferring party leaves the consultation.
+                            self.remove_dn_call(&p.dn, consult);
                             continue;
                         }
                         self.remove_dn_call(&p.dn, consult);

@@ -165,6 +165,19 @@ struct ClientState {
     regs: BTreeSet<String>,
 }
 
+/// Every request this build serves (EventServerInfo `SupportedRequests`).
+pub const SUPPORTED_REQUESTS: &str =
+    "RequestRegisterClient,RequestQueryServer,RequestQueryAddress,\
+RequestRegisterAddress,RequestUnregisterAddress,RequestPrivateService,RequestMakeCall,\
+RequestAnswerCall,RequestReleaseCall,RequestClearCall,RequestHoldCall,RequestRetrieveCall,\
+RequestInitiateTransfer,RequestCompleteTransfer,RequestInitiateConference,\
+RequestCompleteConference,RequestMuteTransfer,RequestSingleStepTransfer,\
+RequestDeleteFromConference,RequestAlternateCall,RequestReconnectCall,RequestRedirectCall,\
+RequestRouteCall,RequestSendDTMF,RequestCallForwardSet,RequestCallForwardCancel,\
+RequestSetDNDOn,RequestSetDNDOff,RequestQueryCall,RequestAgentLogin,RequestAgentLogout,\
+RequestAgentReady,RequestAgentNotReady,RequestAttachUserData,RequestUpdateUserData,\
+RequestDeletePair,RequestDeleteUserData";
+
 /// One DN as the web monitor shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DnView {
@@ -675,10 +688,7 @@ impl Engine {
                     ("ServerName", &self.cfg.server_name),
                     ("ServerVersion", env!("CARGO_PKG_VERSION")),
                     ("LinkStatus", status),
-                    (
-                        "SupportedRequests",
-                        "RequestRegisterClient,RequestQueryServer,RequestQueryAddress,RequestRegisterAddress,RequestUnregisterAddress,RequestPrivateService",
-                    ),
+                    ("SupportedRequests", SUPPORTED_REQUESTS),
                 ]));
                 self.emit(out, vec![client], ev);
             }

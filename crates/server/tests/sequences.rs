@@ -275,6 +275,16 @@ async fn conference_and_delete_from_conference() {
         (added.name, added.conn_id),
         (EventName::EventPartyAdded, Some(conn))
     );
+    // The consultation is gone from the conferencing DN: one call left on it.
+    let q = a
+        .request(
+            Request::query_address("1008", ctid_protocol::AddressInfoType::DnStatus),
+            T,
+        )
+        .await
+        .unwrap();
+    assert_eq!(q.extension_str("conn-1"), Some(conn.to_string().as_str()));
+    assert_eq!(q.extension_str("conn-2"), None, "{q:?}");
     drain(&mut b, Q).await;
     drain(&mut c, Q).await;
     // A removes C from the conference.
