@@ -31,6 +31,9 @@ struct Cli {
     /// forever).
     #[arg(long, global = true, default_value_t = 5.0)]
     timeout: f64,
+    /// Bearer token for a ctid with `auth = "token"` (default: $CTID_TOKEN); sent as `?token=`.
+    #[arg(long, global = true)]
+    token: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -61,7 +64,8 @@ enum Command {
         #[command(subcommand)]
         action: Hotdesk,
     },
-    /// Calls: make, answer, release, hold, retrieve (registers the DN first).
+    /// Calls: make, answer, release, hold, retrieve, transfer, conference (registers the DN
+    /// first).
     Call {
         #[command(subcommand)]
         action: Call,
@@ -70,6 +74,11 @@ enum Command {
     Agent {
         #[command(subcommand)]
         action: Agent,
+    },
+    /// User data of a call: attach (append) or update (replace keys).
+    Userdata {
+        #[command(subcommand)]
+        action: Userdata,
     },
     /// Register DNs and print every event as it arrives.
     Watch {
@@ -116,14 +125,18 @@ enum Hotdesk {
 
 #[derive(Subcommand, Debug)]
 enum Call {
-    /// RequestMakeCall from a DN to a number; prints EventDialing.
+    /// RequestMakeCall from a DN to a number; prints EventDialing. `call make A B` or
+    /// `call make --from A --to B`.
     Make {
         /// The calling DN (ThisDN).
         #[arg(long)]
-        from: String,
+        from: Option<String>,
         /// The number to call (OtherDN).
         #[arg(long)]
-        to: String,
+        to: Option<String>,
+        /// FROM TO, as positional arguments.
+        #[arg(value_name = "FROM TO", num_args = 0..=2)]
+        pos: Vec<String>,
     },
     /// RequestAnswerCall; prints EventEstablished. Without --conn: the DN's ringing call.
     Answer(CallOn),
@@ -134,17 +147,71 @@ enum Call {
     Hold(CallOn),
     /// RequestRetrieveCall; prints EventRetrieved. Without --conn: the DN's held call.
     Retrieve(CallOn),
+    /// Transfer the DN's active call to TO: RequestInitiateTransfer, wait for TO to answer,
+    /// RequestCompleteTransfer; prints EventReleased. --single-step: RequestSingleStepTransfer.
+    Transfer {
+        #[command(flatten)]
+        on: CallOn,
+        /// The transfer target (OtherDN).
+        #[arg(long)]
+        to: String,
+        /// Transfer without consulting (RequestSingleStepTransfer).
+        #[arg(long)]
+        single_step: bool,
+    },
+    /// Conference TO into the DN's active call: RequestInitiateConference, wait for TO to
+    /// answer, RequestCompleteConference; prints EventPartyAdded.
+    Conference {
+        #[command(flatten)]
+        on: CallOn,
+        /// The party to add (OtherDN).
+        #[arg(long)]
+        to: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum Userdata {
+    /// RequestAttachUserData (appends the pairs); prints EventAttachedDataChanged.
+    Attach {
+        #[command(flatten)]
+        on: CallOn,
+        /// KEY=VALUE pairs.
+        #[arg(long = "set", value_name = "KEY=VALUE", required = true)]
+        pairs: Vec<String>,
+    },
+    /// RequestUpdateUserData (replaces the keys given); prints EventAttachedDataChanged.
+    Update {
+        #[command(flatten)]
+        on: CallOn,
+        /// KEY=VALUE pairs.
+        #[arg(long = "set", value_name = "KEY=VALUE", required = true)]
+        pairs: Vec<String>,
+    },
 }
 
 /// The DN and, optionally, the call a call command acts on.
 #[derive(clap::Args, Debug)]
 struct CallOn {
+    /// The DN (ThisDN), or as the positional DN.
+    #[arg(long = "dn", value_name = "DN")]
+    dn_flag: Option<String>,
     /// The DN (ThisDN).
-    #[arg(long)]
-    dn: String,
+    #[arg(value_name = "DN", required_unless_present = "dn_flag")]
+    dn_pos: Option<String>,
     /// The call's ConnID (16 hex digits); default: found with RequestQueryAddress.
     #[arg(long, value_parser = parse_conn_id)]
     conn: Option<ConnId>,
+}
+
+impl CallOn {
+    /// The DN, given either way.
+    fn dn(&self) -> &str {
+        self.dn_flag
+            .as_deref()
+            .or(self.dn_pos.as_deref())
+            .unwrap_or_default()
+    }
 }
 
 fn parse_conn_id(s: &str) -> Result<ConnId, String> {
@@ -283,22 +350,126 @@ impl Ctl<'_> {
         states: &[PartyState],
         what: &str,
     ) -> Result<bool, Error> {
-        if !self.register(&on.dn, false).await? {
+        if !self.register(on.dn(), false).await? {
             return Ok(false);
         }
         let conn = match on.conn {
             Some(c) => c,
-            None => match self.find_call(&on.dn, states).await? {
+            None => match self.find_call(on.dn(), states).await? {
                 Lookup::Found(c) => c,
                 Lookup::Failed => return Ok(false),
                 Lookup::None => {
-                    eprintln!("ctictl: no {what}call on {}; give --conn", on.dn);
+                    eprintln!("ctictl: no {what}call on {}; give --conn", on.dn());
                     return Ok(false);
                 }
             },
         };
-        let mut req = Request::new(name).with_this_dn(on.dn.as_str());
+        let mut req = Request::new(name).with_this_dn(on.dn());
         req.conn_id = Some(conn);
+        self.ask(req, true).await
+    }
+
+    /// The call a command acts on: `--conn`, else the DN's first call in one of `states`.
+    async fn pick(&mut self, on: &CallOn, states: &[PartyState]) -> Result<Option<ConnId>, Error> {
+        if !self.register(on.dn(), false).await? {
+            return Ok(None);
+        }
+        if let Some(c) = on.conn {
+            return Ok(Some(c));
+        }
+        match self.find_call(on.dn(), states).await? {
+            Lookup::Found(c) => Ok(Some(c)),
+            Lookup::Failed => Ok(None),
+            Lookup::None => {
+                eprintln!("ctictl: no active call on {}; give --conn", on.dn());
+                Ok(None)
+            }
+        }
+    }
+
+    /// Two-step transfer or conference: consult `to`, wait until it answers, complete.
+    async fn two_step(&mut self, on: &CallOn, to: &str, conference: bool) -> Result<bool, Error> {
+        use RequestName as R;
+        let Some(orig) = self.pick(on, &[PartyState::Connected]).await? else {
+            return Ok(false);
+        };
+        let dn = on.dn().to_string();
+        let init = if conference {
+            R::RequestInitiateConference
+        } else {
+            R::RequestInitiateTransfer
+        };
+        let mut req = Request::new(init)
+            .with_this_dn(dn.as_str())
+            .with_other_dn(to);
+        req.conn_id = Some(orig);
+        let dialing = self.client.request_received(&mut req, self.timeout).await?;
+        self.print(&dialing);
+        let Some(consult) = dialing.event.conn_id.filter(|_| !dialing.event.is_error()) else {
+            return Ok(false);
+        };
+        // Wait for the consulted party to answer (EventEstablished on our DN for the consultation).
+        let answered = self
+            .client
+            .wait_for(
+                self.timeout.max(Duration::from_secs(30)),
+                "answer of the consulted party",
+                0,
+                |e| {
+                    e.name == ctid_protocol::EventName::EventEstablished
+                        && e.conn_id == Some(consult)
+                        && e.this_dn.as_deref() == Some(dn.as_str())
+                },
+            )
+            .await?;
+        self.print(&answered);
+        let complete = if conference {
+            R::RequestCompleteConference
+        } else {
+            R::RequestCompleteTransfer
+        };
+        let mut req = Request::new(complete).with_this_dn(dn.as_str());
+        req.conn_id = Some(consult);
+        if conference {
+            req.conference_conn_id = Some(orig);
+        } else {
+            req.transfer_conn_id = Some(orig);
+        }
+        self.ask(req, true).await
+    }
+
+    async fn user_data(
+        &mut self,
+        on: &CallOn,
+        pairs: &[String],
+        update: bool,
+    ) -> Result<bool, Error> {
+        let mut data = ctid_protocol::KvList::new();
+        for p in pairs {
+            let Some((k, v)) = p.split_once('=') else {
+                eprintln!("ctictl: {p:?} is not KEY=VALUE");
+                return Ok(false);
+            };
+            data.insert_str(k, v);
+        }
+        let states = [
+            PartyState::Connected,
+            PartyState::Alerting,
+            PartyState::Held,
+            PartyState::Initiated,
+            PartyState::Queued,
+        ];
+        let Some(conn) = self.pick(on, &states).await? else {
+            return Ok(false);
+        };
+        let name = if update {
+            RequestName::RequestUpdateUserData
+        } else {
+            RequestName::RequestAttachUserData
+        };
+        let mut req = Request::new(name).with_this_dn(on.dn());
+        req.conn_id = Some(conn);
+        req.user_data = Some(data);
         self.ask(req, true).await
     }
 
@@ -346,7 +517,27 @@ fn calls_of(ev: &ctid_protocol::Event) -> Vec<(ConnId, String)> {
 }
 
 async fn run(cli: &Cli) -> Result<Outcome, Error> {
-    let client = Client::connect(&cli.server).await?;
+    let token = cli
+        .token
+        .clone()
+        .or_else(|| std::env::var("CTID_TOKEN").ok());
+    let url = match &token {
+        Some(t) => {
+            let sep = if cli.server.contains('?') { '&' } else { '?' };
+            let enc: String = t
+                .bytes()
+                .map(|b| match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                        (b as char).to_string()
+                    }
+                    _ => format!("%{b:02X}"),
+                })
+                .collect();
+            format!("{}{sep}token={enc}", cli.server)
+        }
+        None => cli.server.clone(),
+    };
+    let client = Client::connect(&url).await?;
     let timeout = Duration::from_secs_f64(cli.timeout);
     let mut ctl = Ctl {
         cli,
@@ -384,12 +575,39 @@ async fn run(cli: &Cli) -> Result<Outcome, Error> {
             use PartyState as P;
             use RequestName as R;
             ok(match action {
-                Call::Make { from, to } => {
+                Call::Make { from, to, pos } => {
+                    let from = from.clone().or_else(|| pos.first().cloned());
+                    let to = to.clone().or_else(|| pos.get(1).cloned());
+                    let (Some(from), Some(to)) = (from, to) else {
+                        eprintln!("ctictl: call make needs FROM and TO (call make 1001 1002)");
+                        std::process::exit(2);
+                    };
                     let req = Request::new(R::RequestMakeCall)
                         .with_this_dn(from.as_str())
                         .with_other_dn(to.as_str());
-                    ctl.register(from, false).await? && ctl.ask(req, true).await?
+                    ctl.register(&from, false).await? && ctl.ask(req, true).await?
                 }
+                Call::Transfer {
+                    on,
+                    to,
+                    single_step,
+                } => {
+                    if *single_step {
+                        match ctl.pick(on, &[P::Connected]).await? {
+                            Some(c) => {
+                                let mut req = Request::new(R::RequestSingleStepTransfer)
+                                    .with_this_dn(on.dn())
+                                    .with_other_dn(to.as_str());
+                                req.conn_id = Some(c);
+                                ctl.ask(req, true).await?
+                            }
+                            None => false,
+                        }
+                    } else {
+                        ctl.two_step(on, to, false).await?
+                    }
+                }
+                Call::Conference { on, to } => ctl.two_step(on, to, true).await?,
                 Call::Answer(on) => {
                     ctl.call(R::RequestAnswerCall, on, &[P::Alerting], "ringing ")
                         .await?
@@ -408,6 +626,10 @@ async fn run(cli: &Cli) -> Result<Outcome, Error> {
                 }
             })
         }
+        Command::Userdata { action } => ok(match action {
+            Userdata::Attach { on, pairs } => ctl.user_data(on, pairs, false).await?,
+            Userdata::Update { on, pairs } => ctl.user_data(on, pairs, true).await?,
+        }),
         Command::Agent { action } => {
             use RequestName as R;
             ok(match action {

@@ -279,3 +279,70 @@ async fn agent_login_ready_call_notready_logout() {
     assert!(out.starts_with("EventError ThisDN=2002 "), "{out}");
     assert!(out.contains("CSTAError=stateIncompatibility/"), "{out}");
 }
+
+/// The short forms of the issue (`call make A B`, `call answer DN`, ...), two-step transfer and
+/// conference, and user data.
+#[tokio::test]
+async fn positional_forms_transfer_conference_userdata() {
+    let d = demo().await;
+    let line = ok_line(&d, &["call", "make", "1004", "1005"], "EventDialing").await;
+    let conn = field(&line, "ConnID").unwrap().to_string();
+    ok_line(&d, &["call", "answer", "1005"], "EventEstablished").await;
+    let line = ok_line(
+        &d,
+        &["userdata", "attach", "1004", "--set", "Case=77"],
+        "EventAttachedDataChanged",
+    )
+    .await;
+    assert_eq!(field(&line, "ConnID"), Some(conn.as_str()));
+    ok_line(
+        &d,
+        &["userdata", "update", "1004", "--set", "Case=78"],
+        "EventAttachedDataChanged",
+    )
+    .await;
+    // Two-step transfer from 1004 to 1006: 1006 answers at the phone meanwhile.
+    let sim = d.sim.clone();
+    let answer = tokio::spawn(async move {
+        for _ in 0..50 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if sim.answer("1006").await.is_ok() {
+                return;
+            }
+        }
+    });
+    let (rc, out, err) = ctictl(&d, &["call", "transfer", "1004", "--to", "1006"]).await;
+    answer.await.unwrap();
+    assert_eq!(rc, 0, "{out}{err}");
+    let last = out.lines().last().unwrap();
+    assert!(last.starts_with("EventReleased"), "{out}");
+    // 1005 and 1006 now talk on the original ConnID; conference 1007 in from 1005.
+    let sim = d.sim.clone();
+    let answer = tokio::spawn(async move {
+        for _ in 0..50 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if sim.answer("1007").await.is_ok() {
+                return;
+            }
+        }
+    });
+    let (rc, out, err) = ctictl(&d, &["call", "conference", "1005", "--to", "1007"]).await;
+    answer.await.unwrap();
+    assert_eq!(rc, 0, "{out}{err}");
+    let last = out.lines().last().unwrap();
+    assert!(last.starts_with("EventPartyAdded"), "{out}");
+    assert_eq!(field(last, "ConnID"), Some(conn.as_str()), "{out}");
+    ok_line(&d, &["call", "release", "1005"], "EventReleased").await;
+    // Single-step transfer.
+    ok_line(&d, &["call", "make", "1008", "1009"], "EventDialing").await;
+    ok_line(&d, &["call", "answer", "1009"], "EventEstablished").await;
+    ok_line(
+        &d,
+        &["call", "transfer", "1008", "--to", "1002", "--single-step"],
+        "EventReleased",
+    )
+    .await;
+    // Usage errors exit 2.
+    let (rc, _, _) = ctictl(&d, &["call", "answer"]).await;
+    assert_eq!(rc, 2);
+}
