@@ -40,6 +40,17 @@ pub enum CoreMsg {
     Snapshot(oneshot::Sender<Snapshot>),
     /// A reloaded configuration (checked by the caller).
     Reconfigure(Box<EngineConfig>),
+    /// Graceful shutdown: let every client go (their writers send a close frame saying why),
+    /// accept no more; answers when done.
+    Shutdown(oneshot::Sender<usize>),
+}
+
+static SHUTTING_DOWN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Is the process shutting down? (A client writer whose queue ended then says so in its close
+/// frame instead of "too slow".)
+pub fn shutting_down() -> bool {
+    SHUTTING_DOWN.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// One encoded event on its way to a client.
@@ -158,6 +169,10 @@ impl Core {
                 }
             }
             CoreMsg::ClientOpen { id, peer, tx } => {
+                if shutting_down() {
+                    drop(tx);
+                    return;
+                }
                 self.clients.insert(id, tx);
                 self.peers.insert(id, peer.clone());
                 self.engine
@@ -204,6 +219,21 @@ impl Core {
                 });
             }
             CoreMsg::Reconfigure(cfg) => self.engine.handle(now, Input::Reconfigure(cfg), out),
+            CoreMsg::Shutdown(done) => {
+                SHUTTING_DOWN.store(true, std::sync::atomic::Ordering::Relaxed);
+                let ids: Vec<ClientId> = self.clients.keys().copied().collect();
+                tracing::info!(
+                    clients = ids.len(),
+                    "shutting down: closing every client session"
+                );
+                for id in &ids {
+                    // Dropping the sender ends the client's writer, which sends the close frame.
+                    self.clients.remove(id);
+                    self.engine
+                        .handle(now, Input::ClientDisconnected { client: *id }, out);
+                }
+                let _ = done.send(ids.len());
+            }
         }
     }
 

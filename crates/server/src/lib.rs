@@ -41,6 +41,7 @@ pub struct Running {
     pub status: watch::Receiver<core::Status>,
     /// Re-reads the configuration file (SIGHUP, `POST /admin/reload`).
     pub reloader: Arc<reload::Reloader>,
+    core: mpsc::Sender<core::CoreMsg>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -54,6 +55,25 @@ pub struct StartOptions {
 }
 
 impl Running {
+    /// Graceful shutdown: stop accepting, close every client session with a reason (WebSocket
+    /// close 1001 "ctid is shutting down"), give the writers `grace` to flush, then stop the link
+    /// and every task. Bounded by `grace` plus a second.
+    pub async fn shutdown(mut self, grace: std::time::Duration) {
+        // The accept loop is the last task started.
+        if let Some(accept) = self.tasks.pop() {
+            accept.abort();
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.core.send(core::CoreMsg::Shutdown(tx)).await.is_ok() {
+            if let Ok(Ok(n)) = tokio::time::timeout(std::time::Duration::from_secs(1), rx).await {
+                tracing::info!(clients = n, "client sessions closed");
+            }
+        }
+        tokio::time::sleep(grace).await;
+        self.stop();
+        tracing::info!("stopped");
+    }
+
     /// The WebSocket URL of the client port.
     pub fn ws_url(&self) -> String {
         let scheme = if self.tls { "wss" } else { "ws" };
@@ -147,7 +167,7 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> anyhow::Result<Runni
     ));
     let auth_store = auth::AuthStore::new(cfg.auth.clone());
     let app = http::router(http::AppState {
-        core: core_tx,
+        core: core_tx.clone(),
         status: status_rx.clone(),
         metrics: metrics.clone(),
         next_id: Arc::new(AtomicU64::new(0)),
@@ -191,6 +211,7 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> anyhow::Result<Runni
         metrics,
         status: status_rx,
         reloader,
+        core: core_tx,
         tasks,
     })
 }

@@ -99,7 +99,11 @@ async fn main() -> anyhow::Result<()> {
         println!("  cargo run --bin ctictl --{server} hotdesk cancel --guest 2001");
         println!("  cargo run --bin ctictl --{server} watch 2001 1001                     # see events as they happen");
         println!("  web monitor: http://{}/", demo.ctid.addr);
-        return wait_for_shutdown(&demo.ctid).await;
+        wait_for_shutdown(&demo.ctid).await?;
+        demo.ctid
+            .shutdown(std::time::Duration::from_millis(300))
+            .await;
+        return Ok(());
     }
     let path = args
         .config
@@ -130,7 +134,12 @@ async fn main() -> anyhow::Result<()> {
         },
     )
     .await?;
-    wait_for_shutdown(&running).await
+    wait_for_shutdown(&running).await?;
+    // Graceful: no new clients, every session closed with a reason, then the link; bounded.
+    running
+        .shutdown(std::time::Duration::from_millis(500))
+        .await;
+    Ok(())
 }
 
 /// Wait for Ctrl-C or SIGTERM; reload the configuration on SIGHUP meanwhile.
