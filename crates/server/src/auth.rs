@@ -7,6 +7,10 @@
 //! `admin = true` token or `CTID_ADMIN_TOKEN`. Tokens are compared in constant time and never
 //! logged; the entry's `name` is.
 //!
+//! Each token carries permissions ([`Permissions`]: `monitor`, `call`, `private`); a request the
+//! token may not make is answered with EventError 51 and the session stays open
+//! ([`Permissions::refusal`]).
+//!
 //! The policy lives in an [`AuthStore`] so that a configuration reload can swap it (rotating tokens
 //! without a restart).
 
@@ -32,6 +36,132 @@ pub struct ClientToken {
     pub token: String,
     /// May also call `POST /admin/reload`.
     pub admin: bool,
+    /// What its sessions may ask for (`permissions = [...]`, default all).
+    pub permissions: Permissions,
+}
+
+/// One class of client requests a token may be allowed (`permissions = [...]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permission {
+    /// Watch: RequestRegisterClient, RequestQueryServer, RequestRegisterAddress,
+    /// RequestUnregisterAddress, RequestUnregisterAll, RequestSetInputMask, RequestQueryAddress,
+    /// RequestQueryCall, RequestQuerySwitch, RequestQueryLocation.
+    Monitor,
+    /// Act: every other request (call control, agent state, forwarding and DND, routing,
+    /// user data, treatments, …).
+    Call,
+    /// RequestPrivateService and RequestNetworkPrivateService (hot desking, switch features).
+    Private,
+}
+
+impl Permission {
+    pub const ALL: [Permission; 3] = [Permission::Monitor, Permission::Call, Permission::Private];
+
+    /// The name in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Permission::Monitor => "monitor",
+            Permission::Call => "call",
+            Permission::Private => "private",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Permission> {
+        Permission::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+
+    /// The permission a request needs.
+    pub fn required_for(name: ctid_protocol::RequestName) -> Permission {
+        use ctid_protocol::RequestName as R;
+        match name {
+            R::RequestRegisterClient
+            | R::RequestQueryServer
+            | R::RequestRegisterAddress
+            | R::RequestUnregisterAddress
+            | R::RequestUnregisterAll
+            | R::RequestSetInputMask
+            | R::RequestQueryAddress
+            | R::RequestQueryCall
+            | R::RequestQuerySwitch
+            | R::RequestQueryLocation => Permission::Monitor,
+            R::RequestPrivateService | R::RequestNetworkPrivateService => Permission::Private,
+            _ => Permission::Call,
+        }
+    }
+}
+
+/// The permissions of a token (or of every session, with `auth = "none"`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Permissions {
+    pub monitor: bool,
+    pub call: bool,
+    pub private: bool,
+}
+
+impl Default for Permissions {
+    fn default() -> Self {
+        Permissions::ALL
+    }
+}
+
+impl std::fmt::Debug for Permissions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(
+                Permission::ALL
+                    .into_iter()
+                    .filter(|p| self.has(*p))
+                    .map(Permission::as_str),
+            )
+            .finish()
+    }
+}
+
+impl Permissions {
+    pub const ALL: Permissions = Permissions {
+        monitor: true,
+        call: true,
+        private: true,
+    };
+    pub const NONE: Permissions = Permissions {
+        monitor: false,
+        call: false,
+        private: false,
+    };
+
+    pub fn has(&self, p: Permission) -> bool {
+        match p {
+            Permission::Monitor => self.monitor,
+            Permission::Call => self.call,
+            Permission::Private => self.private,
+        }
+    }
+
+    pub fn with(mut self, p: Permission) -> Self {
+        match p {
+            Permission::Monitor => self.monitor = true,
+            Permission::Call => self.call = true,
+            Permission::Private => self.private = true,
+        }
+        self
+    }
+
+    /// Every request allowed: the session need not look at what it forwards.
+    pub fn is_all(&self) -> bool {
+        *self == Permissions::ALL
+    }
+
+    /// `Some(EventError message)` when the session of token `token` may not send `name`.
+    pub fn refusal(&self, token: &str, name: ctid_protocol::RequestName) -> Option<String> {
+        let need = Permission::required_for(name);
+        if self.has(need) {
+            return None;
+        }
+        Some(format!(
+            "token {token} is not allowed to send {name}: it needs permission \"{}\"",
+            need.as_str()
+        ))
+    }
 }
 
 impl std::fmt::Debug for ClientToken {
@@ -41,6 +171,7 @@ impl std::fmt::Debug for ClientToken {
             .field("name", &self.name)
             .field("token", &"<redacted>")
             .field("admin", &self.admin)
+            .field("permissions", &self.permissions)
             .finish()
     }
 }
@@ -50,6 +181,9 @@ impl std::fmt::Debug for ClientToken {
 pub struct AuthConfig {
     pub mode: AuthMode,
     pub tokens: Vec<ClientToken>,
+    /// `auth` was given in the file. Without it, [`crate::Config::check_auth`] allows
+    /// unauthenticated clients on a loopback `listen` only.
+    pub explicit: bool,
 }
 
 /// Constant-time equality (the length may leak, the content does not).
@@ -129,12 +263,17 @@ fn percent_decode(s: &str) -> String {
 pub struct Identity {
     /// The token's `name`; `None` with `auth = "none"`.
     pub name: Option<String>,
+    /// What the session may ask for (all with `auth = "none"`).
+    pub permissions: Permissions,
 }
 
 /// Check a request against the policy: `Ok` with who it is, or `Err` with the one-line reason.
 pub fn check(cfg: &AuthConfig, presented: Option<&str>) -> Result<Identity, &'static str> {
     match cfg.mode {
-        AuthMode::None => Ok(Identity { name: None }),
+        AuthMode::None => Ok(Identity {
+            name: None,
+            permissions: Permissions::ALL,
+        }),
         AuthMode::Token => {
             let Some(p) = presented.filter(|p| !p.is_empty()) else {
                 return Err(
@@ -144,6 +283,7 @@ pub fn check(cfg: &AuthConfig, presented: Option<&str>) -> Result<Identity, &'st
             match cfg.lookup(p) {
                 Some(t) => Ok(Identity {
                     name: Some(t.name.clone()),
+                    permissions: t.permissions,
                 }),
                 None => Err("invalid token"),
             }
@@ -163,13 +303,16 @@ mod tests {
                     name: "desk".into(),
                     token: "0123456789abcdef".into(),
                     admin: false,
+                    permissions: Permissions::NONE.with(Permission::Monitor),
                 },
                 ClientToken {
                     name: "ops".into(),
                     token: "fedcba9876543210".into(),
                     admin: true,
+                    permissions: Permissions::ALL,
                 },
             ],
+            explicit: true,
         }
     }
 
@@ -198,5 +341,43 @@ mod tests {
         assert!(check(&c, Some("")).is_err());
         assert!(check(&AuthConfig::default(), None).is_ok());
         assert!(!format!("{c:?}").contains("0123456789abcdef"));
+        let who = check(&c, Some("0123456789abcdef")).unwrap();
+        assert_eq!(who.permissions, Permissions::NONE.with(Permission::Monitor));
+        assert!(check(&AuthConfig::default(), None)
+            .unwrap()
+            .permissions
+            .is_all());
+    }
+
+    #[test]
+    fn permissions_classify_requests() {
+        use ctid_protocol::RequestName as R;
+        let monitor = Permissions::NONE.with(Permission::Monitor);
+        for r in [
+            R::RequestRegisterAddress,
+            R::RequestUnregisterAddress,
+            R::RequestQueryAddress,
+            R::RequestQueryServer,
+            R::RequestQueryCall,
+            R::RequestRegisterClient,
+        ] {
+            assert_eq!(monitor.refusal("desk", r), None, "{r}");
+        }
+        let e = monitor.refusal("desk", R::RequestMakeCall).unwrap();
+        assert!(e.contains("token desk") && e.contains("\"call\""), "{e}");
+        for r in [
+            R::RequestAnswerCall,
+            R::RequestAgentLogin,
+            R::RequestSetDNDOn,
+            R::RequestCallForwardSet,
+            R::RequestRouteCall,
+            R::RequestAttachUserData,
+        ] {
+            assert_eq!(Permission::required_for(r), Permission::Call, "{r}");
+        }
+        let e = monitor.refusal("desk", R::RequestPrivateService).unwrap();
+        assert!(e.contains("\"private\""), "{e}");
+        assert!(Permissions::ALL.is_all() && !monitor.is_all());
+        assert_eq!(format!("{monitor:?}"), "[\"monitor\"]");
     }
 }

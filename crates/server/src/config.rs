@@ -72,6 +72,7 @@ struct RawConfig {
     accept_dn_type: Option<String>,
     max_client_frame: Option<usize>,
     client_queue: Option<usize>,
+    max_clients: Option<usize>,
     client_rate_limit: Option<f64>,
     client_rate_burst: Option<f64>,
     ping_interval: Option<f64>,
@@ -96,6 +97,7 @@ struct RawToken {
     token: Option<String>,
     token_file: Option<PathBuf>,
     admin: Option<bool>,
+    permissions: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -114,7 +116,7 @@ fn resolve(base: Option<&Path>, p: &Path) -> PathBuf {
 }
 
 fn parse_auth(raw: &RawConfig, base: Option<&Path>) -> Result<crate::auth::AuthConfig, String> {
-    use crate::auth::{AuthConfig, AuthMode, ClientToken};
+    use crate::auth::{AuthConfig, AuthMode, ClientToken, Permission, Permissions};
     let mode = match raw.auth.as_deref().unwrap_or("none") {
         "none" => AuthMode::None,
         "token" => AuthMode::Token,
@@ -165,10 +167,33 @@ fn parse_auth(raw: &RawConfig, base: Option<&Path>) -> Result<crate::auth::AuthC
         if tokens.iter().any(|o| o.name == name) {
             return Err(format!("{}: name {name:?} is used twice", key("name")));
         }
+        let permissions = match &t.permissions {
+            None => Permissions::ALL,
+            Some(list) if list.is_empty() => {
+                return Err(format!(
+                    "{}: empty: give at least one of \"monitor\", \"call\", \"private\" (or leave the key out for all three)",
+                    key("permissions")
+                ))
+            }
+            Some(list) => {
+                let mut p = Permissions::NONE;
+                for n in list {
+                    let one = Permission::from_name(n).ok_or_else(|| {
+                        format!(
+                            "{}: {n:?} is not one of \"monitor\", \"call\", \"private\"",
+                            key("permissions")
+                        )
+                    })?;
+                    p = p.with(one);
+                }
+                p
+            }
+        };
         tokens.push(ClientToken {
             name,
             token,
             admin: t.admin.unwrap_or(false),
+            permissions,
         });
     }
     if mode == AuthMode::Token && tokens.is_empty() {
@@ -176,7 +201,11 @@ fn parse_auth(raw: &RawConfig, base: Option<&Path>) -> Result<crate::auth::AuthC
             "auth = \"token\": no [[client-token]] configured (nobody could connect)".into(),
         );
     }
-    Ok(AuthConfig { mode, tokens })
+    Ok(AuthConfig {
+        mode,
+        tokens,
+        explicit: raw.auth.is_some(),
+    })
 }
 
 #[derive(Deserialize)]
@@ -253,12 +282,15 @@ fn expand_range(r: &str) -> Result<Vec<String>, String> {
 }
 
 impl Config {
-    /// Read and validate a configuration file.
+    /// Read and validate a configuration file, [`Config::check_auth`] included (so
+    /// `--check-config` and a reload catch an unauthenticated non-loopback `listen`).
     pub fn load(path: &Path) -> Result<Config, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
         let base = path.parent().filter(|p| !p.as_os_str().is_empty());
-        Config::parse_in(&text, base).map_err(|e| format!("{}: {e}", path.display()))
+        Config::parse_in(&text, base)
+            .and_then(|c| c.check_auth().map(|()| c))
+            .map_err(|e| format!("{}: {e}", path.display()))
     }
 
     /// Parse and validate configuration text (relative paths: against the working directory).
@@ -432,8 +464,13 @@ impl Config {
             rate_burst: rate(raw.client_rate_burst, "client-rate-burst")?,
             ping_interval: secs(raw.ping_interval, 30.0, "ping-interval", 0.0, 3600.0)?,
             ping_timeout: secs(raw.ping_timeout, 10.0, "ping-timeout", 0.1, 3600.0)?,
+            max_clients: match raw.max_clients {
+                None => crate::session::DEFAULT_MAX_CLIENTS,
+                Some(n) if (1..=1_000_000).contains(&n) => n,
+                Some(n) => return Err(format!("max-clients = {n}: must be between 1 and 1000000")),
+            },
         };
-        Ok(Config {
+        let cfg = Config {
             listen,
             links,
             engine,
@@ -442,7 +479,28 @@ impl Config {
             client,
             auth,
             tls,
-        })
+        };
+        Ok(cfg)
+    }
+
+    /// Unauthenticated access needs the configuration's consent: with `auth` left out, clients
+    /// are served without a token only when `listen` is a loopback address (127.0.0.0/8, ::1;
+    /// the demo, tests); on any other address ctid refuses to start. `auth = "none"` allows
+    /// it anywhere (start-up then warns on a non-loopback address). [`Config::load`] checks the
+    /// file's `listen`; [`Config::parse`] does not (the demo and tests build configurations from
+    /// text): call this before serving, after any override of `listen` (`ctid --listen`).
+    pub fn check_auth(&self) -> Result<(), String> {
+        use crate::auth::AuthMode;
+        if self.auth.mode == AuthMode::None
+            && !self.auth.explicit
+            && !self.listen.ip().is_loopback()
+        {
+            return Err(format!(
+                "auth: the client port listens on {}, which is not loopback: set auth = \"token\" with [[client-token]] entries, or auth = \"none\" to allow unauthenticated clients explicitly",
+                self.listen
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -493,6 +551,85 @@ mod tests {
         assert!(e.contains("client-rate-limit"), "{e}");
         let e = Config::parse("ping-timeout = 0\n[[link]]\nhost='x'\n").unwrap_err();
         assert!(e.contains("ping-timeout"), "{e}");
+    }
+
+    #[test]
+    fn unauthenticated_access_needs_loopback_or_an_explicit_auth() {
+        // Left out: fine on loopback (v4 and v6), refused elsewhere, naming the key.
+        for l in ["127.0.0.1:7000", "127.1.2.3:7000", "[::1]:7000"] {
+            let c = Config::parse(&format!("listen = '{l}'\n[[link]]\nhost='x'\n")).unwrap();
+            assert!(!c.auth.explicit);
+            c.check_auth().unwrap();
+        }
+        for l in ["0.0.0.0:7000", "10.1.2.3:7000", "[::]:7000"] {
+            let c = Config::parse(&format!("listen = '{l}'\n[[link]]\nhost='x'\n")).unwrap();
+            let e = c.check_auth().unwrap_err();
+            assert!(e.starts_with("auth: the client port listens on"), "{e}");
+            assert!(
+                e.contains("not loopback") && e.contains("auth = \"none\""),
+                "{e}"
+            );
+        }
+        // A file is checked on load (`--check-config`, start-up, reload).
+        let dir = std::env::temp_dir().join(format!("ctid-config-auth-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("ctid.toml");
+        std::fs::write(&file, "listen = '0.0.0.0:7000'\n[[link]]\nhost='x'\n").unwrap();
+        let e = Config::load(&file).unwrap_err();
+        assert!(
+            e.contains(": auth: the client port listens on 0.0.0.0:7000"),
+            "{e}"
+        );
+        std::fs::write(&file, "listen = '127.0.0.1:7000'\n[[link]]\nhost='x'\n").unwrap();
+        Config::load(&file).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        // Explicit auth = "none" keeps today's behaviour anywhere.
+        let c =
+            Config::parse("listen = '0.0.0.0:7000'\nauth = 'none'\n[[link]]\nhost='x'\n").unwrap();
+        assert!(c.auth.explicit);
+        c.check_auth().unwrap();
+        // Tokens: fine anywhere.
+        let c = Config::parse(
+            "listen = '0.0.0.0:7000'\nauth = 'token'\n[[link]]\nhost='x'\n[[client-token]]\ntoken='0123456789abcdef'\n",
+        )
+        .unwrap();
+        c.check_auth().unwrap();
+        // `ctid --listen` overrides after parsing: the check is run again on the result.
+        let mut c = Config::parse("[[link]]\nhost='x'\n").unwrap();
+        c.listen = "192.0.2.1:7000".parse().unwrap();
+        let e = c.check_auth().unwrap_err();
+        assert!(e.contains("192.0.2.1:7000"), "{e}");
+    }
+
+    #[test]
+    fn token_permissions_and_max_clients() {
+        use crate::auth::{Permission, Permissions};
+        let c = Config::parse(
+            "auth = 'token'\n[[link]]\nhost='x'\n[[client-token]]\ntoken='0123456789abcdef'\n[[client-token]]\ntoken='fedcba9876543210'\npermissions = ['monitor', 'private']\n",
+        )
+        .unwrap();
+        assert_eq!(c.auth.tokens[0].permissions, Permissions::ALL);
+        assert_eq!(
+            c.auth.tokens[1].permissions,
+            Permissions::NONE
+                .with(Permission::Monitor)
+                .with(Permission::Private)
+        );
+        let e = Config::parse(
+            "[[link]]\nhost='x'\n[[client-token]]\ntoken='0123456789abcdef'\npermissions = ['admin']\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("client-token[0].permissions"), "{e}");
+        let e = Config::parse(
+            "[[link]]\nhost='x'\n[[client-token]]\ntoken='0123456789abcdef'\npermissions = []\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("client-token[0].permissions"), "{e}");
+        assert_eq!(c.client.max_clients, 10_000);
+        let c = Config::parse("max-clients = 2\n[[link]]\nhost='x'\n").unwrap();
+        assert_eq!(c.client.max_clients, 2);
+        let e = Config::parse("max-clients = 0\n[[link]]\nhost='x'\n").unwrap_err();
+        assert!(e.starts_with("max-clients"), "{e}");
     }
 
     #[test]

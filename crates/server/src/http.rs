@@ -1,7 +1,10 @@
 //! The client port: WebSocket sessions at `/ws`; HTTP `/healthz`, `/readyz`, `/metrics`,
 //! `POST /admin/reload` (bearer token from `CTID_ADMIN_TOKEN` or an `admin = true` client token),
 //! and the web monitor at `/` with its `/api/state` ([`crate::web`]). With `auth = "token"`,
-//! `/ws` and `/api/*` require a client token ([`crate::auth`]); the rest stays open.
+//! `/ws` and `/api/*` require a client token ([`crate::auth`]); the rest stays open. A session
+//! opened with a token may send only the requests its permissions allow (the others are answered
+//! with EventError 51 and the session goes on); at most `max-clients` sessions are served at once
+//! (the upgrade beyond it is answered HTTP 503).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -57,6 +60,8 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/admin/reload", post(admin_reload))
         .merge(crate::web::routes())
+        // Counted per router, i.e. per client port: `max-clients`.
+        .layer(axum::Extension(crate::session::ClientSlots::default()))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             authenticate,
@@ -197,9 +202,25 @@ async fn ws(
     upgrade: WebSocketUpgrade,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     who: Option<axum::Extension<crate::auth::Identity>>,
+    axum::Extension(slots): axum::Extension<crate::session::ClientSlots>,
     State(st): State<AppState>,
 ) -> Response {
-    let name = who.and_then(|w| w.0.name);
+    let who = who.map(|w| w.0).unwrap_or(crate::auth::Identity {
+        name: None,
+        permissions: crate::auth::Permissions::ALL,
+    });
+    let slot = match slots.take(st.client.max_clients) {
+        Ok(s) => s,
+        Err(reason) => {
+            warn!(%peer, token = who.name.as_deref().unwrap_or(""), max_clients = st.client.max_clients, "client refused: max-clients reached");
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [("retry-after", "5")],
+                format!("{reason}\n"),
+            )
+                .into_response();
+        }
+    };
     let max = st.max_frame;
     upgrade
         // tungstenite zeroes its read buffer up to this size on every read: client requests
@@ -208,7 +229,7 @@ async fn ws(
         .read_buffer_size(4096)
         .max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| session(socket, peer, name, st))
+        .on_upgrade(move |socket| session(socket, peer, who, slot, st))
 }
 
 fn close_frame(r: crate::session::CloseReason) -> WsMessage {
@@ -218,11 +239,27 @@ fn close_frame(r: crate::session::CloseReason) -> WsMessage {
     }))
 }
 
-async fn session(socket: WebSocket, peer: SocketAddr, token: Option<String>, st: AppState) {
+async fn session(
+    socket: WebSocket,
+    peer: SocketAddr,
+    who: crate::auth::Identity,
+    // Held for the session's life: its place under `max-clients`.
+    _slot: crate::session::ClientSlot,
+    st: AppState,
+) {
     let id = st.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-    if let Some(token) = &token {
-        info!(client = id, %peer, token = %token, "client authenticated by token");
+    if let Some(token) = &who.name {
+        info!(client = id, %peer, token = %token, permissions = ?who.permissions, "client authenticated by token");
     }
+    // A token without every permission: each request is looked at here (the name only matters)
+    // and one it may not send is answered with EventError 51 without reaching the engine's
+    // request handling. With every permission nothing is parsed twice.
+    let restricted = (!who.permissions.is_all()).then(|| {
+        (
+            who.permissions,
+            who.name.clone().unwrap_or_else(|| "-".into()),
+        )
+    });
     let (tx, mut rx) = mpsc::channel::<Outgoing>(st.queue.max(1));
     if st
         .core
@@ -319,9 +356,24 @@ async fn session(socket: WebSocket, peer: SocketAddr, token: Option<String>, st:
                         // before the client reads the reason).
                         return crate::session::drain(&mut stream).await;
                     }
-                    Input::ClientText {
-                        client: id,
-                        text: t.to_string(),
+                    let refused = restricted.as_ref().and_then(|(perms, token)| {
+                        let req = ctid_protocol::parse_request(t.as_str()).ok()?;
+                        let message = perms.refusal(token, req.name)?;
+                        info!(client = id, %peer, token = %token, request = %req.name, "request refused: token lacks the permission");
+                        Some(message)
+                    });
+                    match refused {
+                        // TODO(engine): carry the request's ReferenceID (ClientInvalid has no
+                        // field for it yet).
+                        Some(message) => Input::ClientInvalid {
+                            client: id,
+                            code: 51,
+                            message,
+                        },
+                        None => Input::ClientText {
+                            client: id,
+                            text: t.to_string(),
+                        },
                     }
                 }
                 Ok(WsMessage::Binary(_)) => Input::ClientInvalid {

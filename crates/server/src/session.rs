@@ -12,6 +12,8 @@
 //!   burst of `client-rate-burst`. A client that exceeds it is closed (code 1008, "request rate
 //!   limit exceeded: …"); the others never notice. Off (0) by default: a desktop registering
 //!   thousands of DNs at start is legitimate.
+//! * **Max clients**: at most `max-clients` WebSocket sessions at once ([`ClientSlots`]); the
+//!   upgrade beyond it is answered HTTP 503 with a one-line reason.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -27,7 +29,12 @@ pub struct ClientPolicy {
     pub ping_interval: Duration,
     /// How long after a due Pong a silent client is declared dead.
     pub ping_timeout: Duration,
+    /// WebSocket sessions served at once (`max-clients`).
+    pub max_clients: usize,
 }
+
+/// `max-clients` when the configuration does not say.
+pub const DEFAULT_MAX_CLIENTS: usize = 10_000;
 
 impl Default for ClientPolicy {
     fn default() -> Self {
@@ -36,6 +43,7 @@ impl Default for ClientPolicy {
             rate_burst: 0.0,
             ping_interval: Duration::from_secs(30),
             ping_timeout: Duration::from_secs(10),
+            max_clients: DEFAULT_MAX_CLIENTS,
         }
     }
 }
@@ -92,6 +100,47 @@ impl Liveness {
             });
         }
         Ok(())
+    }
+}
+
+/// The WebSocket sessions of one client port, counted against `max-clients`.
+#[derive(Debug, Clone, Default)]
+pub struct ClientSlots(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+/// One session's place in [`ClientSlots`], given back when dropped (the session ended, or the
+/// upgrade never completed).
+#[derive(Debug)]
+pub struct ClientSlot(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl ClientSlots {
+    /// A place for one more session, or `Err` with the one-line reason when `max` are open.
+    pub fn take(&self, max: usize) -> Result<ClientSlot, String> {
+        let mut n = self.0.load(Ordering::Acquire);
+        loop {
+            if n >= max {
+                return Err(format!(
+                    "too many clients: this server serves at most {max} sessions (max-clients); try again later"
+                ));
+            }
+            match self
+                .0
+                .compare_exchange_weak(n, n + 1, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return Ok(ClientSlot(self.0.clone())),
+                Err(now) => n = now,
+            }
+        }
+    }
+
+    /// Sessions open (or being upgraded).
+    pub fn open(&self) -> usize {
+        self.0.load(Ordering::Acquire)
     }
 }
 
@@ -209,6 +258,19 @@ mod tests {
         l.take(t0 + Duration::from_millis(100)).unwrap();
         assert!(l.take(t0 + Duration::from_millis(100)).is_err());
         assert!(RateLimiter::new(&ClientPolicy::default()).is_none());
+    }
+
+    #[test]
+    fn slots_stop_at_the_maximum_and_come_back() {
+        let s = ClientSlots::default();
+        let a = s.take(2).unwrap();
+        let _b = s.take(2).unwrap();
+        let e = s.take(2).unwrap_err();
+        assert!(e.contains("max-clients") && !e.contains('\n'), "{e}");
+        drop(a);
+        assert_eq!(s.open(), 1);
+        let _c = s.take(2).unwrap();
+        assert_eq!(s.open(), 2);
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! `[[client-token]]`) on `/ws` and `/api/state` with the probes left open, token rotation by a
 //! reload, and TLS (`[tls]`): a WSS client trusting a self-signed certificate made here registers
 //! a DN; a plain-TCP client to the TLS port fails cleanly and the server keeps serving.
+//! Per-token permissions (a monitor-only token is refused call control and private services with
+//! EventError 51 on a session that stays open) and `max-clients` (HTTP 503 beyond it).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use ctid_client::Client;
 use ctid_protocol::{parse_event, EventName, Request};
-use ctid_server::auth::{AuthConfig, AuthMode, ClientToken};
+use ctid_server::auth::{AuthConfig, AuthMode, ClientToken, Permission, Permissions};
 use ctid_server::config::TlsConfig;
 use ctid_server::demo::demo_config;
 use ctid_server::{Config, Running};
@@ -25,6 +27,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 const T: Duration = Duration::from_secs(5);
 const DESK: &str = "desk-token-0123456789abcdef";
 const OPS: &str = "ops-token-fedcba9876543210";
+const WATCH: &str = "watch-token-5555555555555555";
 
 fn any() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
@@ -38,13 +41,22 @@ fn tokens() -> AuthConfig {
                 name: "desk".into(),
                 token: DESK.into(),
                 admin: false,
+                permissions: Permissions::ALL,
             },
             ClientToken {
                 name: "ops".into(),
                 token: OPS.into(),
                 admin: true,
+                permissions: Permissions::ALL,
+            },
+            ClientToken {
+                name: "watch".into(),
+                token: WATCH.into(),
+                admin: false,
+                permissions: Permissions::NONE.with(Permission::Monitor),
             },
         ],
+        explicit: true,
     }
 }
 
@@ -213,13 +225,133 @@ async fn token_auth_guards_the_client_port_and_leaves_the_probes_open() {
     register_raw(&mut ws, "2004").await;
 }
 
+/// A monitor-only token registers and queries; call control and private services are answered
+/// with EventError 51 naming the token, and the session goes on.
 #[tokio::test]
-async fn auth_none_is_the_default() {
+async fn a_monitor_only_token_is_refused_call_control_and_private_services() {
+    let (_sim, ctid) = rig_with(|c| c.auth = tokens()).await;
+    let url = format!("{}?token={WATCH}", ctid.ws_url());
+    let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .unwrap();
+    until(&mut ws, EventName::EventLinkConnected).await;
+    register_raw(&mut ws, "2002").await;
+    let q = Request::query_address("2002", ctid_protocol::AddressInfoType::DnStatus)
+        .with_reference_id(8)
+        .to_json();
+    ws.send(Message::text(q)).await.unwrap();
+    until(&mut ws, EventName::EventAddressInfo).await;
+
+    let mut make = Request::new(ctid_protocol::RequestName::RequestMakeCall)
+        .with_reference_id(9)
+        .with_this_dn("2002")
+        .with_other_dn("2003");
+    make.make_call_type = Some(ctid_protocol::MakeCallType::Regular);
+    ws.send(Message::text(make.to_json())).await.unwrap();
+    let e = parse_event(&until(&mut ws, EventName::EventError).await).unwrap();
+    assert_eq!(e.error_code.map(|c| c.0), Some(51), "{e:?}");
+    let m = e.error_message.clone().unwrap_or_default();
+    assert!(
+        m.contains("token watch") && m.contains("RequestMakeCall") && m.contains("\"call\""),
+        "{m}"
+    );
+    assert!(e.event_sequence_number > 0, "{e:?}");
+
+    let private = Request::private_service("2002", 1).with_reference_id(10);
+    ws.send(Message::text(private.to_json())).await.unwrap();
+    let e = parse_event(&until(&mut ws, EventName::EventError).await).unwrap();
+    assert_eq!(e.error_code.map(|c| c.0), Some(51), "{e:?}");
+    let m = e.error_message.clone().unwrap_or_default();
+    assert!(
+        m.contains("RequestPrivateService") && m.contains("\"private\""),
+        "{m}"
+    );
+
+    // The session is still usable, and a full token on the same server may make the call.
+    register_raw(&mut ws, "2004").await;
+    let mut c = Client::connect(&format!("{}?token={DESK}", ctid.ws_url()))
+        .await
+        .unwrap();
+    c.next_event(T).await.unwrap().unwrap();
+    let ev = c
+        .request(Request::register_address("2005"), T)
+        .await
+        .unwrap();
+    assert_eq!(ev.name, EventName::EventRegistered, "{ev:?}");
+    let mut make = Request::new(ctid_protocol::RequestName::RequestMakeCall)
+        .with_this_dn("2005")
+        .with_other_dn("2006");
+    make.make_call_type = Some(ctid_protocol::MakeCallType::Regular);
+    let ev = c.request(make, T).await.unwrap();
+    assert_ne!(ev.name, EventName::EventError, "{ev:?}");
+}
+
+/// `max-clients`: the upgrade beyond it is answered 503 with a one-line reason; the sessions
+/// already open go on, and a closed one frees its place.
+#[tokio::test]
+async fn max_clients_refuses_the_upgrade_beyond_it() {
+    let (_sim, ctid) = rig_with(|c| c.client.max_clients = 2).await;
+    let url = ctid.ws_url();
+    let mut a = Client::connect(&url).await.unwrap();
+    a.next_event(T).await.unwrap().unwrap();
+    let (mut b, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .unwrap();
+    until(&mut b, EventName::EventLinkConnected).await;
+
+    let (code, body) = refused(&url).await;
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("max-clients"), "{body:?}");
+    assert_eq!(body.lines().count(), 1, "{body:?}");
+    // The probes are not sessions.
+    assert_eq!(http(ctid.addr, "GET", "/healthz", None).await.0, 200);
+
+    let ev = a
+        .request(Request::register_address("2002"), T)
+        .await
+        .unwrap();
+    assert_eq!(ev.name, EventName::EventRegistered, "{ev:?}");
+    register_raw(&mut b, "2003").await;
+
+    // One leaves: a new one gets in (once the server has seen the close).
+    b.close(None).await.unwrap();
+    drop(b);
+    let deadline = Instant::now() + T;
+    let (mut c, _) = loop {
+        match tokio_tungstenite::connect_async(url.as_str()).await {
+            Ok(ok) => break ok,
+            Err(WsError::Http(r)) if r.status().as_u16() == 503 => {
+                assert!(
+                    Instant::now() < deadline,
+                    "the closed session's place never came back"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    until(&mut c, EventName::EventLinkConnected).await;
+    register_raw(&mut c, "2004").await;
+    assert_eq!(refused(&url).await.0, 503);
+}
+
+/// With `auth` left out, the loopback client port (the demo, these tests) serves clients without
+/// a token; `Config::check_auth` refuses the same configuration on any other address.
+#[tokio::test]
+async fn auth_none_is_the_default_on_loopback() {
     let (_sim, ctid) = rig_with(|_| {}).await;
     assert_eq!(http(ctid.addr, "GET", "/api/state", None).await.0, 200);
     let mut c = Client::connect(&ctid.ws_url()).await.unwrap();
     let ev = c.next_event(T).await.unwrap().unwrap();
     assert_eq!(ev.name, EventName::EventLinkConnected);
+    let mut cfg = Config::parse("[[link]]\nhost='x'\n").unwrap();
+    cfg.check_auth().unwrap();
+    cfg.listen = "0.0.0.0:7000".parse().unwrap();
+    let e = cfg.check_auth().unwrap_err();
+    assert!(
+        e.starts_with("auth: the client port listens on 0.0.0.0:7000"),
+        "{e}"
+    );
 }
 
 #[tokio::test]
@@ -239,6 +371,28 @@ async fn config_keys_and_their_errors() {
     assert_eq!(c.auth.tokens[1].name, "token2");
     assert!(c.auth.tokens[1].admin);
     assert!(!format!("{c:?}").contains(DESK), "token in Debug output");
+    assert!(c.auth.tokens.iter().all(|t| t.permissions.is_all()));
+    let e = Config::parse(&format!(
+        "auth = \"token\"\n[[link]]\nhost='x'\n[[client-token]]\ntoken='{OPS}'\npermissions=['monitor','everything']\n"
+    ))
+    .unwrap_err();
+    assert!(
+        e.contains("client-token[0].permissions") && e.contains("everything"),
+        "{e}"
+    );
+    // `--check-config` (Config::load): no `auth` on a non-loopback `listen` is an error.
+    std::fs::write(&file, "listen = '0.0.0.0:7000'\n[[link]]\nhost='x'\n").unwrap();
+    let e = Config::load(&file).unwrap_err();
+    assert!(
+        e.contains("auth: the client port listens on") && e.contains("not loopback"),
+        "{e}"
+    );
+    std::fs::write(
+        &file,
+        "listen = '0.0.0.0:7000'\nauth = 'none'\n[[link]]\nhost='x'\n",
+    )
+    .unwrap();
+    Config::load(&file).unwrap();
 
     let e = Config::parse("auth = \"token\"\n[[link]]\nhost='x'\n").unwrap_err();
     assert!(e.contains("auth") && e.contains("client-token"), "{e}");
