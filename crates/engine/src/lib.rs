@@ -62,6 +62,8 @@ pub enum Input {
         client: ClientId,
         code: u32,
         message: String,
+        /// The request's ReferenceID, when the frame was a readable request.
+        reference_id: Option<u32>,
     },
     /// The link is operational (session up, system status normal).
     LinkUp { name: String },
@@ -412,10 +414,11 @@ impl Engine {
                 client,
                 code,
                 message,
+                reference_id,
             } => {
                 self.counters.request_errors += 1;
                 info!(client, code, reason = %message, "rejected request");
-                let ev = Event::error(ErrorCode(code), message);
+                let ev = Event::error(ErrorCode(code), message).with_reference_id(reference_id);
                 self.emit(out, vec![client], ev);
             }
             Input::LinkUp { name } => self.link_up(name, out),

@@ -57,6 +57,12 @@ struct Args {
     /// Established calls set up before the measurement and kept (memory figure).
     #[arg(long, default_value_t = 0)]
     active_calls: usize,
+    /// Clients that register every DN and never read (slow-client test).
+    #[arg(long, default_value_t = 0)]
+    stuck_clients: usize,
+    /// ctid's `client-queue` (events queued per client before it is dropped as too slow).
+    #[arg(long, default_value_t = 1_000_000)]
+    client_queue: usize,
     /// First DN number.
     #[arg(long, default_value_t = 100000)]
     first: u32,
@@ -326,7 +332,8 @@ async fn main() -> anyhow::Result<()> {
     std::fs::write(
         &cfg,
         format!(
-            "listen = \"127.0.0.1:{port}\"\nclient-queue = 1000000\n\n[[link]]\nname = \"csta-sim\"\nhost = \"127.0.0.1\"\nport = {}\nsession = \"ecma354\"\nmax-outstanding = 1000\nresync-timeout = 120\nrequest-timeout = 30\nkpl-interval = 10\n\n[[dn]]\nrange = \"{}-{last}\"\ntype = \"Extension\"\nregister = true\n",
+            "listen = \"127.0.0.1:{port}\"\nclient-queue = {}\n\n[[link]]\nname = \"csta-sim\"\nhost = \"127.0.0.1\"\nport = {}\nsession = \"ecma354\"\nmax-outstanding = 1000\nresync-timeout = 120\nrequest-timeout = 30\nkpl-interval = 10\n\n[[dn]]\nrange = \"{}-{last}\"\ntype = \"Extension\"\nregister = true\n",
+            args.client_queue,
             sim.csta_addr().port(),
             args.first
         ),
@@ -408,6 +415,30 @@ async fn main() -> anyhow::Result<()> {
         t_reg.elapsed().as_secs_f64()
     );
 
+    // Clients that never read: they register every DN, then sit on a full socket.
+    let mut stuck = Vec::new();
+    for _ in 0..args.stuck_clients {
+        let (ws, _) = tokio_tungstenite::connect_async(&url)
+            .await
+            .context("connect")?;
+        let (mut tx, rx) = ws.split();
+        for (i, dn) in numbers.iter().enumerate() {
+            let r = format!(
+                r#"{{"request":"RequestRegisterAddress","ReferenceID":{},"ThisDN":"{dn}"}}"#,
+                i + 1
+            );
+            tx.feed(Ws::Text(r.into())).await?;
+        }
+        tx.flush().await?;
+        stuck.push((tx, rx));
+    }
+    if args.stuck_clients > 0 {
+        eprintln!(
+            "{} clients registered every DN and will never read",
+            args.stuck_clients
+        );
+    }
+
     // Calls.
     let driver = Arc::new(Mutex::new(Driver::default()));
     {
@@ -472,6 +503,17 @@ async fn main() -> anyhow::Result<()> {
     let switch_events = stats.events_out.load(Ordering::Relaxed) - ev0;
     let client_events = count.load(Ordering::Relaxed) - cl0;
     let rss = proc_.peak_rss_mib();
+    let metrics_text = http_get(http, "/metrics")
+        .await
+        .map(|r| r.1)
+        .unwrap_or_default();
+    let dropped_slow: u64 = metrics_text
+        .lines()
+        .find(|l| l.starts_with("ctid_clients_dropped_total{reason=\"slow\"}"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    drop(stuck);
     let h1 = histogram(
         &http_get(http, "/metrics")
             .await
@@ -544,6 +586,12 @@ async fn main() -> anyhow::Result<()> {
         startup.as_secs_f64()
     );
     println!("  ctid peak RSS            {rss:.1} MiB");
+    if args.stuck_clients > 0 {
+        println!(
+            "  stuck clients            {} (ctid dropped {dropped_slow} as too slow)",
+            args.stuck_clients
+        );
+    }
     if args.json {
         let j = serde_json::json!({
             "dns": args.dns,
@@ -566,6 +614,8 @@ async fn main() -> anyhow::Result<()> {
             "rss_mib": rss,
             "calls": calls,
             "calls_failed": failed,
+            "stuck_clients": args.stuck_clients,
+            "clients_dropped_slow": dropped_slow,
         });
         println!("{j}");
     }

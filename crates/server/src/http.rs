@@ -330,11 +330,16 @@ async fn session(
                 metrics.switch_to_client_latency.observe(t.elapsed());
             }
         }
-        // The core dropped us: the send queue overflowed.
+        // The core dropped us: ctid is shutting down, or the send queue overflowed.
+        let (code, reason) = if crate::core::shutting_down() {
+            (1001, "ctid is shutting down")
+        } else {
+            (1008, "send queue full: client too slow")
+        };
         let _ = sink
             .send(WsMessage::Close(Some(CloseFrame {
-                code: 1008,
-                reason: Utf8Bytes::from_static("send queue full: client too slow"),
+                code,
+                reason: Utf8Bytes::from_static(reason),
             })))
             .await;
     };
@@ -360,15 +365,14 @@ async fn session(
                         let req = ctid_protocol::parse_request(t.as_str()).ok()?;
                         let message = perms.refusal(token, req.name)?;
                         info!(client = id, %peer, token = %token, request = %req.name, "request refused: token lacks the permission");
-                        Some(message)
+                        Some((message, req.reference_id))
                     });
                     match refused {
-                        // TODO(engine): carry the request's ReferenceID (ClientInvalid has no
-                        // field for it yet).
-                        Some(message) => Input::ClientInvalid {
+                        Some((message, reference_id)) => Input::ClientInvalid {
                             client: id,
                             code: 51,
                             message,
+                            reference_id,
                         },
                         None => Input::ClientText {
                             client: id,
@@ -381,6 +385,7 @@ async fn session(
                     code: 53,
                     message: "binary frames are not accepted; send one JSON object per text frame"
                         .into(),
+                    reference_id: None,
                 },
                 Ok(WsMessage::Close(_)) => return,
                 Ok(_) => continue,

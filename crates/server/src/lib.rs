@@ -134,6 +134,9 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
 
 /// Start ctid with this configuration and options.
 pub async fn start_with(cfg: Config, opts: StartOptions) -> anyhow::Result<Running> {
+    // Unauthenticated clients only on loopback or with an explicit `auth = "none"` (this also
+    // covers `--listen` overriding the file).
+    cfg.check_auth().map_err(|e| anyhow::anyhow!(e))?;
     // Certificate and key first: a bad one stops start-up before anything listens.
     let tls = match &cfg.tls {
         Some(t) => Some(tls::server_config(t).map_err(|e| anyhow::anyhow!(e))?),
