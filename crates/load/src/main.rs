@@ -63,6 +63,9 @@ struct Args {
     /// ctid's `client-queue` (events queued per client before it is dropped as too slow).
     #[arg(long, default_value_t = 1_000_000)]
     client_queue: usize,
+    /// ctid's `client-queue-bytes` (bytes queued per client before it is dropped as too slow).
+    #[arg(long, default_value_t = 64 * 1024 * 1024)]
+    client_queue_bytes: usize,
     /// First DN number.
     #[arg(long, default_value_t = 100000)]
     first: u32,
@@ -332,8 +335,9 @@ async fn main() -> anyhow::Result<()> {
     std::fs::write(
         &cfg,
         format!(
-            "listen = \"127.0.0.1:{port}\"\nclient-queue = {}\n\n[[link]]\nname = \"csta-sim\"\nhost = \"127.0.0.1\"\nport = {}\nsession = \"ecma354\"\nmax-outstanding = 1000\nresync-timeout = 120\nrequest-timeout = 30\nkpl-interval = 10\n\n[[dn]]\nrange = \"{}-{last}\"\ntype = \"Extension\"\nregister = true\n",
+            "listen = \"127.0.0.1:{port}\"\nclient-queue = {}\nclient-queue-bytes = {}\n\n[[link]]\nname = \"csta-sim\"\nhost = \"127.0.0.1\"\nport = {}\nsession = \"ecma354\"\nmax-outstanding = 1000\nresync-timeout = 120\nrequest-timeout = 30\nkpl-interval = 10\n\n[[dn]]\nrange = \"{}-{last}\"\ntype = \"Extension\"\nregister = true\n",
             args.client_queue,
+            args.client_queue_bytes,
             sim.csta_addr().port(),
             args.first
         ),

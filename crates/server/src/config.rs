@@ -48,6 +48,8 @@ pub struct Config {
     pub max_client_frame: usize,
     /// Events queued per client before it is disconnected as too slow.
     pub client_queue: usize,
+    /// Bytes queued per client before it is disconnected as too slow.
+    pub client_queue_bytes: usize,
     /// Client sessions: rate limit, ping/pong liveness.
     pub client: crate::session::ClientPolicy,
     /// Client authentication (`auth`, `[[client-token]]`).
@@ -72,6 +74,7 @@ struct RawConfig {
     accept_dn_type: Option<String>,
     max_client_frame: Option<usize>,
     client_queue: Option<usize>,
+    client_queue_bytes: Option<usize>,
     max_clients: Option<usize>,
     client_rate_limit: Option<f64>,
     client_rate_burst: Option<f64>,
@@ -476,6 +479,7 @@ impl Config {
             engine,
             max_client_frame: raw.max_client_frame.unwrap_or(256 * 1024),
             client_queue: raw.client_queue.unwrap_or(10_000),
+            client_queue_bytes: raw.client_queue_bytes.unwrap_or(64 * 1024 * 1024),
             client,
             auth,
             tls,

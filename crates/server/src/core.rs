@@ -9,6 +9,7 @@
 //! call views (`/api/state`), and hands [`CoreMsg::Reconfigure`] to the engine (config reload).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -31,6 +32,8 @@ pub enum CoreMsg {
         id: ClientId,
         peer: String,
         tx: mpsc::Sender<Outgoing>,
+        /// Bytes queued for this client; the writer subtracts what it takes off the queue.
+        queued: Arc<AtomicUsize>,
     },
     Client(Input),
     ClientClose {
@@ -83,6 +86,9 @@ pub struct Status {
 pub struct Core {
     engine: Engine,
     clients: HashMap<ClientId, mpsc::Sender<Outgoing>>,
+    /// Bytes queued per client (the queue is bounded in bytes as well as in events).
+    queued: HashMap<ClientId, Arc<AtomicUsize>>,
+    max_queued_bytes: usize,
     peers: HashMap<ClientId, String>,
     /// Requests awaiting their answer: (client, ReferenceID) → (received, name).
     inflight: HashMap<(ClientId, u32), (Instant, RequestName)>,
@@ -101,10 +107,13 @@ impl Core {
         link: mpsc::UnboundedSender<LinkCmd>,
         metrics: Metrics,
         status: watch::Sender<Status>,
+        max_queued_bytes: usize,
     ) -> Self {
         Core {
             engine,
             clients: HashMap::new(),
+            queued: HashMap::new(),
+            max_queued_bytes: max_queued_bytes.max(1),
             peers: HashMap::new(),
             inflight: HashMap::new(),
             origins: Vec::new(),
@@ -168,7 +177,13 @@ impl Core {
                     self.origins.push((from, out.len(), Instant::now()));
                 }
             }
-            CoreMsg::ClientOpen { id, peer, tx } => {
+            CoreMsg::ClientOpen {
+                id,
+                peer,
+                tx,
+                queued,
+            } => {
+                self.queued.insert(id, queued);
                 if shutting_down() {
                     drop(tx);
                     return;
@@ -239,6 +254,7 @@ impl Core {
 
     fn forget_client(&mut self, id: ClientId) {
         self.peers.remove(&id);
+        self.queued.remove(&id);
         if !self.inflight.is_empty() {
             self.inflight.retain(|(c, _), _| *c != id);
         }
@@ -276,6 +292,23 @@ impl Core {
                         let Some(tx) = self.clients.get(&c) else {
                             continue;
                         };
+                        if dropped.contains(&c) {
+                            continue; // already dropped in this batch: one log line, one count
+                        }
+                        if let Some(q) = self.queued.get(&c) {
+                            let n = text.len();
+                            if q.load(Ordering::Relaxed) + n > self.max_queued_bytes {
+                                warn!(
+                                    client = c,
+                                    limit = self.max_queued_bytes,
+                                    "client too slow: send queue over client-queue-bytes; disconnecting"
+                                );
+                                self.metrics.clients_dropped_slow.inc();
+                                dropped.push(c);
+                                continue;
+                            }
+                            q.fetch_add(n, Ordering::Relaxed);
+                        }
                         let item = Outgoing {
                             text: text.clone(),
                             since,

@@ -261,12 +261,15 @@ async fn session(
         )
     });
     let (tx, mut rx) = mpsc::channel::<Outgoing>(st.queue.max(1));
+    let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let dequeued = queued.clone();
     if st
         .core
         .send(CoreMsg::ClientOpen {
             id,
             peer: peer.to_string(),
             tx,
+            queued,
         })
         .await
         .is_err()
@@ -313,12 +316,14 @@ async fn session(
                 }
             };
             stamps.extend(first.since);
+            dequeued.fetch_sub(first.text.len(), std::sync::atomic::Ordering::Relaxed);
             if sink.feed(WsMessage::Text(first.text)).await.is_err() {
                 return;
             }
             // Batch what is already queued.
             while let Ok(more) = rx.try_recv() {
                 stamps.extend(more.since);
+                dequeued.fetch_sub(more.text.len(), std::sync::atomic::Ordering::Relaxed);
                 if sink.feed(WsMessage::Text(more.text)).await.is_err() {
                     return;
                 }

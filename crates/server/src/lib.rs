@@ -153,7 +153,14 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> anyhow::Result<Runni
     let engine = ctid_engine::Engine::new(cfg.engine.clone());
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn(
-        core::Core::new(engine, link_tx, metrics.clone(), status_tx).run(core_rx),
+        core::Core::new(
+            engine,
+            link_tx,
+            metrics.clone(),
+            status_tx,
+            cfg.client_queue_bytes,
+        )
+        .run(core_rx),
     ));
     anyhow::ensure!(!cfg.links.is_empty(), "no [[link]] configured");
     tasks.push(tokio::spawn(link::run_links(
