@@ -176,6 +176,27 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> anyhow::Result<Runni
         metrics.clone(),
     ));
     let auth_store = auth::AuthStore::new(cfg.auth.clone());
+    // Token files are re-read when they change (and on every reload): a rotated token works
+    // within seconds without SIGHUP. A file that does not parse meanwhile keeps the tokens in force.
+    if let Some(path) = opts.config_path.clone() {
+        if cfg.auth.mode == auth::AuthMode::Token {
+            let store = auth_store.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut every = tokio::time::interval(std::time::Duration::from_secs(3));
+                loop {
+                    every.tick().await;
+                    let Ok(c) = Config::load(&path) else { continue };
+                    if *store.get() != c.auth {
+                        tracing::info!(
+                            tokens = c.auth.tokens.len(),
+                            "client tokens changed on disk: reloaded"
+                        );
+                        store.set(c.auth);
+                    }
+                }
+            }));
+        }
+    }
     let app = http::router(http::AppState {
         core: core_tx.clone(),
         status: status_rx.clone(),

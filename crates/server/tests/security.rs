@@ -609,3 +609,45 @@ async fn bad_certificate_paths_stop_start_up() {
     let e = ctid_server::start(cfg).await.err().expect("started");
     assert!(e.to_string().starts_with("tls.cert"), "{e}");
 }
+
+#[tokio::test]
+async fn a_changed_token_file_is_picked_up_without_a_reload() {
+    let sim = Sim::start(SimConfig::demo(), any(), None).await.unwrap();
+    let dir = scratch("watch");
+    let old = "old-watch-token-0123456789";
+    let new = "new-watch-token-9876543210";
+    std::fs::write(dir.join("desk.token"), old).unwrap();
+    let text = format!(
+        "listen = \"127.0.0.1:0\"\nauth = \"token\"\n[[link]]\nhost = \"{}\"\nport = {}\n[[dn]]\nrange = \"2001-2010\"\n[[client-token]]\nname = \"desk\"\ntoken-file = \"desk.token\"\n",
+        sim.csta_addr().ip(),
+        sim.csta_addr().port()
+    );
+    let file = dir.join("ctid.toml");
+    std::fs::write(&file, text).unwrap();
+    let cfg = Config::load(&file).unwrap();
+    let ctid = ctid_server::start_with(
+        cfg,
+        ctid_server::StartOptions {
+            config_path: Some(file),
+            admin_token: None,
+        },
+    )
+    .await
+    .unwrap();
+    wait_up(&ctid).await;
+    let url = ctid.ws_url();
+    assert!(Client::connect(&format!("{url}?token={old}")).await.is_ok());
+    std::fs::write(dir.join("desk.token"), new).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if Client::connect(&format!("{url}?token={new}")).await.is_ok() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new token was never accepted"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(refused(&format!("{url}?token={old}")).await.0, 401);
+}
