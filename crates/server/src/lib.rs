@@ -163,15 +163,18 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> anyhow::Result<Runni
         .run(core_rx),
     ));
     anyhow::ensure!(!cfg.links.is_empty(), "no [[link]] configured");
+    let (link_settings_tx, link_settings_rx) = watch::channel(cfg.links.clone());
     tasks.push(tokio::spawn(link::run_links(
         cfg.links.clone(),
         core_tx.clone(),
         link_rx,
         metrics.clone(),
+        link_settings_rx,
     )));
     let reloader = Arc::new(reload::Reloader::new(
         opts.config_path.clone(),
         core_tx.clone(),
+        link_settings_tx,
         cfg.clone(),
         metrics.clone(),
     ));

@@ -64,6 +64,7 @@ pub async fn run_links(
     core: mpsc::Sender<CoreMsg>,
     mut cmds: mpsc::UnboundedReceiver<LinkCmd>,
     metrics: Metrics,
+    settings: tokio::sync::watch::Receiver<Vec<LinkConfig>>,
 ) {
     let (report_tx, mut reports) = mpsc::channel::<(usize, Report)>(65_536);
     let mut to_link = Vec::new();
@@ -81,6 +82,7 @@ pub async fn run_links(
             rx,
             reset_rx,
             metrics.clone(),
+            settings.clone(),
         )));
     }
     // Aborts the link tasks when this task is dropped (ctid stopping).
@@ -179,14 +181,23 @@ async fn select(link: &LinkConfig, core: &mpsc::Sender<CoreMsg>, metrics: &Metri
 /// Run one link forever: connect, serve, reconnect.
 async fn run(
     index: usize,
-    cfg: LinkConfig,
+    mut cfg: LinkConfig,
     mgr: mpsc::Sender<(usize, Report)>,
     mut cmds: mpsc::UnboundedReceiver<LinkCmd>,
     mut reset: mpsc::UnboundedReceiver<()>,
     metrics: Metrics,
+    settings: tokio::sync::watch::Receiver<Vec<LinkConfig>>,
 ) {
     let mut backoff = cfg.reconnect_min;
     loop {
+        // Settings changed by a reload apply from this (re)connect on.
+        if let Some(new) = settings.borrow().get(index) {
+            if format!("{new:?}") != format!("{cfg:?}") {
+                info!(link = %new.name, "new link settings from the reloaded configuration apply now");
+                cfg = new.clone();
+                backoff = cfg.reconnect_min;
+            }
+        }
         let started = Instant::now();
         let addr = format!("{}:{}", cfg.host, cfg.port);
         let mut demoted = false;

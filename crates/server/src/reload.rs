@@ -3,11 +3,12 @@
 //! rejected and the running configuration stays. The engine monitors added DNs and sends
 //! EventUnregistered (with a reason) to clients of removed ones.
 //!
-//! What a reload does not change (written in the answer and the log when it differs): `listen`,
-//! `max-client-frame`, `client-queue` and the connection settings of `[[link]]` (host, port,
-//! session, edition, timers) — the running link task holds its own copy; they apply at the next
-//! restart. The link options the engine owns (`request-timeout`, `max-outstanding`,
-//! `resync-timeout`, `hotdesk.enabled`) do apply.
+//! The connection settings of `[[link]]` (host, port, session, edition, timers) apply at each
+//! link's next reconnect (the link tasks read them from a watch channel). What a reload does not
+//! change (written in the answer and the log when it differs): `listen`, `max-client-frame`,
+//! `client-queue`, and the list of links itself (added, removed, renamed). The link options the
+//! engine owns (`request-timeout`, `max-outstanding`, `resync-timeout`, `hotdesk.enabled`) apply
+//! at once.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -23,6 +24,8 @@ use crate::Config;
 pub struct Reloader {
     path: Option<PathBuf>,
     core: mpsc::Sender<CoreMsg>,
+    /// The link tasks read their settings from here at every (re)connect.
+    links: tokio::sync::watch::Sender<Vec<crate::config::LinkConfig>>,
     current: Mutex<Config>,
     metrics: Metrics,
 }
@@ -54,12 +57,14 @@ impl Reloader {
     pub fn new(
         path: Option<PathBuf>,
         core: mpsc::Sender<CoreMsg>,
+        links: tokio::sync::watch::Sender<Vec<crate::config::LinkConfig>>,
         current: Config,
         metrics: Metrics,
     ) -> Self {
         Reloader {
             path,
             core,
+            links,
             current: Mutex::new(current),
             metrics,
         }
@@ -99,8 +104,22 @@ impl Reloader {
         if new.client_queue != cur.client_queue {
             later.push("client-queue".to_string());
         }
+        // Link settings apply at each link's next reconnect when the links are the same ones
+        // (same count and names); adding, removing or renaming links needs a restart.
+        let mut links_at_reconnect = false;
         if format!("{:?}", new.links) != format!("{:?}", cur.links) {
-            later.push("[[link]] connection settings".to_string());
+            let same_links = new.links.len() == cur.links.len()
+                && new
+                    .links
+                    .iter()
+                    .zip(&cur.links)
+                    .all(|(a, b)| a.name == b.name);
+            if same_links {
+                links_at_reconnect = true;
+                self.links.send_replace(new.links.clone());
+            } else {
+                later.push("[[link]] list (links added, removed or renamed)".to_string());
+            }
         }
         self.core
             .send(CoreMsg::Reconfigure(Box::new(new.engine.clone())))
@@ -112,6 +131,10 @@ impl Reloader {
             path.display(),
             new.engine.dns.len()
         );
+        if links_at_reconnect {
+            summary
+                .push_str("; [[link]] settings changed: they apply at each link's next reconnect");
+        }
         if !later.is_empty() {
             summary.push_str(&format!(
                 "; changed, applies at the next restart: {}",
@@ -124,7 +147,9 @@ impl Reloader {
         next.listen = cur.listen;
         next.max_client_frame = cur.max_client_frame;
         next.client_queue = cur.client_queue;
-        next.links = cur.links.clone();
+        if !links_at_reconnect {
+            next.links = cur.links.clone();
+        }
         *cur = next;
         Ok(summary)
     }
