@@ -25,10 +25,3 @@ fn sequence_corpus() {
     }
     assert!(failed.is_empty(), "failing inputs {failed:?}");
 }
-
-#[test]
-#[ignore = "replays the file in CTID_FUZZ_FILE with CTID_FUZZ_TRACE=1 to see its inputs and outputs"]
-fn replay_one() {
-    let p = std::env::var("CTID_FUZZ_FILE").expect("CTID_FUZZ_FILE");
-    entry::sequence(&std::fs::read(p).unwrap());
-}
