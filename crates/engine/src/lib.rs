@@ -762,7 +762,9 @@ impl Engine {
                     .insert(number.clone(), Dn::unconfigured(&number, t));
             }
         }
-        let d = self.dns.get_mut(&number).expect("inserted above");
+        let Some(d) = self.dns.get_mut(&number) else {
+            return self.error(out, client, &req, 52, format!("DN {number} vanished"));
+        };
         let others_hold = d.regs.keys().any(|c| *c != client);
         let private_elsewhere = d
             .regs
@@ -770,38 +772,36 @@ impl Engine {
             .any(|(c, r)| *c != client && r.mode == RegisterMode::Private);
         if private_elsewhere || (mode == RegisterMode::Private && others_hold) {
             let msg = format!("DN {number} is held in ModePrivate by another client");
-            let forget = d.regs.is_empty() && !d.configured;
-            if forget {
+            if d.regs.is_empty() && !d.configured {
                 self.forget_if_unused(&number);
             }
             return self.error(out, client, &req, 42, msg);
         }
         d.regs.insert(client, Reg { mode, control });
+        // First switch-level registration: answer after MonitorStart (and the hot-desk query).
+        let starting = matches!(d.monitor, Monitor::Starting { .. }) || d.query_tag.is_some();
+        let start = !starting
+            && self.link != LinkState::Down
+            && d.wants_monitor()
+            && matches!(d.monitor, Monitor::Off);
+        let wait = starting || start;
+        let req = if wait {
+            d.waiters.push((client, req));
+            None
+        } else {
+            Some(req)
+        };
         self.clients
             .entry(client)
             .or_default()
             .regs
             .insert(number.clone());
-        // First switch-level registration: answer after MonitorStart (and the hot-desk query).
-        let d = self.dns.get(&number).expect("present");
-        let starting = matches!(d.monitor, Monitor::Starting { .. }) || d.query_tag.is_some();
-        if starting {
-            self.dns
-                .get_mut(&number)
-                .expect("present")
-                .waiters
-                .push((client, req));
-            return;
-        }
-        if self.link_usable() && d.wants_monitor() && matches!(d.monitor, Monitor::Off) {
+        if start {
             self.start_monitor(&number, false);
-            self.dns
-                .get_mut(&number)
-                .expect("present")
-                .waiters
-                .push((client, req));
-            return;
         }
+        let Some(req) = req else {
+            return; // answered when the switch-level registration is done
+        };
         let ev = self.registered_event(&number, &req);
         self.emit(out, vec![client], ev);
     }

@@ -360,7 +360,7 @@ impl Actor {
         };
         let n = c.next_invoke;
         c.next_invoke = if n >= 9998 { 0 } else { n + 1 };
-        self.send(id, InvokeId::new(n).expect("below 9999"), msg);
+        self.send(id, InvokeId::new(n).unwrap_or(InvokeId::EVENT), msg);
     }
 
     fn send_system_status(&mut self, id: u64) {
@@ -645,7 +645,9 @@ impl Actor {
                 })
             }
             Message::ResetApplicationSessionTimer(r) => {
-                let c = self.conns.get_mut(&id).expect("connection exists");
+                let Some(c) = self.conns.get_mut(&id) else {
+                    return Err(SimError::BadRequest("connection closed".into()));
+                };
                 if c.session_id.as_deref() != Some(r.session_id.trim()) {
                     Message::ResetApplicationSessionTimerNegResponse(
                         ResetApplicationSessionTimerNegResponse {

@@ -621,7 +621,10 @@ impl Model {
                 let q = self.waiting.entry(dest.to_string()).or_default();
                 q.push_back(cid.to_string());
                 let n = q.len() as u32;
-                let call = self.call(cid).cloned().expect("call exists");
+                let Ok(call) = self.call(cid).cloned() else {
+                    tracing::warn!(call = cid, "call vanished while its events were built");
+                    return;
+                };
                 let calling = self.calling_of(&call, dest);
                 let parties = call.parties();
                 self.emit(&parties, Some(cid), |local| {
@@ -645,7 +648,10 @@ impl Model {
     }
 
     fn emit_delivered(&mut self, cid: &str, dest: &str, cause: EventCause) {
-        let call = self.call(cid).cloned().expect("call exists");
+        let Ok(call) = self.call(cid).cloned() else {
+            tracing::warn!(call = cid, "call vanished while its events were built");
+            return;
+        };
         let calling = self.calling_of(&call, dest);
         let parties = call.parties();
         self.emit(&parties, Some(cid), |local| {
@@ -688,7 +694,10 @@ impl Model {
         cause: EventCause,
         recips: &[String],
     ) {
-        let call = self.call(cid).cloned().expect("call exists");
+        let Ok(call) = self.call(cid).cloned() else {
+            tracing::warn!(call = cid, "call vanished while its events were built");
+            return;
+        };
         let calling = self.calling_of(&call, from);
         let last = call.last_redirect.clone();
         self.emit(recips, Some(cid), |local| {
@@ -710,7 +719,10 @@ impl Model {
 
     /// The offer to `dest` failed: FailedEvent to the parties; the caller stays connected.
     fn fail(&mut self, cid: &str, dest: &str, cause: EventCause) {
-        let call = self.call(cid).cloned().expect("call exists");
+        let Ok(call) = self.call(cid).cloned() else {
+            tracing::warn!(call = cid, "call vanished while its events were built");
+            return;
+        };
         let calling = self.calling_of(&call, dest);
         let parties = call.parties();
         self.emit(&parties, Some(cid), |local| {
@@ -735,7 +747,7 @@ impl Model {
         self.expect_state(c, &[LocalConnectionState::Alerting], "answer")?;
         let (cid, d) = (c.call().to_string(), c.device().to_string());
         self.set_state(&cid, &d, LocalConnectionState::Connected);
-        let call = self.call(&cid).cloned().expect("call exists");
+        let call = self.call(&cid)?.clone();
         let calling = self.calling_of(&call, &d);
         let parties = call.parties();
         self.emit(&parties, Some(&cid), |local| {
