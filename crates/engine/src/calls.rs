@@ -388,16 +388,7 @@ impl Engine {
                     .unwrap_or_default();
                 let calling = dev(&e.calling_device);
                 let called = dev(&e.called_device);
-                if let Some(c) = &calling {
-                    if self
-                        .calls
-                        .calls
-                        .get(&conn)
-                        .is_some_and(|x| x.party(c).is_none())
-                    {
-                        self.set_party(conn, c, PartyState::Connected, Some(DnRole::Origination));
-                    }
-                }
+                self.caller_joins(conn, calling.as_deref());
                 // The caller as the switch sees it now (it changes with transfers).
                 if let (Some(c), Some(call)) = (&calling, self.calls.calls.get_mut(&conn)) {
                     call.caller = Some(c.clone());
@@ -411,23 +402,7 @@ impl Engine {
                 self.add_dn_call(&alerting, conn);
                 self.classify(conn, calling.as_deref(), called.as_deref());
                 if alerting == d {
-                    if let Some(p) = self.calls.calls.get_mut(&conn).and_then(|c| c.party_mut(d)) {
-                        p.offered = true;
-                    }
-                    // A call offered to a routing point asks for a route (tserver-behaviour §6.3).
-                    let rp = self
-                        .dns
-                        .get(d)
-                        .is_some_and(|x| x.dn_type == AddressType::RouteDn);
-                    let name = if rp {
-                        EventName::EventRouteRequest
-                    } else {
-                        EventName::EventRinging
-                    };
-                    let mut ev = self.call_event(name, d, conn);
-                    if rp {
-                        ev.this_queue = Some(d.to_string());
-                    }
+                    let mut ev = self.offer(d, conn, EventName::EventRinging);
                     if let Some(c) = &calling {
                         ev.other_dn = Some(c.clone());
                         ev.other_dn_role = Some(DnRole::Origination);
@@ -605,35 +580,14 @@ impl Engine {
                 let calling = dev(&e.calling_device);
                 let called = dev(&e.called_device);
                 self.classify(conn, calling.as_deref(), called.as_deref());
-                if let Some(c) = &calling {
-                    if self
-                        .calls
-                        .calls
-                        .get(&conn)
-                        .is_some_and(|x| x.party(c).is_none())
-                    {
-                        self.set_party(conn, c, PartyState::Connected, Some(DnRole::Origination));
-                    }
-                }
+                self.caller_joins(conn, calling.as_deref());
                 self.set_party(conn, &queue, PartyState::Queued, Some(DnRole::Destination));
                 self.add_dn_call(&queue, conn);
                 if let Some(c) = self.calls.calls.get_mut(&conn) {
                     c.this_queue = Some(queue.clone());
                 }
                 if queue == d {
-                    if let Some(p) = self.calls.calls.get_mut(&conn).and_then(|c| c.party_mut(d)) {
-                        p.offered = true;
-                    }
-                    let rp = self
-                        .dns
-                        .get(d)
-                        .is_some_and(|x| x.dn_type == AddressType::RouteDn);
-                    let name = if rp {
-                        EventName::EventRouteRequest
-                    } else {
-                        EventName::EventQueued
-                    };
-                    let mut ev = self.call_event(name, d, conn);
+                    let mut ev = self.offer(d, conn, EventName::EventQueued);
                     ev.this_queue = Some(d.to_string());
                     ev.other_dn = calling.clone();
                     self.deliver(out, d, ev);
@@ -654,6 +608,45 @@ impl Engine {
             }
             _ => self.device_event(d, msg, out),
         }
+    }
+
+    /// The calling party joins the model (connected) if the call does not have it yet.
+    fn caller_joins(&mut self, conn: ConnId, calling: Option<&str>) {
+        let Some(c) = calling else { return };
+        if self
+            .calls
+            .calls
+            .get(&conn)
+            .is_some_and(|x| x.party(c).is_none())
+        {
+            self.set_party(conn, c, PartyState::Connected, Some(DnRole::Origination));
+        }
+    }
+
+    /// The call is offered to D (ringing or queued there): D's party is marked offered (an abandon
+    /// is then reported) and the event is `name` — or EventRouteRequest (ThisQueue = D) when D is
+    /// a routing point, which asks for a route (tserver-behaviour §6.3).
+    fn offer(&mut self, d: &str, conn: ConnId, name: EventName) -> Event {
+        if let Some(p) = self.calls.calls.get_mut(&conn).and_then(|c| c.party_mut(d)) {
+            p.offered = true;
+        }
+        let rp = self
+            .dns
+            .get(d)
+            .is_some_and(|x| x.dn_type == AddressType::RouteDn);
+        let mut ev = self.call_event(
+            if rp {
+                EventName::EventRouteRequest
+            } else {
+                name
+            },
+            d,
+            conn,
+        );
+        if rp {
+            ev.this_queue = Some(d.to_string());
+        }
+        ev
     }
 
     /// HeldEvent / RetrievedEvent: the acting device's party changes state; its clients get the
