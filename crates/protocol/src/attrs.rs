@@ -81,18 +81,18 @@ pub(crate) fn kv(name: &str, v: &Value) -> AttrResult<KvList> {
 }
 
 /// Reads an enumeration by name.
-pub(crate) fn enumeration<T>(
-    name: &str,
-    v: &Value,
-    from_name: fn(&str) -> Option<T>,
-    names: fn() -> String,
-) -> AttrResult<T> {
+pub(crate) fn enumeration<T: crate::enums::Named>(name: &str, v: &Value) -> AttrResult<T> {
     match v {
-        Value::String(s) => from_name(s)
-            .ok_or_else(|| format!("{name}: expected one of {}, got {}", names(), v.describe())),
+        Value::String(s) => T::from_name(s).ok_or_else(|| {
+            format!(
+                "{name}: expected one of {}, got {}",
+                T::names(),
+                v.describe()
+            )
+        }),
         other => Err(format!(
             "{name}: expected one of {}, got {}",
-            names(),
+            T::names(),
             other.describe()
         )),
     }

@@ -3,6 +3,14 @@
 
 use std::fmt;
 
+/// An enumeration sent by its T-Library name (what attribute decoding needs of it).
+pub trait Named: Sized {
+    /// Looks a T-Library name up.
+    fn from_name(name: &str) -> Option<Self>;
+    /// The accepted names, comma-separated.
+    fn names() -> String;
+}
+
 macro_rules! name_enum {
     ($(#[$meta:meta])* $ty:ident { $($(#[$vmeta:meta])* $variant:ident = $value:expr, $wire:literal;)* }) => {
         $(#[$meta])*
@@ -42,6 +50,15 @@ macro_rules! name_enum {
             /// The accepted names, comma-separated (for error messages).
             pub fn names() -> String {
                 [$($wire),*].join(", ")
+            }
+        }
+
+        impl Named for $ty {
+            fn from_name(name: &str) -> Option<Self> {
+                $ty::from_name(name)
+            }
+            fn names() -> String {
+                $ty::names()
             }
         }
 

@@ -314,47 +314,20 @@ fn set_attr(e: &mut Event, k: &str, v: &Value) -> AttrResult<()> {
         "PreviousConnID" => e.previous_conn_id = Some(conn_id(k, v)?),
         "TransferConnID" => e.transfer_conn_id = Some(conn_id(k, v)?),
         "CallID" => e.call_id = Some(string(k, v)?),
-        "CallType" => e.call_type = Some(enumeration(k, v, CallType::from_name, CallType::names)?),
-        "CallState" => {
-            e.call_state = Some(enumeration(k, v, CallState::from_name, CallState::names)?)
-        }
-        "ThisDNRole" => e.this_dn_role = Some(enumeration(k, v, DnRole::from_name, DnRole::names)?),
-        "OtherDNRole" => {
-            e.other_dn_role = Some(enumeration(k, v, DnRole::from_name, DnRole::names)?)
-        }
-        "ThirdPartyDNRole" => {
-            e.third_party_dn_role = Some(enumeration(k, v, DnRole::from_name, DnRole::names)?)
-        }
+        "CallType" => e.call_type = Some(enumeration(k, v)?),
+        "CallState" => e.call_state = Some(enumeration(k, v)?),
+        "ThisDNRole" => e.this_dn_role = Some(enumeration(k, v)?),
+        "OtherDNRole" => e.other_dn_role = Some(enumeration(k, v)?),
+        "ThirdPartyDNRole" => e.third_party_dn_role = Some(enumeration(k, v)?),
         "ANI" => e.ani = Some(string(k, v)?),
         "DNIS" => e.dnis = Some(string(k, v)?),
         "ThisQueue" => e.this_queue = Some(string(k, v)?),
         "OtherQueue" => e.other_queue = Some(string(k, v)?),
         "AgentID" => e.agent_id = Some(string(k, v)?),
-        "AgentWorkMode" => {
-            e.agent_work_mode = Some(enumeration(
-                k,
-                v,
-                AgentWorkMode::from_name,
-                AgentWorkMode::names,
-            )?)
-        }
-        "ForwardMode" => {
-            e.forward_mode = Some(enumeration(
-                k,
-                v,
-                ForwardMode::from_name,
-                ForwardMode::names,
-            )?)
-        }
+        "AgentWorkMode" => e.agent_work_mode = Some(enumeration(k, v)?),
+        "ForwardMode" => e.forward_mode = Some(enumeration(k, v)?),
         "DTMFDigits" => e.dtmf_digits = Some(string(k, v)?),
-        "InfoType" => {
-            e.info_type = Some(enumeration(
-                k,
-                v,
-                AddressInfoType::from_name,
-                AddressInfoType::names,
-            )?)
-        }
+        "InfoType" => e.info_type = Some(enumeration(k, v)?),
         "InfoStatus" => {
             e.info_status = Some(match v {
                 Value::String(s) => match AddressType::from_name(s) {
@@ -369,14 +342,7 @@ fn set_attr(e: &mut Event, k: &str, v: &Value) -> AttrResult<()> {
                 })?),
             })
         }
-        "AddressType" => {
-            e.address_type = Some(enumeration(
-                k,
-                v,
-                AddressType::from_name,
-                AddressType::names,
-            )?)
-        }
+        "AddressType" => e.address_type = Some(enumeration(k, v)?),
         "PrivateMsgID" => e.private_msg_id = Some(u32_attr(k, v)?),
         "ErrorCode" => e.error_code = Some(ErrorCode(u32_attr(k, v)?)),
         "ErrorMessage" => e.error_message = Some(string(k, v)?),

@@ -288,70 +288,19 @@ fn set_attr(r: &mut Request, k: &str, v: &Value) -> AttrResult<()> {
         "ConnID" => r.conn_id = Some(conn_id(k, v)?),
         "TransferConnID" => r.transfer_conn_id = Some(conn_id(k, v)?),
         "ConferenceConnID" => r.conference_conn_id = Some(conn_id(k, v)?),
-        "RegisterMode" => {
-            r.register_mode = Some(enumeration(
-                k,
-                v,
-                RegisterMode::from_name,
-                RegisterMode::names,
-            )?)
-        }
-        "ControlMode" => {
-            r.control_mode = Some(enumeration(
-                k,
-                v,
-                ControlMode::from_name,
-                ControlMode::names,
-            )?)
-        }
-        "AddressType" => {
-            r.address_type = Some(enumeration(
-                k,
-                v,
-                AddressType::from_name,
-                AddressType::names,
-            )?)
-        }
-        "InfoType" => {
-            r.info_type = Some(enumeration(
-                k,
-                v,
-                AddressInfoType::from_name,
-                AddressInfoType::names,
-            )?)
-        }
+        "RegisterMode" => r.register_mode = Some(enumeration(k, v)?),
+        "ControlMode" => r.control_mode = Some(enumeration(k, v)?),
+        "AddressType" => r.address_type = Some(enumeration(k, v)?),
+        "InfoType" => r.info_type = Some(enumeration(k, v)?),
         "ThisQueue" => r.this_queue = Some(string(k, v)?),
         "AgentID" => r.agent_id = Some(string(k, v)?),
-        "AgentWorkMode" => {
-            r.agent_work_mode = Some(enumeration(
-                k,
-                v,
-                AgentWorkMode::from_name,
-                AgentWorkMode::names,
-            )?)
-        }
+        "AgentWorkMode" => r.agent_work_mode = Some(enumeration(k, v)?),
         "Password" => r.password = Some(string(k, v)?),
         "PrivateMsgID" => r.private_msg_id = Some(u32_attr(k, v)?),
         "DTMFDigits" => r.dtmf_digits = Some(string(k, v)?),
-        "ForwardMode" => {
-            r.forward_mode = Some(enumeration(
-                k,
-                v,
-                ForwardMode::from_name,
-                ForwardMode::names,
-            )?)
-        }
-        "MakeCallType" => {
-            r.make_call_type = Some(enumeration(
-                k,
-                v,
-                MakeCallType::from_name,
-                MakeCallType::names,
-            )?)
-        }
-        "RouteType" => {
-            r.route_type = Some(enumeration(k, v, RouteType::from_name, RouteType::names)?)
-        }
+        "ForwardMode" => r.forward_mode = Some(enumeration(k, v)?),
+        "MakeCallType" => r.make_call_type = Some(enumeration(k, v)?),
+        "RouteType" => r.route_type = Some(enumeration(k, v)?),
         "DataKey" => r.data_key = Some(string(k, v)?),
         "ApplicationName" => r.application_name = Some(string(k, v)?),
         "UserData" => r.user_data = Some(kv(k, v)?),
