@@ -69,6 +69,8 @@ pub struct Outgoing {
 pub struct Snapshot {
     pub dns: Vec<DnView>,
     pub calls: Vec<CallView>,
+    /// Hot-desk pairs (guest, host).
+    pub hotdesk_pairs: Vec<(String, String)>,
 }
 
 /// What the HTTP side can read about the engine.
@@ -80,7 +82,6 @@ pub struct Status {
     pub dns: usize,
     pub clients: usize,
     pub outstanding: usize,
-    pub hotdesk_pairs: Vec<(String, String)>,
 }
 
 pub struct Core {
@@ -231,6 +232,7 @@ impl Core {
                 let _ = reply.send(Snapshot {
                     dns: self.engine.dn_views(),
                     calls: self.engine.call_views(),
+                    hotdesk_pairs: self.engine.hotdesk_pairs(),
                 });
             }
             CoreMsg::Reconfigure(cfg) => self.engine.handle(now, Input::Reconfigure(cfg), out),
@@ -377,7 +379,6 @@ impl Core {
             dns: self.engine.dn_count(),
             clients: self.clients.len(),
             outstanding: self.engine.outstanding(),
-            hotdesk_pairs: self.engine.hotdesk_pairs(),
         };
         self.status.send_if_modified(|old| {
             let changed = old.link != st.link
@@ -385,7 +386,6 @@ impl Core {
                 || old.dns != st.dns
                 || old.clients != st.clients
                 || old.outstanding != st.outstanding
-                || old.hotdesk_pairs != st.hotdesk_pairs
                 || old.link_name != st.link_name;
             if changed {
                 *old = st.clone();

@@ -128,9 +128,9 @@ async fn api_state(State(st): State<AppState>, Query(q): Query<StateQuery>) -> R
             "clients": status.clients,
             "outstanding": status.outstanding,
             "calls": snap.calls.len(),
-            "hotdesk": status.hotdesk_pairs.len(),
+            "hotdesk": snap.hotdesk_pairs.len(),
         },
-        "hotdesk": status.hotdesk_pairs.iter().map(|(g, h)| json!({"guest": g, "host": h})).collect::<Vec<_>>(),
+        "hotdesk": snap.hotdesk_pairs.iter().map(|(g, h)| json!({"guest": g, "host": h})).collect::<Vec<_>>(),
         "dns": {
             "total": matching.len(),
             "offset": offset,
