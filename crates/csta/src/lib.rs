@@ -1,7 +1,7 @@
 //! ctid-csta: the CSTA Phase III XML codec (ECMA-323 editions 3–6, ECMA-354 sessions).
 //!
 //! * [`frame`] — the 8-byte header framing ("CSTA XML over TCP without SOAP"), as plain functions
-//!   and (feature `codec`, on by default) as a `tokio_util::codec` pair.
+//!   over a `BytesMut` (the link session in ctid-server drives them; no runtime here).
 //! * [`Message`] — typed messages; [`decode`] accepts any edition's namespace or none, prefixed or
 //!   default, children in any order, unknown elements ignored, unknown roots kept as
 //!   [`Message::Unknown`]; [`encode`] writes one edition in schema order with an explicit `xmlns`.

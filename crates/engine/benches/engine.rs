@@ -55,10 +55,13 @@ fn setup(n: usize) -> Engine {
     }
     // Answer every request: MonitorStart with crossRefID = DN, snapshots empty.
     loop {
-        let reqs: Vec<(Tag, Message)> = out
+        let reqs: Vec<(InvokeId, Message)> = out
             .drain(..)
             .filter_map(|o| match o {
-                Output::CstaRequest { tag, message } => Some((tag, message)),
+                Output::CstaRequest {
+                    invoke_id: tag,
+                    message,
+                } => Some((tag, message)),
                 _ => None,
             })
             .collect();
@@ -88,7 +91,7 @@ fn setup(n: usize) -> Engine {
             e.handle(
                 now(),
                 Input::CstaAnswer {
-                    tag,
+                    invoke_id: tag,
                     message: answer,
                 },
                 &mut out,

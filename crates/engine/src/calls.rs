@@ -7,7 +7,7 @@
 //! device's monitorCrossRefID. Model updates are idempotent across copies; each copy produces the
 //! events of its own DN only.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use ctid_csta::{ConnectionId, DeviceRef, EventCause, LocalConnectionState, Message};
 use ctid_protocol::{
@@ -73,9 +73,9 @@ pub(crate) struct Merge {
 /// The call tables.
 #[derive(Debug, Default)]
 pub struct Calls {
-    pub calls: HashMap<ConnId, Call>,
-    pub by_call_id: HashMap<String, ConnId>,
-    pub(crate) merges: HashMap<String, Merge>,
+    pub calls: BTreeMap<ConnId, Call>,
+    pub by_call_id: BTreeMap<String, ConnId>,
+    pub(crate) merges: BTreeMap<String, Merge>,
     next: u64,
     base: u64,
 }

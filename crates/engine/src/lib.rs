@@ -16,8 +16,10 @@ pub mod control;
 pub mod dn;
 pub mod errors;
 pub mod hotdesk;
+pub mod io;
+pub mod window;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use ctid_csta::{
     HotDesk, InvokeId, Message, MonitorObject, MonitorStart, MonitorStop, MonitorType,
@@ -31,75 +33,8 @@ use tracing::{debug, info, warn};
 pub use config::{DnConfig, EngineConfig, RegisterFlag};
 use dn::{Dn, Monitor, Reg};
 use hotdesk::{Change, HotDeskTable};
-
-/// A client session, numbered by the server.
-pub type ClientId = u64;
-/// The engine's handle on one CSTA request it asked the link to send.
-pub type Tag = u64;
-
-/// The time, given by the caller.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Now {
-    /// Monotonic milliseconds (deadlines).
-    pub mono_ms: u64,
-    /// Wall clock, microseconds since the Unix epoch (event `time`).
-    pub unix_micros: u64,
-}
-
-/// Something that happened.
-#[derive(Debug, Clone)]
-pub enum Input {
-    /// A client session opened.
-    ClientConnected { client: ClientId, peer: String },
-    /// A client session closed.
-    ClientDisconnected { client: ClientId },
-    /// A text frame from a client (one JSON request).
-    ClientText { client: ClientId, text: String },
-    /// A decoded request.
-    ClientRequest { client: ClientId, request: Request },
-    /// A client frame the server could not take (e.g. a binary frame): answer EventError.
-    ClientInvalid {
-        client: ClientId,
-        code: u32,
-        message: String,
-        /// The request's ReferenceID, when the frame was a readable request.
-        reference_id: Option<u32>,
-    },
-    /// The link is operational (session up, system status normal).
-    LinkUp { name: String },
-    /// The link is lost (or system status disabled).
-    LinkDown { reason: String },
-    /// The answer (response or error) to the request with this tag.
-    CstaAnswer { tag: Tag, message: Message },
-    /// The answer to this tag was not well-formed XML (T-Library 1102).
-    CstaAnswerMalformed { tag: Tag, reason: String },
-    /// An unsolicited event from the Connector.
-    CstaEvent { message: Message },
-    /// A request from the Connector (e.g. MonitorStop); answer with `invoke_id`.
-    CstaRequest {
-        invoke_id: InvokeId,
-        message: Message,
-    },
-    /// Check deadlines.
-    Tick,
-    /// A new configuration (reload): added DNs are monitored, removed DNs are unregistered with
-    /// an unsolicited EventUnregistered, options apply from now on.
-    Reconfigure(Box<EngineConfig>),
-}
-
-/// Something to do.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Output {
-    /// Send this event to each client listed.
-    Event { to: Vec<ClientId>, event: Event },
-    /// Send a CSTA request; report its answer as [`Input::CstaAnswer`] with `tag`.
-    CstaRequest { tag: Tag, message: Message },
-    /// Answer a Connector request.
-    CstaAnswer {
-        invoke_id: InvokeId,
-        message: Message,
-    },
-}
+pub use io::{ClientId, Input, Now, Output, RecordError, Tag};
+use window::RequestWindow;
 
 /// Link state as clients see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,14 +85,6 @@ struct HdService {
     /// A matching PrivateEvent arrived before the answer: its change was applied to the table
     /// and is held here, not yet distributed.
     held: Option<Change>,
-}
-
-#[derive(Debug, Clone)]
-struct Pending {
-    kind: PendingKind,
-    /// `None` until sent (waiting for a window slot).
-    deadline_ms: Option<u64>,
-    message: Option<Message>,
 }
 
 #[derive(Debug, Default)]
@@ -226,19 +153,16 @@ pub struct Counters {
 /// The T-Server engine.
 pub struct Engine {
     cfg: EngineConfig,
-    dns: HashMap<String, Dn>,
-    clients: HashMap<ClientId, ClientState>,
+    dns: BTreeMap<String, Dn>,
+    clients: BTreeMap<ClientId, ClientState>,
     hd: HotDeskTable,
     hd_supported: bool,
     /// Guest → tag of its private service in flight; others wait in `hd_waiting`.
-    hd_busy: HashMap<String, Tag>,
-    hd_waiting: HashMap<String, VecDeque<(ClientId, Request)>>,
-    xref: HashMap<String, String>,
-    pending: BTreeMap<Tag, Pending>,
-    queue: VecDeque<Tag>,
-    in_flight: usize,
-    next_tag: Tag,
-    sync_tags: HashSet<Tag>,
+    hd_busy: BTreeMap<String, Tag>,
+    hd_waiting: BTreeMap<String, VecDeque<(ClientId, Request)>>,
+    xref: BTreeMap<String, String>,
+    window: RequestWindow<PendingKind>,
+    sync_tags: BTreeSet<Tag>,
     link: LinkState,
     link_name: String,
     seq: u64,
@@ -248,11 +172,11 @@ pub struct Engine {
     pub calls: calls::Calls,
     expects: Vec<control::Expect>,
     next_expect: u64,
-    call_waiting: HashMap<ConnId, VecDeque<(u64, ClientId, Request)>>,
+    call_waiting: BTreeMap<ConnId, VecDeque<(u64, ClientId, Request)>>,
     ready_requests: VecDeque<(ClientId, Request)>,
-    consult_origins: HashMap<String, ConnId>,
-    login_owner: HashMap<String, ClientId>,
-    snapshot_parts: HashMap<String, (String, Vec<ctid_csta::SnapshotDeviceResponseInfo>)>,
+    consult_origins: BTreeMap<String, ConnId>,
+    login_owner: BTreeMap<String, ClientId>,
+    snapshot_parts: BTreeMap<String, (String, Vec<ctid_csta::SnapshotDeviceResponseInfo>)>,
 }
 
 fn kv(pairs: &[(&str, &str)]) -> KvList {
@@ -266,7 +190,7 @@ fn kv(pairs: &[(&str, &str)]) -> KvList {
 impl Engine {
     /// An engine with the configured DNs; the link is down.
     pub fn new(cfg: EngineConfig) -> Self {
-        let mut dns = HashMap::new();
+        let mut dns = BTreeMap::new();
         for d in &cfg.dns {
             dns.insert(
                 d.number.clone(),
@@ -277,16 +201,13 @@ impl Engine {
             hd_supported: cfg.hotdesk_enabled,
             cfg,
             dns,
-            clients: HashMap::new(),
+            clients: BTreeMap::new(),
             hd: HotDeskTable::default(),
-            hd_busy: HashMap::new(),
-            hd_waiting: HashMap::new(),
-            xref: HashMap::new(),
-            pending: BTreeMap::new(),
-            queue: VecDeque::new(),
-            in_flight: 0,
-            next_tag: 1,
-            sync_tags: HashSet::new(),
+            hd_busy: BTreeMap::new(),
+            hd_waiting: BTreeMap::new(),
+            xref: BTreeMap::new(),
+            window: RequestWindow::default(),
+            sync_tags: BTreeSet::new(),
             link: LinkState::Down,
             link_name: String::new(),
             seq: 0,
@@ -295,11 +216,11 @@ impl Engine {
             calls: calls::Calls::default(),
             expects: Vec::new(),
             next_expect: 0,
-            call_waiting: HashMap::new(),
+            call_waiting: BTreeMap::new(),
             ready_requests: VecDeque::new(),
-            consult_origins: HashMap::new(),
-            login_owner: HashMap::new(),
-            snapshot_parts: HashMap::new(),
+            consult_origins: BTreeMap::new(),
+            login_owner: BTreeMap::new(),
+            snapshot_parts: BTreeMap::new(),
         }
     }
 
@@ -321,7 +242,29 @@ impl Engine {
     }
     /// CSTA requests sent and not answered.
     pub fn outstanding(&self) -> usize {
-        self.in_flight
+        self.window.in_flight()
+    }
+
+    /// When the engine next needs [`Input::Tick`] (monotonic ms): the earliest request deadline,
+    /// expectation deadline, call-rq-gap release or resync deadline. `None`: not until another
+    /// input arrives.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        let mut t = self.window.next_deadline();
+        let mut min = |d: Option<u64>| {
+            if let Some(d) = d {
+                t = Some(t.map_or(d, |x: u64| x.min(d)));
+            }
+        };
+        min(self.expects.iter().filter_map(|x| x.deadline_ms).min());
+        min(self
+            .call_waiting
+            .values()
+            .filter_map(|q| q.front().map(|(at, _, _)| at + self.cfg.call_rq_gap_ms))
+            .min());
+        if let LinkState::Syncing { deadline_ms } = self.link {
+            min(Some(deadline_ms));
+        }
+        t
     }
     /// The current hot-desk pairs (guest, host).
     pub fn hotdesk_pairs(&self) -> Vec<(String, String)> {
@@ -417,14 +360,16 @@ impl Engine {
                 reference_id,
             } => {
                 self.counters.request_errors += 1;
-                info!(client, code, reason = %message, "rejected request");
-                let ev = Event::error(ErrorCode(code), message).with_reference_id(reference_id);
+                info!(client, code = code.0, reason = %message, "rejected request");
+                let ev = Event::error(code, message).with_reference_id(reference_id);
                 self.emit(out, vec![client], ev);
             }
             Input::LinkUp { name } => self.link_up(name, out),
             Input::LinkDown { reason } => self.link_down(&reason, out),
-            Input::CstaAnswer { tag, message } => self.answer(tag, Ok(message), out),
-            Input::CstaAnswerMalformed { tag, reason } => self.answer(tag, Err(reason), out),
+            Input::CstaAnswer { invoke_id, message } => self.answer(invoke_id, Ok(message), out),
+            Input::CstaAnswerMalformed { invoke_id, reason } => {
+                self.answer(invoke_id, Err(reason), out)
+            }
             Input::CstaEvent { message } => self.csta_event(message, out),
             Input::CstaRequest { invoke_id, message } => self.csta_request(invoke_id, message, out),
             Input::Tick => self.tick(out),
@@ -563,46 +508,17 @@ impl Engine {
     // ------------------------------------------------------------------------------ CSTA requests
 
     fn send(&mut self, kind: PendingKind, message: Message) -> Tag {
-        let tag = self.next_tag;
-        self.next_tag += 1;
-        self.pending.insert(
-            tag,
-            Pending {
-                kind,
-                deadline_ms: None,
-                message: Some(message),
-            },
-        );
-        self.queue.push_back(tag);
-        tag
+        self.window.push(kind, message)
     }
 
     /// Send queued requests while the window allows.
     fn pump(&mut self, out: &mut Vec<Output>) {
-        while self.in_flight < self.cfg.max_outstanding.max(1) {
-            let Some(tag) = self.queue.pop_front() else {
-                break;
-            };
-            let Some(p) = self.pending.get_mut(&tag) else {
-                continue;
-            };
-            let Some(message) = p.message.take() else {
-                continue;
-            };
-            p.deadline_ms = Some(self.now.mono_ms + self.cfg.request_timeout_ms);
-            self.in_flight += 1;
-            out.push(Output::CstaRequest { tag, message });
-        }
-    }
-
-    fn take_pending(&mut self, tag: Tag) -> Option<Pending> {
-        let p = self.pending.remove(&tag)?;
-        if p.deadline_ms.is_some() {
-            self.in_flight = self.in_flight.saturating_sub(1);
-        } else {
-            self.queue.retain(|t| *t != tag);
-        }
-        Some(p)
+        self.window.pump(
+            self.now.mono_ms,
+            self.cfg.max_outstanding,
+            self.cfg.request_timeout_ms,
+            out,
+        );
     }
 
     fn link_usable(&self) -> bool {
@@ -874,7 +790,7 @@ impl Engine {
     }
 
     fn reconfigure(&mut self, cfg: EngineConfig, out: &mut Vec<Output>) {
-        let new: HashMap<String, DnConfig> = cfg
+        let new: BTreeMap<String, DnConfig> = cfg
             .dns
             .iter()
             .map(|d| (d.number.clone(), d.clone()))
@@ -1125,9 +1041,7 @@ impl Engine {
         let was = self.link;
         self.link = LinkState::Down;
         warn!(%reason, "link lost");
-        let pending = std::mem::take(&mut self.pending);
-        self.queue.clear();
-        self.in_flight = 0;
+        let pending = self.window.clear();
         self.sync_tags.clear();
         self.xref.clear();
         let numbers: Vec<String> = self.dns.keys().cloned().collect();
@@ -1139,8 +1053,8 @@ impl Engine {
         }
         self.expects_link_down(out);
         self.snapshot_parts.clear();
-        for (_, p) in pending {
-            match p.kind {
+        for (_, kind) in pending {
+            match kind {
                 PendingKind::Call { .. }
                 | PendingKind::Snapshot { .. }
                 | PendingKind::AgentQuery { .. } => {}
@@ -1177,18 +1091,9 @@ impl Engine {
 
     fn tick(&mut self, out: &mut Vec<Output>) {
         let now = self.now.mono_ms;
-        let expired: Vec<Tag> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| p.deadline_ms.is_some_and(|d| d <= now))
-            .map(|(t, _)| *t)
-            .collect();
-        for tag in expired {
-            let Some(p) = self.take_pending(tag) else {
-                continue;
-            };
+        for (tag, kind) in self.window.expired(now) {
             self.sync_tags.remove(&tag);
-            match p.kind {
+            match kind {
                 PendingKind::MonitorStart { dn } => {
                     warn!(%dn, "MonitorStart timed out");
                     if let Some(d) = self.dns.get_mut(&dn) {
@@ -1237,14 +1142,14 @@ impl Engine {
 
     // ------------------------------------------------------------------------------ CSTA input
 
-    fn answer(&mut self, tag: Tag, msg: Result<Message, String>, out: &mut Vec<Output>) {
-        let Some(p) = self.take_pending(tag) else {
+    fn answer(&mut self, invoke_id: InvokeId, msg: Result<Message, String>, out: &mut Vec<Output>) {
+        let Some((tag, kind)) = self.window.answer(invoke_id) else {
             self.counters.late_answers += 1;
-            debug!(tag, "answer for no pending request (late or unknown)");
+            debug!(%invoke_id, "answer for no pending request (late or unknown)");
             return;
         };
         self.sync_tags.remove(&tag);
-        match p.kind {
+        match kind {
             PendingKind::MonitorStart { dn } => self.monitor_answer(&dn, msg, out),
             PendingKind::MonitorStop => {}
             PendingKind::HdQuery { dn, resync } => self.query_answer(&dn, resync, msg, out),
@@ -1492,7 +1397,7 @@ impl Engine {
     ) {
         // A private service for this guest waiting for its answer holds a matching event.
         if let Some(tag) = self.hd_busy.get(&guest).copied() {
-            let matches = match self.pending.get(&tag).map(|p| &p.kind) {
+            let matches = match self.window.kind(tag) {
                 Some(PendingKind::HdService(s)) => {
                     s.held.is_none()
                         && if s.service == 1 {
@@ -1513,11 +1418,7 @@ impl Engine {
                 for c in changes {
                     self.distribute(c, out);
                 }
-                if let Some(Pending {
-                    kind: PendingKind::HdService(s),
-                    ..
-                }) = self.pending.get_mut(&tag)
-                {
+                if let Some(PendingKind::HdService(s)) = self.window.kind_mut(tag) {
                     s.held = Some(main.unwrap_or(Change {
                         established,
                         guest: guest.clone(),

@@ -54,7 +54,10 @@ impl T {
             let mut next = Vec::new();
             for o in out {
                 match o {
-                    Output::CstaRequest { tag, message } => {
+                    Output::CstaRequest {
+                        invoke_id: tag,
+                        message,
+                    } => {
                         let answer = match message {
                             Message::MonitorStart(m) => {
                                 let MonitorObject::Device(d) = m.monitor_object else {
@@ -95,7 +98,7 @@ impl T {
                             other => panic!("unexpected request {other:?}"),
                         };
                         next.extend(self.input(Input::CstaAnswer {
-                            tag,
+                            invoke_id: tag,
                             message: xml_answer(answer),
                         }));
                     }
@@ -117,10 +120,13 @@ fn events(out: &[Output]) -> Vec<(Vec<ClientId>, Event)> {
         .collect()
 }
 
-fn requests(out: &[Output]) -> Vec<(Tag, Message)> {
+fn requests(out: &[Output]) -> Vec<(InvokeId, Message)> {
     out.iter()
         .filter_map(|o| match o {
-            Output::CstaRequest { tag, message } => Some((*tag, message.clone())),
+            Output::CstaRequest {
+                invoke_id: tag,
+                message,
+            } => Some((*tag, message.clone())),
             _ => None,
         })
         .collect()
@@ -222,7 +228,7 @@ fn private_events_reach_each_client_once() {
     assert_eq!(t.e.counters.unknown_cross_ref, 1);
 }
 
-fn service(t: &mut T, client: ClientId, json: &str) -> (Tag, Message) {
+fn service(t: &mut T, client: ClientId, json: &str) -> (InvokeId, Message) {
     let out = t.text(client, json);
     let r = requests(&out);
     assert_eq!(r.len(), 1, "{out:?}");
@@ -256,7 +262,7 @@ fn private_service_answer_before_or_after_the_event() {
     );
     assert!(events(&t.input(private_event("2001", true, "2001", "1001"))).is_empty());
     let ev = events(&t.input(Input::CstaAnswer {
-        tag,
+        invoke_id: tag,
         message: Message::EscapeResponse(EscapeResponse { extensions: None }),
     }));
     assert_eq!(ev.len(), 2);
@@ -273,7 +279,7 @@ fn private_service_answer_before_or_after_the_event() {
         r#"{"request":"RequestPrivateService","ReferenceID":16,"ThisDN":"2001","PrivateMsgID":2}"#,
     );
     let ev = events(&t.input(Input::CstaAnswer {
-        tag,
+        invoke_id: tag,
         message: Message::EscapeResponse(EscapeResponse { extensions: None }),
     }));
     assert_eq!(ev.len(), 2);
@@ -338,7 +344,7 @@ fn private_service_errors() {
         error: CstaError::SystemResourceAvailability(SystemResourceAvailabilityError::ResourceBusy),
     });
     let ev = events(&t.input(Input::CstaAnswer {
-        tag,
+        invoke_id: tag,
         message: refuse,
     }));
     assert_eq!(ev[0].1.error_code.map(|c| c.0), Some(1172));
@@ -365,7 +371,7 @@ fn private_service_errors() {
     assert_eq!(next.len(), 1, "the waiting request goes out now");
     assert!(
         events(&t.input(Input::CstaAnswer {
-            tag,
+            invoke_id: tag,
             message: Message::EscapeResponse(EscapeResponse { extensions: None })
         }))
         .is_empty(),
@@ -529,7 +535,7 @@ fn basic_call_make_answer_release() {
         matches!(msg, Message::MakeCall(ref m) if m.calling_device == "1001" && m.called_directory_number == "1002")
     );
     t.input(Input::CstaAnswer {
-        tag,
+        invoke_id: tag,
         message: Message::MakeCallResponse(MakeCallResponse {
             calling_device: ConnectionId::new("C1", "1001"),
             extensions: None,
@@ -617,7 +623,7 @@ fn basic_call_make_answer_release() {
         matches!(msg, Message::AnswerCall(ref a) if a.call_to_be_answered == ConnectionId::new("C1", "1002"))
     );
     t.input(Input::CstaAnswer {
-        tag,
+        invoke_id: tag,
         message: Message::AnswerCallResponse(AnswerCallResponse { extensions: None }),
     });
     let est = |x: &str| {
@@ -669,7 +675,7 @@ fn basic_call_make_answer_release() {
         ),
     );
     t.input(Input::CstaAnswer {
-        tag,
+        invoke_id: tag,
         message: Message::ClearConnectionResponse(ClearConnectionResponse { extensions: None }),
     });
     let cleared = |x: &str, who: &str| {

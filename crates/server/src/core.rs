@@ -1,5 +1,6 @@
 //! The core task: owns the [`Engine`], feeds it client and link inputs in arrival order (link
-//! messages first when both are ready), a 100 ms tick, and carries out its outputs. Each event is
+//! messages first when both are ready), a Tick when the engine's `poll_timeout` comes, and carries
+//! out its outputs. Each event is
 //! encoded to JSON once and the same bytes are queued to every client it goes to. A client whose
 //! bounded queue is full is disconnected (never blocks the others).
 //!
@@ -138,9 +139,17 @@ impl Core {
     }
 
     pub async fn run(mut self, mut rx: mpsc::Receiver<CoreMsg>) {
-        let mut tick = tokio::time::interval(Duration::from_millis(100));
         let mut out = Vec::new();
         loop {
+            // Sleep until the engine's next deadline (no fixed tick).
+            let wake = self
+                .engine
+                .poll_timeout()
+                .map(|ms| self.start + Duration::from_millis(ms));
+            let sleep = tokio::time::sleep_until(
+                wake.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))
+                    .into(),
+            );
             tokio::select! {
                 biased;
                 m = rx.recv() => {
@@ -154,7 +163,7 @@ impl Core {
                         }
                     }
                 }
-                _ = tick.tick() => {
+                _ = sleep, if wake.is_some() => {
                     let now = self.now();
                     self.engine.handle(now, Input::Tick, &mut out);
                 }
@@ -334,8 +343,8 @@ impl Core {
                         }
                     }
                 }
-                Output::CstaRequest { tag, message } => {
-                    let _ = self.link.send(LinkCmd::Request { tag, message });
+                Output::CstaRequest { invoke_id, message } => {
+                    let _ = self.link.send(LinkCmd::Request { invoke_id, message });
                 }
                 Output::CstaAnswer { invoke_id, message } => {
                     let _ = self.link.send(LinkCmd::Answer { invoke_id, message });

@@ -375,7 +375,7 @@ async fn session(
                     match refused {
                         Some((message, reference_id)) => Input::ClientInvalid {
                             client: id,
-                            code: 51,
+                            code: ctid_protocol::ErrorCode::UNSUP_OPER,
                             message,
                             reference_id,
                         },
@@ -387,7 +387,7 @@ async fn session(
                 }
                 Ok(WsMessage::Binary(_)) => Input::ClientInvalid {
                     client: id,
-                    code: 53,
+                    code: ctid_protocol::ErrorCode::INVALID_ATTR,
                     message: "binary frames are not accepted; send one JSON object per text frame"
                         .into(),
                     reference_id: None,

@@ -19,7 +19,7 @@ use ctid_csta::{
     RequestSystemStatus, ResetApplicationSessionTimer, StartApplicationSession, SystemRegister,
     SystemStatusResponse, SystemStatusValue,
 };
-use ctid_engine::{Input, Tag};
+use ctid_engine::Input;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -32,8 +32,9 @@ use crate::metrics::Metrics;
 /// What the core asks the link to do.
 #[derive(Debug)]
 pub enum LinkCmd {
+    /// An engine request, sent with the engine's invoke ID.
     Request {
-        tag: Tag,
+        invoke_id: InvokeId,
         message: Message,
     },
     Answer {
@@ -238,8 +239,8 @@ async fn run(
     }
 }
 
+/// The session's own requests (the engine's are correlated by the engine).
 enum Pending {
-    Engine(Tag, Instant),
     Keepalive,
     Session,
 }
@@ -302,10 +303,12 @@ impl<'a> Session<'a> {
         }
     }
 
+    /// An invoke ID for the session's own requests: 9000–9998 (the engine uses
+    /// `ctid_engine::window::ENGINE_INVOKE_IDS`).
     fn alloc_id(&mut self) -> Option<InvokeId> {
-        for _ in 0..9998 {
-            self.next_id = if self.next_id >= 9998 {
-                1
+        for _ in 9000..=9998 {
+            self.next_id = if self.next_id >= 9998 || self.next_id < 9000 {
+                9000
             } else {
                 self.next_id + 1
             };
@@ -656,9 +659,6 @@ impl<'a> Session<'a> {
                             last_reset = Instant::now();
                         }
                     }
-                    // Forget invoke IDs the engine has long given up on, so IDs are reused.
-                    let limit = self.cfg.request_timeout * 2;
-                    self.pending.retain(|_, p| !matches!(p, Pending::Engine(_, t) if t.elapsed() > limit));
                 }
             }
             self.flush().await?;
@@ -686,11 +686,11 @@ impl<'a> Session<'a> {
 
     fn command(&mut self, c: LinkCmd) -> Result<(), String> {
         match c {
-            LinkCmd::Request { tag, message } => {
+            LinkCmd::Request { invoke_id, message } => {
                 if let Message::MonitorStop(m) = &message {
                     self.monitors.remove(&m.monitor_cross_ref_id);
                 }
-                self.request(&message, Pending::Engine(tag, Instant::now()))
+                self.queue(invoke_id, &message)
             }
             LinkCmd::Answer { invoke_id, message } => self.queue(invoke_id, &message),
         }
@@ -700,9 +700,12 @@ impl<'a> Session<'a> {
         let msg = match m {
             Ok(m) => m,
             Err(reason) => {
-                if let Some(Pending::Engine(tag, _)) = self.pending.remove(&id.get()) {
-                    self.to_core(Input::CstaAnswerMalformed { tag, reason })
-                        .await;
+                if !self.pending.contains_key(&id.get()) && id != InvokeId::EVENT {
+                    self.to_core(Input::CstaAnswerMalformed {
+                        invoke_id: id,
+                        reason,
+                    })
+                    .await;
                 }
                 return Ok(());
             }
@@ -719,9 +722,6 @@ impl<'a> Session<'a> {
         }
         match msg.kind() {
             MessageKind::Response | MessageKind::Error => match self.pending.remove(&id.get()) {
-                Some(Pending::Engine(tag, _)) => {
-                    self.to_core(Input::CstaAnswer { tag, message: msg }).await
-                }
                 Some(Pending::Keepalive) => {
                     self.kpl_sent = None;
                     self.kpl_misses = 0;
@@ -736,9 +736,13 @@ impl<'a> Session<'a> {
                         return Err(format!("session timer reset refused: {:?}", r.error_code));
                     }
                 }
+                // Not one of the session's own: the engine's (it counts unmatched ones).
                 None => {
-                    self.metrics.unmatched_answers.inc();
-                    debug!(link = %self.cfg.name, invoke = %id, answer = msg.name(), "answer matches no request");
+                    self.to_core(Input::CstaAnswer {
+                        invoke_id: id,
+                        message: msg,
+                    })
+                    .await
                 }
             },
             MessageKind::Event => {

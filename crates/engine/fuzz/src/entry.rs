@@ -29,9 +29,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use ctid_csta::{InvokeId, Message, MessageKind};
 use ctid_engine::config::AgentLoginConfig;
-use ctid_engine::{
-    ClientId, DnConfig, Engine, EngineConfig, Input, Now, Output, RegisterFlag, Tag,
-};
+use ctid_engine::{ClientId, DnConfig, Engine, EngineConfig, Input, Now, Output, RegisterFlag};
 use ctid_protocol::{
     AddressInfoType, AddressType, ConnId, ControlMode, KvList, RegisterMode, Request, RequestName,
 };
@@ -320,9 +318,10 @@ struct Harness {
     connected: BTreeSet<ClientId>,
     /// Clients that disconnected (and did not come back).
     gone: BTreeSet<ClientId>,
-    /// Tags in flight and the request each carries.
-    pending: BTreeMap<Tag, Message>,
-    tags_seen: BTreeSet<Tag>,
+    /// Invoke IDs in flight and the request each carries.
+    pending: BTreeMap<InvokeId, Message>,
+    /// monitorCrossRefIDs handed out so far (each new one is unique, as a Connector's are).
+    next_xref: u64,
     xrefs: Vec<String>,
     conn_ids: Vec<ConnId>,
     last_seq: u64,
@@ -345,7 +344,7 @@ impl Harness {
             connected: BTreeSet::new(),
             gone: BTreeSet::new(),
             pending: BTreeMap::new(),
-            tags_seen: BTreeSet::new(),
+            next_xref: 0,
             xrefs: Vec::new(),
             conn_ids: Vec::new(),
             last_seq: 0,
@@ -427,9 +426,15 @@ impl Harness {
                     }
                 }
             }
-            Output::CstaRequest { tag, message } => {
+            Output::CstaRequest {
+                invoke_id: tag,
+                message,
+            } => {
                 assert!(self.link_up, "{} sent with the link down", message.name());
-                assert!(self.tags_seen.insert(*tag), "tag {tag} handed out twice");
+                assert!(
+                    !self.pending.contains_key(tag),
+                    "invoke ID {tag} handed out while in flight"
+                );
                 self.pending.insert(*tag, message.clone());
             }
             Output::CstaAnswer { .. } => {}
@@ -573,7 +578,7 @@ impl Harness {
         self.pending.remove(&tag);
         if p.chance(8) {
             return self.input(Input::CstaAnswerMalformed {
-                tag,
+                invoke_id: tag,
                 reason: "fuzz: malformed".into(),
             });
         }
@@ -581,11 +586,15 @@ impl Harness {
             return;
         };
         if let Message::MonitorStartResponse(r) = &mut msg {
-            let x = format!("x{tag}");
+            self.next_xref += 1;
+            let x = format!("x{}", self.next_xref);
             r.monitor_cross_ref_id = x.clone();
             self.xrefs.push(x);
         }
-        self.input(Input::CstaAnswer { tag, message: msg });
+        self.input(Input::CstaAnswer {
+            invoke_id: tag,
+            message: msg,
+        });
     }
 
     fn switch_message(&mut self, p: &mut Prog<'_>) {
@@ -683,11 +692,14 @@ pub fn sequence(data: &[u8]) {
             }
             _ => {
                 // An answer to a tag that is not pending (late, duplicated or unknown).
-                let tag = u64::from(p.byte());
+                let tag = InvokeId::new(u16::from(p.byte())).unwrap_or(InvokeId::EVENT);
                 if !h.pending.contains_key(&tag) {
                     let t: &str = ANSWERS[p.byte() as usize % ANSWERS.len()];
                     if let Some(m) = h.decode(t, &mut p) {
-                        h.input(Input::CstaAnswer { tag, message: m });
+                        h.input(Input::CstaAnswer {
+                            invoke_id: tag,
+                            message: m,
+                        });
                     }
                 }
             }

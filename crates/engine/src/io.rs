@@ -1,0 +1,314 @@
+//! What goes into the engine and what comes out: [`Now`], [`Input`], [`Output`], and their JSON
+//! form, one object per input or output, which is what a recording holds
+//! (`docs/architecture.md`, "Recording and replay"). Everything here is a value: no clock, no IO.
+
+use ctid_csta::{InvokeId, Message};
+use ctid_protocol::{ErrorCode, Event, Request};
+use serde_json::{json, Map, Value};
+
+use crate::config::EngineConfig;
+
+/// A client session, numbered by the server.
+pub type ClientId = u64;
+/// The engine's own handle on one CSTA request it queued (not the wire's invoke ID).
+pub type Tag = u64;
+
+/// The time, given by the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Now {
+    /// Monotonic milliseconds (deadlines).
+    pub mono_ms: u64,
+    /// Wall clock, microseconds since the Unix epoch (event `time`, ConnID high bits).
+    pub unix_micros: u64,
+}
+
+/// Something that happened.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// A client session opened.
+    ClientConnected { client: ClientId, peer: String },
+    /// A client session closed.
+    ClientDisconnected { client: ClientId },
+    /// A text frame from a client (one JSON request) that the server did not decode itself.
+    ClientText { client: ClientId, text: String },
+    /// A decoded request.
+    ClientRequest { client: ClientId, request: Request },
+    /// A client frame the server could not take (e.g. a binary frame): answer EventError.
+    ClientInvalid {
+        client: ClientId,
+        code: ErrorCode,
+        message: String,
+        /// The request's ReferenceID, when the frame was a readable request.
+        reference_id: Option<u32>,
+    },
+    /// The link is operational (session up, system status normal).
+    LinkUp { name: String },
+    /// The link is lost (or system status disabled).
+    LinkDown { reason: String },
+    /// The answer (response or error) to the request sent with this invoke ID.
+    CstaAnswer {
+        invoke_id: InvokeId,
+        message: Message,
+    },
+    /// The answer to this invoke ID was not well-formed XML (T-Library 1102).
+    CstaAnswerMalformed { invoke_id: InvokeId, reason: String },
+    /// An unsolicited event from the Connector.
+    CstaEvent { message: Message },
+    /// A request from the Connector (e.g. MonitorStop); answer with `invoke_id`.
+    CstaRequest {
+        invoke_id: InvokeId,
+        message: Message,
+    },
+    /// Time passed: check deadlines (the server sends it when [`crate::Engine::poll_timeout`]
+    /// says so).
+    Tick,
+    /// A new configuration (reload): added DNs are monitored, removed DNs are unregistered with
+    /// an unsolicited EventUnregistered, options apply from now on.
+    Reconfigure(Box<EngineConfig>),
+}
+
+/// Something to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Send this event to each client listed.
+    Event { to: Vec<ClientId>, event: Event },
+    /// Send a CSTA request with this invoke ID (from the engine's range, see
+    /// [`crate::window::ENGINE_INVOKE_IDS`]); its answer comes back as [`Input::CstaAnswer`].
+    CstaRequest {
+        invoke_id: InvokeId,
+        message: Message,
+    },
+    /// Answer a Connector request.
+    CstaAnswer {
+        invoke_id: InvokeId,
+        message: Message,
+    },
+}
+
+/// A recording line, an input or an output that cannot be read back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct RecordError(pub String);
+
+fn bad(what: &str, v: &Value) -> RecordError {
+    let mut s = v.to_string();
+    if s.len() > 120 {
+        s.truncate(120);
+        s.push('…');
+    }
+    RecordError(format!("expected {what}, found {s}"))
+}
+
+fn field<'a>(v: &'a Value, key: &str) -> Result<&'a Value, RecordError> {
+    v.get(key)
+        .ok_or_else(|| RecordError(format!("key \"{key}\" missing in {v}")))
+}
+
+fn u64_of(v: &Value, key: &str) -> Result<u64, RecordError> {
+    let x = field(v, key)?;
+    x.as_u64()
+        .ok_or_else(|| bad(&format!("\"{key}\" an integer"), x))
+}
+
+fn str_of(v: &Value, key: &str) -> Result<String, RecordError> {
+    let x = field(v, key)?;
+    x.as_str()
+        .map(str::to_string)
+        .ok_or_else(|| bad(&format!("\"{key}\" a string"), x))
+}
+
+fn invoke_of(v: &Value) -> Result<InvokeId, RecordError> {
+    let n = u64_of(v, "invoke_id")?;
+    u16::try_from(n)
+        .ok()
+        .and_then(InvokeId::new)
+        .ok_or_else(|| RecordError(format!("invoke_id {n} is not 0..=9999")))
+}
+
+fn message_of(v: &Value) -> Result<Message, RecordError> {
+    ctid_csta::json::from_json(field(v, "message")?).map_err(|e| RecordError(e.to_string()))
+}
+
+fn text_json(text: String) -> Value {
+    serde_json::from_str(&text).unwrap_or(Value::String(text))
+}
+
+impl Now {
+    /// `[mono_ms, unix_micros]`.
+    pub fn to_json(self) -> Value {
+        json!([self.mono_ms, self.unix_micros])
+    }
+    /// From `[mono_ms, unix_micros]`.
+    pub fn from_json(v: &Value) -> Result<Now, RecordError> {
+        match v.as_array().map(Vec::as_slice) {
+            Some([m, u]) => match (m.as_u64(), u.as_u64()) {
+                (Some(mono_ms), Some(unix_micros)) => Ok(Now {
+                    mono_ms,
+                    unix_micros,
+                }),
+                _ => Err(bad("[mono_ms, unix_micros]", v)),
+            },
+            _ => Err(bad("[mono_ms, unix_micros]", v)),
+        }
+    }
+}
+
+impl Input {
+    /// The input's name (its `in` key in a recording).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Input::ClientConnected { .. } => "ClientConnected",
+            Input::ClientDisconnected { .. } => "ClientDisconnected",
+            Input::ClientText { .. } => "ClientText",
+            Input::ClientRequest { .. } => "ClientRequest",
+            Input::ClientInvalid { .. } => "ClientInvalid",
+            Input::LinkUp { .. } => "LinkUp",
+            Input::LinkDown { .. } => "LinkDown",
+            Input::CstaAnswer { .. } => "CstaAnswer",
+            Input::CstaAnswerMalformed { .. } => "CstaAnswerMalformed",
+            Input::CstaEvent { .. } => "CstaEvent",
+            Input::CstaRequest { .. } => "CstaRequest",
+            Input::Tick => "Tick",
+            Input::Reconfigure(_) => "Reconfigure",
+        }
+    }
+
+    /// The JSON object of this input: `{"in": NAME, …its fields}`.
+    pub fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("in".into(), Value::from(self.name()));
+        let mut put = |k: &str, v: Value| {
+            m.insert(k.to_string(), v);
+        };
+        match self {
+            Input::ClientConnected { client, peer } => {
+                put("client", json!(client));
+                put("peer", json!(peer));
+            }
+            Input::ClientDisconnected { client } => put("client", json!(client)),
+            Input::ClientText { client, text } => {
+                put("client", json!(client));
+                put("text", json!(text));
+            }
+            Input::ClientRequest { client, request } => {
+                put("client", json!(client));
+                put("request", text_json(request.to_json()));
+            }
+            Input::ClientInvalid {
+                client,
+                code,
+                message,
+                reference_id,
+            } => {
+                put("client", json!(client));
+                put("code", json!(code.0));
+                put("message", json!(message));
+                if let Some(r) = reference_id {
+                    put("reference_id", json!(r));
+                }
+            }
+            Input::LinkUp { name } => put("name", json!(name)),
+            Input::LinkDown { reason } => put("reason", json!(reason)),
+            Input::CstaAnswer { invoke_id, message }
+            | Input::CstaRequest { invoke_id, message } => {
+                put("invoke_id", json!(invoke_id.get()));
+                put("message", message.to_json());
+            }
+            Input::CstaAnswerMalformed { invoke_id, reason } => {
+                put("invoke_id", json!(invoke_id.get()));
+                put("reason", json!(reason));
+            }
+            Input::CstaEvent { message } => put("message", message.to_json()),
+            Input::Tick => {}
+            Input::Reconfigure(cfg) => put("config", cfg.to_json()),
+        }
+        Value::Object(m)
+    }
+
+    /// An input from its JSON object.
+    pub fn from_json(v: &Value) -> Result<Input, RecordError> {
+        let client = || u64_of(v, "client");
+        Ok(match str_of(v, "in")?.as_str() {
+            "ClientConnected" => Input::ClientConnected {
+                client: client()?,
+                peer: str_of(v, "peer")?,
+            },
+            "ClientDisconnected" => Input::ClientDisconnected { client: client()? },
+            "ClientText" => Input::ClientText {
+                client: client()?,
+                text: str_of(v, "text")?,
+            },
+            "ClientRequest" => Input::ClientRequest {
+                client: client()?,
+                request: ctid_protocol::parse_request(&field(v, "request")?.to_string())
+                    .map_err(|e| RecordError(format!("request: {}", e.message)))?,
+            },
+            "ClientInvalid" => Input::ClientInvalid {
+                client: client()?,
+                code: ErrorCode(
+                    u32::try_from(u64_of(v, "code")?)
+                        .map_err(|_| bad("a 32-bit code", field(v, "code").unwrap_or(v)))?,
+                ),
+                message: str_of(v, "message")?,
+                reference_id: match v.get("reference_id") {
+                    None | Some(Value::Null) => None,
+                    Some(r) => Some(
+                        r.as_u64()
+                            .and_then(|n| u32::try_from(n).ok())
+                            .ok_or_else(|| bad("a ReferenceID", r))?,
+                    ),
+                },
+            },
+            "LinkUp" => Input::LinkUp {
+                name: str_of(v, "name")?,
+            },
+            "LinkDown" => Input::LinkDown {
+                reason: str_of(v, "reason")?,
+            },
+            "CstaAnswer" => Input::CstaAnswer {
+                invoke_id: invoke_of(v)?,
+                message: message_of(v)?,
+            },
+            "CstaAnswerMalformed" => Input::CstaAnswerMalformed {
+                invoke_id: invoke_of(v)?,
+                reason: str_of(v, "reason")?,
+            },
+            "CstaEvent" => Input::CstaEvent {
+                message: message_of(v)?,
+            },
+            "CstaRequest" => Input::CstaRequest {
+                invoke_id: invoke_of(v)?,
+                message: message_of(v)?,
+            },
+            "Tick" => Input::Tick,
+            "Reconfigure" => {
+                Input::Reconfigure(Box::new(EngineConfig::from_json(field(v, "config")?)?))
+            }
+            other => return Err(RecordError(format!("unknown input {other:?}"))),
+        })
+    }
+}
+
+impl Output {
+    /// The JSON object of this output: `{"out": NAME, …}`. Two outputs are the same exactly
+    /// when their JSON texts are (this is what replay compares).
+    pub fn to_json(&self) -> Value {
+        match self {
+            Output::Event { to, event } => json!({
+                "out": "Event",
+                "to": to,
+                "event": text_json(event.to_json()),
+            }),
+            Output::CstaRequest { invoke_id, message } => json!({
+                "out": "CstaRequest",
+                "invoke_id": invoke_id.get(),
+                "message": message.to_json(),
+            }),
+            Output::CstaAnswer { invoke_id, message } => json!({
+                "out": "CstaAnswer",
+                "invoke_id": invoke_id.get(),
+                "message": message.to_json(),
+            }),
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! The CSTA request window: every request the engine asked the link to send, in one table, from
+//! queued to answered or timed out. It hands out the wire's invoke IDs (from
+//! [`ENGINE_INVOKE_IDS`]; the link session uses the rest of 0000–9998 for its own requests),
+//! keeps at most `max-outstanding` in flight, and holds each one's deadline — the only timeout a
+//! request has (`docs/architecture.md`, "The CSTA request window").
+
+use std::collections::{BTreeMap, VecDeque};
+use std::ops::RangeInclusive;
+
+use ctid_csta::{InvokeId, Message};
+
+use crate::io::{Output, Tag};
+
+/// The invoke IDs the engine uses; the link session keeps 9000–9998 for its own requests
+/// (session start, keepalive, timer resets, stopping stale monitors).
+pub const ENGINE_INVOKE_IDS: RangeInclusive<u16> = 1..=8999;
+
+#[derive(Debug, Clone)]
+struct Entry<K> {
+    kind: K,
+    /// `None` once sent.
+    message: Option<Message>,
+    /// The invoke ID and deadline, once sent.
+    sent: Option<(InvokeId, u64)>,
+}
+
+/// Requests queued and in flight, each with a kind `K` saying what its answer is for.
+#[derive(Debug, Clone)]
+pub struct RequestWindow<K> {
+    entries: BTreeMap<Tag, Entry<K>>,
+    queue: VecDeque<Tag>,
+    by_invoke: BTreeMap<u16, Tag>,
+    next_tag: Tag,
+    next_invoke: u16,
+}
+
+impl<K> Default for RequestWindow<K> {
+    fn default() -> Self {
+        RequestWindow {
+            entries: BTreeMap::new(),
+            queue: VecDeque::new(),
+            by_invoke: BTreeMap::new(),
+            next_tag: 1,
+            next_invoke: 0,
+        }
+    }
+}
+
+impl<K> RequestWindow<K> {
+    /// Queue a request; it is sent by [`RequestWindow::pump`] when the window has room.
+    pub fn push(&mut self, kind: K, message: Message) -> Tag {
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        self.entries.insert(
+            tag,
+            Entry {
+                kind,
+                message: Some(message),
+                sent: None,
+            },
+        );
+        self.queue.push_back(tag);
+        tag
+    }
+
+    /// Requests sent and not answered.
+    pub fn in_flight(&self) -> usize {
+        self.by_invoke.len()
+    }
+
+    /// The kind of a queued or in-flight request.
+    pub fn kind(&self, tag: Tag) -> Option<&K> {
+        self.entries.get(&tag).map(|e| &e.kind)
+    }
+
+    /// The kind of a queued or in-flight request, to change.
+    pub fn kind_mut(&mut self, tag: Tag) -> Option<&mut K> {
+        self.entries.get_mut(&tag).map(|e| &mut e.kind)
+    }
+
+    fn free_invoke(&mut self) -> Option<InvokeId> {
+        let (lo, hi) = (*ENGINE_INVOKE_IDS.start(), *ENGINE_INVOKE_IDS.end());
+        for _ in lo..=hi {
+            self.next_invoke = if self.next_invoke >= hi || self.next_invoke < lo {
+                lo
+            } else {
+                self.next_invoke + 1
+            };
+            if !self.by_invoke.contains_key(&self.next_invoke) {
+                return InvokeId::new(self.next_invoke);
+            }
+        }
+        None
+    }
+
+    /// Send queued requests while fewer than `limit` are in flight; each gets the deadline
+    /// `now_ms + timeout_ms`.
+    pub fn pump(&mut self, now_ms: u64, limit: usize, timeout_ms: u64, out: &mut Vec<Output>) {
+        let limit = limit.clamp(1, ENGINE_INVOKE_IDS.len());
+        while self.by_invoke.len() < limit {
+            let Some(tag) = self.queue.pop_front() else {
+                break;
+            };
+            let Some(invoke_id) = self.free_invoke() else {
+                self.queue.push_front(tag);
+                break;
+            };
+            let Some(e) = self.entries.get_mut(&tag) else {
+                continue;
+            };
+            let Some(message) = e.message.take() else {
+                continue;
+            };
+            e.sent = Some((invoke_id, now_ms + timeout_ms));
+            self.by_invoke.insert(invoke_id.get(), tag);
+            out.push(Output::CstaRequest { invoke_id, message });
+        }
+    }
+
+    /// The request an answer with this invoke ID is for, taken out of the window; `None` for a
+    /// late (timed out), duplicated or unknown answer.
+    pub fn answer(&mut self, invoke_id: InvokeId) -> Option<(Tag, K)> {
+        let tag = self.by_invoke.remove(&invoke_id.get())?;
+        self.entries.remove(&tag).map(|e| (tag, e.kind))
+    }
+
+    /// Take a request out of the window (queued or in flight).
+    pub fn take(&mut self, tag: Tag) -> Option<K> {
+        let e = self.entries.remove(&tag)?;
+        match e.sent {
+            Some((id, _)) => {
+                self.by_invoke.remove(&id.get());
+            }
+            None => self.queue.retain(|t| *t != tag),
+        }
+        Some(e.kind)
+    }
+
+    /// Requests whose deadline has come, taken out of the window, oldest first.
+    pub fn expired(&mut self, now_ms: u64) -> Vec<(Tag, K)> {
+        let due: Vec<Tag> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.sent.is_some_and(|(_, d)| d <= now_ms))
+            .map(|(t, _)| *t)
+            .collect();
+        due.into_iter()
+            .filter_map(|t| self.take(t).map(|k| (t, k)))
+            .collect()
+    }
+
+    /// The earliest deadline of a request in flight.
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.entries
+            .values()
+            .filter_map(|e| e.sent.map(|(_, d)| d))
+            .min()
+    }
+
+    /// Everything, taken out (the link is gone), oldest first.
+    pub fn clear(&mut self) -> Vec<(Tag, K)> {
+        self.queue.clear();
+        self.by_invoke.clear();
+        std::mem::take(&mut self.entries)
+            .into_iter()
+            .map(|(t, e)| (t, e.kind))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg() -> Message {
+        Message::RequestSystemStatus(ctid_csta::RequestSystemStatus {
+            sys_stat_register_id: None,
+            extensions: None,
+        })
+    }
+
+    #[test]
+    fn window_limits_and_reuses_invoke_ids() {
+        let mut w: RequestWindow<u8> = RequestWindow::default();
+        let a = w.push(1, msg());
+        let _b = w.push(2, msg());
+        let mut out = Vec::new();
+        w.pump(0, 1, 100, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(w.in_flight(), 1);
+        let Output::CstaRequest { invoke_id, .. } = &out[0] else {
+            panic!("{out:?}")
+        };
+        assert_eq!(w.answer(*invoke_id), Some((a, 1)));
+        assert_eq!(w.answer(*invoke_id), None, "a second answer is late");
+        w.pump(0, 1, 100, &mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!(w.next_deadline(), Some(100));
+        assert_eq!(w.expired(99), vec![]);
+        assert_eq!(w.expired(100).len(), 1);
+        assert_eq!(w.in_flight(), 0);
+    }
+
+    #[test]
+    fn invoke_ids_stay_in_the_engine_range() {
+        let mut w: RequestWindow<()> = RequestWindow::default();
+        let mut out = Vec::new();
+        for _ in 0..20_000 {
+            w.push((), msg());
+            w.pump(0, 10, 1, &mut out);
+            let Some(Output::CstaRequest { invoke_id, .. }) = out.pop() else {
+                panic!()
+            };
+            assert!(ENGINE_INVOKE_IDS.contains(&invoke_id.get()));
+            w.answer(invoke_id).unwrap();
+        }
+    }
+}
