@@ -1,21 +1,28 @@
-//! The call model (tserver-behaviour §6): calls with ctid-assigned ConnIDs, the switch CallID
-//! index (re-pointable: transfers and conferences move connections between calls), parties with
-//! states and roles, call type, ANI/DNIS, queue, user data; and the mapping of CSTA call events
-//! onto T-Library events for the clients of the monitored DN the event arrived for.
+//! The call model: calls with ctid-assigned ConnIDs, the switch CallID index (re-pointable:
+//! transfers and conferences move connections between calls), parties with states and roles,
+//! call type, ANI/DNIS, queue, user data, the calls of each DN; the mapping of CSTA call events
+//! onto T-Library events for the clients of the monitored DN the event arrived for; transfer
+//! and conference merges; and the resync of a DN's calls from SnapshotDevice
+//! (`docs/call-model.md`).
 //!
 //! The same switch event arrives once per monitored device involved, each copy with that
 //! device's monitorCrossRefID. Model updates are idempotent across copies; each copy produces the
 //! events of its own DN only.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use ctid_csta::{ConnectionId, DeviceRef, EventCause, LocalConnectionState, Message};
-use ctid_protocol::{
-    AddressType, CallState, CallType, ConnId, DnRole, Event, EventName, KvList, PartyState,
+use ctid_csta::{
+    ConnectionId, DeviceRef, EventCause, LocalCallState, LocalConnectionState, Message,
+    SimpleCallState, SnapshotDevice, SnapshotDeviceResponseInfo, SnapshotResult,
 };
-use tracing::debug;
+use ctid_protocol::{
+    AddressType, CallState, CallType, ConnId, DnRole, Event, EventName, KvList, KvValue, PartyState,
+};
+use tracing::{debug, warn};
 
-use crate::{Engine, Output};
+use crate::answers::Answers;
+use crate::dns::Dns;
+use crate::outbox::Notice;
 
 /// One party of a call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,18 +80,34 @@ pub(crate) struct Merge {
 /// The call tables.
 #[derive(Debug, Default)]
 pub struct Calls {
-    pub calls: BTreeMap<ConnId, Call>,
-    pub by_call_id: BTreeMap<String, ConnId>,
-    pub(crate) merges: BTreeMap<String, Merge>,
+    calls: BTreeMap<ConnId, Call>,
+    by_call_id: BTreeMap<String, ConnId>,
+    merges: BTreeMap<String, Merge>,
+    /// DN → the calls it takes part in (only for DNs in the DN table).
+    by_dn: BTreeMap<String, BTreeSet<ConnId>>,
+    /// Consultation calls named by a ConsultationCall answer before the switch reported them:
+    /// CallID → the original call.
+    consult_origins: BTreeMap<String, ConnId>,
+    /// Multi-segment snapshots in progress: serviceCrossRefID → (DN, items so far).
+    snapshots: BTreeMap<String, (String, Vec<SnapshotDeviceResponseInfo>)>,
     next: u64,
     base: u64,
+    /// The time of the input being handled (ConnID high bits).
+    unix_micros: u64,
+    /// Call events whose connection carries no callID (cannot be tracked; dropped).
+    pub events_without_call_id: u64,
 }
 
 impl Calls {
-    fn new_conn_id(&mut self, unix_micros: u64) -> ConnId {
+    /// The time of the input being handled.
+    pub fn set_now(&mut self, unix_micros: u64) {
+        self.unix_micros = unix_micros;
+    }
+
+    fn new_conn_id(&mut self) -> ConnId {
         if self.base == 0 {
             // High bits: server start (seconds); low bits: a counter. Unique, never reused.
-            self.base = ((unix_micros / 1_000_000) & 0xFFFF_FFFF).max(1) << 32;
+            self.base = ((self.unix_micros / 1_000_000) & 0xFFFF_FFFF).max(1) << 32;
         }
         self.next += 1;
         ConnId(self.base | (self.next & 0xFFFF_FFFF))
@@ -93,6 +116,41 @@ impl Calls {
     /// The ConnID of a switch call ID.
     pub fn conn_of(&self, call_id: &str) -> Option<ConnId> {
         self.by_call_id.get(call_id).copied()
+    }
+
+    /// A call by ConnID.
+    pub fn get(&self, conn: ConnId) -> Option<&Call> {
+        self.calls.get(&conn)
+    }
+
+    /// Every call, by ConnID.
+    pub fn iter(&self) -> impl Iterator<Item = &Call> {
+        self.calls.values()
+    }
+
+    /// The calls a DN takes part in, by ConnID (its DN-table view).
+    pub fn conns_of_dn(&self, dn: &str) -> Vec<ConnId> {
+        self.by_dn
+            .get(dn)
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// The DN is forgotten: so is its call list.
+    pub fn forget_dn(&mut self, dn: &str) {
+        self.by_dn.remove(dn);
+    }
+
+    /// Replace a call's user data.
+    pub fn set_user_data(&mut self, conn: ConnId, data: KvList) {
+        if let Some(c) = self.calls.get_mut(&conn) {
+            c.user_data = data;
+        }
+    }
+
+    /// The link is gone: snapshots in progress are abandoned.
+    pub fn link_lost(&mut self) {
+        self.snapshots.clear();
     }
 
     /// Calls a DN takes part in.
@@ -133,23 +191,16 @@ pub fn call_state(cause: Option<&EventCause>) -> (CallState, Option<String>) {
     }
 }
 
-impl Engine {
-    fn is_internal(&self, number: &str) -> bool {
-        self.dns.contains_key(number)
-            || (!number.is_empty()
-                && number.len() <= 6
-                && number.bytes().all(|b| b.is_ascii_digit()))
-    }
-
+impl Calls {
     /// The call of a switch call ID, created if new.
-    pub(crate) fn call_for(&mut self, call_id: &str) -> ConnId {
-        if let Some(c) = self.calls.conn_of(call_id) {
+    pub fn call_for(&mut self, call_id: &str) -> ConnId {
+        if let Some(c) = self.conn_of(call_id) {
             return c;
         }
-        let conn_id = self.calls.new_conn_id(self.now.unix_micros);
+        let conn_id = self.new_conn_id();
         let consult_of = self.take_consult_origin(call_id);
         debug!(%call_id, conn = %conn_id, "new call");
-        self.calls.calls.insert(
+        self.calls.insert(
             conn_id,
             Call {
                 conn_id,
@@ -164,7 +215,7 @@ impl Engine {
                 dnis: None,
                 this_queue: None,
                 user_data: consult_of
-                    .and_then(|o| self.calls.calls.get(&o).map(|c| c.user_data.clone()))
+                    .and_then(|o| self.calls.get(&o).map(|c| c.user_data.clone()))
                     .unwrap_or_default(),
                 consult_of,
                 caller: None,
@@ -172,12 +223,12 @@ impl Engine {
                 aliases: vec![call_id.to_string()],
             },
         );
-        self.calls.by_call_id.insert(call_id.to_string(), conn_id);
+        self.by_call_id.insert(call_id.to_string(), conn_id);
         conn_id
     }
 
     fn set_party(&mut self, conn: ConnId, dn: &str, state: PartyState, role: Option<DnRole>) {
-        let Some(call) = self.calls.calls.get_mut(&conn) else {
+        let Some(call) = self.calls.get_mut(&conn) else {
             return;
         };
         match call.party_mut(dn) {
@@ -198,12 +249,13 @@ impl Engine {
         }
     }
 
-    fn classify(&mut self, conn: ConnId, calling: Option<&str>, called: Option<&str>) {
-        let (ci, cd) = (
-            calling.map(|c| self.is_internal(c)),
-            called.map(|c| self.is_internal(c)),
-        );
-        let Some(call) = self.calls.calls.get_mut(&conn) else {
+    fn classify(&mut self, dns: &Dns, conn: ConnId, calling: Option<&str>, called: Option<&str>) {
+        let internal = |n: &str| {
+            dns.contains(n)
+                || (!n.is_empty() && n.len() <= 6 && n.bytes().all(|b| b.is_ascii_digit()))
+        };
+        let (ci, cd) = (calling.map(internal), called.map(internal));
+        let Some(call) = self.calls.get_mut(&conn) else {
             return;
         };
         if call.call_type == CallType::Unknown {
@@ -227,7 +279,7 @@ impl Engine {
 
     /// Remove a party; forget the call when nobody is left.
     fn drop_party(&mut self, conn: ConnId, dn: &str) {
-        let empty = match self.calls.calls.get_mut(&conn) {
+        let empty = match self.calls.get_mut(&conn) {
             Some(c) => {
                 if c.party(dn).is_some() {
                     c.parties.retain(|p| p.dn != dn);
@@ -245,25 +297,24 @@ impl Engine {
         }
     }
 
-    pub(crate) fn forget_call(&mut self, conn: ConnId) {
-        if let Some(c) = self.calls.calls.remove(&conn) {
+    pub fn forget_call(&mut self, conn: ConnId) {
+        if let Some(c) = self.calls.remove(&conn) {
             debug!(conn = %conn, call_id = %c.call_id, "call ended");
             for a in &c.aliases {
-                if self.calls.by_call_id.get(a) == Some(&conn) {
-                    self.calls.by_call_id.remove(a);
+                if self.by_call_id.get(a) == Some(&conn) {
+                    self.by_call_id.remove(a);
                 }
             }
-            self.calls
-                .merges
+            self.merges
                 .retain(|_, m| m.surviving != conn && m.consult != conn);
         }
     }
 
     /// A call event for clients of `dn`, with the call's common attributes.
-    pub(crate) fn call_event(&self, name: EventName, dn: &str, conn: ConnId) -> Event {
+    pub fn call_event(&self, name: EventName, dn: &str, conn: ConnId) -> Event {
         let mut ev = Event::new(name).with_this_dn(dn);
         ev.conn_id = Some(conn);
-        if let Some(c) = self.calls.calls.get(&conn) {
+        if let Some(c) = self.calls.get(&conn) {
             ev.call_id = Some(c.call_id.clone());
             ev.call_type = Some(c.call_type);
             if let Some(p) = c.party(dn) {
@@ -285,41 +336,13 @@ impl Engine {
         ev
     }
 
-    /// Deliver a call event of `dn`: to the requester waiting for it (with its ReferenceID) and
-    /// every other client registered on `dn`.
-    pub(crate) fn deliver(&mut self, out: &mut Vec<Output>, dn: &str, ev: Event) {
-        let to = self.registrants(&[dn]);
-        // Agent-login hot desk (§4.10): the guest's events also reach the host's clients, as
-        // events of the host.
-        if self.dns.get(dn).is_some_and(|d| d.internal) {
-            if let Some(host) = self.hd.host_of(dn).map(str::to_string) {
-                let extra: Vec<_> = self
-                    .registrants(&[&host])
-                    .into_iter()
-                    .filter(|c| !to.contains(c))
-                    .collect();
-                if !extra.is_empty() {
-                    let mut copy = ev.clone();
-                    copy.this_dn = Some(host);
-                    copy.reference_id = None;
-                    self.emit(out, extra, copy);
-                }
-            }
-        }
-        if let Some((client, rid)) = self.match_expectation(dn, &ev) {
-            self.emit_answer(out, client, rid, to, ev);
-        } else {
-            self.emit(out, to, ev);
-        }
-    }
-
     fn conn_call(&mut self, c: &ConnectionId) -> Option<ConnId> {
         match c.call_id.as_deref().filter(|s| !s.is_empty()) {
             Some(id) => Some(self.call_for(id)),
             None => {
                 // A call cannot be tracked without its callID: say so, count it, drop it.
-                self.counters.events_without_call_id += 1;
-                if self.counters.events_without_call_id == 1 {
+                self.events_without_call_id += 1;
+                if self.events_without_call_id == 1 {
                     tracing::warn!(device = c.device(), "call event without a callID dropped (counted in events_without_call_id; logged once)");
                 } else {
                     debug!(device = c.device(), "call event without a callID dropped");
@@ -330,11 +353,19 @@ impl Engine {
     }
 
     /// A CSTA call, agent or device event for monitored DN `d`.
-    pub(crate) fn call_model_event(&mut self, d: &str, msg: &Message, out: &mut Vec<Output>) {
+    /// Returns false when `msg` is not a call event.
+    pub fn event(
+        &mut self,
+        d: &str,
+        msg: &Message,
+        dns: &Dns,
+        answers: &Answers,
+        notes: &mut Vec<Notice>,
+    ) -> bool {
         match msg {
             Message::ServiceInitiatedEvent(e) => {
                 let Some(conn) = self.conn_call(&e.initiated_connection) else {
-                    return;
+                    return true;
                 };
                 let who = e
                     .initiated_connection
@@ -342,21 +373,24 @@ impl Engine {
                     .clone()
                     .unwrap_or_else(|| d.to_string());
                 self.set_party(conn, &who, PartyState::Initiated, Some(DnRole::Origination));
-                self.add_dn_call(&who, conn);
-                if let Some(c) = self.calls.calls.get_mut(&conn) {
+                self.add_dn_call(dns, &who, conn);
+                if let Some(c) = self.calls.get_mut(&conn) {
                     c.caller.get_or_insert_with(|| who.clone());
                 }
-                let by_ctid = e.cause == Some(EventCause::MakeCall) || self.expects_dialing(&who);
+                let by_ctid = e.cause == Some(EventCause::MakeCall) || answers.dialing(&who);
                 if who == d && !by_ctid {
                     let mut ev = Event::new(EventName::EventOffHook).with_this_dn(d);
                     ev.conn_id = Some(conn);
                     ev.call_id = Some(e.initiated_connection.call().to_string());
-                    self.deliver(out, d, ev);
+                    notes.push(Notice::Deliver {
+                        dn: d.to_string(),
+                        event: ev,
+                    });
                 }
             }
             Message::OriginatedEvent(e) => {
                 let Some(conn) = self.conn_call(&e.originated_connection) else {
-                    return;
+                    return true;
                 };
                 let calling = dev(&e.calling_device)
                     .or_else(|| e.originated_connection.device_id.clone())
@@ -368,20 +402,23 @@ impl Engine {
                     PartyState::Initiated,
                     Some(DnRole::Origination),
                 );
-                self.add_dn_call(&calling, conn);
-                self.classify(conn, Some(&calling), called.as_deref());
+                self.add_dn_call(dns, &calling, conn);
+                self.classify(dns, conn, Some(&calling), called.as_deref());
                 if calling == d {
                     let mut ev = self.call_event(EventName::EventDialing, d, conn);
                     if let Some(c) = &called {
                         ev.other_dn = Some(c.clone());
                         ev.other_dn_role = Some(DnRole::Destination);
                     }
-                    self.deliver(out, d, ev);
+                    notes.push(Notice::Deliver {
+                        dn: d.to_string(),
+                        event: ev,
+                    });
                 }
             }
             Message::DeliveredEvent(e) => {
                 let Some(conn) = self.conn_call(&e.connection) else {
-                    return;
+                    return true;
                 };
                 let alerting = dev(&e.alerting_device)
                     .or_else(|| e.connection.device_id.clone())
@@ -390,7 +427,7 @@ impl Engine {
                 let called = dev(&e.called_device);
                 self.caller_joins(conn, calling.as_deref());
                 // The caller as the switch sees it now (it changes with transfers).
-                if let (Some(c), Some(call)) = (&calling, self.calls.calls.get_mut(&conn)) {
+                if let (Some(c), Some(call)) = (&calling, self.calls.get_mut(&conn)) {
                     call.caller = Some(c.clone());
                 }
                 self.set_party(
@@ -399,21 +436,24 @@ impl Engine {
                     PartyState::Alerting,
                     Some(DnRole::Destination),
                 );
-                self.add_dn_call(&alerting, conn);
-                self.classify(conn, calling.as_deref(), called.as_deref());
+                self.add_dn_call(dns, &alerting, conn);
+                self.classify(dns, conn, calling.as_deref(), called.as_deref());
                 if alerting == d {
-                    let mut ev = self.offer(d, conn, EventName::EventRinging);
+                    let mut ev = self.offer(dns, d, conn, EventName::EventRinging);
                     if let Some(c) = &calling {
                         ev.other_dn = Some(c.clone());
                         ev.other_dn_role = Some(DnRole::Origination);
                         ev.ani = Some(c.clone());
                     }
-                    self.deliver(out, d, ev);
+                    notes.push(Notice::Deliver {
+                        dn: d.to_string(),
+                        event: ev,
+                    });
                 }
             }
             Message::EstablishedEvent(e) => {
                 let Some(conn) = self.conn_call(&e.established_connection) else {
-                    return;
+                    return true;
                 };
                 let answering = dev(&e.answering_device)
                     .or_else(|| e.established_connection.device_id.clone())
@@ -425,23 +465,21 @@ impl Engine {
                     PartyState::Connected,
                     Some(DnRole::Destination),
                 );
-                self.add_dn_call(&answering, conn);
+                self.add_dn_call(dns, &answering, conn);
                 if let Some(c) = &calling {
                     self.set_party(conn, c, PartyState::Connected, Some(DnRole::Origination));
                 }
-                if self
-                    .calls
-                    .calls
-                    .get(&conn)
-                    .is_some_and(|c| c.party(d).is_some())
-                {
+                if self.calls.get(&conn).is_some_and(|c| c.party(d).is_some()) {
                     let mut ev = self.call_event(EventName::EventEstablished, d, conn);
                     if answering != d {
                         ev.other_dn = Some(answering.clone());
                     } else if let Some(c) = &calling {
                         ev.other_dn = Some(c.clone());
                     }
-                    self.deliver(out, d, ev);
+                    notes.push(Notice::Deliver {
+                        dn: d.to_string(),
+                        event: ev,
+                    });
                 }
             }
             Message::HeldEvent(e) => self.hold_state(
@@ -450,7 +488,7 @@ impl Engine {
                 &e.holding_device,
                 PartyState::Held,
                 EventName::EventHeld,
-                out,
+                notes,
             ),
             Message::RetrievedEvent(e) => self.hold_state(
                 d,
@@ -458,14 +496,14 @@ impl Engine {
                 &e.retrieving_device,
                 PartyState::Connected,
                 EventName::EventRetrieved,
-                out,
+                notes,
             ),
             Message::ConnectionClearedEvent(e) => {
                 let Some(call_id) = e.dropped_connection.call_id.as_deref() else {
-                    return;
+                    return true;
                 };
-                let Some(conn) = self.calls.conn_of(call_id) else {
-                    return;
+                let Some(conn) = self.conn_of(call_id) else {
+                    return true;
                 };
                 let dropped = e
                     .dropped_connection
@@ -473,18 +511,18 @@ impl Engine {
                     .clone()
                     .or_else(|| dev(&e.releasing_device))
                     .unwrap_or_default();
-                self.connection_cleared(d, conn, &dropped, e.cause.as_ref(), out);
+                self.connection_cleared(d, conn, &dropped, e.cause.as_ref(), dns, notes);
             }
             Message::CallClearedEvent(e) => {
                 let Some(conn) = e
                     .cleared_call
                     .call_id
                     .as_deref()
-                    .and_then(|c| self.calls.conn_of(c))
+                    .and_then(|c| self.conn_of(c))
                 else {
-                    return;
+                    return true;
                 };
-                self.connection_cleared(d, conn, d, e.cause.as_ref(), out);
+                self.connection_cleared(d, conn, d, e.cause.as_ref(), dns, notes);
             }
             Message::TransferedEvent(e) => self.merged(
                 d,
@@ -494,7 +532,8 @@ impl Engine {
                 &e.transferred_connections,
                 dev(&e.transferring_device),
                 None,
-                out,
+                dns,
+                notes,
             ),
             Message::ConferencedEvent(e) => self.merged(
                 d,
@@ -504,21 +543,22 @@ impl Engine {
                 &e.conference_connections,
                 dev(&e.conferencing_device),
                 dev(&e.added_party),
-                out,
+                dns,
+                notes,
             ),
             Message::DivertedEvent(e) => {
                 let Some(conn) = self.conn_call(&e.connection) else {
-                    return;
+                    return true;
                 };
                 let diverting = dev(&e.diverting_device)
                     .or_else(|| e.connection.device_id.clone())
                     .unwrap_or_default();
                 let new_dest = dev(&e.new_destination);
-                let was_queue = self.dns.get(&diverting).is_some_and(|x| {
+                let was_queue = dns.get(&diverting).is_some_and(|x| {
                     matches!(x.dn_type, AddressType::Queue | AddressType::RouteDn)
                 });
                 if was_queue {
-                    if let Some(c) = self.calls.calls.get_mut(&conn) {
+                    if let Some(c) = self.calls.get_mut(&conn) {
                         c.this_queue = Some(diverting.clone());
                     }
                 }
@@ -527,7 +567,10 @@ impl Engine {
                         let mut ev = self.call_event(EventName::EventDiverted, d, conn);
                         ev.other_dn = new_dest.clone();
                         ev.this_queue = Some(d.to_string());
-                        self.deliver(out, d, ev);
+                        notes.push(Notice::Deliver {
+                            dn: d.to_string(),
+                            event: ev,
+                        });
                     } else {
                         let mut ev = self.call_event(EventName::EventReleased, d, conn);
                         let (mut cs, _) = call_state(e.cause.as_ref());
@@ -536,7 +579,10 @@ impl Engine {
                         }
                         ev.call_state = Some(cs);
                         ev.other_dn = new_dest.clone();
-                        self.deliver(out, d, ev);
+                        notes.push(Notice::Deliver {
+                            dn: d.to_string(),
+                            event: ev,
+                        });
                     }
                 }
                 self.drop_party(conn, &diverting);
@@ -544,7 +590,7 @@ impl Engine {
             }
             Message::FailedEvent(e) => {
                 let Some(conn) = self.conn_call(&e.failed_connection) else {
-                    return;
+                    return true;
                 };
                 let failing = dev(&e.failing_device)
                     .or_else(|| e.failed_connection.device_id.clone())
@@ -557,68 +603,69 @@ impl Engine {
                     Some(DnRole::Destination),
                 );
                 if calling.as_deref() == Some(d)
-                    || (failing != d
-                        && self
-                            .calls
-                            .calls
-                            .get(&conn)
-                            .is_some_and(|c| c.party(d).is_some()))
+                    || (failing != d && self.calls.get(&conn).is_some_and(|c| c.party(d).is_some()))
                 {
                     let mut ev = self.call_event(EventName::EventDestinationBusy, d, conn);
                     ev.other_dn = Some(failing.clone());
                     ev.call_state = Some(call_state(e.cause.as_ref()).0);
-                    self.deliver(out, d, ev);
+                    notes.push(Notice::Deliver {
+                        dn: d.to_string(),
+                        event: ev,
+                    });
                 }
             }
             Message::QueuedEvent(e) => {
                 let Some(conn) = self.conn_call(&e.queued_connection) else {
-                    return;
+                    return true;
                 };
                 let queue = dev(&e.queue)
                     .or_else(|| e.queued_connection.device_id.clone())
                     .unwrap_or_default();
                 let calling = dev(&e.calling_device);
                 let called = dev(&e.called_device);
-                self.classify(conn, calling.as_deref(), called.as_deref());
+                self.classify(dns, conn, calling.as_deref(), called.as_deref());
                 self.caller_joins(conn, calling.as_deref());
                 self.set_party(conn, &queue, PartyState::Queued, Some(DnRole::Destination));
-                self.add_dn_call(&queue, conn);
-                if let Some(c) = self.calls.calls.get_mut(&conn) {
+                self.add_dn_call(dns, &queue, conn);
+                if let Some(c) = self.calls.get_mut(&conn) {
                     c.this_queue = Some(queue.clone());
                 }
                 if queue == d {
-                    let mut ev = self.offer(d, conn, EventName::EventQueued);
+                    let mut ev = self.offer(dns, d, conn, EventName::EventQueued);
                     ev.this_queue = Some(d.to_string());
                     ev.other_dn = calling.clone();
-                    self.deliver(out, d, ev);
+                    notes.push(Notice::Deliver {
+                        dn: d.to_string(),
+                        event: ev,
+                    });
                 }
             }
             Message::NetworkReachedEvent(e) => {
                 let Some(conn) = self.conn_call(&e.outbound_connection) else {
-                    return;
+                    return true;
                 };
                 let calling = dev(&e.calling_device);
                 let called = dev(&e.called_device);
-                self.classify(conn, calling.as_deref(), called.as_deref());
+                self.classify(dns, conn, calling.as_deref(), called.as_deref());
                 if calling.as_deref() == Some(d) {
                     let mut ev = self.call_event(EventName::EventNetworkReached, d, conn);
                     ev.other_dn = called;
-                    self.deliver(out, d, ev);
+                    notes.push(Notice::Deliver {
+                        dn: d.to_string(),
+                        event: ev,
+                    });
                 }
             }
-            _ => self.device_event(d, msg, out),
+            Message::SnapshotDeviceData(s) => self.snapshot_segment(s, dns, notes),
+            _ => return false,
         }
+        true
     }
 
     /// The calling party joins the model (connected) if the call does not have it yet.
     fn caller_joins(&mut self, conn: ConnId, calling: Option<&str>) {
         let Some(c) = calling else { return };
-        if self
-            .calls
-            .calls
-            .get(&conn)
-            .is_some_and(|x| x.party(c).is_none())
-        {
+        if self.calls.get(&conn).is_some_and(|x| x.party(c).is_none()) {
             self.set_party(conn, c, PartyState::Connected, Some(DnRole::Origination));
         }
     }
@@ -626,12 +673,11 @@ impl Engine {
     /// The call is offered to D (ringing or queued there): D's party is marked offered (an abandon
     /// is then reported) and the event is `name` — or EventRouteRequest (ThisQueue = D) when D is
     /// a routing point, which asks for a route (tserver-behaviour §6.3).
-    fn offer(&mut self, d: &str, conn: ConnId, name: EventName) -> Event {
-        if let Some(p) = self.calls.calls.get_mut(&conn).and_then(|c| c.party_mut(d)) {
+    fn offer(&mut self, dns: &Dns, d: &str, conn: ConnId, name: EventName) -> Event {
+        if let Some(p) = self.calls.get_mut(&conn).and_then(|c| c.party_mut(d)) {
             p.offered = true;
         }
-        let rp = self
-            .dns
+        let rp = dns
             .get(d)
             .is_some_and(|x| x.dn_type == AddressType::RouteDn);
         let mut ev = self.call_event(
@@ -658,7 +704,7 @@ impl Engine {
         acting: &Option<DeviceRef>,
         state: PartyState,
         name: EventName,
-        out: &mut Vec<Output>,
+        notes: &mut Vec<Notice>,
     ) {
         let Some(conn) = self.conn_call(c) else {
             return;
@@ -669,7 +715,10 @@ impl Engine {
         self.set_party(conn, &who, state, None);
         if who == d {
             let ev = self.call_event(name, d, conn);
-            self.deliver(out, d, ev);
+            notes.push(Notice::Deliver {
+                dn: d.to_string(),
+                event: ev,
+            });
         }
     }
 
@@ -679,9 +728,10 @@ impl Engine {
         conn: ConnId,
         dropped: &str,
         cause: Option<&EventCause>,
-        out: &mut Vec<Output>,
+        dns: &Dns,
+        notes: &mut Vec<Notice>,
     ) {
-        let Some(call) = self.calls.calls.get(&conn) else {
+        let Some(call) = self.calls.get(&conn) else {
             return;
         };
         let present = call.party(dropped).is_some();
@@ -702,7 +752,10 @@ impl Engine {
                         .get_or_insert_with(KvList::new)
                         .insert_str("CSTACause", c);
                 }
-                self.deliver(out, d, ev);
+                notes.push(Notice::Deliver {
+                    dn: d.to_string(),
+                    event: ev,
+                });
             }
             self.drop_party(conn, d);
             self.remove_dn_call(d, conn);
@@ -717,8 +770,11 @@ impl Engine {
                 let mut ev = self.call_event(EventName::EventAbandoned, d, conn);
                 ev.other_dn = Some(dropped.to_string());
                 ev.call_state = Some(CallState::Abandoned);
-                self.deliver(out, d, ev);
-                if !self.is_monitored(dropped) {
+                notes.push(Notice::Deliver {
+                    dn: d.to_string(),
+                    event: ev,
+                });
+                if !dns.is_monitored(dropped) {
                     self.drop_party(conn, dropped);
                 }
                 self.drop_party(conn, d);
@@ -729,13 +785,16 @@ impl Engine {
                 let mut ev = self.call_event(EventName::EventPartyDeleted, d, conn);
                 ev.other_dn = Some(dropped.to_string());
                 ev.other_dn_role = Some(DnRole::DeletedParty);
-                self.deliver(out, d, ev);
+                notes.push(Notice::Deliver {
+                    dn: d.to_string(),
+                    event: ev,
+                });
             }
             _ => {}
         }
         // A monitored party leaves the model on its own monitor's copy (which reports its
         // EventReleased); an unmonitored one on the first copy that names it.
-        if !self.is_monitored(dropped) {
+        if !dns.is_monitored(dropped) {
             self.drop_party(conn, dropped);
             self.remove_dn_call(dropped, conn);
         }
@@ -751,7 +810,8 @@ impl Engine {
         list: &[ctid_csta::ConnectionListItem],
         by: Option<String>,
         added: Option<String>,
-        out: &mut Vec<Output>,
+        dns: &Dns,
+        notes: &mut Vec<Notice>,
     ) {
         let conference = matches!(msg, Message::ConferencedEvent(_));
         let p_id = primary.and_then(|c| c.call_id.clone());
@@ -760,30 +820,29 @@ impl Engine {
             (Some(p), Some(s)) if p != s => (p, s),
             (Some(p), _) if !conference => {
                 // Single-step transfer: one call, the transferring party leaves it.
-                self.single_step_transferred(d, &p, by, out);
+                self.single_step_transferred(d, &p, by, notes);
                 return;
             }
             _ => return,
         };
         let key = format!("{p_id}/{s_id}");
-        let merge = match self.calls.merges.get(&key).cloned() {
+        let merge = match self.merges.get(&key).cloned() {
             Some(m) => m,
             None => {
                 let surviving = self.call_for(&p_id);
                 let consult = self.call_for(&s_id);
                 let moved: Vec<String> = self
                     .calls
-                    .calls
                     .get(&consult)
                     .map(|c| c.parties.iter().map(|p| p.dn.clone()).collect())
                     .unwrap_or_default();
                 // Move the consultation's parties into the surviving call (the original ConnID
                 // survives; tserver-behaviour §6.1), and re-point every new callID at it.
-                let consult_call = self.calls.calls.remove(&consult);
+                let consult_call = self.calls.remove(&consult);
                 if let Some(cc) = &consult_call {
                     for a in &cc.aliases {
-                        if self.calls.by_call_id.get(a) == Some(&consult) {
-                            self.calls.by_call_id.remove(a);
+                        if self.by_call_id.get(a) == Some(&consult) {
+                            self.by_call_id.remove(a);
                         }
                     }
                 }
@@ -795,8 +854,8 @@ impl Engine {
                             continue;
                         }
                         self.remove_dn_call(&p.dn, consult);
-                        self.add_dn_call(&p.dn, surviving);
-                        if let Some(sc) = self.calls.calls.get_mut(&surviving) {
+                        self.add_dn_call(dns, &p.dn, surviving);
+                        if let Some(sc) = self.calls.get_mut(&surviving) {
                             if sc.party(&p.dn).is_none() {
                                 sc.parties.push(Party {
                                     state: PartyState::Connected,
@@ -813,9 +872,9 @@ impl Engine {
                 }
                 for item in list {
                     if let Some(n) = item.new_connection.as_ref().and_then(|c| c.call_id.clone()) {
-                        self.calls.by_call_id.insert(n.clone(), surviving);
+                        self.by_call_id.insert(n.clone(), surviving);
                         // The CallID may change mid-call: follow it.
-                        if let Some(sc) = self.calls.calls.get_mut(&surviving) {
+                        if let Some(sc) = self.calls.get_mut(&surviving) {
                             if !sc.aliases.contains(&n) {
                                 sc.aliases.push(n.clone());
                             }
@@ -825,14 +884,14 @@ impl Engine {
                 }
                 if let Some(by) = &by {
                     if !conference {
-                        if let Some(sc) = self.calls.calls.get_mut(&surviving) {
+                        if let Some(sc) = self.calls.get_mut(&surviving) {
                             sc.parties.retain(|p| &p.dn != by);
                         }
                     } else {
                         self.set_party(surviving, by, PartyState::Connected, None);
                     }
                 }
-                if let Some(sc) = self.calls.calls.get_mut(&surviving) {
+                if let Some(sc) = self.calls.get_mut(&surviving) {
                     for p in sc.parties.iter_mut() {
                         if p.state == PartyState::Held {
                             p.state = PartyState::Connected;
@@ -844,7 +903,7 @@ impl Engine {
                     consult,
                     moved,
                 };
-                self.calls.merges.insert(key, m.clone());
+                self.merges.insert(key, m.clone());
                 m
             }
         };
@@ -855,18 +914,27 @@ impl Engine {
                 let mut ev = self.call_event(EventName::EventReleased, d, merge.consult);
                 ev.conn_id = Some(merge.consult);
                 ev.call_state = Some(CallState::Conferenced);
-                self.emit(out, self.registrants(&[d]), ev);
+                notes.push(Notice::Registrants {
+                    dn: d.to_string(),
+                    event: ev,
+                });
                 let mut ev = self.call_event(EventName::EventPartyAdded, d, merge.surviving);
                 ev.other_dn = added.clone();
                 ev.this_dn_role = Some(DnRole::ConferencedBy);
                 ev.other_dn_role = Some(DnRole::NewParty);
-                self.deliver(out, d, ev);
+                notes.push(Notice::Deliver {
+                    dn: d.to_string(),
+                    event: ev,
+                });
             } else {
                 for conn in [merge.surviving, merge.consult] {
                     let mut ev = self.call_event(EventName::EventReleased, d, conn);
                     ev.conn_id = Some(conn);
                     ev.call_state = Some(CallState::Transferred);
-                    self.deliver(out, d, ev);
+                    notes.push(Notice::Deliver {
+                        dn: d.to_string(),
+                        event: ev,
+                    });
                 }
                 self.remove_dn_call(d, merge.surviving);
                 self.remove_dn_call(d, merge.consult);
@@ -893,7 +961,10 @@ impl Engine {
             ev.other_dn = added;
             ev.other_dn_role = Some(DnRole::NewParty);
         }
-        self.deliver(out, d, ev);
+        notes.push(Notice::Deliver {
+            dn: d.to_string(),
+            event: ev,
+        });
     }
 
     fn single_step_transferred(
@@ -901,30 +972,26 @@ impl Engine {
         d: &str,
         call_id: &str,
         by: Option<String>,
-        out: &mut Vec<Output>,
+        notes: &mut Vec<Notice>,
     ) {
         let conn = self.call_for(call_id);
         if by.as_deref() == Some(d) {
-            if self
-                .calls
-                .calls
-                .get(&conn)
-                .is_some_and(|c| c.party(d).is_some())
-            {
+            if self.calls.get(&conn).is_some_and(|c| c.party(d).is_some()) {
                 let mut ev = self.call_event(EventName::EventReleased, d, conn);
                 ev.call_state = Some(CallState::Transferred);
-                self.deliver(out, d, ev);
+                notes.push(Notice::Deliver {
+                    dn: d.to_string(),
+                    event: ev,
+                });
             }
-        } else if self
-            .calls
-            .calls
-            .get(&conn)
-            .is_some_and(|c| c.party(d).is_some())
-        {
+        } else if self.calls.get(&conn).is_some_and(|c| c.party(d).is_some()) {
             let mut ev = self.call_event(EventName::EventPartyChanged, d, conn);
             ev.third_party_dn = by.clone();
             ev.third_party_dn_role = Some(DnRole::TransferredBy);
-            self.deliver(out, d, ev);
+            notes.push(Notice::Deliver {
+                dn: d.to_string(),
+                event: ev,
+            });
         }
         if let Some(by) = &by {
             self.drop_party(conn, by);
@@ -932,25 +999,24 @@ impl Engine {
         }
     }
 
-    pub(crate) fn add_dn_call(&mut self, dn: &str, conn: ConnId) {
-        if let Some(x) = self.dns.get_mut(dn) {
-            x.calls.insert(conn);
+    fn add_dn_call(&mut self, dns: &Dns, dn: &str, conn: ConnId) {
+        if dns.contains(dn) {
+            self.by_dn.entry(dn.to_string()).or_default().insert(conn);
         }
     }
 
-    pub(crate) fn remove_dn_call(&mut self, dn: &str, conn: ConnId) {
-        if let Some(x) = self.dns.get_mut(dn) {
-            x.calls.remove(&conn);
+    fn remove_dn_call(&mut self, dn: &str, conn: ConnId) {
+        if let Some(x) = self.by_dn.get_mut(dn) {
+            x.remove(&conn);
         }
     }
 
     /// The DN-status keys about calls: `status`, `conn-<n>`, `ps-<n>`.
-    pub(crate) fn call_status(&self, dn: &str, k: &mut KvList) -> usize {
-        let Some(d) = self.dns.get(dn) else { return 0 };
+    pub fn status_keys(&self, dn: &str, k: &mut KvList) -> usize {
         let mut n = 0;
         let mut status = "AddressStatusIdle";
-        for conn in &d.calls {
-            let Some(c) = self.calls.calls.get(conn) else {
+        for conn in self.by_dn.get(dn).into_iter().flatten() {
+            let Some(c) = self.calls.get(conn) else {
                 continue;
             };
             let Some(p) = c.party(dn) else { continue };
@@ -969,22 +1035,16 @@ impl Engine {
         n
     }
 
-    fn expects_dialing(&self, dn: &str) -> bool {
-        self.expects
-            .iter()
-            .any(|x| x.dn == dn && x.events.contains(&EventName::EventDialing))
-    }
-
     fn take_consult_origin(&mut self, call_id: &str) -> Option<ConnId> {
         self.consult_origins.remove(call_id)
     }
 
     /// Remember that the call `call_id` (from a ConsultationCall answer) consults `origin`.
-    pub(crate) fn note_consultation(&mut self, call_id: &str, origin: ConnId) {
-        match self.calls.conn_of(call_id) {
+    pub fn note_consultation(&mut self, call_id: &str, origin: ConnId) {
+        match self.conn_of(call_id) {
             Some(conn) => {
-                let ud = self.calls.calls.get(&origin).map(|c| c.user_data.clone());
-                if let Some(c) = self.calls.calls.get_mut(&conn) {
+                let ud = self.calls.get(&origin).map(|c| c.user_data.clone());
+                if let Some(c) = self.calls.get_mut(&conn) {
                     c.consult_of = Some(origin);
                     c.call_type = CallType::Consult;
                     if c.user_data.is_empty() {
@@ -1001,7 +1061,7 @@ impl Engine {
     }
 }
 
-/// Unused helper kept for clarity of the state literal names in logs.
+/// A CSTA connection state as a party state.
 pub fn state_of(s: &LocalConnectionState) -> PartyState {
     match s {
         LocalConnectionState::Initiated => PartyState::Initiated,
@@ -1011,5 +1071,162 @@ pub fn state_of(s: &LocalConnectionState) -> PartyState {
         LocalConnectionState::Queued => PartyState::Queued,
         LocalConnectionState::Fail => PartyState::Failed,
         _ => PartyState::Null,
+    }
+}
+
+// ------------------------------------------------------------------------------ resync
+
+impl Calls {
+    /// SnapshotDevice for `dn` (at monitoring: the calls it has now).
+    pub fn snapshot(dn: &str) -> Message {
+        Message::SnapshotDevice(SnapshotDevice {
+            snapshot_object: dn.to_string(),
+            extensions: None,
+        })
+    }
+
+    /// SnapshotDevice's answer: the calls of `dn` now, or the start of a segmented snapshot.
+    pub fn snapshot_answer(
+        &mut self,
+        dn: &str,
+        msg: Result<Message, String>,
+        dns: &Dns,
+        notes: &mut Vec<Notice>,
+    ) {
+        match msg {
+            Ok(Message::SnapshotDeviceResponse(r)) => match r.cross_ref_id_or_snapshot_data {
+                SnapshotResult::Data(items) => self.reconcile(dn, &items, dns, notes),
+                SnapshotResult::ServiceCrossRefId(x) => {
+                    self.snapshots.insert(x, (dn.to_string(), Vec::new()));
+                }
+            },
+            Ok(Message::CstaErrorCode(e)) => warn!(%dn, error = %e.error, "SnapshotDevice refused"),
+            Ok(other) => warn!(%dn, answer = other.name(), "unexpected answer to SnapshotDevice"),
+            Err(reason) => warn!(%dn, %reason, "malformed answer to SnapshotDevice"),
+        }
+    }
+
+    fn snapshot_segment(
+        &mut self,
+        s: &ctid_csta::SnapshotDeviceData,
+        dns: &Dns,
+        notes: &mut Vec<Notice>,
+    ) {
+        let Some((_, items)) = self.snapshots.get_mut(&s.service_cross_ref_id) else {
+            debug!(xref = %s.service_cross_ref_id, "snapshot segment for no snapshot");
+            return;
+        };
+        items.extend(s.snapshot_data.iter().cloned());
+        if s.last_segment.unwrap_or(true) {
+            if let Some((dn, items)) = self.snapshots.remove(&s.service_cross_ref_id) {
+                self.reconcile(&dn, &items, dns, notes);
+            }
+        }
+    }
+
+    /// Make ctid's calls on `dn` equal the switch's (`docs/call-model.md`, "Resync"): calls it
+    /// did not know are announced, calls gone are released with `ReleaseCause` = `resync`.
+    fn reconcile(
+        &mut self,
+        dn: &str,
+        items: &[SnapshotDeviceResponseInfo],
+        dns: &Dns,
+        notes: &mut Vec<Notice>,
+    ) {
+        let mut present = Vec::new();
+        for it in items {
+            let Some(call_id) = it.connection_identifier.call_id.clone() else {
+                continue;
+            };
+            let state = match &it.local_call_state {
+                Some(LocalCallState::Compound(v)) => v
+                    .first()
+                    .cloned()
+                    .unwrap_or(LocalConnectionState::Connected),
+                Some(LocalCallState::Simple(s)) => match s {
+                    SimpleCallState::CallDelivered | SimpleCallState::CallReceived => {
+                        LocalConnectionState::Alerting
+                    }
+                    SimpleCallState::CallOriginated | SimpleCallState::CallPending => {
+                        LocalConnectionState::Initiated
+                    }
+                    SimpleCallState::CallEstablishedHeld
+                    | SimpleCallState::CallDeliveredHeld
+                    | SimpleCallState::CallQueuedHeld => LocalConnectionState::Hold,
+                    SimpleCallState::CallQueued => LocalConnectionState::Queued,
+                    _ => LocalConnectionState::Connected,
+                },
+                _ => LocalConnectionState::Connected,
+            };
+            let known = self
+                .conn_of(&call_id)
+                .is_some_and(|c| self.calls.get(&c).is_some_and(|x| x.party(dn).is_some()));
+            let conn = self.call_for(&call_id);
+            present.push(conn);
+            let ps = state_of(&state);
+            let (name, ps) = match ps {
+                PartyState::Alerting => (EventName::EventRinging, ps),
+                PartyState::Initiated => (EventName::EventDialing, ps),
+                PartyState::Held => (EventName::EventHeld, ps),
+                PartyState::Queued => (EventName::EventQueued, ps),
+                PartyState::Null => continue,
+                _ => (EventName::EventEstablished, PartyState::Connected),
+            };
+            if let Some(c) = self.calls.get_mut(&conn) {
+                match c.parties.iter_mut().find(|p| p.dn == dn) {
+                    Some(p) => p.state = ps,
+                    None => c.parties.push(Party {
+                        dn: dn.to_string(),
+                        state: ps,
+                        role: DnRole::Unknown,
+                        offered: name == EventName::EventRinging,
+                    }),
+                }
+            }
+            self.add_dn_call(dns, dn, conn);
+            if !known {
+                let event = self.call_event(name, dn, conn);
+                notes.push(Notice::Registrants {
+                    dn: dn.to_string(),
+                    event,
+                });
+            }
+        }
+        for conn in self.conns_of_dn(dn) {
+            if present.contains(&conn) {
+                continue;
+            }
+            let mut ev = self.call_event(EventName::EventReleased, dn, conn);
+            ev.call_state = Some(CallState::Dropped);
+            ev.extensions
+                .get_or_insert_with(KvList::new)
+                .insert_str("ReleaseCause", "resync");
+            notes.push(Notice::Registrants {
+                dn: dn.to_string(),
+                event: ev,
+            });
+            if let Some(c) = self.calls.get_mut(&conn) {
+                c.parties.retain(|p| p.dn != dn);
+                if c.parties.is_empty() {
+                    self.forget_call(conn);
+                }
+            }
+            self.remove_dn_call(dn, conn);
+        }
+    }
+
+    /// RequestQueryCall's EventPartyInfo: the call as `dn` sees it, with every party's state.
+    pub fn party_info(&self, dn: &str, conn: ConnId) -> Event {
+        let mut e = self.call_event(EventName::EventPartyInfo, dn, conn);
+        if let Some(call) = self.calls.get(&conn) {
+            let mut parties = KvList::new();
+            for p in &call.parties {
+                parties.insert_str(p.dn.clone(), p.state.as_str());
+            }
+            e.extensions
+                .get_or_insert_with(KvList::new)
+                .insert("Parties", KvValue::List(parties));
+        }
+        e
     }
 }

@@ -1,8 +1,21 @@
-//! The hot-desk association table (tserver-behaviour §4.3): guest → host with the reverse index,
-//! and the rules for applying a change reported by the switch, including the implied changes
-//! ("switch wins") and duplicate detection.
+//! Hot desking: the association table (guest → host, with the reverse index, the implied
+//! changes when the switch moves a guest or takes a host, duplicate detection), the private
+//! services 1 (initiate) and 2 (cancel) with their queue per guest, the hot-desking query at
+//! (re-)monitoring, PrivateEvent 1/2 from the switch, and the agent-login hot desk (a guest's
+//! calls shown on its host) (`docs/protocol.md`, "Hot desking").
+//!
+//! The part decides; the orchestrator sends: methods here return the Escape to send, the changes
+//! to announce (EventPrivateInfo 1 / 2) and the next queued request.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+
+use ctid_csta::{CstaError, Escape, HotDesk as Dialect, Message, OperationError};
+use ctid_protocol::{AddressType, ErrorCode, Request};
+use tracing::{debug, warn};
+
+use crate::agents::Agents;
+use crate::io::{ClientId, Tag};
+use crate::outbox::Refusal;
 
 /// One change to report as EventPrivateInfo 1 (established) or 2 (cancelled).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,7 +38,7 @@ impl Change {
     }
 }
 
-/// guest → host, at most one host per guest and one guest per host; never both roles.
+/// The association table: guest → host, at most one host per guest and one guest per host; never both roles.
 #[derive(Debug, Clone, Default)]
 pub struct HotDeskTable {
     by_guest: BTreeMap<String, String>,
@@ -116,6 +129,405 @@ impl HotDeskTable {
             }],
             None => Vec::new(),
         }
+    }
+}
+
+/// A private service in flight.
+#[derive(Debug, Clone)]
+pub struct HdService {
+    pub client: ClientId,
+    pub request: Request,
+    pub guest: String,
+    /// Service 1: the requested host. Service 2: the former host as far as we know.
+    pub host: Option<String>,
+    pub service: u32,
+    /// A matching PrivateEvent arrived before the answer: its change was applied to the table
+    /// and is held here, not yet announced.
+    pub held: Option<Change>,
+}
+
+/// How a private service request goes on.
+#[derive(Debug)]
+pub enum ServiceStep {
+    /// Another service for the guest is in flight: queued behind it.
+    Queued,
+    /// Send this Escape; the answer goes to the service.
+    Send(Box<Message>, Box<HdService>),
+}
+
+/// How a private service ended.
+#[derive(Debug)]
+pub enum Outcome {
+    Ok,
+    Failed {
+        code: ErrorCode,
+        text: String,
+        csta: Option<CstaError>,
+    },
+}
+
+/// The hot-desking part.
+#[derive(Debug, Default)]
+pub struct HotDesk {
+    pub table: HotDeskTable,
+    /// The Connector speaks the dialect (and `hotdesk.enabled`).
+    pub supported: bool,
+    /// Guest → tag of its private service in flight; others wait in `waiting`.
+    busy: BTreeMap<String, Tag>,
+    waiting: BTreeMap<String, VecDeque<(ClientId, Request)>>,
+    /// DN → tag of its hot-desking query in flight.
+    queries: BTreeMap<String, Tag>,
+    /// PrivateEvents that changed nothing.
+    pub duplicate_events: u64,
+}
+
+fn escape(hd: Dialect) -> Message {
+    Message::Escape(Escape {
+        escape_register_id: None,
+        private_data: Some(hd.into_private_data()),
+        extensions: None,
+    })
+}
+
+/// Is this CSTA error the Connector saying it does not know the hot-desking dialect?
+pub fn dialect_unsupported(e: &CstaError) -> bool {
+    crate::errors::is_dialect_unsupported(e)
+}
+
+impl HotDesk {
+    pub fn new(enabled: bool) -> Self {
+        HotDesk {
+            supported: enabled,
+            ..Default::default()
+        }
+    }
+
+    /// A reloaded configuration's `hotdesk.enabled` (was `before`).
+    pub fn reconfigure(&mut self, before: bool, enabled: bool) {
+        self.supported = self.supported && enabled;
+        if enabled && !before {
+            self.supported = true;
+        }
+    }
+
+    /// Is this DN part of a pair, or being queried? (Then it is not forgotten.)
+    pub fn refers_to(&self, dn: &str) -> bool {
+        self.table.involves(dn) || self.queries.contains_key(dn)
+    }
+
+    /// A hot-desking query for `dn` is in flight.
+    pub fn querying(&self, dn: &str) -> bool {
+        self.queries.contains_key(dn)
+    }
+
+    // ------------------------------------------------------------------------ the query
+
+    /// The query of `dn`'s association (at monitoring).
+    pub fn query(dn: &str) -> Message {
+        escape(Dialect::query_guest(dn))
+    }
+
+    pub fn query_sent(&mut self, dn: &str, tag: Tag) {
+        self.queries.insert(dn.to_string(), tag);
+    }
+
+    /// The query of `dn` ended without an answer (timeout).
+    pub fn query_gone(&mut self, dn: &str) {
+        self.queries.remove(dn);
+    }
+
+    /// The query's answer: the table follows it; the changes are returned (to announce when the
+    /// query was part of a resync).
+    pub fn query_answer(&mut self, dn: &str, msg: Result<Message, String>) -> Vec<Change> {
+        self.queries.remove(dn);
+        match msg {
+            Ok(Message::EscapeResponse(r)) => {
+                let pair = match r.private_data().and_then(|p| p.hotdesk()) {
+                    Some(Dialect::Extension {
+                        guest: Some(g),
+                        host: Some(h),
+                        ..
+                    }) if g == dn => Some(h.clone()),
+                    Some(Dialect::Extension { .. }) => None,
+                    _ => {
+                        warn!(%dn, "hot-desking query answer without the dialect's data");
+                        None
+                    }
+                };
+                match pair {
+                    Some(h) => self.table.apply_established(dn, &h),
+                    None => self.table.apply_cancelled(dn, None),
+                }
+            }
+            Ok(Message::CstaErrorCode(e)) => {
+                if dialect_unsupported(&e.error) {
+                    if self.supported {
+                        warn!(error = %e.error, "the Connector does not support hot desking; disabling it on this link");
+                    }
+                    self.supported = false;
+                } else {
+                    warn!(%dn, error = %e.error, "hot-desking query failed");
+                }
+                Vec::new()
+            }
+            Ok(other) => {
+                warn!(%dn, answer = other.name(), "unexpected answer to the hot-desking query");
+                Vec::new()
+            }
+            Err(reason) => {
+                warn!(%dn, %reason, "malformed answer to the hot-desking query");
+                Vec::new()
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------------ private services
+
+    /// The checks before the guard: PrivateMsgID present (53), 1 or 2 (51), hot desking
+    /// available (51).
+    pub fn precheck(&self, req: &Request) -> Result<u32, Refusal> {
+        let Some(id) = req.private_msg_id else {
+            return Err((ErrorCode::INVALID_ATTR, "PrivateMsgID missing".into()));
+        };
+        if id != 1 && id != 2 {
+            return Err((
+                ErrorCode::UNSUP_OPER,
+                format!("PrivateMsgID {id} is not supported"),
+            ));
+        }
+        if !self.supported {
+            return Err((ErrorCode::UNSUP_OPER, "hot desking not available".into()));
+        }
+        Ok(id)
+    }
+
+    /// Private service `id` for guest `guest` (guarded: registered, not ModeMonitor) of type
+    /// `dn_type`.
+    pub fn service(
+        &mut self,
+        client: ClientId,
+        req: Request,
+        id: u32,
+        guest: String,
+        dn_type: Option<AddressType>,
+    ) -> Result<ServiceStep, Refusal> {
+        if dn_type != Some(AddressType::Dn) {
+            return Err((ErrorCode::INVALID_ATTR, "ThisDN is not an Extension".into()));
+        }
+        let host = if id == 1 {
+            let h = match req
+                .extensions
+                .as_ref()
+                .map(|e| (e.get_str("HOST_DN"), e.get("HOST_DN")))
+            {
+                Some((Some(h), _)) => h.to_string(),
+                Some((None, Some(_))) => {
+                    return Err((ErrorCode::INVALID_ATTR, "HOST_DN must be a string".into()));
+                }
+                _ => return Err((ErrorCode::INVALID_ATTR, "HOST_DN missing".into())),
+            };
+            if h.is_empty() || !ctid_protocol::is_valid_dn(&h) {
+                return Err((
+                    ErrorCode::INVALID_ATTR,
+                    format!("HOST_DN {h:?} is not a valid DN"),
+                ));
+            }
+            if h == guest {
+                return Err((ErrorCode::INVALID_ATTR, "HOST_DN equals ThisDN".into()));
+            }
+            Some(h)
+        } else {
+            self.table.host_of(&guest).map(str::to_string)
+        };
+        if self.busy.contains_key(&guest) {
+            self.waiting
+                .entry(guest)
+                .or_default()
+                .push_back((client, req));
+            return Ok(ServiceStep::Queued);
+        }
+        let hd = match &host {
+            Some(h) if id == 1 => Dialect::associate(&guest, h),
+            _ => Dialect::cancel(&guest),
+        };
+        let svc = HdService {
+            client,
+            request: req,
+            guest,
+            host,
+            service: id,
+            held: None,
+        };
+        Ok(ServiceStep::Send(Box::new(escape(hd)), Box::new(svc)))
+    }
+
+    /// The service of `guest` was queued as `tag`.
+    pub fn service_sent(&mut self, guest: &str, tag: Tag) {
+        self.busy.insert(guest.to_string(), tag);
+    }
+
+    /// The tag of the service in flight for `guest`.
+    pub fn in_flight(&self, guest: &str) -> Option<Tag> {
+        self.busy.get(guest).copied()
+    }
+
+    /// The Connector's answer to a service.
+    pub fn service_answer(&mut self, s: &HdService, msg: Result<Message, String>) -> Outcome {
+        match msg {
+            Ok(Message::EscapeResponse(_)) => Outcome::Ok,
+            Ok(Message::CstaErrorCode(e)) => {
+                if dialect_unsupported(&e.error) {
+                    warn!(error = %e.error, "the Connector does not support hot desking; disabling it");
+                    self.supported = false;
+                    return Outcome::Failed {
+                        code: ErrorCode::UNSUP_OPER,
+                        text: "hot desking not available".into(),
+                        csta: None,
+                    };
+                }
+                let text = match (&e.error, s.service) {
+                    (CstaError::StateIncompatibility(_), 1) => {
+                        format!("hot desking: guest {} is already associated", s.guest)
+                    }
+                    (CstaError::StateIncompatibility(_), _) => {
+                        format!("hot desking: guest {} is not associated", s.guest)
+                    }
+                    (CstaError::Operation(OperationError::InvalidDeviceID), _) => {
+                        "hot desking: unknown device".to_string()
+                    }
+                    (CstaError::SystemResourceAvailability(_), _) => format!(
+                        "hot desking: host {} is in use by another guest",
+                        s.host.as_deref().unwrap_or("")
+                    ),
+                    (err, _) => format!("hot desking refused by the Connector: {err}"),
+                };
+                Outcome::Failed {
+                    code: ErrorCode(0),
+                    text,
+                    csta: Some(e.error),
+                }
+            }
+            Ok(other) => Outcome::Failed {
+                code: ErrorCode::CSTA_RESULT_UNEXPECTED,
+                text: format!(
+                    "unexpected answer {} to the hot-desking service",
+                    other.name()
+                ),
+                csta: None,
+            },
+            Err(reason) => Outcome::Failed {
+                code: ErrorCode::CSTA_BADLY_STRUCTURED,
+                text: format!("malformed answer from the Connector: {reason}"),
+                csta: None,
+            },
+        }
+    }
+
+    /// A service succeeded: the table follows it (unless a PrivateEvent already did). Returns
+    /// the implied changes to announce first, and the main change (`None`: already so).
+    pub fn service_applied(&mut self, s: &HdService) -> (Vec<Change>, Option<Change>) {
+        if let Some(c) = s.held.clone() {
+            return (Vec::new(), Some(c));
+        }
+        let mut changes = if s.service == 1 {
+            self.table
+                .apply_established(&s.guest, s.host.as_deref().unwrap_or(""))
+        } else {
+            self.table.apply_cancelled(&s.guest, s.host.as_deref())
+        };
+        let main = changes.pop();
+        (changes, main)
+    }
+
+    /// The service of `guest` is over: the next queued request for it, if any.
+    pub fn service_done(&mut self, guest: &str) -> Option<(ClientId, Request)> {
+        self.busy.remove(guest);
+        let next = self.waiting.get_mut(guest).and_then(|q| q.pop_front());
+        if self.waiting.get(guest).is_some_and(|q| q.is_empty()) {
+            self.waiting.remove(guest);
+        }
+        next
+    }
+
+    // ------------------------------------------------------------------------ switch events
+
+    /// PrivateEvent 1 (established) or 2 (cancelled) from the switch. `in_flight`: the service
+    /// for this guest waiting for its answer; a matching event is held there (announced with
+    /// the answer). Returns the changes to announce now.
+    pub fn event(
+        &mut self,
+        established: bool,
+        guest: &str,
+        host: &str,
+        in_flight: Option<&mut HdService>,
+    ) -> Vec<Change> {
+        if let Some(s) = in_flight {
+            let matches = s.held.is_none()
+                && if s.service == 1 {
+                    established && s.host.as_deref() == Some(host)
+                } else {
+                    !established
+                };
+            if matches {
+                let mut changes = if established {
+                    self.table.apply_established(guest, host)
+                } else {
+                    self.table.apply_cancelled(guest, Some(host))
+                };
+                let main = changes.pop();
+                s.held = Some(main.unwrap_or(Change {
+                    established,
+                    guest: guest.to_string(),
+                    host: host.to_string(),
+                    synthesized: false,
+                }));
+                return changes;
+            }
+        }
+        let changes = if established {
+            self.table.apply_established(guest, host)
+        } else {
+            self.table.apply_cancelled(guest, Some(host))
+        };
+        if changes.is_empty() {
+            self.duplicate_events += 1;
+            debug!(%guest, %host, established, "duplicate hot-desking event");
+        }
+        changes
+    }
+
+    // ------------------------------------------------------------------------ agent-login hot desk
+
+    /// Is `guest` an agent-login guest: associated with a host where it is the logged-in agent?
+    /// Then its calls are shown on the host.
+    pub fn agent_login_linked(&self, guest: &str, agents: &Agents) -> bool {
+        self.table
+            .host_of(guest)
+            .is_some_and(|h| agents.on(h).is_some_and(|a| a.agent_id == guest))
+    }
+
+    // ------------------------------------------------------------------------ life cycle
+
+    /// A client left: its queued requests go.
+    pub fn client_gone(&mut self, client: ClientId) {
+        for q in self.waiting.values_mut() {
+            q.retain(|(c, _)| *c != client);
+        }
+    }
+
+    /// The link is gone: no query is in flight any more.
+    pub fn forget_queries(&mut self) {
+        self.queries.clear();
+    }
+
+    /// The link is gone (after the services in flight were failed): the queued requests are
+    /// returned (each gets 54).
+    pub fn link_lost(&mut self) -> Vec<(ClientId, Request)> {
+        self.busy.clear();
+        std::mem::take(&mut self.waiting)
+            .into_values()
+            .flatten()
+            .collect()
     }
 }
 

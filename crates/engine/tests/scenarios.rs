@@ -215,7 +215,7 @@ fn private_events_reach_each_client_once() {
     assert_eq!(ev[0].1.reference_id, None);
     // the copy on the host's monitor is a duplicate
     assert!(events(&t.input(private_event("1001", true, "2001", "1001"))).is_empty());
-    assert_eq!(t.e.counters.duplicate_private_events, 1);
+    assert_eq!(t.e.counters().duplicate_private_events, 1);
     // moving to another host: implied cancel, then established
     let ev = events(&t.input(private_event("2001", true, "2001", "1002")));
     let ids: Vec<_> = ev
@@ -225,7 +225,7 @@ fn private_events_reach_each_client_once() {
     assert_eq!(ids, vec![(2, "1001".to_string()), (1, "1002".to_string())]);
     // an event for a monitor we do not have is dropped
     assert!(events(&t.input(private_event("999", false, "2001", "1002"))).is_empty());
-    assert_eq!(t.e.counters.unknown_cross_ref, 1);
+    assert_eq!(t.e.counters().unknown_cross_ref, 1);
 }
 
 fn service(t: &mut T, client: ClientId, json: &str) -> (InvokeId, Message) {
@@ -698,7 +698,7 @@ fn basic_call_make_answer_release() {
         names(&t.input(ev_in(cleared("1002", "1002")))),
         vec![(vec![2], EventName::EventReleased, None)]
     );
-    assert!(t.e.calls.calls.is_empty(), "call forgotten");
+    assert!(t.e.calls().iter().next().is_none(), "call forgotten");
     // Unknown ConnID: 56.
     let ev = events(&t.text(
         1,

@@ -1,0 +1,217 @@
+//! How a client request sent to the switch gets its one answer: the requester waits for the
+//! first resulting event on ThisDN (an *expectation*; that event carries its ReferenceID),
+//! EventACK when the switch accepted but no event came within `request-timeout`, or EventError.
+//! A request on a call that already has one in flight waits (`call-rq-gap`) and is handed back
+//! when the first one is answered or the gap has passed (`docs/call-model.md`, "Answers").
+
+use std::collections::{BTreeMap, VecDeque};
+
+use ctid_protocol::{ConnId, Event, EventName, Request};
+
+use crate::io::ClientId;
+
+/// What to do after the expected event arrived (instead of answering).
+#[derive(Debug, Clone)]
+pub enum Then {
+    /// RequestMuteTransfer: once the consultation is dialling, complete the transfer.
+    MuteTransfer { original: ConnId },
+}
+
+/// A client waiting for the event that answers its request.
+#[derive(Debug, Clone)]
+pub struct Expect {
+    pub id: u64,
+    pub client: ClientId,
+    pub request: Request,
+    pub dn: String,
+    pub events: Vec<EventName>,
+    pub conn: Option<ConnId>,
+    pub accepted: bool,
+    pub deadline_ms: Option<u64>,
+    pub then: Option<Then>,
+    /// Answer this event ourselves when the switch accepts (no CSTA event reports it).
+    pub on_accept: Option<EventName>,
+}
+
+/// Expectations, and requests waiting for their call.
+#[derive(Debug, Default)]
+pub struct Answers {
+    expects: Vec<Expect>,
+    next_id: u64,
+    /// ConnID → requests waiting for the one in flight on that call: (since, client, request).
+    waiting: BTreeMap<ConnId, VecDeque<(u64, ClientId, Request)>>,
+    /// Requests released from waiting, to be handled before the input is done.
+    ready: VecDeque<(ClientId, Request)>,
+}
+
+impl Answers {
+    /// Expect one of `events` on `dn` (on call `conn`, if given) for `client`'s `request`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn expect(
+        &mut self,
+        client: ClientId,
+        request: Request,
+        dn: String,
+        events: Vec<EventName>,
+        conn: Option<ConnId>,
+        then: Option<Then>,
+        on_accept: Option<EventName>,
+    ) -> u64 {
+        self.next_id += 1;
+        self.expects.push(Expect {
+            id: self.next_id,
+            client,
+            request,
+            dn,
+            events,
+            conn,
+            accepted: false,
+            deadline_ms: None,
+            then,
+            on_accept,
+        });
+        self.next_id
+    }
+
+    /// The expectation an event on `dn` answers, taken.
+    pub fn take_matching(&mut self, dn: &str, ev: &Event) -> Option<Expect> {
+        let i = self.expects.iter().position(|x| {
+            x.dn == dn
+                && x.events.contains(&ev.name)
+                && (x.conn.is_none() || x.conn == ev.conn_id || ev.previous_conn_id == x.conn)
+        })?;
+        Some(self.expects.remove(i))
+    }
+
+    /// The expectation `id`, taken.
+    pub fn take(&mut self, id: u64) -> Option<Expect> {
+        let i = self.expects.iter().position(|x| x.id == id)?;
+        Some(self.expects.remove(i))
+    }
+
+    pub fn contains(&self, id: u64) -> bool {
+        self.expects.iter().any(|x| x.id == id)
+    }
+
+    /// The switch accepted request `id`: its event is awaited until `deadline_ms`. Returns the
+    /// expectation when it is answered on acceptance (taken), else its call.
+    pub fn accepted(&mut self, id: u64, deadline_ms: u64) -> Accepted {
+        let Some(i) = self.expects.iter().position(|x| x.id == id) else {
+            return Accepted::Gone;
+        };
+        let x = &mut self.expects[i];
+        x.accepted = true;
+        x.deadline_ms = Some(deadline_ms);
+        if x.on_accept.is_some() {
+            return Accepted::Answer(Box::new(self.expects.remove(i)));
+        }
+        Accepted::Waiting(x.conn)
+    }
+
+    /// Is a request in flight on this call (not yet accepted by the switch)?
+    pub fn busy(&self, conn: ConnId) -> bool {
+        self.expects
+            .iter()
+            .any(|x| x.conn == Some(conn) && !x.accepted)
+    }
+
+    /// Does a request of `dn` wait for EventDialing (a call ctid makes)?
+    pub fn dialing(&self, dn: &str) -> bool {
+        self.expects
+            .iter()
+            .any(|x| x.dn == dn && x.events.contains(&EventName::EventDialing))
+    }
+
+    /// `client`'s request waits for the request in flight on `conn`.
+    pub fn wait(&mut self, conn: ConnId, since_ms: u64, client: ClientId, req: Request) {
+        self.waiting
+            .entry(conn)
+            .or_default()
+            .push_back((since_ms, client, req));
+    }
+
+    /// The request in flight on `conn` is answered: the next one waiting goes.
+    pub fn release(&mut self, conn: Option<ConnId>) {
+        let Some(conn) = conn else { return };
+        if let Some(q) = self.waiting.get_mut(&conn) {
+            if let Some((_, client, req)) = q.pop_front() {
+                if q.is_empty() {
+                    self.waiting.remove(&conn);
+                }
+                self.ready.push_back((client, req));
+            }
+        }
+    }
+
+    /// The next request released from waiting.
+    pub fn next_ready(&mut self) -> Option<(ClientId, Request)> {
+        self.ready.pop_front()
+    }
+
+    /// Accepted requests whose event did not come by `now_ms` (each gets EventACK), taken;
+    /// waiting requests past `gap_ms` are released.
+    pub fn tick(&mut self, now_ms: u64, gap_ms: u64) -> Vec<Expect> {
+        let (late, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.expects)
+            .into_iter()
+            .partition(|x| x.accepted && x.deadline_ms.is_some_and(|d| d <= now_ms));
+        self.expects = keep;
+        let due: Vec<ConnId> = self
+            .waiting
+            .iter()
+            .filter(|(_, q)| q.front().is_some_and(|(t, _, _)| now_ms >= t + gap_ms))
+            .map(|(c, _)| *c)
+            .collect();
+        for c in due {
+            self.release(Some(c));
+        }
+        late
+    }
+
+    /// The earliest moment [`Answers::tick`] has something to do.
+    pub fn next_deadline(&self, gap_ms: u64) -> Option<u64> {
+        let a = self.expects.iter().filter_map(|x| x.deadline_ms).min();
+        let b = self
+            .waiting
+            .values()
+            .filter_map(|q| q.front().map(|(t, _, _)| t + gap_ms))
+            .min();
+        match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The link is gone: every request awaiting the switch, taken (each gets 54), expectations
+    /// first, then waiting requests by call.
+    pub fn link_lost(&mut self) -> Vec<(ClientId, Request)> {
+        let mut v: Vec<(ClientId, Request)> = std::mem::take(&mut self.expects)
+            .into_iter()
+            .map(|x| (x.client, x.request))
+            .collect();
+        for (_, q) in std::mem::take(&mut self.waiting) {
+            v.extend(q.into_iter().map(|(_, c, r)| (c, r)));
+        }
+        v
+    }
+
+    /// A client left: nothing of it is answered or sent any more.
+    pub fn client_gone(&mut self, client: ClientId) {
+        self.expects.retain(|x| x.client != client);
+        for q in self.waiting.values_mut() {
+            q.retain(|(_, c, _)| *c != client);
+        }
+        self.waiting.retain(|_, q| !q.is_empty());
+        self.ready.retain(|(c, _)| *c != client);
+    }
+}
+
+/// What acceptance by the switch means for an expectation.
+#[derive(Debug)]
+pub enum Accepted {
+    /// Answered already (by its event, or its client left).
+    Gone,
+    /// Answer it now with its `on_accept` event.
+    Answer(Box<Expect>),
+    /// Its event is awaited; the call's waiting requests may go.
+    Waiting(Option<ConnId>),
+}

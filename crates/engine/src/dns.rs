@@ -1,0 +1,427 @@
+//! DNs and monitors: the DN table (configured and on-demand DNs, their type and Register flag),
+//! client registrations with their modes, the switch monitor of each DN (off, starting, active
+//! with its monitorCrossRefID) and the cross-reference index, and the registrations waiting for
+//! the first switch-level registration to finish (`docs/protocol.md`, "Registration";
+//! `docs/architecture.md`, "DNs and monitors").
+//!
+//! The table decides; the orchestrator sends: a method here says what to send (a MonitorStart,
+//! a MonitorStop) and the orchestrator queues it in the request window.
+
+use std::collections::BTreeMap;
+
+use ctid_csta::{Message, MonitorObject, MonitorStart, MonitorStop, MonitorType};
+use ctid_protocol::{AddressType, ControlMode, ErrorCode, RegisterMode, Request};
+use tracing::debug;
+
+use crate::config::{EngineConfig, RegisterFlag};
+use crate::io::{ClientId, Tag};
+use crate::outbox::Refusal;
+
+/// One client's registration of a DN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reg {
+    pub mode: RegisterMode,
+    pub control: ControlMode,
+}
+
+/// The switch monitor of a DN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Monitor {
+    Off,
+    Starting { tag: Tag },
+    Active { xref: String },
+}
+
+/// A DN ctid knows.
+#[derive(Debug, Clone)]
+pub struct Dn {
+    pub number: String,
+    pub dn_type: AddressType,
+    pub configured: bool,
+    pub register: RegisterFlag,
+    pub regs: BTreeMap<ClientId, Reg>,
+    pub monitor: Monitor,
+    /// Registrations waiting for the switch-level registration to finish.
+    pub waiters: Vec<(ClientId, Request)>,
+    /// Monitored for ctid's own use: the guest of an agent-login hot desk
+    /// (`docs/protocol.md`, "Agent-login hot desking").
+    pub internal: bool,
+}
+
+impl Dn {
+    /// A DN from the configuration.
+    pub fn configured(number: &str, dn_type: AddressType, register: RegisterFlag) -> Self {
+        Dn {
+            number: number.to_string(),
+            dn_type,
+            configured: true,
+            register,
+            regs: BTreeMap::new(),
+            monitor: Monitor::Off,
+            waiters: Vec::new(),
+            internal: false,
+        }
+    }
+
+    /// A DN a client registered without configuration (monitored on demand).
+    pub fn unconfigured(number: &str, dn_type: AddressType) -> Self {
+        Dn {
+            configured: false,
+            ..Dn::configured(number, dn_type, RegisterFlag::OnDemand)
+        }
+    }
+
+    /// Does anything need this DN monitored at the switch (`docs/configuration.md`, `register`)?
+    pub fn wants_monitor(&self) -> bool {
+        self.register == RegisterFlag::True
+            || self.internal
+            || self.regs.values().any(|r| match r.control {
+                ControlMode::Local => false,
+                ControlMode::Force => true,
+                ControlMode::Default => self.register != RegisterFlag::False,
+            })
+    }
+
+    pub fn is_active(&self) -> bool {
+        matches!(self.monitor, Monitor::Active { .. })
+    }
+}
+
+/// What a DN's monitor needs after a change of who wants it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MonitorChange {
+    None,
+    /// Send MonitorStart.
+    Start,
+    /// Send this MonitorStop (the monitor is already forgotten here).
+    Stop(Box<Message>),
+}
+
+/// How a registration goes on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Registration {
+    /// Answer EventRegistered now.
+    Done,
+    /// Answered when the switch-level registration finishes; `start`: send MonitorStart.
+    Waiting { start: bool },
+}
+
+/// The DN table.
+#[derive(Debug, Default)]
+pub struct Dns {
+    map: BTreeMap<String, Dn>,
+    /// monitorCrossRefID → DN.
+    xref: BTreeMap<String, String>,
+    /// Events for a monitorCrossRefID ctid does not hold (dropped).
+    pub unknown_cross_ref: u64,
+}
+
+impl Dns {
+    /// The configured DNs.
+    pub fn new(cfg: &EngineConfig) -> Self {
+        let mut t = Dns::default();
+        for d in &cfg.dns {
+            t.map.insert(
+                d.number.clone(),
+                Dn::configured(&d.number, d.dn_type, d.register),
+            );
+        }
+        t
+    }
+
+    pub fn get(&self, dn: &str) -> Option<&Dn> {
+        self.map.get(dn)
+    }
+
+    pub fn get_mut(&mut self, dn: &str) -> Option<&mut Dn> {
+        self.map.get_mut(dn)
+    }
+
+    pub fn contains(&self, dn: &str) -> bool {
+        self.map.contains_key(dn)
+    }
+
+    pub fn insert(&mut self, d: Dn) {
+        self.map.insert(d.number.clone(), d);
+    }
+
+    pub fn remove(&mut self, dn: &str) -> Option<Dn> {
+        self.map.remove(dn)
+    }
+
+    /// Every DN, by number.
+    pub fn iter(&self) -> impl Iterator<Item = &Dn> {
+        self.map.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Number of DNs with an active switch monitor.
+    pub fn monitored_count(&self) -> usize {
+        self.xref.len()
+    }
+
+    pub fn is_monitored(&self, dn: &str) -> bool {
+        self.map.get(dn).is_some_and(Dn::is_active)
+    }
+
+    pub fn dn_type(&self, dn: &str) -> Option<AddressType> {
+        self.map.get(dn).map(|d| d.dn_type)
+    }
+
+    /// The clients registered on any of `dns`, each once, in order.
+    pub fn registrants(&self, dns: &[&str]) -> Vec<ClientId> {
+        let mut v = std::collections::BTreeSet::new();
+        for d in dns {
+            if let Some(dn) = self.map.get(*d) {
+                v.extend(dn.regs.keys().copied());
+            }
+        }
+        v.into_iter().collect()
+    }
+
+    /// The registration mode of `client` on `dn`.
+    pub fn mode_of(&self, dn: &str, client: ClientId) -> Option<RegisterMode> {
+        self.map.get(dn)?.regs.get(&client).map(|r| r.mode)
+    }
+
+    /// The DN an event's monitorCrossRefID belongs to (counted when unknown).
+    pub fn dn_of_xref(&mut self, xref: &str) -> Option<String> {
+        let dn = self.xref.get(xref).cloned();
+        if dn.is_none() {
+            self.unknown_cross_ref += 1;
+        }
+        dn
+    }
+
+    // ------------------------------------------------------------------------ registrations
+
+    /// RequestRegisterAddress's checks and bookkeeping (`docs/protocol.md`, "Registration"):
+    /// an unconfigured DN is taken on demand if its type is accepted; ModePrivate excludes
+    /// others. `busy`: a switch-level registration (monitor or hot-desk query) is running.
+    pub fn register(
+        &mut self,
+        client: ClientId,
+        req: &Request,
+        number: &str,
+        accept: &[AddressType],
+        link_usable: bool,
+        busy: bool,
+    ) -> Result<Registration, Refusal> {
+        let mode = req.register_mode.unwrap_or(RegisterMode::Share);
+        let control = req.control_mode.unwrap_or(ControlMode::Default);
+        let wanted = req.address_type.filter(|t| *t != AddressType::Unknown);
+        match self.map.get(number) {
+            Some(d) if d.configured => {
+                if let Some(t) = wanted {
+                    if t != d.dn_type {
+                        let msg = format!(
+                            "DN {number} is configured as {}, not {}",
+                            d.dn_type.as_str(),
+                            t.as_str()
+                        );
+                        return Err((ErrorCode::INVALID_ATTR, msg));
+                    }
+                }
+            }
+            Some(_) => {}
+            None => {
+                let t = wanted.unwrap_or(AddressType::Dn);
+                if !accept.contains(&t) {
+                    let msg = format!(
+                        "DN {number} is not configured and type {} is not accepted (accept-dn-type)",
+                        t.as_str()
+                    );
+                    return Err((ErrorCode::NOT_CONFIGURED, msg));
+                }
+                self.map
+                    .insert(number.to_string(), Dn::unconfigured(number, t));
+            }
+        }
+        let Some(d) = self.map.get_mut(number) else {
+            return Err((ErrorCode::INTERNAL, format!("DN {number} vanished")));
+        };
+        let others_hold = d.regs.keys().any(|c| *c != client);
+        let private_elsewhere = d
+            .regs
+            .iter()
+            .any(|(c, r)| *c != client && r.mode == RegisterMode::Private);
+        if private_elsewhere || (mode == RegisterMode::Private && others_hold) {
+            let msg = format!("DN {number} is held in ModePrivate by another client");
+            return Err((ErrorCode::RESOURCE_SEIZED, msg));
+        }
+        d.regs.insert(client, Reg { mode, control });
+        // First switch-level registration: answer after MonitorStart (and the hot-desk query).
+        let starting = matches!(d.monitor, Monitor::Starting { .. }) || busy;
+        let start =
+            !starting && link_usable && d.wants_monitor() && matches!(d.monitor, Monitor::Off);
+        if starting || start {
+            d.waiters.push((client, req.clone()));
+            Ok(Registration::Waiting { start })
+        } else {
+            Ok(Registration::Done)
+        }
+    }
+
+    /// RequestUnregisterAddress: was `dn` registered by `client`?
+    pub fn unregister(&mut self, client: ClientId, dn: &str) -> bool {
+        self.map
+            .get_mut(dn)
+            .is_some_and(|d| d.regs.remove(&client).is_some())
+    }
+
+    /// A client left: its registration and waiting requests on `dn` go.
+    pub fn client_gone(&mut self, client: ClientId, dn: &str) {
+        if let Some(d) = self.map.get_mut(dn) {
+            d.regs.remove(&client);
+            d.waiters.retain(|(c, _)| *c != client);
+        }
+    }
+
+    /// The registrations waiting on `dn`, taken (to answer).
+    pub fn take_waiters(&mut self, dn: &str) -> Vec<(ClientId, Request)> {
+        self.map
+            .get_mut(dn)
+            .map(|d| std::mem::take(&mut d.waiters))
+            .unwrap_or_default()
+    }
+
+    // ------------------------------------------------------------------------ monitors
+
+    /// MonitorStart for `number`.
+    pub fn monitor_start(number: &str) -> Message {
+        Message::MonitorStart(MonitorStart {
+            monitor_object: MonitorObject::Device(number.to_string()),
+            monitor_type: Some(MonitorType::Device),
+            extensions: None,
+        })
+    }
+
+    /// MonitorStart for `number` is queued as `tag`.
+    pub fn starting(&mut self, number: &str, tag: Tag) {
+        if let Some(d) = self.map.get_mut(number) {
+            d.monitor = Monitor::Starting { tag };
+        }
+    }
+
+    /// MonitorStart was answered with `xref`. Returns false when the DN is gone.
+    pub fn active(&mut self, number: &str, xref: String) -> bool {
+        self.xref.insert(xref.clone(), number.to_string());
+        match self.map.get_mut(number) {
+            Some(d) => {
+                d.monitor = Monitor::Active { xref };
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The monitor of `number` is off (refused, timed out).
+    pub fn monitor_off(&mut self, number: &str) {
+        if let Some(d) = self.map.get_mut(number) {
+            d.monitor = Monitor::Off;
+        }
+    }
+
+    /// The Connector stopped the monitor `xref`: its DN, now without monitor.
+    pub fn stopped_by_connector(&mut self, xref: &str) -> Option<String> {
+        let dn = self.xref.remove(xref)?;
+        self.monitor_off(&dn);
+        Some(dn)
+    }
+
+    /// Start or stop the monitor of `number` to match who needs it.
+    pub fn sync(&mut self, number: &str, link_usable: bool) -> MonitorChange {
+        let Some(d) = self.map.get_mut(number) else {
+            return MonitorChange::None;
+        };
+        let wants = d.wants_monitor();
+        match (&d.monitor, wants) {
+            (Monitor::Off, true) if link_usable => MonitorChange::Start,
+            (Monitor::Active { xref }, false) => {
+                let xref = xref.clone();
+                d.monitor = Monitor::Off;
+                self.xref.remove(&xref);
+                if link_usable {
+                    MonitorChange::Stop(Box::new(Message::MonitorStop(MonitorStop {
+                        monitor_cross_ref_id: xref,
+                        extensions: None,
+                    })))
+                } else {
+                    MonitorChange::None
+                }
+            }
+            _ => MonitorChange::None,
+        }
+    }
+
+    /// Forget an unconfigured DN nobody uses (`keep`: something else still refers to it).
+    /// Returns true when it was forgotten.
+    pub fn forget_if_unused(&mut self, number: &str, keep: bool) -> bool {
+        let Some(d) = self.map.get(number) else {
+            return false;
+        };
+        if !d.configured
+            && d.regs.is_empty()
+            && d.waiters.is_empty()
+            && matches!(d.monitor, Monitor::Off)
+            && !keep
+        {
+            debug!(dn = number, "forgetting unconfigured DN");
+            self.map.remove(number);
+            return true;
+        }
+        false
+    }
+
+    /// The link is gone: every monitor is off.
+    pub fn link_lost(&mut self) {
+        self.xref.clear();
+        for d in self.map.values_mut() {
+            d.monitor = Monitor::Off;
+        }
+    }
+
+    /// DNs to monitor when the link comes up: queues and routing points first, then the rest,
+    /// each group by number (`docs/protocol.md`, "Link events").
+    pub fn to_monitor(&self) -> Vec<String> {
+        let mut v: Vec<(bool, String)> = self
+            .map
+            .values()
+            .filter(|d| d.wants_monitor() && matches!(d.monitor, Monitor::Off))
+            .map(|d| {
+                (
+                    !matches!(d.dn_type, AddressType::Queue | AddressType::RouteDn),
+                    d.number.clone(),
+                )
+            })
+            .collect();
+        v.sort();
+        v.into_iter().map(|(_, n)| n).collect()
+    }
+
+    /// Mark the guest of an agent-login hot desk as monitored for ctid's own use (or not any
+    /// more). Returns true when that changed.
+    pub fn set_internal(&mut self, guest: &str, linked: bool) -> bool {
+        match self.map.get_mut(guest) {
+            Some(d) if d.internal == linked => false,
+            Some(d) => {
+                d.internal = linked;
+                true
+            }
+            None if linked => {
+                let mut d = Dn::unconfigured(guest, AddressType::Dn);
+                d.internal = true;
+                self.map.insert(guest.to_string(), d);
+                true
+            }
+            None => false,
+        }
+    }
+}

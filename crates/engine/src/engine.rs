@@ -1,0 +1,1445 @@
+//! The orchestrator: [`Engine`] owns the parts and is the only code that calls across them.
+//! [`Engine::handle`] routes one input to the parts in a fixed order and carries their answers
+//! to the others (a request to send goes into the request window, an event through the outbox);
+//! [`Engine::poll_timeout`] says when it next needs time. Every feature's own logic lives in
+//! the part named after it; what is here is the sequencing (`docs/architecture.md`).
+//!
+//! The API in the quinn-proto manner: `handle*` take input, `poll*` and the views read.
+
+use ctid_csta::{HotDesk as Dialect, InvokeId, Message};
+use ctid_protocol::{
+    AddressInfoType, AddressType, ConnId, ErrorCode, Event, EventName, InfoStatus, KvList, Request,
+    RequestName,
+};
+use tracing::{debug, info, warn};
+
+use crate::agents::{AgentChange, Agents};
+use crate::answers::{Accepted, Answers, Then};
+use crate::call_control;
+use crate::calls::Calls;
+use crate::clients::Clients;
+use crate::config::{DnConfig, EngineConfig, RegisterFlag};
+use crate::dns::{Dn, Dns, MonitorChange, Registration};
+use crate::features::{self, Features};
+use crate::hotdesk::{Change, HdService, HotDesk, Outcome, ServiceStep};
+use crate::io::{ClientId, Input, Now, Output, Tag};
+use crate::link::{LinkPhase, LinkState};
+use crate::outbox::{Notice, Outbox, Refusal};
+use crate::requests::{self, Guard, Handler};
+use crate::userdata;
+use crate::window::RequestWindow;
+
+/// What the answer to a CSTA request the engine sent is for.
+#[derive(Debug, Clone)]
+pub enum Pending {
+    /// MonitorStart of a DN.
+    MonitorStart { dn: String },
+    /// A request whose answer changes nothing (MonitorStop, a second SetForwarding, an
+    /// agent logout on unregister).
+    Untracked,
+    /// The hot-desking query of a DN; `resync`: part of a link-up resync (changes are
+    /// announced).
+    HdQuery { dn: String, resync: bool },
+    /// A private service (hot desking).
+    HdService(Box<HdService>),
+    /// A client's call, agent or feature request (`answers`); `origin`: the call a
+    /// consultation is made from.
+    Call { expect: u64, origin: Option<ConnId> },
+    /// SnapshotDevice of a DN.
+    Snapshot { dn: String },
+    /// GetAgentState of a DN; `resync`: report differences as events.
+    AgentQuery { dn: String, resync: bool },
+}
+
+/// One DN as the web monitor shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnView {
+    pub number: String,
+    pub dn_type: &'static str,
+    pub configured: bool,
+    pub monitored: bool,
+    pub registrations: usize,
+    pub status: String,
+    pub calls: usize,
+    pub agent_id: Option<String>,
+    pub agent_status: Option<String>,
+    /// Hot desking: the host this guest uses.
+    pub host: Option<String>,
+    /// Hot desking: the guest using this host.
+    pub guest: Option<String>,
+    pub forward_to: Option<String>,
+    pub dnd: bool,
+}
+
+/// One call as the web monitor shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallView {
+    pub conn_id: String,
+    pub call_id: String,
+    pub call_type: &'static str,
+    /// (DN, party state)
+    pub parties: Vec<(String, &'static str)>,
+}
+
+/// Counters for metrics and tests (gathered from the parts).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Counters {
+    /// Hot-desking PrivateEvents that changed nothing.
+    pub duplicate_private_events: u64,
+    /// Events for a monitorCrossRefID ctid does not hold.
+    pub unknown_cross_ref: u64,
+    /// CSTA answers for no request in flight (late, duplicated or unknown).
+    pub late_answers: u64,
+    /// Client event copies sent.
+    pub events_sent: u64,
+    /// Call events whose connection carries no callID (cannot be tracked; dropped).
+    pub events_without_call_id: u64,
+    /// Client requests taken.
+    pub requests: u64,
+    /// Client requests answered with EventError.
+    pub request_errors: u64,
+}
+
+/// The T-Server engine.
+pub struct Engine {
+    cfg: EngineConfig,
+    clients: Clients,
+    dns: Dns,
+    hotdesk: HotDesk,
+    calls: Calls,
+    agents: Agents,
+    features: Features,
+    answers: Answers,
+    window: RequestWindow<Pending>,
+    link: LinkPhase,
+    outbox: Outbox,
+    now: Now,
+    requests: u64,
+    late_answers: u64,
+}
+
+const NO_LINK: &str = "no link to the CSTA Connector";
+
+impl Engine {
+    /// An engine with the configured DNs; the link is down.
+    pub fn new(cfg: EngineConfig) -> Self {
+        Engine {
+            clients: Clients::default(),
+            dns: Dns::new(&cfg),
+            hotdesk: HotDesk::new(cfg.hotdesk_enabled),
+            calls: Calls::default(),
+            agents: Agents::default(),
+            features: Features::default(),
+            answers: Answers::default(),
+            window: RequestWindow::default(),
+            link: LinkPhase::default(),
+            outbox: Outbox::default(),
+            now: Now::default(),
+            requests: 0,
+            late_answers: 0,
+            cfg,
+        }
+    }
+
+    // ------------------------------------------------------------------------------ views
+
+    /// The link state.
+    pub fn link_state(&self) -> LinkState {
+        self.link.state
+    }
+    /// Number of DNs with an active switch monitor.
+    pub fn monitored_count(&self) -> usize {
+        self.dns.monitored_count()
+    }
+    /// Number of DNs known (configured and unconfigured).
+    pub fn dn_count(&self) -> usize {
+        self.dns.len()
+    }
+    /// Number of connected clients.
+    pub fn client_count(&self) -> usize {
+        self.clients.len()
+    }
+    /// CSTA requests sent and not answered.
+    pub fn outstanding(&self) -> usize {
+        self.window.in_flight()
+    }
+    /// The current hot-desk pairs (guest, host).
+    pub fn hotdesk_pairs(&self) -> Vec<(String, String)> {
+        self.hotdesk.table.pairs()
+    }
+    /// The host a guest is associated with.
+    pub fn host_of(&self, guest: &str) -> Option<&str> {
+        self.hotdesk.table.host_of(guest)
+    }
+    /// Is this DN monitored at the switch?
+    pub fn is_monitored(&self, dn: &str) -> bool {
+        self.dns.is_monitored(dn)
+    }
+    /// The engine's configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+    /// The call model.
+    pub fn calls(&self) -> &Calls {
+        &self.calls
+    }
+    /// The last EventSequenceNumber given.
+    pub fn sequence(&self) -> u64 {
+        self.outbox.sequence()
+    }
+    /// What the parts counted.
+    pub fn counters(&self) -> Counters {
+        Counters {
+            duplicate_private_events: self.hotdesk.duplicate_events,
+            unknown_cross_ref: self.dns.unknown_cross_ref,
+            late_answers: self.late_answers,
+            events_sent: self.outbox.events_sent,
+            events_without_call_id: self.calls.events_without_call_id,
+            requests: self.requests,
+            request_errors: self.outbox.request_errors,
+        }
+    }
+
+    /// When the engine next needs [`Input::Tick`] (monotonic ms): the earliest CSTA request
+    /// deadline, EventACK deadline, call-rq-gap release or resync deadline. `None`: not until
+    /// another input arrives.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        [
+            self.window.next_deadline(),
+            self.answers.next_deadline(self.cfg.call_rq_gap_ms),
+            self.link.deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// A read-only view of every DN (for the web monitor and `/api/state`), sorted by number.
+    pub fn dn_views(&self) -> Vec<DnView> {
+        self.dns
+            .iter()
+            .map(|d| {
+                let (k, calls, agent) = self.dn_status(d);
+                DnView {
+                    number: d.number.clone(),
+                    dn_type: d.dn_type.as_str(),
+                    configured: d.configured,
+                    monitored: d.is_active(),
+                    registrations: d.regs.len(),
+                    status: k
+                        .get_str("status")
+                        .unwrap_or("AddressStatusIdle")
+                        .to_string(),
+                    calls,
+                    agent_id: agent,
+                    agent_status: k.get_str("AgentStatus").map(str::to_string),
+                    host: self.hotdesk.table.host_of(&d.number).map(str::to_string),
+                    guest: self.hotdesk.table.guest_of(&d.number).map(str::to_string),
+                    forward_to: self.features.forward_of(&d.number).map(|f| f.1.clone()),
+                    dnd: self.features.dnd(&d.number),
+                }
+            })
+            .collect()
+    }
+
+    /// A read-only view of every active call, sorted by ConnID.
+    pub fn call_views(&self) -> Vec<CallView> {
+        self.calls
+            .iter()
+            .map(|c| CallView {
+                conn_id: c.conn_id.to_string(),
+                call_id: c.call_id.clone(),
+                call_type: c.call_type.as_str(),
+                parties: c
+                    .parties
+                    .iter()
+                    .map(|p| (p.dn.clone(), p.state.as_str()))
+                    .collect(),
+            })
+            .collect()
+    }
+
+    // ------------------------------------------------------------------------------ input
+
+    /// Handle one input; append what to do to `out`.
+    pub fn handle(&mut self, now: Now, input: Input, out: &mut Vec<Output>) {
+        self.now = now;
+        self.outbox.set_now(now);
+        self.calls.set_now(now.unix_micros);
+        match input {
+            Input::ClientConnected { client, peer } => self.client_connected(client, peer, out),
+            Input::ClientDisconnected { client } => self.client_disconnected(client),
+            Input::ClientText { client, text } => match ctid_protocol::parse_request(&text) {
+                Ok(req) => self.request(client, req, out),
+                Err(e) => {
+                    self.outbox.refuse_frame(
+                        out,
+                        &self.clients,
+                        client,
+                        e.code,
+                        e.message,
+                        e.reference_id,
+                    );
+                }
+            },
+            Input::ClientRequest { client, request } => self.request(client, request, out),
+            Input::ClientInvalid {
+                client,
+                code,
+                message,
+                reference_id,
+            } => self
+                .outbox
+                .refuse_frame(out, &self.clients, client, code, message, reference_id),
+            Input::LinkUp { name } => self.link_up(name, out),
+            Input::LinkDown { reason } => self.link_down(&reason, out),
+            Input::CstaAnswer { invoke_id, message } => self.answer(invoke_id, Ok(message), out),
+            Input::CstaAnswerMalformed { invoke_id, reason } => {
+                self.answer(invoke_id, Err(reason), out)
+            }
+            Input::CstaEvent { message } => self.csta_event(message, out),
+            Input::CstaRequest { invoke_id, message } => self.csta_request(invoke_id, message, out),
+            Input::Tick => self.tick(out),
+            Input::Reconfigure(cfg) => self.reconfigure(*cfg, out),
+        }
+        while let Some((client, req)) = self.answers.next_ready() {
+            if self.clients.is_connected(client) {
+                if let Some(entry) = requests::lookup(req.name) {
+                    self.serve(client, req, entry.handler, entry.guard, out);
+                }
+            }
+        }
+        self.window.pump(
+            now.mono_ms,
+            self.cfg.max_outstanding,
+            self.cfg.request_timeout_ms,
+            out,
+        );
+    }
+
+    // ------------------------------------------------------------------------------ sending
+
+    fn refuse(&mut self, out: &mut Vec<Output>, client: ClientId, req: &Request, r: Refusal) {
+        self.outbox.refuse(out, &self.clients, client, req, r);
+    }
+
+    fn emit(&mut self, out: &mut Vec<Output>, to: Vec<ClientId>, ev: Event) {
+        self.outbox.emit(out, &self.clients, to, ev);
+    }
+
+    /// Queue a CSTA request; during a resync, `sync` makes EventLinkConnected wait for it.
+    fn send(&mut self, kind: Pending, message: Message, sync: bool) -> Tag {
+        let tag = self.window.push(kind, message);
+        if sync {
+            self.link.wait_for(tag);
+        }
+        tag
+    }
+
+    /// Deliver what a part built, in order.
+    fn notices(&mut self, notes: Vec<Notice>, out: &mut Vec<Output>) {
+        for n in notes {
+            match n {
+                Notice::Deliver { dn, event } => self.deliver(out, &dn, event),
+                Notice::Registrants { dn, event } => {
+                    let to = self.dns.registrants(&[&dn]);
+                    self.emit(out, to, event);
+                }
+            }
+        }
+    }
+
+    /// Deliver an event of `dn`: to the requester waiting for it (with its ReferenceID) and
+    /// every other client registered on `dn`; an agent-login guest's events also reach the
+    /// host's clients, as events of the host.
+    fn deliver(&mut self, out: &mut Vec<Output>, dn: &str, ev: Event) {
+        let to = self.dns.registrants(&[dn]);
+        if self.dns.get(dn).is_some_and(|d| d.internal) {
+            if let Some(host) = self.hotdesk.table.host_of(dn).map(str::to_string) {
+                let extra: Vec<_> = self
+                    .dns
+                    .registrants(&[&host])
+                    .into_iter()
+                    .filter(|c| !to.contains(c))
+                    .collect();
+                if !extra.is_empty() {
+                    let mut copy = ev.clone();
+                    copy.this_dn = Some(host);
+                    copy.reference_id = None;
+                    self.emit(out, extra, copy);
+                }
+            }
+        }
+        match self.answers.take_matching(dn, &ev) {
+            Some(x) => {
+                if let Some(Then::MuteTransfer { original }) = x.then {
+                    // Second step: transfer the original call to the consultation now dialling.
+                    let step = ev.conn_id.and_then(|consult| {
+                        call_control::mute_transfer_step(&self.calls, dn, original, consult)
+                    });
+                    if let Some(msg) = step {
+                        let id = self.answers.expect(
+                            x.client,
+                            x.request,
+                            dn.to_string(),
+                            vec![EventName::EventReleased],
+                            Some(original),
+                            None,
+                            None,
+                        );
+                        self.send(
+                            Pending::Call {
+                                expect: id,
+                                origin: None,
+                            },
+                            msg,
+                            false,
+                        );
+                    }
+                    self.emit(out, to, ev);
+                    return;
+                }
+                self.answers.release(x.conn);
+                let rid = x.request.reference_id;
+                self.outbox
+                    .emit_answer(out, &self.clients, x.client, rid, to, ev);
+            }
+            None => self.emit(out, to, ev),
+        }
+    }
+
+    // ------------------------------------------------------------------------------ DN status
+
+    /// The DN-status Extensions (`docs/protocol.md`, "DN status"), the number of calls and
+    /// the agent.
+    fn dn_status(&self, d: &Dn) -> (KvList, usize, Option<String>) {
+        let mut k = KvList::new();
+        let n = self.calls.status_keys(&d.number, &mut k);
+        self.features.status_keys(&d.number, &mut k);
+        let agent = self
+            .agents
+            .status_keys(&d.number, d.dn_type, &self.cfg, &mut k);
+        if let Some(h) = self.hotdesk.table.host_of(&d.number) {
+            k.insert_str("HOST_DN", h);
+        }
+        (k, n, agent)
+    }
+
+    fn registered_event(&self, dn: &str, req: &Request) -> Event {
+        let mut ev = Event::reply(EventName::EventRegistered, req);
+        ev.this_dn = Some(dn.to_string());
+        if let Some(d) = self.dns.get(dn) {
+            ev.info_type = Some(AddressInfoType::AddressType);
+            ev.info_status = Some(InfoStatus::AddressType(d.dn_type));
+            ev.address_type = Some(d.dn_type);
+            let (k, _, agent) = self.dn_status(d);
+            ev.extensions = Some(k);
+            ev.agent_id = agent;
+        }
+        ev
+    }
+
+    // ------------------------------------------------------------------------------ clients
+
+    fn client_connected(&mut self, client: ClientId, peer: String, out: &mut Vec<Output>) {
+        info!(client, %peer, "client connected");
+        self.clients.connect(client, peer);
+        let ev = self
+            .link
+            .event(self.link.is_up(), Some("link not operational"));
+        self.emit(out, vec![client], ev);
+    }
+
+    fn client_disconnected(&mut self, client: ClientId) {
+        let Some(st) = self.clients.disconnect(client) else {
+            return;
+        };
+        info!(client, peer = %st.peer, app = st.app.as_deref().unwrap_or(""), "client disconnected");
+        for dn in st.regs {
+            if self.cfg.agent_logout_on_unregister && self.agents.owner(&dn) == Some(client) {
+                self.agents.forget_owner(&dn);
+                if let Some(msg) = self.agents.logout_message(&dn) {
+                    if self.link.is_up() {
+                        info!(%dn, "agent-logout-on-unregister: logging the agent out");
+                        self.send(Pending::Untracked, msg, false);
+                    }
+                }
+            }
+            self.dns.client_gone(client, &dn);
+            self.sync_monitor(&dn);
+        }
+        self.hotdesk.client_gone(client);
+        // Its requests in flight are answered to nobody; queued ones are not sent.
+        self.answers.client_gone(client);
+    }
+
+    /// A request from a client: through the table to its handler.
+    fn request(&mut self, client: ClientId, req: Request, out: &mut Vec<Output>) {
+        self.requests += 1;
+        self.clients.ensure(client);
+        debug!(client, request = req.name.as_str(), "request");
+        match requests::lookup(req.name) {
+            Some(entry) => self.serve(client, req, entry.handler, entry.guard, out),
+            None => {
+                let msg = format!("{} is not supported by this server", req.name.as_str());
+                self.refuse(out, client, &req, (ErrorCode::UNSUP_OPER, msg));
+            }
+        }
+    }
+
+    fn serve(
+        &mut self,
+        client: ClientId,
+        req: Request,
+        handler: Handler,
+        guard: Guard,
+        out: &mut Vec<Output>,
+    ) {
+        let dn = match guard {
+            Guard::None => None,
+            Guard::Switch | Guard::Local => {
+                let link_ok = guard == Guard::Local || self.link.is_up();
+                let dns = &self.dns;
+                match requests::check(&req, link_ok, |dn| dns.mode_of(dn, client)) {
+                    Ok(dn) => Some(dn),
+                    Err(r) => return self.refuse(out, client, &req, r),
+                }
+            }
+        };
+        // A request on a call that already has one in flight waits (call-rq-gap).
+        if guard == Guard::Switch {
+            if let Some(c) = req.conn_id.filter(|c| self.answers.busy(*c)) {
+                self.answers.wait(c, self.now.mono_ms, client, req);
+                return;
+            }
+        }
+        let dn = dn.unwrap_or_default();
+        match handler {
+            Handler::RegisterClient => {
+                self.clients.set_app(client, req.application_name.clone());
+                let ev = Event::reply(EventName::EventACK, &req);
+                self.emit(out, vec![client], ev);
+            }
+            Handler::QueryServer => {
+                let mut ev = Event::reply(EventName::EventServerInfo, &req);
+                let status = if self.link.is_up() {
+                    "LinkConnected"
+                } else {
+                    "LinkDisconnected"
+                };
+                let mut k = KvList::new();
+                k.insert_str("ServerName", self.cfg.server_name.clone());
+                k.insert_str("ServerVersion", env!("CARGO_PKG_VERSION"));
+                k.insert_str("LinkStatus", status);
+                k.insert_str("SupportedRequests", requests::supported());
+                ev.extensions = Some(k);
+                self.emit(out, vec![client], ev);
+            }
+            Handler::Register => self.register(client, req, out),
+            Handler::Unregister => self.unregister(client, req, out),
+            Handler::QueryAddress => self.query_address(client, req, out),
+            Handler::PrivateService => self.private_service(client, req, out),
+            Handler::CallControl => match call_control::service(&req, &dn, &self.calls) {
+                Ok(s) => {
+                    let id =
+                        self.answers
+                            .expect(client, req, dn, s.events, s.conn, s.then, s.on_accept);
+                    let kind = Pending::Call {
+                        expect: id,
+                        origin: s.origin,
+                    };
+                    self.send(kind, s.message, false);
+                }
+                Err(r) => self.refuse(out, client, &req, r),
+            },
+            Handler::Feature => {
+                let built = match req.name {
+                    RequestName::RequestSetDNDOn | RequestName::RequestSetDNDOff => {
+                        let (m, want) = features::dnd_request(&req, &dn);
+                        Ok((vec![m], want))
+                    }
+                    _ => features::forward_request(&req, &dn),
+                };
+                match built {
+                    Ok((msgs, want)) => {
+                        let mut msgs = msgs.into_iter();
+                        let first = msgs.next();
+                        let id = self
+                            .answers
+                            .expect(client, req, dn, vec![want], None, None, None);
+                        if let Some(m) = first {
+                            let kind = Pending::Call {
+                                expect: id,
+                                origin: None,
+                            };
+                            self.send(kind, m, false);
+                        }
+                        for m in msgs {
+                            self.send(Pending::Untracked, m, false);
+                        }
+                    }
+                    Err(r) => self.refuse(out, client, &req, r),
+                }
+            }
+            Handler::Agent => match self.agents.request(&req, &dn, client, &self.cfg) {
+                Ok((msg, want)) => {
+                    let id = self
+                        .answers
+                        .expect(client, req, dn, vec![want], None, None, None);
+                    let kind = Pending::Call {
+                        expect: id,
+                        origin: None,
+                    };
+                    self.send(kind, msg, false);
+                }
+                Err(r) => self.refuse(out, client, &req, r),
+            },
+            Handler::QueryCall => {
+                let Some(c) = req.conn_id else {
+                    let r = (ErrorCode::INVALID_ATTR, "ConnID missing".to_string());
+                    return self.refuse(out, client, &req, r);
+                };
+                if let Err(r) = call_control::connection(&self.calls, c, &dn) {
+                    return self.refuse(out, client, &req, r);
+                }
+                let mut e = self.calls.party_info(&dn, c);
+                e.reference_id = req.reference_id;
+                self.emit(out, vec![client], e);
+            }
+            Handler::UserData => self.user_data(client, req, dn, out),
+        }
+    }
+
+    fn user_data(&mut self, client: ClientId, req: Request, dn: String, out: &mut Vec<Output>) {
+        let Some(c) = req.conn_id else {
+            let r = (ErrorCode::INVALID_ATTR, "ConnID missing".to_string());
+            return self.refuse(out, client, &req, r);
+        };
+        if let Err(r) = call_control::connection(&self.calls, c, &dn) {
+            return self.refuse(out, client, &req, r);
+        }
+        let Some(call) = self.calls.get(c) else {
+            return;
+        };
+        let data = match userdata::apply(&req, &call.user_data, self.cfg.user_data_limit) {
+            Ok(d) => d,
+            Err(r) => return self.refuse(out, client, &req, r),
+        };
+        let parties: Vec<String> = call.parties.iter().map(|p| p.dn.clone()).collect();
+        self.calls.set_user_data(c, data);
+        let refs: Vec<&str> = parties.iter().map(String::as_str).collect();
+        let to = self.dns.registrants(&refs);
+        let e = self
+            .calls
+            .call_event(EventName::EventAttachedDataChanged, &dn, c);
+        self.outbox
+            .emit_answer(out, &self.clients, client, req.reference_id, to, e);
+    }
+
+    // ------------------------------------------------------------------------------ registration
+
+    fn register(&mut self, client: ClientId, req: Request, out: &mut Vec<Output>) {
+        let number = match requests::this_dn(&req) {
+            Ok(n) => n,
+            Err(r) => return self.refuse(out, client, &req, r),
+        };
+        let busy = self.hotdesk.querying(&number);
+        let link_usable = self.link.usable();
+        let r = self.dns.register(
+            client,
+            &req,
+            &number,
+            &self.cfg.accept_dn_types,
+            link_usable,
+            busy,
+        );
+        match r {
+            Err(r) => {
+                self.forget_if_unused(&number);
+                self.refuse(out, client, &req, r);
+            }
+            Ok(reg) => {
+                self.clients.add_reg(client, &number);
+                match reg {
+                    Registration::Waiting { start: true } => self.start_monitor(&number, false),
+                    Registration::Waiting { start: false } => {}
+                    Registration::Done => {
+                        let ev = self.registered_event(&number, &req);
+                        self.emit(out, vec![client], ev);
+                    }
+                }
+            }
+        }
+    }
+
+    fn unregister(&mut self, client: ClientId, req: Request, out: &mut Vec<Output>) {
+        let number = match requests::this_dn(&req) {
+            Ok(n) => n,
+            Err(r) => return self.refuse(out, client, &req, r),
+        };
+        if !self.dns.unregister(client, &number) {
+            let r = (
+                ErrorCode::NOT_REGISTERED,
+                format!("DN {number} is not registered by this client"),
+            );
+            return self.refuse(out, client, &req, r);
+        }
+        self.clients.remove_reg(client, &number);
+        let ev = Event::reply(EventName::EventUnregistered, &req);
+        self.emit(out, vec![client], ev);
+        self.sync_monitor(&number);
+    }
+
+    fn query_address(&mut self, client: ClientId, req: Request, out: &mut Vec<Output>) {
+        let number = match requests::this_dn(&req) {
+            Ok(n) => n,
+            Err(r) => return self.refuse(out, client, &req, r),
+        };
+        let Some(info) = req.info_type else {
+            let r = (
+                ErrorCode::INVALID_ATTR,
+                "InfoType missing (AddressInfoDNStatus or AddressInfoAddressType)".to_string(),
+            );
+            return self.refuse(out, client, &req, r);
+        };
+        let Some(d) = self.dns.get(&number) else {
+            let r = (
+                ErrorCode::NOT_CONFIGURED,
+                format!("DN {number} is not known to this server"),
+            );
+            return self.refuse(out, client, &req, r);
+        };
+        let mut ev = Event::reply(EventName::EventAddressInfo, &req);
+        ev.info_type = Some(info);
+        match info {
+            AddressInfoType::DnStatus => {
+                let (k, n, agent) = self.dn_status(d);
+                ev.info_status = Some(InfoStatus::Number(n as i64));
+                ev.extensions = Some(k);
+                ev.agent_id = agent;
+            }
+            AddressInfoType::AddressType => {
+                ev.info_status = Some(InfoStatus::AddressType(d.dn_type));
+            }
+            other => {
+                let msg = format!("InfoType {} is not supported", other.as_str());
+                return self.refuse(out, client, &req, (ErrorCode::UNSUP_OPER, msg));
+            }
+        }
+        self.emit(out, vec![client], ev);
+    }
+
+    fn reconfigure(&mut self, cfg: EngineConfig, out: &mut Vec<Output>) {
+        let new: std::collections::BTreeMap<String, DnConfig> = cfg
+            .dns
+            .iter()
+            .map(|d| (d.number.clone(), d.clone()))
+            .collect();
+        let removed: Vec<String> = self
+            .dns
+            .iter()
+            .filter(|d| d.configured && !new.contains_key(&d.number))
+            .map(|d| d.number.clone())
+            .collect();
+        for n in &removed {
+            let regs: Vec<ClientId> = self.dns.registrants(&[n]);
+            for c in &regs {
+                self.clients.remove_reg(*c, n);
+            }
+            if !regs.is_empty() {
+                let mut ev = Event::new(EventName::EventUnregistered).with_this_dn(n.clone());
+                ev.error_code = Some(ErrorCode::NOT_CONFIGURED);
+                ev.error_message = Some(format!("DN {n} was removed from the configuration"));
+                self.emit(out, regs, ev);
+            }
+            if let Some(d) = self.dns.get_mut(n) {
+                d.regs.clear();
+                d.waiters.clear();
+                d.configured = false;
+                d.register = RegisterFlag::OnDemand;
+            }
+            self.sync_monitor(n);
+            let off = self
+                .dns
+                .get(n)
+                .is_some_and(|d| matches!(d.monitor, crate::dns::Monitor::Off));
+            if off && !self.hotdesk.querying(n) {
+                self.dns.remove(n);
+                self.forget_parts(n);
+            }
+        }
+        let mut added = 0;
+        for (n, d) in &new {
+            match self.dns.get_mut(n) {
+                Some(x) => {
+                    x.configured = true;
+                    x.dn_type = d.dn_type;
+                    x.register = d.register;
+                }
+                None => {
+                    added += 1;
+                    self.dns.insert(Dn::configured(n, d.dn_type, d.register));
+                }
+            }
+            self.sync_monitor(n);
+        }
+        info!(added, removed = removed.len(), "configuration reloaded");
+        self.hotdesk
+            .reconfigure(self.cfg.hotdesk_enabled, cfg.hotdesk_enabled);
+        self.cfg = cfg;
+    }
+
+    // ------------------------------------------------------------------------------ monitors
+
+    fn start_monitor(&mut self, number: &str, sync: bool) {
+        let tag = self.send(
+            Pending::MonitorStart {
+                dn: number.to_string(),
+            },
+            Dns::monitor_start(number),
+            sync,
+        );
+        self.dns.starting(number, tag);
+    }
+
+    /// Start or stop the switch monitor of a DN to match who needs it; forget an unconfigured
+    /// DN nobody uses.
+    fn sync_monitor(&mut self, number: &str) {
+        match self.dns.sync(number, self.link.usable()) {
+            MonitorChange::Start => self.start_monitor(number, false),
+            MonitorChange::Stop(msg) => {
+                self.send(Pending::Untracked, *msg, false);
+            }
+            MonitorChange::None => {}
+        }
+        self.forget_if_unused(number);
+    }
+
+    fn forget_if_unused(&mut self, number: &str) {
+        let keep = self.hotdesk.refers_to(number);
+        if self.dns.forget_if_unused(number, keep) {
+            self.forget_parts(number);
+        }
+    }
+
+    /// A DN left the table: what the other parts kept of it goes too.
+    fn forget_parts(&mut self, number: &str) {
+        self.agents.forget(number);
+        self.features.forget(number);
+        self.calls.forget_dn(number);
+    }
+
+    /// Answer everyone waiting for the first registration of a DN.
+    fn release_waiters(&mut self, number: &str, out: &mut Vec<Output>) {
+        for (client, req) in self.dns.take_waiters(number) {
+            let ev = self.registered_event(number, &req);
+            self.emit(out, vec![client], ev);
+        }
+    }
+
+    fn fail_waiters(
+        &mut self,
+        number: &str,
+        refusal: Refusal,
+        csta: Option<&ctid_csta::CstaError>,
+        out: &mut Vec<Output>,
+    ) {
+        for (client, req) in self.dns.take_waiters(number) {
+            self.dns.client_gone(client, number);
+            self.clients.remove_reg(client, number);
+            match csta {
+                Some(e) => {
+                    self.outbox
+                        .refuse_csta(out, &self.clients, client, &req, e, refusal.1.clone())
+                }
+                None => self.refuse(out, client, &req, refusal.clone()),
+            }
+        }
+        self.forget_if_unused(number);
+    }
+
+    fn monitor_answer(&mut self, dn: &str, msg: Result<Message, String>, out: &mut Vec<Output>) {
+        let refusal = match msg {
+            Ok(Message::MonitorStartResponse(r)) => {
+                let xref = r.monitor_cross_ref_id;
+                debug!(%dn, %xref, "monitored");
+                if !self.dns.active(dn, xref) {
+                    return;
+                }
+                let Some(d) = self.dns.get(dn) else {
+                    return;
+                };
+                if !d.wants_monitor() {
+                    // Everybody left while MonitorStart was in flight.
+                    self.sync_monitor(dn);
+                    self.release_waiters(dn, out);
+                    return;
+                }
+                let resync = !self.link.is_up();
+                let dn_type = d.dn_type;
+                if dn_type != AddressType::Unknown {
+                    // During a resync the call catch-up comes before EventLinkConnected.
+                    self.send(
+                        Pending::Snapshot { dn: dn.to_string() },
+                        Calls::snapshot(dn),
+                        resync,
+                    );
+                }
+                let is_ext = dn_type == AddressType::Dn;
+                if is_ext || dn_type == AddressType::Position {
+                    self.send(
+                        Pending::AgentQuery {
+                            dn: dn.to_string(),
+                            resync,
+                        },
+                        Agents::query(dn),
+                        resync,
+                    );
+                }
+                if is_ext && self.hotdesk.supported {
+                    self.start_query(dn, resync);
+                } else {
+                    self.release_waiters(dn, out);
+                }
+                return;
+            }
+            Ok(Message::CstaErrorCode(e)) => {
+                warn!(%dn, error = %e.error, "MonitorStart refused");
+                self.dns.monitor_off(dn);
+                let msg = format!("the switch refused to monitor {dn}: {}", e.error);
+                return self.fail_waiters(dn, (ErrorCode(0), msg), Some(&e.error), out);
+            }
+            Ok(other) => {
+                warn!(%dn, answer = other.name(), "unexpected answer to MonitorStart");
+                let msg = format!("unexpected answer {} to MonitorStart", other.name());
+                (ErrorCode::CSTA_RESULT_UNEXPECTED, msg)
+            }
+            Err(reason) => {
+                let msg = format!("malformed answer to MonitorStart: {reason}");
+                (ErrorCode::CSTA_BADLY_STRUCTURED, msg)
+            }
+        };
+        self.dns.monitor_off(dn);
+        self.fail_waiters(dn, refusal, None, out);
+    }
+
+    // ------------------------------------------------------------------------------ hot desking
+
+    fn start_query(&mut self, number: &str, resync: bool) {
+        let tag = self.send(
+            Pending::HdQuery {
+                dn: number.to_string(),
+                resync,
+            },
+            HotDesk::query(number),
+            resync,
+        );
+        self.hotdesk.query_sent(number, tag);
+    }
+
+    fn query_answer(
+        &mut self,
+        dn: &str,
+        resync: bool,
+        msg: Result<Message, String>,
+        out: &mut Vec<Output>,
+    ) {
+        let changes = self.hotdesk.query_answer(dn, msg);
+        if resync {
+            for c in changes {
+                self.distribute(c, out);
+            }
+        }
+        self.release_waiters(dn, out);
+    }
+
+    /// Announce a hot-desk change to the clients of the guest and the host (EventPrivateInfo 1
+    /// or 2), then keep the agent-login hot desk in step.
+    fn distribute(&mut self, c: Change, out: &mut Vec<Output>) {
+        let to = self.dns.registrants(&[&c.guest, &c.host]);
+        if c.synthesized {
+            info!(guest = %c.guest, host = %c.host, id = c.msg_id(), "synthesized hot-desk change");
+        }
+        let ev = Event::hot_desk(c.msg_id(), c.guest.clone(), c.host.clone());
+        self.emit(out, to, ev);
+        self.agent_login_sync(&c.guest);
+        self.forget_if_unused(&c.guest);
+        self.forget_if_unused(&c.host);
+    }
+
+    /// Keep the internal monitor of an agent-login guest in step with the association table
+    /// and the host's agent (`docs/protocol.md`, "Agent-login hot desking").
+    fn agent_login_sync(&mut self, guest: &str) {
+        let linked = self.hotdesk.agent_login_linked(guest, &self.agents);
+        if self.dns.set_internal(guest, linked) {
+            info!(%guest, linked, "agent-login hot desk: internal monitor of the guest");
+            self.sync_monitor(guest);
+        }
+    }
+
+    fn private_service(&mut self, client: ClientId, req: Request, out: &mut Vec<Output>) {
+        let id = match self.hotdesk.precheck(&req) {
+            Ok(id) => id,
+            Err(r) => return self.refuse(out, client, &req, r),
+        };
+        let dns = &self.dns;
+        let guest = match requests::check(&req, self.link.is_up(), |dn| dns.mode_of(dn, client)) {
+            Ok(g) => g,
+            Err(r) => return self.refuse(out, client, &req, r),
+        };
+        let dn_type = self.dns.dn_type(&guest);
+        match self
+            .hotdesk
+            .service(client, req.clone(), id, guest, dn_type)
+        {
+            Ok(ServiceStep::Queued) => {}
+            Ok(ServiceStep::Send(msg, svc)) => {
+                let guest = svc.guest.clone();
+                let tag = self.send(Pending::HdService(svc), *msg, false);
+                self.hotdesk.service_sent(&guest, tag);
+            }
+            Err(r) => self.refuse(out, client, &req, r),
+        }
+    }
+
+    fn service_answer(
+        &mut self,
+        s: HdService,
+        msg: Result<Message, String>,
+        out: &mut Vec<Output>,
+    ) {
+        match self.hotdesk.service_answer(&s, msg) {
+            Outcome::Ok => self.service_ok(s, out),
+            Outcome::Failed { code, text, csta } => {
+                self.service_failed(s, (code, text), csta.as_ref(), out)
+            }
+        }
+    }
+
+    fn service_ok(&mut self, s: HdService, out: &mut Vec<Output>) {
+        let (implied, main) = self.hotdesk.service_applied(&s);
+        for c in implied {
+            self.distribute(c, out);
+        }
+        let (msg_id, host, others) = match &main {
+            Some(c) => (
+                c.msg_id(),
+                c.host.clone(),
+                self.dns.registrants(&[&c.guest, &c.host]),
+            ),
+            // Already in that state (a duplicate): only the requester needs its answer.
+            None => (s.service, s.host.clone().unwrap_or_default(), Vec::new()),
+        };
+        let ev = Event::hot_desk(msg_id, s.guest.clone(), host);
+        self.outbox.emit_answer(
+            out,
+            &self.clients,
+            s.client,
+            s.request.reference_id,
+            others,
+            ev,
+        );
+        self.agent_login_sync(&s.guest);
+        self.service_done(&s.guest, out);
+    }
+
+    fn service_failed(
+        &mut self,
+        s: HdService,
+        refusal: Refusal,
+        csta: Option<&ctid_csta::CstaError>,
+        out: &mut Vec<Output>,
+    ) {
+        match csta {
+            Some(e) => {
+                self.outbox
+                    .refuse_csta(out, &self.clients, s.client, &s.request, e, refusal.1)
+            }
+            None => self.refuse(out, s.client, &s.request, refusal),
+        }
+        if let Some(c) = s.held.clone() {
+            // The change happened anyway: everyone learns of it.
+            self.distribute(c, out);
+        }
+        self.service_done(&s.guest, out);
+    }
+
+    fn service_done(&mut self, guest: &str, out: &mut Vec<Output>) {
+        if let Some((client, req)) = self.hotdesk.service_done(guest) {
+            self.private_service(client, req, out);
+        }
+    }
+
+    fn hotdesk_event(&mut self, established: bool, guest: &str, host: &str, out: &mut Vec<Output>) {
+        let in_flight = match self
+            .hotdesk
+            .in_flight(guest)
+            .and_then(|t| self.window.kind_mut(t))
+        {
+            Some(Pending::HdService(s)) => Some(&mut **s),
+            _ => None,
+        };
+        let changes = self.hotdesk.event(established, guest, host, in_flight);
+        for c in changes {
+            self.distribute(c, out);
+        }
+    }
+
+    // ------------------------------------------------------------------------------ link
+
+    fn link_up(&mut self, name: String, out: &mut Vec<Output>) {
+        info!(link = %name, "CTI link {name} is selected; re-monitoring");
+        self.link
+            .syncing(name, self.now.mono_ms + self.cfg.resync_timeout_ms);
+        for n in self.dns.to_monitor() {
+            self.start_monitor(&n, true);
+        }
+        self.maybe_synced(out);
+    }
+
+    fn maybe_synced(&mut self, out: &mut Vec<Output>) {
+        if self.link.sync_complete() {
+            self.finish_sync(out);
+        }
+    }
+
+    fn finish_sync(&mut self, out: &mut Vec<Output>) {
+        // Pairs nobody can observe any more are dropped (`docs/protocol.md`, "Hot desking").
+        let stale: Vec<(String, String)> = self
+            .hotdesk
+            .table
+            .pairs()
+            .into_iter()
+            .filter(|(g, h)| !self.dns.is_monitored(g) && !self.dns.is_monitored(h))
+            .collect();
+        for (g, _) in stale {
+            debug!(guest = %g, "dropping hot-desk pair no longer monitored");
+            self.hotdesk.table.remove_guest(&g);
+            self.forget_if_unused(&g);
+        }
+        self.link.up();
+        info!(
+            monitored = self.dns.monitored_count(),
+            "link operational; EventLinkConnected"
+        );
+        let ev = self.link.event(true, None);
+        let all = self.clients.all();
+        self.emit(out, all, ev);
+    }
+
+    fn link_down(&mut self, reason: &str, out: &mut Vec<Output>) {
+        let was = self.link.down();
+        warn!(%reason, "link lost");
+        let pending = self.window.clear();
+        self.dns.link_lost();
+        self.hotdesk.forget_queries();
+        for (client, req) in self.answers.link_lost() {
+            self.refuse(out, client, &req, (ErrorCode::NO_SWITCH, NO_LINK.into()));
+        }
+        self.calls.link_lost();
+        for (_, kind) in pending {
+            match kind {
+                Pending::MonitorStart { dn } | Pending::HdQuery { dn, .. } => {
+                    self.release_waiters(&dn, out);
+                }
+                Pending::HdService(s) => {
+                    self.service_failed(*s, (ErrorCode::NO_SWITCH, NO_LINK.into()), None, out);
+                }
+                Pending::Call { .. }
+                | Pending::Snapshot { .. }
+                | Pending::AgentQuery { .. }
+                | Pending::Untracked => {}
+            }
+        }
+        for (client, req) in self.hotdesk.link_lost() {
+            self.refuse(out, client, &req, (ErrorCode::NO_SWITCH, NO_LINK.into()));
+        }
+        if was != LinkState::Down || !self.clients.is_empty() {
+            let ev = self.link.event(false, Some(reason));
+            let all = self.clients.all();
+            self.emit(out, all, ev);
+        }
+        let numbers: Vec<String> = self.dns.iter().map(|d| d.number.clone()).collect();
+        for n in numbers {
+            self.forget_if_unused(&n);
+        }
+    }
+
+    fn tick(&mut self, out: &mut Vec<Output>) {
+        let now = self.now.mono_ms;
+        for (tag, kind) in self.window.expired(now) {
+            self.link.done(tag);
+            match kind {
+                Pending::MonitorStart { dn } => {
+                    warn!(%dn, "MonitorStart timed out");
+                    self.dns.monitor_off(&dn);
+                    self.release_waiters(&dn, out);
+                }
+                Pending::HdQuery { dn, .. } => {
+                    warn!(%dn, "hot-desking query timed out");
+                    self.hotdesk.query_gone(&dn);
+                    self.release_waiters(&dn, out);
+                }
+                Pending::Untracked => {}
+                Pending::Call { expect, .. } => {
+                    if let Some(x) = self.answers.take(expect) {
+                        let r = (
+                            ErrorCode::TIMEOUT,
+                            "no answer from the CSTA Connector".to_string(),
+                        );
+                        self.refuse(out, x.client, &x.request, r);
+                        self.answers.release(x.conn);
+                    }
+                }
+                Pending::Snapshot { dn } => warn!(%dn, "SnapshotDevice timed out"),
+                Pending::AgentQuery { dn, .. } => warn!(%dn, "GetAgentState timed out"),
+                Pending::HdService(s) => {
+                    if s.held.is_some() {
+                        self.service_ok(*s, out);
+                    } else {
+                        let r = (
+                            ErrorCode::TIMEOUT,
+                            "no answer from the CSTA Connector".to_string(),
+                        );
+                        self.service_failed(*s, r, None, out);
+                    }
+                }
+            }
+        }
+        for x in self.answers.tick(now, self.cfg.call_rq_gap_ms) {
+            debug!(
+                request = x.request.name.as_str(),
+                "accepted, no event in time: EventACK"
+            );
+            let ev = Event::reply(EventName::EventACK, &x.request);
+            self.emit(out, vec![x.client], ev);
+        }
+        if self.link.sync_overdue(now) {
+            warn!(
+                left = self.link.waiting(),
+                "resync-timeout reached; the rest continues in the background"
+            );
+            self.finish_sync(out);
+        }
+        self.maybe_synced(out);
+    }
+
+    // ------------------------------------------------------------------------------ CSTA input
+
+    fn answer(&mut self, invoke_id: InvokeId, msg: Result<Message, String>, out: &mut Vec<Output>) {
+        let Some((tag, kind)) = self.window.answer(invoke_id) else {
+            self.late_answers += 1;
+            debug!(%invoke_id, "answer for no pending request (late or unknown)");
+            return;
+        };
+        self.link.done(tag);
+        match kind {
+            Pending::MonitorStart { dn } => self.monitor_answer(&dn, msg, out),
+            Pending::Untracked => {}
+            Pending::HdQuery { dn, resync } => self.query_answer(&dn, resync, msg, out),
+            Pending::HdService(s) => self.service_answer(*s, msg, out),
+            Pending::Call { expect, origin } => self.call_answer(expect, origin, msg, out),
+            Pending::Snapshot { dn } => {
+                let mut notes = Vec::new();
+                self.calls.snapshot_answer(&dn, msg, &self.dns, &mut notes);
+                self.notices(notes, out);
+            }
+            Pending::AgentQuery { dn, resync } => {
+                if self.dns.contains(&dn) {
+                    let change = self.agents.answer(&dn, resync, msg);
+                    self.agent_change(&dn, change, false, out);
+                }
+            }
+        }
+        self.maybe_synced(out);
+    }
+
+    /// Deliver an agent change; `sync_first`: the agent-login hot desk follows before the
+    /// events go (a switch event) rather than after (a GetAgentState answer).
+    fn agent_change(
+        &mut self,
+        dn: &str,
+        change: AgentChange,
+        sync_first: bool,
+        out: &mut Vec<Output>,
+    ) {
+        if sync_first {
+            for a in &change.agents {
+                self.agent_login_sync(a);
+            }
+        }
+        for e in change.events {
+            self.deliver(out, dn, e);
+        }
+        if !sync_first {
+            for a in &change.agents {
+                self.agent_login_sync(a);
+            }
+        }
+    }
+
+    /// The CSTA answer to a call, agent or feature request.
+    fn call_answer(
+        &mut self,
+        expect: u64,
+        origin: Option<ConnId>,
+        msg: Result<Message, String>,
+        out: &mut Vec<Output>,
+    ) {
+        let consultation = match (&msg, origin) {
+            (Ok(Message::ConsultationCallResponse(r)), Some(o)) => {
+                r.initiated_call.call_id.clone().map(|c| (c, o))
+            }
+            _ => None,
+        };
+        if !self.answers.contains(expect) {
+            // Answered already by its event; a consultation still needs its origin noted.
+            if let Some((c, o)) = consultation {
+                self.calls.note_consultation(&c, o);
+            }
+            return;
+        }
+        let refusal = match msg {
+            Ok(Message::CstaErrorCode(e)) => {
+                let Some(x) = self.answers.take(expect) else {
+                    return;
+                };
+                let text = format!(
+                    "{} refused by the switch: {}",
+                    x.request.name.as_str(),
+                    e.error
+                );
+                self.outbox
+                    .refuse_csta(out, &self.clients, x.client, &x.request, &e.error, text);
+                self.answers.release(x.conn);
+                return;
+            }
+            Ok(m) if matches!(m.kind(), ctid_csta::MessageKind::Response) => {
+                if let Some((c, o)) = consultation {
+                    self.calls.note_consultation(&c, o);
+                }
+                let deadline = self.now.mono_ms + self.cfg.request_timeout_ms;
+                match self.answers.accepted(expect, deadline) {
+                    Accepted::Gone => {}
+                    Accepted::Waiting(conn) => self.answers.release(conn),
+                    Accepted::Answer(x) => {
+                        let name = x.on_accept.unwrap_or(EventName::EventACK);
+                        let mut ev = Event::reply(name, &x.request);
+                        ev.conn_id = x.request.conn_id;
+                        ev.dtmf_digits = x.request.dtmf_digits.clone();
+                        ev.other_dn = x.request.other_dn.clone();
+                        ev.reference_id = None;
+                        let to = self.dns.registrants(&[&x.dn]);
+                        self.outbox.emit_answer(
+                            out,
+                            &self.clients,
+                            x.client,
+                            x.request.reference_id,
+                            to,
+                            ev,
+                        );
+                        self.answers.release(x.conn);
+                    }
+                }
+                return;
+            }
+            Ok(other) => (
+                ErrorCode::CSTA_RESULT_UNEXPECTED,
+                format!("unexpected answer {} from the Connector", other.name()),
+            ),
+            Err(reason) => (
+                ErrorCode::CSTA_BADLY_STRUCTURED,
+                format!("malformed answer from the Connector: {reason}"),
+            ),
+        };
+        if let Some(x) = self.answers.take(expect) {
+            self.refuse(out, x.client, &x.request, refusal);
+            self.answers.release(x.conn);
+        }
+    }
+
+    fn csta_request(&mut self, invoke_id: InvokeId, msg: Message, out: &mut Vec<Output>) {
+        match msg {
+            Message::MonitorStop(m) => {
+                out.push(Output::CstaAnswer {
+                    invoke_id,
+                    message: Message::MonitorStopResponse(ctid_csta::MonitorStopResponse {
+                        extensions: None,
+                    }),
+                });
+                if let Some(dn) = self.dns.stopped_by_connector(&m.monitor_cross_ref_id) {
+                    warn!(%dn, xref = %m.monitor_cross_ref_id, "the Connector stopped a monitor; re-monitoring");
+                    self.sync_monitor(&dn);
+                }
+            }
+            Message::SystemStatus(_) => out.push(Output::CstaAnswer {
+                invoke_id,
+                message: Message::SystemStatusResponse(ctid_csta::SystemStatusResponse {
+                    extensions: None,
+                }),
+            }),
+            other => {
+                debug!(
+                    request = other.name(),
+                    "unsupported request from the Connector"
+                );
+                out.push(Output::CstaAnswer {
+                    invoke_id,
+                    message: Message::CstaErrorCode(ctid_csta::CstaErrorCode {
+                        error: ctid_csta::CstaError::Operation(
+                            ctid_csta::OperationError::ServiceNotSupported,
+                        ),
+                    }),
+                });
+            }
+        }
+    }
+
+    fn csta_event(&mut self, msg: Message, out: &mut Vec<Output>) {
+        let Some(xref) = msg.monitor_cross_ref_id() else {
+            debug!(
+                event = msg.name(),
+                "event without monitorCrossRefID ignored"
+            );
+            return;
+        };
+        let Some(d) = self.dns.dn_of_xref(xref) else {
+            debug!(event = msg.name(), %xref, "event for an unknown monitorCrossRefID dropped");
+            return;
+        };
+        if let Message::PrivateEvent(pe) = &msg {
+            match pe.private_data.as_ref().and_then(|p| p.hotdesk()) {
+                Some(Dialect::Event { state, guest, host }) => {
+                    let established = *state == ctid_csta::HotDeskState::Established;
+                    if !established && *state != ctid_csta::HotDeskState::Cancelled {
+                        warn!(state = %state, "unknown hot-desking state ignored");
+                        return;
+                    }
+                    let (g, h) = (guest.clone(), host.clone());
+                    self.hotdesk_event(established, &g, &h, out);
+                }
+                _ => debug!("private event of another dialect ignored"),
+            }
+            return;
+        }
+        let mut notes = Vec::new();
+        if self
+            .calls
+            .event(&d, &msg, &self.dns, &self.answers, &mut notes)
+        {
+            return self.notices(notes, out);
+        }
+        if let Some(change) = self.agents.event(&d, &msg) {
+            return self.agent_change(&d, change, true, out);
+        }
+        if let Some(ev) = self.features.event(&d, &msg) {
+            return self.deliver(out, &d, ev);
+        }
+        match msg {
+            Message::AgentBusyEvent(_)
+            | Message::CallInformationEvent(_)
+            | Message::ServiceCompletionFailureEvent(_) => {}
+            other => debug!(event = other.name(), "event not used by the call model"),
+        }
+    }
+}

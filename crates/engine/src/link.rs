@@ -1,0 +1,138 @@
+//! The link phase as clients see it: down, syncing (re-monitoring and catching up after the
+//! link came up, bounded by `resync-timeout`), or up (EventLinkConnected sent). It holds the
+//! requests the resync waits for and builds EventLinkConnected / EventLinkDisconnected
+//! (`docs/architecture.md`, "The link phase"; `docs/protocol.md`, "Link events").
+
+use std::collections::BTreeSet;
+
+use ctid_protocol::{ErrorCode, Event, EventName, KvList};
+
+use crate::io::Tag;
+
+/// Link state as clients see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkState {
+    /// No operational link.
+    Down,
+    /// Link up; re-monitoring and resync running (switch requests still get 54).
+    Syncing { deadline_ms: u64 },
+    /// Operational; EventLinkConnected sent.
+    Up,
+}
+
+impl LinkState {
+    /// `down`, `syncing` or `up` (logs, `/readyz`, metrics).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkState::Down => "down",
+            LinkState::Syncing { .. } => "syncing",
+            LinkState::Up => "up",
+        }
+    }
+}
+
+/// The link phase and the resync in progress.
+#[derive(Debug)]
+pub struct LinkPhase {
+    pub state: LinkState,
+    /// The name of the link in use (EventLinkConnected's ApplicationName / LinkName).
+    pub name: String,
+    /// Requests the resync waits for before EventLinkConnected.
+    sync: BTreeSet<Tag>,
+}
+
+impl Default for LinkPhase {
+    fn default() -> Self {
+        LinkPhase {
+            state: LinkState::Down,
+            name: String::new(),
+            sync: BTreeSet::new(),
+        }
+    }
+}
+
+impl LinkPhase {
+    /// A CSTA request can be sent (syncing or up).
+    pub fn usable(&self) -> bool {
+        !matches!(self.state, LinkState::Down)
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.state == LinkState::Up
+    }
+
+    /// The link `name` came up: syncing until `deadline_ms`.
+    pub fn syncing(&mut self, name: String, deadline_ms: u64) {
+        self.name = name;
+        self.state = LinkState::Syncing { deadline_ms };
+    }
+
+    /// The resync waits for this request.
+    pub fn wait_for(&mut self, tag: Tag) {
+        self.sync.insert(tag);
+    }
+
+    /// This request is answered (or gone).
+    pub fn done(&mut self, tag: Tag) {
+        self.sync.remove(&tag);
+    }
+
+    /// Requests the resync still waits for.
+    pub fn waiting(&self) -> usize {
+        self.sync.len()
+    }
+
+    /// Syncing, and nothing left to wait for.
+    pub fn sync_complete(&self) -> bool {
+        matches!(self.state, LinkState::Syncing { .. }) && self.sync.is_empty()
+    }
+
+    /// Syncing past the deadline.
+    pub fn sync_overdue(&self, now_ms: u64) -> bool {
+        matches!(self.state, LinkState::Syncing { deadline_ms } if deadline_ms <= now_ms)
+    }
+
+    /// The resync deadline, while syncing.
+    pub fn deadline(&self) -> Option<u64> {
+        match self.state {
+            LinkState::Syncing { deadline_ms } => Some(deadline_ms),
+            _ => None,
+        }
+    }
+
+    /// Operational.
+    pub fn up(&mut self) {
+        self.sync.clear();
+        self.state = LinkState::Up;
+    }
+
+    /// Lost; returns the state it had.
+    pub fn down(&mut self) -> LinkState {
+        self.sync.clear();
+        std::mem::replace(&mut self.state, LinkState::Down)
+    }
+
+    /// EventLinkConnected, or EventLinkDisconnected with 54 and `reason`.
+    pub fn event(&self, up: bool, reason: Option<&str>) -> Event {
+        let mut ev = Event::new(if up {
+            EventName::EventLinkConnected
+        } else {
+            EventName::EventLinkDisconnected
+        });
+        if !self.name.is_empty() {
+            ev.application_name = Some(self.name.clone());
+            let mut k = KvList::new();
+            k.insert_str("LinkName", self.name.clone());
+            ev.extensions = Some(k);
+        }
+        if !up {
+            ev.error_code = Some(ErrorCode::NO_SWITCH);
+            ev.error_message = Some(
+                reason
+                    .unwrap_or("no link to the CSTA Connector")
+                    .to_string(),
+            );
+        }
+        ev
+    }
+}

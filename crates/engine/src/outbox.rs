@@ -1,0 +1,159 @@
+//! The outbox: every client event leaves through here. It numbers events
+//! (`EventSequenceNumber`, one counter for the engine's life), stamps their `time` from the
+//! input's [`Now`], drops addressees that have gone, and writes refusals (EventError with the
+//! request's ReferenceID). [`Notice`] is how parts that build events (the call model, agents,
+//! features) hand them to the orchestrator for delivery (`docs/architecture.md`, "The outbox").
+
+use ctid_csta::CstaError;
+use ctid_protocol::{ErrorCode, Event, Request};
+use tracing::info;
+
+use crate::clients::Clients;
+use crate::io::{ClientId, Now, Output};
+
+/// A refusal: the T-Library code and the message.
+pub type Refusal = (ErrorCode, String);
+
+/// An event a part built, for the orchestrator to send.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Notice {
+    /// A DN's event: to the clients registered on the DN (and the host's clients of an
+    /// agent-login guest), answering a requester that waits for it.
+    Deliver { dn: String, event: Event },
+    /// A DN's event to the clients registered on it, answering nobody (catch-up after a resync).
+    Registrants { dn: String, event: Event },
+}
+
+/// Sequence numbers, stamping, and the counters of what went out.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    seq: u64,
+    now: Now,
+    /// Client event copies sent.
+    pub events_sent: u64,
+    /// Requests answered with EventError.
+    pub request_errors: u64,
+}
+
+impl Outbox {
+    /// The time of the input being handled (event `time`).
+    pub fn set_now(&mut self, now: Now) {
+        self.now = now;
+    }
+
+    /// The last EventSequenceNumber given.
+    pub fn sequence(&self) -> u64 {
+        self.seq
+    }
+
+    fn stamp(&mut self, ev: &mut Event) {
+        self.seq += 1;
+        let secs = self.now.unix_micros / 1_000_000;
+        let micros = (self.now.unix_micros % 1_000_000) as u32;
+        ev.stamp(self.seq, ctid_protocol::format_unix_micros(secs, micros));
+    }
+
+    /// Send `event` to the clients of `to` that are still connected (nothing, and no sequence
+    /// number used, when none is).
+    pub fn emit(
+        &mut self,
+        out: &mut Vec<Output>,
+        clients: &Clients,
+        mut to: Vec<ClientId>,
+        mut event: Event,
+    ) {
+        to.retain(|c| clients.is_connected(*c));
+        if to.is_empty() {
+            return;
+        }
+        self.stamp(&mut event);
+        self.events_sent += to.len() as u64;
+        out.push(Output::Event { to, event });
+    }
+
+    /// The requester's copy with its ReferenceID and everyone else's without, one sequence
+    /// number for both.
+    pub fn emit_answer(
+        &mut self,
+        out: &mut Vec<Output>,
+        clients: &Clients,
+        requester: ClientId,
+        reference_id: Option<u32>,
+        others: Vec<ClientId>,
+        mut event: Event,
+    ) {
+        self.stamp(&mut event);
+        let others: Vec<ClientId> = others
+            .into_iter()
+            .filter(|c| *c != requester && clients.is_connected(*c))
+            .collect();
+        if !others.is_empty() {
+            let mut copy = event.clone();
+            copy.reference_id = None;
+            self.events_sent += others.len() as u64;
+            out.push(Output::Event {
+                to: others,
+                event: copy,
+            });
+        }
+        if !clients.is_connected(requester) {
+            return;
+        }
+        event.reference_id = reference_id;
+        self.events_sent += 1;
+        out.push(Output::Event {
+            to: vec![requester],
+            event,
+        });
+    }
+
+    /// EventError for `req`, with its ReferenceID.
+    pub fn refuse(
+        &mut self,
+        out: &mut Vec<Output>,
+        clients: &Clients,
+        client: ClientId,
+        req: &Request,
+        (code, msg): Refusal,
+    ) {
+        self.request_errors += 1;
+        info!(client, request = req.name.as_str(), code = code.0, reason = %msg, "rejected request");
+        let ev = Event::error_for(req, code, msg);
+        self.emit(out, clients, vec![client], ev);
+    }
+
+    /// EventError for `req` refused by the Connector: the CSTA error mapped
+    /// (`docs/protocol.md`, "Errors"), and named in `Extensions.CSTAError`.
+    pub fn refuse_csta(
+        &mut self,
+        out: &mut Vec<Output>,
+        clients: &Clients,
+        client: ClientId,
+        req: &Request,
+        e: &CstaError,
+        msg: String,
+    ) {
+        self.request_errors += 1;
+        let code = crate::errors::tlib_code(e);
+        info!(client, request = req.name.as_str(), code, csta = %e, "Connector refused request");
+        let ev =
+            Event::error_for(req, ErrorCode(code), msg).with_extension("CSTAError", e.to_string());
+        self.emit(out, clients, vec![client], ev);
+    }
+
+    /// EventError for a frame that is not a request the engine can take.
+    pub fn refuse_frame(
+        &mut self,
+        out: &mut Vec<Output>,
+        clients: &Clients,
+        client: ClientId,
+        code: ErrorCode,
+        msg: String,
+        reference_id: Option<u32>,
+    ) {
+        self.request_errors += 1;
+        info!(client, code = code.0, reason = %msg, "rejected request");
+        let ev = Event::error(code, msg).with_reference_id(reference_id);
+        self.emit(out, clients, vec![client], ev);
+    }
+}
