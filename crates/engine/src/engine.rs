@@ -26,6 +26,7 @@ use crate::io::{ClientId, Input, Now, Output, Tag};
 use crate::link::{LinkPhase, LinkState};
 use crate::outbox::{Notice, Outbox, Refusal};
 use crate::requests::{self, Guard, Handler};
+use crate::status::{self, CallView, DnView, Status};
 use crate::userdata;
 use crate::window::RequestWindow;
 
@@ -49,36 +50,6 @@ pub enum Pending {
     Snapshot { dn: String },
     /// GetAgentState of a DN; `resync`: report differences as events.
     AgentQuery { dn: String, resync: bool },
-}
-
-/// One DN as the web monitor shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DnView {
-    pub number: String,
-    pub dn_type: &'static str,
-    pub configured: bool,
-    pub monitored: bool,
-    pub registrations: usize,
-    pub status: String,
-    pub calls: usize,
-    pub agent_id: Option<String>,
-    pub agent_status: Option<String>,
-    /// Hot desking: the host this guest uses.
-    pub host: Option<String>,
-    /// Hot desking: the guest using this host.
-    pub guest: Option<String>,
-    pub forward_to: Option<String>,
-    pub dnd: bool,
-}
-
-/// One call as the web monitor shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CallView {
-    pub conn_id: String,
-    pub call_id: String,
-    pub call_type: &'static str,
-    /// (DN, party state)
-    pub parties: Vec<(String, &'static str)>,
 }
 
 /// Counters for metrics and tests (gathered from the parts).
@@ -216,47 +187,22 @@ impl Engine {
 
     /// A read-only view of every DN (for the web monitor and `/api/state`), sorted by number.
     pub fn dn_views(&self) -> Vec<DnView> {
-        self.dns
-            .iter()
-            .map(|d| {
-                let (k, calls, agent) = self.dn_status(d);
-                DnView {
-                    number: d.number.clone(),
-                    dn_type: d.dn_type.as_str(),
-                    configured: d.configured,
-                    monitored: d.is_active(),
-                    registrations: d.regs.len(),
-                    status: k
-                        .get_str("status")
-                        .unwrap_or("AddressStatusIdle")
-                        .to_string(),
-                    calls,
-                    agent_id: agent,
-                    agent_status: k.get_str("AgentStatus").map(str::to_string),
-                    host: self.hotdesk.table.host_of(&d.number).map(str::to_string),
-                    guest: self.hotdesk.table.guest_of(&d.number).map(str::to_string),
-                    forward_to: self.features.forward_of(&d.number).map(|f| f.1.clone()),
-                    dnd: self.features.dnd(&d.number),
-                }
-            })
-            .collect()
+        self.dns.iter().map(|d| self.status().dn_view(d)).collect()
     }
 
     /// A read-only view of every active call, sorted by ConnID.
     pub fn call_views(&self) -> Vec<CallView> {
-        self.calls
-            .iter()
-            .map(|c| CallView {
-                conn_id: c.conn_id.to_string(),
-                call_id: c.call_id.clone(),
-                call_type: c.call_type.as_str(),
-                parties: c
-                    .parties
-                    .iter()
-                    .map(|p| (p.dn.clone(), p.state.as_str()))
-                    .collect(),
-            })
-            .collect()
+        status::call_views(&self.calls)
+    }
+
+    fn status(&self) -> Status<'_> {
+        Status {
+            calls: &self.calls,
+            features: &self.features,
+            agents: &self.agents,
+            hotdesk: &self.hotdesk,
+            cfg: &self.cfg,
+        }
     }
 
     // ------------------------------------------------------------------------------ input
@@ -406,37 +352,6 @@ impl Engine {
             }
             None => self.emit(out, to, ev),
         }
-    }
-
-    // ------------------------------------------------------------------------------ DN status
-
-    /// The DN-status Extensions (`docs/protocol.md`, "DN status"), the number of calls and
-    /// the agent.
-    fn dn_status(&self, d: &Dn) -> (KvList, usize, Option<String>) {
-        let mut k = KvList::new();
-        let n = self.calls.status_keys(&d.number, &mut k);
-        self.features.status_keys(&d.number, &mut k);
-        let agent = self
-            .agents
-            .status_keys(&d.number, d.dn_type, &self.cfg, &mut k);
-        if let Some(h) = self.hotdesk.table.host_of(&d.number) {
-            k.insert_str("HOST_DN", h);
-        }
-        (k, n, agent)
-    }
-
-    fn registered_event(&self, dn: &str, req: &Request) -> Event {
-        let mut ev = Event::reply(EventName::EventRegistered, req);
-        ev.this_dn = Some(dn.to_string());
-        if let Some(d) = self.dns.get(dn) {
-            ev.info_type = Some(AddressInfoType::AddressType);
-            ev.info_status = Some(InfoStatus::AddressType(d.dn_type));
-            ev.address_type = Some(d.dn_type);
-            let (k, _, agent) = self.dn_status(d);
-            ev.extensions = Some(k);
-            ev.agent_id = agent;
-        }
-        ev
     }
 
     // ------------------------------------------------------------------------------ clients
@@ -664,7 +579,7 @@ impl Engine {
                     Registration::Waiting { start: true } => self.start_monitor(&number, false),
                     Registration::Waiting { start: false } => {}
                     Registration::Done => {
-                        let ev = self.registered_event(&number, &req);
+                        let ev = self.status().registered_event(&self.dns, &number, &req);
                         self.emit(out, vec![client], ev);
                     }
                 }
@@ -713,7 +628,7 @@ impl Engine {
         ev.info_type = Some(info);
         match info {
             AddressInfoType::DnStatus => {
-                let (k, n, agent) = self.dn_status(d);
+                let (k, n, agent) = self.status().dn_status(d);
                 ev.info_status = Some(InfoStatus::Number(n as i64));
                 ev.extensions = Some(k);
                 ev.agent_id = agent;
@@ -832,7 +747,7 @@ impl Engine {
     /// Answer everyone waiting for the first registration of a DN.
     fn release_waiters(&mut self, number: &str, out: &mut Vec<Output>) {
         for (client, req) in self.dns.take_waiters(number) {
-            let ev = self.registered_event(number, &req);
+            let ev = self.status().registered_event(&self.dns, number, &req);
             self.emit(out, vec![client], ev);
         }
     }

@@ -3,10 +3,10 @@
 //! (`docs/architecture.md`, "Recording and replay"). Everything here is a value: no clock, no IO.
 
 use ctid_csta::{InvokeId, Message};
-use ctid_protocol::{ErrorCode, Event, Request};
+use ctid_protocol::{AddressType, ErrorCode, Event, Request};
 use serde_json::{json, Map, Value};
 
-use crate::config::EngineConfig;
+use crate::config::{AgentLoginConfig, DnConfig, EngineConfig, RegisterFlag};
 
 /// A client session, numbered by the server.
 pub type ClientId = u64;
@@ -310,5 +310,86 @@ impl Output {
                 "message": message.to_json(),
             }),
         }
+    }
+}
+
+/// The configuration as JSON: the header of a recording.
+impl EngineConfig {
+    /// The JSON object of the configuration (the header of a recording).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "dns": self.dns.iter().map(|d| serde_json::json!([d.number, d.dn_type.as_str(), d.register.as_str()])).collect::<Vec<_>>(),
+            "agent_logins": self.agent_logins.iter().map(|a| serde_json::json!([a.agent_id, a.password])).collect::<Vec<_>>(),
+            "accept_dn_types": self.accept_dn_types.iter().map(|t| t.as_str()).collect::<Vec<_>>(),
+            "request_timeout_ms": self.request_timeout_ms,
+            "max_outstanding": self.max_outstanding,
+            "resync_timeout_ms": self.resync_timeout_ms,
+            "hotdesk_enabled": self.hotdesk_enabled,
+            "server_name": self.server_name,
+            "call_rq_gap_ms": self.call_rq_gap_ms,
+            "user_data_limit": self.user_data_limit,
+            "agent_logout_on_unregister": self.agent_logout_on_unregister,
+        })
+    }
+
+    /// A configuration from [`EngineConfig::to_json`]'s object; missing keys take defaults.
+    pub fn from_json(v: &serde_json::Value) -> Result<EngineConfig, RecordError> {
+        let err = |k: &str| RecordError(format!("engine configuration: bad or missing \"{k}\""));
+        let mut c = EngineConfig::default();
+        let ty = |s: &serde_json::Value| s.as_str().and_then(AddressType::from_name);
+        for d in v["dns"].as_array().ok_or_else(|| err("dns"))? {
+            let (Some(n), Some(t), Some(r)) = (
+                d[0].as_str(),
+                ty(&d[1]),
+                d[2].as_str().and_then(RegisterFlag::from_name),
+            ) else {
+                return Err(err("dns"));
+            };
+            c.dns.push(DnConfig {
+                number: n.to_string(),
+                dn_type: t,
+                register: r,
+            });
+        }
+        for a in v["agent_logins"]
+            .as_array()
+            .ok_or_else(|| err("agent_logins"))?
+        {
+            c.agent_logins.push(AgentLoginConfig {
+                agent_id: a[0]
+                    .as_str()
+                    .ok_or_else(|| err("agent_logins"))?
+                    .to_string(),
+                password: a[1].as_str().map(str::to_string),
+            });
+        }
+        if let Some(ts) = v.get("accept_dn_types") {
+            c.accept_dn_types = ts
+                .as_array()
+                .ok_or_else(|| err("accept_dn_types"))?
+                .iter()
+                .map(|t| ty(t).ok_or_else(|| err("accept_dn_types")))
+                .collect::<Result<_, _>>()?;
+        }
+        let num = |k: &str, d: u64| match v.get(k) {
+            None => Ok(d),
+            Some(x) => x.as_u64().ok_or_else(|| err(k)),
+        };
+        let flag = |k: &str, d: bool| match v.get(k) {
+            None => Ok(d),
+            Some(x) => x.as_bool().ok_or_else(|| err(k)),
+        };
+        c.request_timeout_ms = num("request_timeout_ms", c.request_timeout_ms)?;
+        c.max_outstanding = num("max_outstanding", c.max_outstanding as u64)? as usize;
+        c.resync_timeout_ms = num("resync_timeout_ms", c.resync_timeout_ms)?;
+        c.hotdesk_enabled = flag("hotdesk_enabled", c.hotdesk_enabled)?;
+        if let Some(s) = v.get("server_name") {
+            c.server_name = s.as_str().ok_or_else(|| err("server_name"))?.to_string();
+        }
+        c.call_rq_gap_ms = num("call_rq_gap_ms", c.call_rq_gap_ms)?;
+        c.user_data_limit = num("user_data_limit", c.user_data_limit as u64)? as usize;
+        c.agent_logout_on_unregister =
+            flag("agent_logout_on_unregister", c.agent_logout_on_unregister)?;
+        Ok(c)
     }
 }

@@ -24,6 +24,7 @@
 //! | [`agents`] | agents: state, events, GetAgentState, SetAgentState |
 //! | [`features`] | forwarding, DND, service state |
 //! | [`userdata`] | user data of calls |
+//! | [`status`] | DN-status keys and the web monitor's views |
 //! | [`link`] | the link phase (down, syncing, up) and link events |
 //! | [`window`] | the CSTA request window: invoke IDs, `max-outstanding`, deadlines |
 //! | [`outbox`] | sequence numbers, stamping, refusals |
@@ -46,10 +47,12 @@ pub mod io;
 pub mod link;
 pub mod outbox;
 pub mod requests;
+pub mod status;
 pub mod userdata;
 pub mod window;
 
 pub use config::{DnConfig, EngineConfig, RegisterFlag};
-pub use engine::{CallView, Counters, DnView, Engine};
+pub use engine::{Counters, Engine};
 pub use io::{ClientId, Input, Now, Output, RecordError, Tag};
 pub use link::LinkState;
+pub use status::{CallView, DnView};

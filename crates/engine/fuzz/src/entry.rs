@@ -13,13 +13,15 @@
 //!   went away are tolerated: a known engine bug, the server drops them);
 //! * `EventSequenceNumber` strictly increases from one event to the next (the copies of one
 //!   event — the requester's with its ReferenceID, the others' without — share it);
-//! * a CSTA request tag is never handed out twice, and no more than `max-outstanding` are in
+//! * an invoke ID is never handed out while in flight, and no more than `max-outstanding` are in
 //!   flight;
 //! * no request gets two answers (events carrying its ReferenceID to its client);
 //! * hot-desk pairs: a guest has one host, a host one guest;
 //!
 //! and at the end, after the link goes down and an hour passes, every request of a client that is
-//! still connected has had exactly one answer (tserver-behaviour §3.2).
+//! still connected has had exactly one answer (docs/protocol.md, "Requests"), and a second engine
+//! fed the same inputs at the same times gives byte-identical outputs (the engine is
+//! deterministic: docs/architecture.md, "Recording and replay").
 //!
 //! This file is compiled twice: by the fuzz crate (`crates/engine/fuzz`) and, included by path,
 //! by the regular test `crates/engine/tests/fuzz_corpus.rs`. It may use only `ctid_engine`,
@@ -330,6 +332,9 @@ struct Harness {
     /// (client, ReferenceID) → answers seen.
     asked: HashMap<(ClientId, u32), u32>,
     link_up: bool,
+    /// Every input with its time, and the JSON text of every output (for the replay check).
+    log: Vec<(Now, Input)>,
+    outputs: Vec<String>,
 }
 
 impl Harness {
@@ -352,6 +357,8 @@ impl Harness {
             next_ref: 0,
             asked: HashMap::new(),
             link_up: false,
+            log: Vec::new(),
+            outputs: Vec::new(),
         }
     }
 
@@ -361,8 +368,10 @@ impl Harness {
         }
         let mut out = std::mem::take(&mut self.out);
         out.clear();
+        self.log.push((self.now, input.clone()));
         self.engine.handle(self.now, input, &mut out);
         for o in &out {
+            self.outputs.push(o.to_json().to_string());
             self.output(o);
         }
         self.out = out;
@@ -722,4 +731,25 @@ pub fn sequence(data: &[u8]) {
         unanswered.is_empty(),
         "requests never answered (client, ReferenceID): {unanswered:?}"
     );
+    // Determinism: the same inputs at the same times give the same outputs, byte for byte —
+    // also after a trip through the recording's JSON form.
+    let mut again = Engine::new(config());
+    let mut outputs = Vec::with_capacity(h.outputs.len());
+    let mut out = Vec::new();
+    for (now, input) in &h.log {
+        let input = Input::from_json(&input.to_json())
+            .unwrap_or_else(|e| panic!("input does not survive its JSON form: {e}: {input:?}"));
+        out.clear();
+        again.handle(*now, input, &mut out);
+        outputs.extend(out.iter().map(|o| o.to_json().to_string()));
+    }
+    if let Some(i) =
+        (0..h.outputs.len().max(outputs.len())).find(|i| h.outputs.get(*i) != outputs.get(*i))
+    {
+        panic!(
+            "replay differs at output {i}:\n  first:  {:?}\n  replay: {:?}",
+            h.outputs.get(i),
+            outputs.get(i)
+        );
+    }
 }
