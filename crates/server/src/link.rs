@@ -193,7 +193,7 @@ async fn run(
     loop {
         // Settings changed by a reload apply from this (re)connect on.
         if let Some(new) = settings.borrow().get(index) {
-            if format!("{new:?}") != format!("{cfg:?}") {
+            if *new != cfg {
                 info!(link = %new.name, "new link settings from the reloaded configuration apply now");
                 cfg = new.clone();
                 backoff = cfg.reconnect_min;
