@@ -680,3 +680,6 @@ impl Session {
         self.events.push_back(SessionEvent::Input(input));
     }
 }
+
+#[cfg(test)]
+mod tests;
