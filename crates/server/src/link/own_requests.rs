@@ -2,7 +2,7 @@
 //! resets, MonitorStop of stale monitors): their invoke IDs, from [`SESSION_INVOKE_IDS`], and
 //! the table of those awaiting an answer. The engine's requests are not here: the engine numbers
 //! them from `ctid_engine::window::ENGINE_INVOKE_IDS` and holds their only timeout, so an answer
-//! whose invoke ID is not in this table is the engine's (csta-xml.md §4).
+//! whose invoke ID is not in this table is the engine's.
 
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;

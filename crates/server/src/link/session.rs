@@ -1,7 +1,7 @@
 //! One CSTA link session, without IO: bytes from the Connector in, bytes to the Connector and
 //! [`SessionEvent`]s out, time passed in as an argument. It owns session start in the three
-//! modes (csta-xml.md §3; docs/configuration.md, `[[link]]` `session`), waiting for system
-//! status normal with the RequestSystemStatus fallback, the keepalive ([`super::keepalive`]),
+//! modes (docs/configuration.md, `[[link]]` `session`), waiting for system status normal with
+//! the RequestSystemStatus fallback, the keepalive ([`super::keepalive`]),
 //! ResetApplicationSessionTimer every half of the granted session duration, the Connector's
 //! system status on an open session, the invoke IDs of its own requests
 //! ([`super::own_requests`]) and the monitors granted on this session. It owns no model: the
@@ -10,7 +10,7 @@
 //!
 //! The API follows quinn-proto's `Connection`: `handle_*` feed it (bytes, time, the engine's
 //! outputs, [`Session::demote`], [`Session::close`]); `poll_*` say what to do (bytes to write,
-//! when to call again, what happened). The tokio side is [`super::driver`].
+//! when to call again, what happened). The tokio side is `link::driver`.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -468,7 +468,8 @@ impl Session {
                     }
                 }
             }
-            // Any answer to the RequestSystemStatus proves a live link (csta-xml.md §3.3).
+            // Any answer to the RequestSystemStatus proves a live link, as for the keepalive
+            // (docs/configuration.md, `kpl-tolerance`).
             (Phase::AskStatus { .. }, Message::CstaErrorCode(_)) if self.own.contains(id) => {
                 self.own.finish(id);
                 self.open(now);
