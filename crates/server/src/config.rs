@@ -19,7 +19,7 @@ pub enum SessionMode {
 }
 
 /// One CSTA link.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkConfig {
     pub name: String,
     pub host: String,

@@ -107,7 +107,7 @@ impl Reloader {
         // Link settings apply at each link's next reconnect when the links are the same ones
         // (same count and names); adding, removing or renaming links needs a restart.
         let mut links_at_reconnect = false;
-        if format!("{:?}", new.links) != format!("{:?}", cur.links) {
+        if new.links != cur.links {
             let same_links = new.links.len() == cur.links.len()
                 && new
                     .links
