@@ -169,7 +169,7 @@ fn dev(d: &Option<DeviceRef>) -> Option<String> {
     d.as_ref().and_then(|d| d.as_id()).map(str::to_string)
 }
 
-/// CSTA cause → T-Library CallState (tserver-behaviour §6.3).
+/// CSTA cause → T-Library CallState (docs/call-model.md).
 pub fn call_state(cause: Option<&EventCause>) -> (CallState, Option<String>) {
     match cause {
         None | Some(EventCause::Normal) | Some(EventCause::NormalClearing) => (CallState::Ok, None),
@@ -672,7 +672,7 @@ impl Calls {
 
     /// The call is offered to D (ringing or queued there): D's party is marked offered (an abandon
     /// is then reported) and the event is `name` — or EventRouteRequest (ThisQueue = D) when D is
-    /// a routing point, which asks for a route (tserver-behaviour §6.3).
+    /// a routing point, which asks for a route (docs/call-model.md).
     fn offer(&mut self, dns: &Dns, d: &str, conn: ConnId, name: EventName) -> Event {
         if let Some(p) = self.calls.get_mut(&conn).and_then(|c| c.party_mut(d)) {
             p.offered = true;
@@ -837,7 +837,7 @@ impl Calls {
                     .map(|c| c.parties.iter().map(|p| p.dn.clone()).collect())
                     .unwrap_or_default();
                 // Move the consultation's parties into the surviving call (the original ConnID
-                // survives; tserver-behaviour §6.1), and re-point every new callID at it.
+                // survives; docs/call-model.md), and re-point every new callID at it.
                 let consult_call = self.calls.remove(&consult);
                 if let Some(cc) = &consult_call {
                     for a in &cc.aliases {

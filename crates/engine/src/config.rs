@@ -3,7 +3,7 @@
 
 use ctid_protocol::AddressType;
 
-/// The Register flag of a DN (tserver-behaviour §2.2).
+/// The Register flag of a DN (docs/configuration.md, `register`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RegisterFlag {
     /// Monitor at the switch whenever the link is up.
@@ -73,7 +73,7 @@ impl Default for EngineConfig {
     }
 }
 
-/// `+extension +position +acdqueue +routedn` (tserver-behaviour §2.3).
+/// `+extension +position +acdqueue +routedn` (docs/configuration.md, `accept-dn-type`).
 pub fn default_accept_dn_types() -> Vec<AddressType> {
     vec![
         AddressType::Dn,

@@ -1,4 +1,4 @@
-//! CSTAErrorCode → T-Library 11xx codes (tserver-behaviour §10.3).
+//! CSTAErrorCode → T-Library 11xx codes (docs/protocol.md, "Errors").
 
 use ctid_csta::CstaError;
 

@@ -1,9 +1,9 @@
-//! The T-Library message catalogue (tserver-behaviour §11.1): every request and event name with its
+//! The T-Library message catalogue (docs/protocol.md): every request and event name with its
 //! `TMessageType` number and the phase in which ctid serves it.
 
 use std::fmt;
 
-/// In which phase ctid serves a message (tserver-behaviour §0 and §11.1).
+/// In which phase ctid serves a message (docs/protocol.md, "Scope").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Scope {
     /// Hot-desking vertical slice: link, client sessions, registration, hot desking.

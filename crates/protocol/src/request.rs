@@ -12,7 +12,7 @@ use crate::names::RequestName;
 use crate::types::ConnId;
 
 /// A client request. Every attribute is optional at this level; which ones a request needs is
-/// checked by the server (tserver-behaviour §3.3 step 6). JSON names are given per field.
+/// checked by the server (docs/protocol.md, "Decoding"). JSON names are given per field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
     /// `request`: the message name.

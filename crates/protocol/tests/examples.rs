@@ -1,4 +1,4 @@
-//! The JSON examples of tserver-behaviour §4.4, §4.5, §4.8 and DESIGN.md, byte for byte:
+//! The JSON examples of the hot-desking behaviour (docs/protocol.md) and of the design notes, byte for byte:
 //! decoding then encoding gives the same text.
 
 use ctid_protocol::*;

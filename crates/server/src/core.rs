@@ -15,9 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::Utf8Bytes;
-use ctid_engine::{
-    CallView, ClientId, DnView, Engine, EngineConfig, Input, LinkState, Now, Output,
-};
+use ctid_engine::{CallView, ClientId, DnView, Engine, EngineConfig, Input, Now, Output};
 use ctid_protocol::RequestName;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{info, warn};
@@ -365,11 +363,7 @@ impl Core {
     }
 
     fn publish(&mut self) {
-        let link = match self.engine.link_state() {
-            LinkState::Down => "down",
-            LinkState::Syncing { .. } => "syncing",
-            LinkState::Up => "up",
-        };
+        let link = self.engine.link_state().as_str();
         self.metrics
             .monitored_dns
             .set(self.engine.monitored_count() as i64);
@@ -381,6 +375,15 @@ impl Core {
             .outstanding
             .set(self.engine.outstanding() as i64);
         self.metrics.sync_done.set((link == "up") as i64);
+        let c = self.engine.counters();
+        self.metrics.unmatched_answers.follow(c.late_answers);
+        self.metrics
+            .duplicate_private_events
+            .follow(c.duplicate_private_events);
+        self.metrics.unknown_cross_ref.follow(c.unknown_cross_ref);
+        self.metrics
+            .events_without_call_id
+            .follow(c.events_without_call_id);
         let st = Status {
             link,
             link_name: self.link_name.clone(),

@@ -22,6 +22,10 @@ impl Counter {
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
+    /// Follow a count kept elsewhere (the engine's counters): never goes down.
+    pub fn follow(&self, total: u64) {
+        self.0.fetch_max(total, Ordering::Relaxed);
+    }
 }
 
 /// A value that goes up and down.
@@ -105,7 +109,14 @@ pub struct Inner {
     pub link_up: Gauge,
     pub reconnects: Counter,
     pub bad_frames: Counter,
+    /// CSTA answers for no request in flight (the engine's `late_answers`).
     pub unmatched_answers: Counter,
+    /// Hot-desking PrivateEvents that changed nothing (the engine's count).
+    pub duplicate_private_events: Counter,
+    /// CSTA events for a monitorCrossRefID ctid does not hold (the engine's count).
+    pub unknown_cross_ref: Counter,
+    /// CSTA call events without a callID, dropped (the engine's count).
+    pub events_without_call_id: Counter,
     pub unknown_messages: Counter,
     pub monitored_dns: Gauge,
     pub registered_dns: Gauge,
@@ -206,6 +217,24 @@ impl Metrics {
             "CSTA answers matching no request",
             "counter",
             self.unmatched_answers.get().to_string(),
+        );
+        g(
+            "ctid_csta_duplicate_private_events_total",
+            "hot-desking PrivateEvents that changed nothing",
+            "counter",
+            self.duplicate_private_events.get().to_string(),
+        );
+        g(
+            "ctid_csta_unknown_cross_ref_total",
+            "CSTA events for a monitorCrossRefID ctid does not hold (dropped)",
+            "counter",
+            self.unknown_cross_ref.get().to_string(),
+        );
+        g(
+            "ctid_csta_events_without_call_id_total",
+            "CSTA call events without a callID (dropped)",
+            "counter",
+            self.events_without_call_id.get().to_string(),
         );
         g(
             "ctid_csta_unknown_messages_total",

@@ -60,6 +60,24 @@ impl OwnRequests {
         None
     }
 
+    /// A free invoke ID for a request whose answer is not awaited (MonitorStop of stale
+    /// monitors: there may be thousands, more than the range, so they are not recorded; their
+    /// answers are recognised by [`SESSION_INVOKE_IDS`] and dropped).
+    pub fn fire(&mut self) -> Option<InvokeId> {
+        let (lo, hi) = (*SESSION_INVOKE_IDS.start(), *SESSION_INVOKE_IDS.end());
+        for _ in SESSION_INVOKE_IDS {
+            self.last = if self.last >= hi || self.last < lo {
+                lo
+            } else {
+                self.last + 1
+            };
+            if !self.pending.contains_key(&self.last) {
+                return InvokeId::new(self.last);
+            }
+        }
+        None
+    }
+
     /// Is this invoke ID one of the session's pending requests?
     pub fn contains(&self, id: InvokeId) -> bool {
         self.pending.contains_key(&id.get())
@@ -103,6 +121,15 @@ mod tests {
         assert_eq!(t.finish(first), Some(OwnRequest::Keepalive));
         assert_eq!(t.start(OwnRequest::AskStatus).unwrap().get(), 9000);
         assert!(!t.contains(InvokeId::new(17).unwrap()));
+        // Unawaited requests take IDs without filling the table.
+        let mut u = OwnRequests::default();
+        let k = u.start(OwnRequest::Keepalive).unwrap();
+        for _ in 0..5000 {
+            let id = u.fire().unwrap();
+            assert!(SESSION_INVOKE_IDS.contains(&id.get()));
+            assert_ne!(id, k, "a pending ID is skipped");
+        }
+        assert_eq!(u.len(), 1);
         assert_eq!(t.finish(InvokeId::new(17).unwrap()), None);
     }
 }

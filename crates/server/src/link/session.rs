@@ -554,7 +554,7 @@ impl Session {
             Ok(m) => m,
             Err(e) => {
                 // The engine fails its request with this invoke ID (T-Library 1102).
-                if !self.own.contains(id) && id != InvokeId::EVENT {
+                if !self.own.contains(id) && !is_own_range(id) && id != InvokeId::EVENT {
                     self.for_engine(Input::CstaAnswerMalformed {
                         invoke_id: id,
                         reason: e.to_string(),
@@ -587,6 +587,10 @@ impl Session {
                     if let Message::ResetApplicationSessionTimerNegResponse(r) = msg {
                         return Err(LinkError::TimerResetRefused(r.error_code));
                     }
+                }
+                // An unawaited request of the session's own (MonitorStop of a stale monitor).
+                None if is_own_range(id) => {
+                    debug!(link = %self.cfg.name, invoke = %id, answer = msg.name(), "answer to an unawaited session request");
                 }
                 // Not one of the session's own: the engine's (it counts late and unknown ones).
                 None => self.for_engine(Input::CstaAnswer {
@@ -672,7 +676,8 @@ impl Session {
                 monitor_cross_ref_id: x,
                 extensions: None,
             });
-            self.own_request(OwnRequest::MonitorStop, &msg)?;
+            let id = self.own.fire().ok_or(LinkError::InvokeIdsExhausted)?;
+            self.queue(id, &msg)?;
         }
         Ok(())
     }
@@ -680,6 +685,11 @@ impl Session {
     fn for_engine(&mut self, input: Input) {
         self.events.push_back(SessionEvent::Input(input));
     }
+}
+
+/// Is this invoke ID in the session's own range (never one of the engine's)?
+fn is_own_range(id: InvokeId) -> bool {
+    super::own_requests::SESSION_INVOKE_IDS.contains(&id.get())
 }
 
 #[cfg(test)]

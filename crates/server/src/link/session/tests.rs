@@ -628,6 +628,32 @@ fn messages_lost_stops_the_monitors_and_asks_for_a_resync() {
 }
 
 #[test]
+fn more_stale_monitors_than_session_invoke_ids_are_all_stopped() {
+    let mut r = Rig::open(cfg(SessionMode::None));
+    let xrefs: Vec<String> = (0..2500).map(|i| format!("x{i}")).collect();
+    let refs: Vec<&str> = xrefs.iter().map(String::as_str).collect();
+    r.monitor(&refs);
+    r.feed(9999, MESSAGES_LOST);
+    let sent = r.sent_names();
+    let stops = sent.iter().filter(|(_, n)| n == "MonitorStop").count();
+    assert_eq!(
+        stops, 2500,
+        "every monitor stopped, none left for lack of IDs"
+    );
+    assert!(sent
+        .iter()
+        .filter(|(_, n)| n == "MonitorStop")
+        .all(|(id, _)| (9000..=9998).contains(id)));
+    assert!(r.s.is_operational());
+    // Their answers are the session's, not the engine's.
+    r.feed(9001, "<MonitorStopResponse/>");
+    assert_eq!(
+        r.events(),
+        ["Resync: Connector system status messagesLost: resynchronising"]
+    );
+}
+
+#[test]
 fn keepalive_answer_carries_the_status_too() {
     let mut r = Rig::open(cfg(SessionMode::None));
     r.at(10 * S);
@@ -773,7 +799,8 @@ fn engine_requests_keep_their_invoke_ids_and_their_answers_go_to_the_engine() {
         8999,
         "<CSTAErrorCode><operation>invalidDeviceID</operation></CSTAErrorCode>",
     );
-    // An answer nobody asked for (even in the session's range) is the engine's to count.
+    // An answer nobody asked for in the engine's range is the engine's to count; one in the
+    // session's range answers an unawaited request of the session's (a stale MonitorStop).
     r.feed(42, "<MonitorStopResponse/>");
     r.feed(9500, "<MonitorStopResponse/>");
     assert_eq!(
@@ -782,7 +809,6 @@ fn engine_requests_keep_their_invoke_ids_and_their_answers_go_to_the_engine() {
             "CstaAnswer 0017 MonitorStartResponse",
             "CstaAnswer 8999 CSTAErrorCode",
             "CstaAnswer 0042 MonitorStopResponse",
-            "CstaAnswer 9500 MonitorStopResponse",
         ]
     );
     assert_eq!(r.monitors(), ["A"]);
