@@ -395,8 +395,9 @@ async fn session(
                 Ok(WsMessage::Close(_)) => return,
                 Ok(_) => continue,
                 Err(e) => {
-                    let e = e.to_string();
-                    if e.contains("too long") || e.contains("Space limit") {
+                    let kind = ReadError::of(e);
+                    let e = kind.1;
+                    if kind.0 == ReadErrorKind::TooLarge {
                         metrics.clients_dropped_protocol.inc();
                         info!(client = id, %peer, error = %e, "client dropped: frame larger than max-client-frame");
                         if let Some(tx) = close_tx.take() {
@@ -409,7 +410,7 @@ async fn session(
                             // Give the writer time to send the close frame.
                             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                         }
-                    } else if e.contains("protocol error") && !e.contains("closing handshake") {
+                    } else if kind.0 == ReadErrorKind::Protocol {
                         metrics.clients_dropped_protocol.inc();
                         info!(client = id, %peer, error = %e, "client dropped: WebSocket protocol error");
                     } else {
@@ -428,4 +429,65 @@ async fn session(
         _ = reader => {}
     }
     let _ = st.core.send(CoreMsg::ClientClose { id }).await;
+}
+
+/// What went wrong reading a client's WebSocket, told by the error's type (not its text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReadErrorKind {
+    /// A frame or message over `max-client-frame` (tungstenite's capacity error).
+    TooLarge,
+    /// A WebSocket protocol violation (other than a reset without closing handshake).
+    Protocol,
+    /// Anything else: the connection went away.
+    Other,
+}
+
+/// A read error's kind and its text for the log.
+struct ReadError(ReadErrorKind, String);
+
+impl ReadError {
+    fn of(e: axum::Error) -> ReadError {
+        use tokio_tungstenite::tungstenite::error::{Error as WsError, ProtocolError};
+        let text = e.to_string();
+        let inner = e.into_inner();
+        let kind = match inner.downcast_ref::<WsError>() {
+            Some(WsError::Capacity(_)) => ReadErrorKind::TooLarge,
+            Some(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)) => {
+                ReadErrorKind::Other
+            }
+            Some(WsError::Protocol(_)) => ReadErrorKind::Protocol,
+            _ => ReadErrorKind::Other,
+        };
+        ReadError(kind, text)
+    }
+}
+
+#[cfg(test)]
+mod read_error_tests {
+    use super::*;
+    use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
+
+    #[test]
+    fn read_errors_are_told_by_type() {
+        let big = WsError::Capacity(CapacityError::MessageTooLong {
+            size: 10,
+            max_size: 5,
+        });
+        assert_eq!(
+            ReadError::of(axum::Error::new(big)).0,
+            ReadErrorKind::TooLarge
+        );
+        let bad = WsError::Protocol(ProtocolError::NonZeroReservedBits);
+        assert_eq!(
+            ReadError::of(axum::Error::new(bad)).0,
+            ReadErrorKind::Protocol
+        );
+        let reset = WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake);
+        assert_eq!(
+            ReadError::of(axum::Error::new(reset)).0,
+            ReadErrorKind::Other
+        );
+        let io = WsError::Io(std::io::Error::other("gone"));
+        assert_eq!(ReadError::of(axum::Error::new(io)).0, ReadErrorKind::Other);
+    }
 }
