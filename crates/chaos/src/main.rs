@@ -473,7 +473,7 @@ agent-id = "2001"
 async fn wait_up(ctid: &ctid_server::Running, within: Duration) -> bool {
     let deadline = Instant::now() + within;
     let mut rx = ctid.status.clone();
-    while rx.borrow().link != "up" {
+    while rx.borrow().link.as_str() != "up" {
         if Instant::now() >= deadline {
             return false;
         }

@@ -14,7 +14,7 @@ async fn demo() -> Demo {
     let d = start_demo("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut rx = d.ctid.status.clone();
-    while rx.borrow().link != "up" {
+    while rx.borrow().link.as_str() != "up" {
         assert!(Instant::now() < deadline, "the demo link never came up");
         let _ = tokio::time::timeout(Duration::from_millis(200), rx.changed()).await;
     }

@@ -10,9 +10,10 @@ use ctid_protocol::{ErrorCode, Event, EventName, KvList};
 use crate::io::Tag;
 
 /// Link state as clients see it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LinkState {
     /// No operational link.
+    #[default]
     Down,
     /// Link up; re-monitoring and resync running (switch requests still get 54).
     Syncing { deadline_ms: u64 },

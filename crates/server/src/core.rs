@@ -15,7 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::Utf8Bytes;
-use ctid_engine::{CallView, ClientId, DnView, Engine, EngineConfig, Input, Now, Output};
+use ctid_engine::{
+    CallView, ClientId, DnView, Engine, EngineConfig, Input, LinkState, Now, Output,
+};
 use ctid_protocol::RequestName;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{info, warn};
@@ -75,12 +77,17 @@ pub struct Snapshot {
 /// What the HTTP side can read about the engine.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Status {
-    pub link: &'static str,
+    #[serde(serialize_with = "link_state_name")]
+    pub link: LinkState,
     pub link_name: String,
     pub monitored: usize,
     pub dns: usize,
     pub clients: usize,
     pub outstanding: usize,
+}
+
+fn link_state_name<S: serde::Serializer>(l: &LinkState, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(l.as_str())
 }
 
 pub struct Core {
@@ -363,7 +370,7 @@ impl Core {
     }
 
     fn publish(&mut self) {
-        let link = self.engine.link_state().as_str();
+        let link = self.engine.link_state();
         self.metrics
             .monitored_dns
             .set(self.engine.monitored_count() as i64);
@@ -374,7 +381,7 @@ impl Core {
         self.metrics
             .outstanding
             .set(self.engine.outstanding() as i64);
-        self.metrics.sync_done.set((link == "up") as i64);
+        self.metrics.sync_done.set((link == LinkState::Up) as i64);
         let c = self.engine.counters();
         self.metrics.unmatched_answers.follow(c.late_answers);
         self.metrics

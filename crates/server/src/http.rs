@@ -18,7 +18,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use ctid_engine::Input;
+use ctid_engine::{Input, LinkState};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
@@ -158,26 +158,26 @@ async fn admin_reload(
 
 async fn readyz(State(st): State<AppState>) -> Response {
     let s = st.status.borrow().clone();
-    let ready = s.link == "up";
+    let ready = s.link == LinkState::Up;
     // Every configured link; the active one carries the state (standbys are not reported here).
     let links: Vec<_> = st
         .links
         .iter()
         .map(|(name, addr, priority)| {
-            let active = ready || s.link != "down";
+            let active = ready || s.link != LinkState::Down;
             let active = active && *name == s.link_name;
             serde_json::json!({
                 "name": name,
                 "address": addr,
                 "priority": priority,
                 "active": active,
-                "state": if active { s.link } else { "standby or down" },
+                "state": if active { s.link.as_str() } else { "standby or down" },
             })
         })
         .collect();
     let body = serde_json::json!({
         "ready": ready,
-        "link": { "name": s.link_name, "state": s.link },
+        "link": { "name": s.link_name, "state": s.link.as_str() },
         "links": links,
         "monitors": { "monitored": s.monitored, "dns": s.dns, "outstanding": s.outstanding },
         "clients": s.clients,

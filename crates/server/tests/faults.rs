@@ -77,7 +77,7 @@ async fn rig() -> Rig {
 async fn wait_link(ctid: &Running, state: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut rx = ctid.status.clone();
-    while rx.borrow().link != state {
+    while rx.borrow().link.as_str() != state {
         assert!(Instant::now() < deadline, "link never became {state}");
         let _ = tokio::time::timeout(Duration::from_millis(200), rx.changed()).await;
     }

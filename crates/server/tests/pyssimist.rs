@@ -206,7 +206,7 @@ async fn wait_up(ctid: &Running) {
     loop {
         {
             let s = rx.borrow();
-            if s.link == "up" && s.monitored == 2 {
+            if s.link.as_str() == "up" && s.monitored == 2 {
                 return;
             }
             assert!(

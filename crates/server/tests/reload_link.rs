@@ -39,7 +39,7 @@ async fn changed_link_settings_apply_at_the_next_reconnect() {
     )
     .await
     .unwrap();
-    let up = |ctid: &ctid_server::Running| ctid.status.borrow().link == "up";
+    let up = |ctid: &ctid_server::Running| ctid.status.borrow().link.as_str() == "up";
     let deadline = Instant::now() + Duration::from_secs(10);
     while !up(&ctid) {
         assert!(Instant::now() < deadline, "link never up");

@@ -62,7 +62,7 @@ fn tokens() -> AuthConfig {
 
 async fn wait_up(ctid: &Running) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while ctid.status.borrow().link != "up" {
+    while ctid.status.borrow().link.as_str() != "up" {
         assert!(Instant::now() < deadline, "link never came up");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

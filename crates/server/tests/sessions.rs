@@ -23,7 +23,7 @@ async fn rig_with(edit: impl FnOnce(&mut Config)) -> (Sim, Running) {
     edit(&mut cfg);
     let ctid = ctid_server::start(cfg).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while ctid.status.borrow().link != "up" {
+    while ctid.status.borrow().link.as_str() != "up" {
         assert!(Instant::now() < deadline, "link never came up");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

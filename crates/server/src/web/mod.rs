@@ -121,7 +121,7 @@ async fn api_state(State(st): State<AppState>, Query(q): Query<StateQuery>) -> R
         .filter(|c| filter.is_empty() || c.parties.iter().any(|(dn, _)| dn.contains(filter)))
         .collect();
     let body = json!({
-        "link": { "name": status.link_name, "state": status.link },
+        "link": { "name": status.link_name, "state": status.link.as_str() },
         "counts": {
             "dns": status.dns,
             "monitored": status.monitored,

@@ -48,7 +48,7 @@ impl Rig {
     pub async fn wait_link(&self, state: &str) {
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut rx = self.ctid.status.clone();
-        while rx.borrow().link != state {
+        while rx.borrow().link.as_str() != state {
             assert!(Instant::now() < deadline, "link never became {state}");
             let _ = tokio::time::timeout(Duration::from_millis(200), rx.changed()).await;
         }
