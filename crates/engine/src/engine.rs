@@ -943,7 +943,11 @@ impl Engine {
                 self.dns.registrants(&[&c.guest, &c.host]),
             ),
             // Already in that state (a duplicate): only the requester needs its answer.
-            None => (s.service, s.host.clone().unwrap_or_default(), Vec::new()),
+            None => (
+                s.service.id(),
+                s.host.clone().unwrap_or_default(),
+                Vec::new(),
+            ),
         };
         let ev = Event::hot_desk(msg_id, s.guest.clone(), host);
         self.outbox.emit_answer(

@@ -17,6 +17,30 @@ use crate::agents::Agents;
 use crate::io::{ClientId, Tag};
 use crate::outbox::Refusal;
 
+/// The hot-desking private services and events (PrivateMsgID): 1 initiates (or announces) an
+/// association, 2 cancels it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrivateService {
+    Initiate = 1,
+    Cancel = 2,
+}
+
+impl PrivateService {
+    /// The service of a PrivateMsgID.
+    pub fn from_id(id: u32) -> Option<PrivateService> {
+        match id {
+            1 => Some(PrivateService::Initiate),
+            2 => Some(PrivateService::Cancel),
+            _ => None,
+        }
+    }
+
+    /// The PrivateMsgID.
+    pub fn id(self) -> u32 {
+        self as u32
+    }
+}
+
 /// One change to report as EventPrivateInfo 1 (established) or 2 (cancelled).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
@@ -31,9 +55,9 @@ impl Change {
     /// The PrivateMsgID: 1 established, 2 cancelled.
     pub fn msg_id(&self) -> u32 {
         if self.established {
-            1
+            PrivateService::Initiate.id()
         } else {
-            2
+            PrivateService::Cancel.id()
         }
     }
 }
@@ -140,7 +164,7 @@ pub struct HdService {
     pub guest: String,
     /// Service 1: the requested host. Service 2: the former host as far as we know.
     pub host: Option<String>,
-    pub service: u32,
+    pub service: PrivateService,
     /// A matching PrivateEvent arrived before the answer: its change was applied to the table
     /// and is held here, not yet announced.
     pub held: Option<Change>,
@@ -285,16 +309,16 @@ impl HotDesk {
 
     /// The checks before the guard: PrivateMsgID present (53), 1 or 2 (51), hot desking
     /// available (51).
-    pub fn precheck(&self, req: &Request) -> Result<u32, Refusal> {
+    pub fn precheck(&self, req: &Request) -> Result<PrivateService, Refusal> {
         let Some(id) = req.private_msg_id else {
             return Err((ErrorCode::INVALID_ATTR, "PrivateMsgID missing".into()));
         };
-        if id != 1 && id != 2 {
+        let Some(id) = PrivateService::from_id(id) else {
             return Err((
                 ErrorCode::UNSUP_OPER,
                 format!("PrivateMsgID {id} is not supported"),
             ));
-        }
+        };
         if !self.supported {
             return Err((ErrorCode::UNSUP_OPER, "hot desking not available".into()));
         }
@@ -307,14 +331,14 @@ impl HotDesk {
         &mut self,
         client: ClientId,
         req: Request,
-        id: u32,
+        id: PrivateService,
         guest: String,
         dn_type: Option<AddressType>,
     ) -> Result<ServiceStep, Refusal> {
         if dn_type != Some(AddressType::Dn) {
             return Err((ErrorCode::INVALID_ATTR, "ThisDN is not an Extension".into()));
         }
-        let host = if id == 1 {
+        let host = if id == PrivateService::Initiate {
             let h = match req
                 .extensions
                 .as_ref()
@@ -347,7 +371,7 @@ impl HotDesk {
             return Ok(ServiceStep::Queued);
         }
         let hd = match &host {
-            Some(h) if id == 1 => Dialect::associate(&guest, h),
+            Some(h) if id == PrivateService::Initiate => Dialect::associate(&guest, h),
             _ => Dialect::cancel(&guest),
         };
         let svc = HdService {
@@ -386,7 +410,7 @@ impl HotDesk {
                     };
                 }
                 let text = match (&e.error, s.service) {
-                    (CstaError::StateIncompatibility(_), 1) => {
+                    (CstaError::StateIncompatibility(_), PrivateService::Initiate) => {
                         format!("hot desking: guest {} is already associated", s.guest)
                     }
                     (CstaError::StateIncompatibility(_), _) => {
@@ -429,7 +453,7 @@ impl HotDesk {
         if let Some(c) = s.held.clone() {
             return (Vec::new(), Some(c));
         }
-        let mut changes = if s.service == 1 {
+        let mut changes = if s.service == PrivateService::Initiate {
             self.table
                 .apply_established(&s.guest, s.host.as_deref().unwrap_or(""))
         } else {
@@ -463,7 +487,7 @@ impl HotDesk {
     ) -> Vec<Change> {
         if let Some(s) = in_flight {
             let matches = s.held.is_none()
-                && if s.service == 1 {
+                && if s.service == PrivateService::Initiate {
                     established && s.host.as_deref() == Some(host)
                 } else {
                     !established
