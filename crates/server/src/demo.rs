@@ -59,8 +59,18 @@ pub struct Demo {
 
 /// Start the simulator (CSTA and control on 127.0.0.1, ephemeral ports) and ctid on `listen`.
 pub async fn start_demo(listen: SocketAddr) -> anyhow::Result<Demo> {
+    start_demo_with(listen, |_| {}).await
+}
+
+/// [`start_demo`] with the demo configuration edited by `edit` first (e.g. `record_inputs`).
+pub async fn start_demo_with(
+    listen: SocketAddr,
+    edit: impl FnOnce(&mut Config),
+) -> anyhow::Result<Demo> {
     let any: SocketAddr = "127.0.0.1:0".parse()?;
     let sim = ctid_sim::Sim::start(ctid_sim::SimConfig::demo(), any, Some(any)).await?;
-    let ctid = start(demo_config(listen, sim.csta_addr())).await?;
+    let mut cfg = demo_config(listen, sim.csta_addr());
+    edit(&mut cfg);
+    let ctid = start(cfg).await?;
     Ok(Demo { ctid, sim })
 }
