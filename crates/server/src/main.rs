@@ -125,6 +125,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// `ctid --demo`: the embedded simulator and the demo configuration.
+#[cfg(feature = "demo")]
 async fn run_demo(args: &Args) -> anyhow::Result<()> {
     let listen = args
         .listen
@@ -156,6 +157,13 @@ async fn run_demo(args: &Args) -> anyhow::Result<()> {
         .shutdown(std::time::Duration::from_millis(300))
         .await;
     Ok(())
+}
+
+/// Built without the simulator: say so and exit 2 (a usage error), before anything starts.
+#[cfg(not(feature = "demo"))]
+async fn run_demo(_args: &Args) -> anyhow::Result<()> {
+    eprintln!("ctid: --demo: {}", ctid_server::demo::NO_DEMO);
+    std::process::exit(2)
 }
 
 /// Wait for Ctrl-C or SIGTERM; reload the configuration on SIGHUP meanwhile.
