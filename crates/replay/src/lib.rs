@@ -121,7 +121,7 @@ impl fmt::Display for Difference {
             let from = floor_char(e, at.saturating_sub(40));
             write!(
                 f,
-                "\n  first difference at character {at}: expected …{} got …{}",
+                "\n  first difference at character {at}:\n    expected …{}\n    got      …{}",
                 clip(&e[from..], 80 + at - from),
                 clip(&g[floor_char(g, from)..], 80 + at - from)
             )?;
@@ -221,9 +221,26 @@ pub fn parse_header(text: &str) -> Result<Header, ReadError> {
     })
 }
 
-/// The JSON text an output is compared by (the recorder writes the same).
+/// The JSON text an output is compared by: [`Output::to_json`] written as the recorder writes
+/// it, `{"out":NAME,` then the other keys (sorted, compact).
 pub fn output_text(o: &Output) -> String {
-    o.to_json().to_string()
+    output_line(o.to_json())
+}
+
+/// An output's JSON object as a line of text: `"out"` first, then the other keys.
+pub fn output_line(v: Value) -> String {
+    let Value::Object(mut m) = v else {
+        return v.to_string();
+    };
+    let Some(name) = m.remove("out") else {
+        return Value::Object(m).to_string();
+    };
+    let rest = Value::Object(m).to_string();
+    if rest == "{}" {
+        format!("{{\"out\":{name}}}")
+    } else {
+        format!("{{\"out\":{name},{}", &rest[1..])
+    }
 }
 
 /// Replay the recording in `path`.
@@ -342,7 +359,7 @@ pub fn replay<R: BufRead>(
                     message: "an output before any input".into(),
                 });
             };
-            p.expected.push(v.to_string());
+            p.expected.push(output_line(v));
         } else if v.get("ctid_recording").is_some() {
             return Err(ReadError::Line {
                 line: line_no,
