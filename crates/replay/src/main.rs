@@ -26,6 +26,29 @@ struct Args {
     /// Show the details of at most this many differences (all are counted).
     #[arg(long, value_name = "N", default_value_t = 10)]
     show: usize,
+    /// Write a new recording to OUT: the same header and inputs, with the outputs this engine
+    /// produced (to accept intended changes of behaviour after reviewing the differences).
+    #[arg(long, value_name = "OUT")]
+    write: Option<PathBuf>,
+}
+
+/// A new recording at `to`, starting with the header line of `from`.
+fn start_write(
+    from: &std::path::Path,
+    to: &std::path::Path,
+) -> Result<std::io::BufWriter<std::fs::File>, String> {
+    use std::io::BufRead;
+    let mut header = String::new();
+    std::fs::File::open(from)
+        .and_then(|f| std::io::BufReader::new(f).read_line(&mut header))
+        .map_err(|e| format!("{}: {e}", from.display()))?;
+    let mut w = std::fs::File::create(to)
+        .map(std::io::BufWriter::new)
+        .map_err(|e| format!("{}: {e}", to.display()))?;
+    w.write_all(header.trim_end().as_bytes())
+        .and_then(|()| w.write_all(b"\n"))
+        .map_err(|e| format!("{}: {e}", to.display()))?;
+    Ok(w)
 }
 
 fn main() {
@@ -36,6 +59,17 @@ fn main() {
     };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
+    let mut write = args
+        .write
+        .as_ref()
+        .map(|p| match start_write(&args.file, p) {
+            Ok(w) => (p, w),
+            Err(e) => {
+                eprintln!("ctid-replay: {}: {e}", p.display());
+                std::process::exit(2);
+            }
+        });
+    let mut write_error = None;
     let result = ctid_replay::replay_file(&args.file, &opts, |step| {
         if args.print {
             let _ = writeln!(out, "in  #{} {}", step.number, step.input_text);
@@ -43,7 +77,20 @@ fn main() {
                 let _ = writeln!(out, "out #{} {o}", step.number);
             }
         }
+        if let Some((_, w)) = &mut write {
+            let r = writeln!(w, "{}", step.input_text)
+                .and_then(|()| step.got.iter().try_for_each(|o| writeln!(w, "{o}")));
+            if let Err(e) = r {
+                write_error.get_or_insert(e);
+            }
+        }
     });
+    if let Some((p, mut w)) = write {
+        if let Some(e) = write_error.or_else(|| w.flush().err()) {
+            eprintln!("ctid-replay: {}: {e}", p.display());
+            std::process::exit(2);
+        }
+    }
     let report = match result {
         Ok(r) => r,
         Err(e) => {

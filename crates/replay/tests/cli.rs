@@ -181,3 +181,25 @@ fn unreadable_files_exit_2_naming_the_line() {
         assert!(err.contains(want), "{name}: {err}");
     }
 }
+
+/// `--write OUT`: the same header and inputs with this engine's outputs, byte for byte what the
+/// recorder writes (so rewriting a changed copy gives back the recording).
+#[test]
+fn write_makes_a_recording_of_this_engines_outputs() {
+    let changed = variant("to-rewrite.jsonl", |ls| {
+        let i = nth_output(ls, 3);
+        let mut v: Value = serde_json::from_str(&ls[i]).unwrap();
+        v["extra_key"] = Value::from(1);
+        ls[i] = v.to_string();
+    });
+    let out_file = changed.with_file_name("rewritten.jsonl");
+    let (rc, out, err) = run(&[
+        "--write",
+        out_file.to_str().unwrap(),
+        changed.to_str().unwrap(),
+    ]);
+    assert_eq!(rc, 1, "{out}{err}");
+    assert_eq!(std::fs::read_to_string(&out_file).unwrap(), recording());
+    let (rc, out, _) = run(&[out_file.to_str().unwrap()]);
+    assert_eq!(rc, 0, "{out}");
+}
