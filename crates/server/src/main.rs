@@ -60,7 +60,7 @@ async fn main() -> anyhow::Result<()> {
         match ctid_server::Config::load(path) {
             Ok(c) => {
                 println!(
-                    "{}: valid ({} link(s), {} DN(s), {} agent login(s), auth = {}, {} client token(s), {})",
+                    "{}: valid ({} link(s), {} DN(s), {} agent login(s), auth = {}, {} client token(s), {}{})",
                     path.display(),
                     c.links.len(),
                     c.engine.dns.len(),
@@ -71,6 +71,10 @@ async fn main() -> anyhow::Result<()> {
                     },
                     c.auth.tokens.len(),
                     if c.tls.is_some() { "TLS" } else { "no TLS" },
+                    c.record_inputs
+                        .as_ref()
+                        .map(|p| format!(", recording to {}", p.display()))
+                        .unwrap_or_default(),
                 );
                 return Ok(());
             }
