@@ -23,19 +23,33 @@ fn run(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// A file removed when dropped.
+struct Tmp(PathBuf);
+
+impl Drop for Tmp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+impl std::ops::Deref for Tmp {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
 /// A copy of the recording with its lines edited by `edit`, in a file of its own.
-fn variant(name: &str, edit: impl FnOnce(&mut Vec<String>)) -> PathBuf {
+fn variant(name: &str, edit: impl FnOnce(&mut Vec<String>)) -> Tmp {
     let mut lines: Vec<String> = recording().lines().map(str::to_string).collect();
     edit(&mut lines);
-    let dir = std::env::temp_dir().join(format!("ctid-replay-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join(name);
+    let p = std::env::temp_dir().join(format!("ctid-replay-cli-{}-{name}", std::process::id()));
     let mut text = lines.join("\n");
     if !name.contains("cut") {
         text.push('\n');
     }
     std::fs::write(&p, text).unwrap();
-    p
+    Tmp(p)
 }
 
 fn is_output(l: &str) -> bool {
@@ -192,14 +206,17 @@ fn write_makes_a_recording_of_this_engines_outputs() {
         v["extra_key"] = Value::from(1);
         ls[i] = v.to_string();
     });
-    let out_file = changed.with_file_name("rewritten.jsonl");
+    let out_file = Tmp(changed.with_file_name(format!(
+        "ctid-replay-cli-{}-rewritten.jsonl",
+        std::process::id()
+    )));
     let (rc, out, err) = run(&[
         "--write",
         out_file.to_str().unwrap(),
         changed.to_str().unwrap(),
     ]);
     assert_eq!(rc, 1, "{out}{err}");
-    assert_eq!(std::fs::read_to_string(&out_file).unwrap(), recording());
+    assert_eq!(std::fs::read_to_string(&*out_file).unwrap(), recording());
     let (rc, out, _) = run(&[out_file.to_str().unwrap()]);
     assert_eq!(rc, 0, "{out}");
 }

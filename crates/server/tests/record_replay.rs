@@ -4,8 +4,8 @@
 //! request that times out, a link drop), stopped with SIGTERM; then `ctid-replay FILE`, a separate
 //! process, must find 0 differences, and the recording must hold the inputs of all that.
 //!
-//! `ctictl` and `ctid-replay` are other packages' binaries: they are looked up in this test's
-//! target directory and built there with `cargo build` first (a no-op when up to date).
+//! `ctictl` and `ctid-replay` are other packages' binaries: they are taken from this test's
+//! target directory, built there with `cargo build` first when missing or out of date.
 //! `CTID_KEEP_RECORDING=PATH` keeps a copy of the recording (how a regression recording is made:
 //! crates/replay/tests/recordings/README.md).
 #![cfg(feature = "demo")] // ctid --demo: the embedded simulator
@@ -32,9 +32,39 @@ fn profile_dir() -> PathBuf {
     exe.parent().unwrap().parent().unwrap().to_path_buf()
 }
 
-/// `ctictl` and `ctid-replay`, built (or found up to date) in this test's target directory.
+/// Is this binary newer than every source file it was built from (its `.d` file beside it)?
+fn up_to_date(bin: &Path) -> bool {
+    let Ok(built) = bin.metadata().and_then(|m| m.modified()) else {
+        return false;
+    };
+    let Ok(dep) = std::fs::read_to_string(bin.with_extension("d")) else {
+        return false;
+    };
+    let Some((_, sources)) = dep.lines().next().and_then(|l| l.split_once(": ")) else {
+        return false;
+    };
+    sources
+        .replace("\\ ", "\u{0}")
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .all(|s| {
+            Path::new(&s.replace('\u{0}', " "))
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t <= built)
+        })
+}
+
+/// `ctictl` and `ctid-replay` from this test's target directory. `cargo test --workspace` has
+/// built them; otherwise (`cargo test -p ctid-server`), when one is missing or older than its
+/// sources, they are built there first.
 fn other_bins() -> (PathBuf, PathBuf) {
     let dir = profile_dir();
+    let exe = |n: &str| dir.join(format!("{n}{}", std::env::consts::EXE_SUFFIX));
+    let (ctictl, replay) = (exe("ctictl"), exe("ctid-replay"));
+    if up_to_date(&ctictl) && up_to_date(&replay) {
+        return (ctictl, replay);
+    }
     let mut cmd = std::process::Command::new(env!("CARGO"));
     cmd.args([
         "build",
@@ -67,8 +97,6 @@ fn other_bins() -> (PathBuf, PathBuf) {
         "cargo build of ctictl and ctid-replay: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let exe = |n: &str| dir.join(format!("{n}{}", std::env::consts::EXE_SUFFIX));
-    let (ctictl, replay) = (exe("ctictl"), exe("ctid-replay"));
     assert!(ctictl.exists(), "{}", ctictl.display());
     assert!(replay.exists(), "{}", replay.display());
     (ctictl, replay)
