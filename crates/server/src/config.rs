@@ -56,6 +56,9 @@ pub struct Config {
     pub auth: crate::auth::AuthConfig,
     /// TLS on the client port (`[tls]`); `None`: plain HTTP/WS.
     pub tls: Option<TlsConfig>,
+    /// Record the engine's inputs and outputs to this file (`record-inputs`; `ctid
+    /// --record-inputs` overrides). Relative to the configuration file's directory.
+    pub record_inputs: Option<PathBuf>,
 }
 
 /// `[tls]`: certificate chain and private key, PEM files (paths resolved against the directory
@@ -81,6 +84,7 @@ struct RawConfig {
     ping_interval: Option<f64>,
     ping_timeout: Option<f64>,
     agent_logout_on_unregister: Option<bool>,
+    record_inputs: Option<PathBuf>,
     auth: Option<String>,
     #[serde(default)]
     client_token: Vec<RawToken>,
@@ -473,17 +477,26 @@ impl Config {
                 Some(n) => return Err(format!("max-clients = {n}: must be between 1 and 1000000")),
             },
         };
-        let cfg = Config {
-            listen,
-            links,
-            engine,
-            max_client_frame: raw.max_client_frame.unwrap_or(256 * 1024),
-            client_queue: raw.client_queue.unwrap_or(10_000),
-            client_queue_bytes: raw.client_queue_bytes.unwrap_or(64 * 1024 * 1024),
-            client,
-            auth,
-            tls,
-        };
+        let cfg =
+            Config {
+                listen,
+                links,
+                engine,
+                max_client_frame: raw.max_client_frame.unwrap_or(256 * 1024),
+                client_queue: raw.client_queue.unwrap_or(10_000),
+                client_queue_bytes: raw.client_queue_bytes.unwrap_or(64 * 1024 * 1024),
+                client,
+                auth,
+                tls,
+                record_inputs: match &raw.record_inputs {
+                    Some(p) if p.as_os_str().is_empty() => return Err(
+                        "record-inputs: must not be empty (leave the key out to record nothing)"
+                            .into(),
+                    ),
+                    Some(p) => Some(resolve(base, p)),
+                    None => None,
+                },
+            };
         Ok(cfg)
     }
 
@@ -634,6 +647,23 @@ mod tests {
         assert_eq!(c.client.max_clients, 2);
         let e = Config::parse("max-clients = 0\n[[link]]\nhost='x'\n").unwrap_err();
         assert!(e.starts_with("max-clients"), "{e}");
+    }
+
+    #[test]
+    fn record_inputs_is_relative_to_the_file() {
+        let c = Config::parse("[[link]]\nhost='x'\n").unwrap();
+        assert_eq!(c.record_inputs, None);
+        let c = Config::parse_in(
+            "record-inputs = 'rec/ctid.jsonl'\n[[link]]\nhost='x'\n",
+            Some(Path::new("/etc/ctid")),
+        )
+        .unwrap();
+        assert_eq!(
+            c.record_inputs.as_deref(),
+            Some(Path::new("/etc/ctid/rec/ctid.jsonl"))
+        );
+        let e = Config::parse("record-inputs = ''\n[[link]]\nhost='x'\n").unwrap_err();
+        assert!(e.starts_with("record-inputs"), "{e}");
     }
 
     #[test]

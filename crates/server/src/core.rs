@@ -8,6 +8,9 @@
 //! caused by a CSTA event with the moment that event reached the core (the WebSocket writer
 //! observes the switch-to-client latency), answers [`CoreMsg::Snapshot`] with the engine's DN and
 //! call views (`/api/state`), and hands [`CoreMsg::Reconfigure`] to the engine (config reload).
+//!
+//! Every input reaches the engine through [`Core::handle`], which also writes it and its outputs
+//! to the recording when `record-inputs` is set ([`crate::record`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -24,6 +27,7 @@ use tracing::{info, warn};
 
 use crate::link::LinkCmd;
 use crate::metrics::Metrics;
+use crate::record::Recorder;
 
 /// Messages to the core.
 #[derive(Debug)]
@@ -106,6 +110,8 @@ pub struct Core {
     status: watch::Sender<Status>,
     start: Instant,
     link_name: String,
+    /// `record-inputs`: every input and its outputs, written as they happen.
+    recorder: Option<Recorder>,
 }
 
 impl Core {
@@ -129,6 +135,28 @@ impl Core {
             status,
             start: Instant::now(),
             link_name: String::new(),
+            recorder: None,
+        }
+    }
+
+    /// Record every input and output of the engine to this recorder (`record-inputs`).
+    pub fn with_recorder(mut self, recorder: Option<Recorder>) -> Self {
+        self.recorder = recorder;
+        self
+    }
+
+    /// The one way into the engine: every `engine.handle` call goes through here, so that a
+    /// recording holds all of them. The input is written before the engine sees it (an input
+    /// that crashes the engine is the recording's last line), its outputs when it returns.
+    fn handle(&mut self, now: Now, input: Input, out: &mut Vec<Output>) {
+        match &mut self.recorder {
+            None => self.engine.handle(now, input, out),
+            Some(rec) => {
+                rec.input(now, &input);
+                let from = out.len();
+                self.engine.handle(now, input, out);
+                rec.outputs(&out[from..]);
+            }
         }
     }
 
@@ -170,7 +198,7 @@ impl Core {
                 }
                 _ = sleep, if wake.is_some() => {
                     let now = self.now();
-                    self.engine.handle(now, Input::Tick, &mut out);
+                    self.handle(now, Input::Tick, &mut out);
                 }
             }
             self.act(&mut out);
@@ -187,7 +215,7 @@ impl Core {
                 }
                 let from = out.len();
                 let event = matches!(input, Input::CstaEvent { .. });
-                self.engine.handle(now, input, out);
+                self.handle(now, input, out);
                 if event && out.len() > from {
                     self.origins.push((from, out.len(), Instant::now()));
                 }
@@ -205,8 +233,7 @@ impl Core {
                 }
                 self.clients.insert(id, tx);
                 self.peers.insert(id, peer.clone());
-                self.engine
-                    .handle(now, Input::ClientConnected { client: id, peer }, out);
+                self.handle(now, Input::ClientConnected { client: id, peer }, out);
             }
             CoreMsg::Client(Input::ClientText { client, text }) => {
                 // Decode here (instead of in the engine) to time the request to its answer; a
@@ -226,20 +253,16 @@ impl Core {
                             self.inflight
                                 .insert((client, r), (Instant::now(), request.name));
                         }
-                        self.engine
-                            .handle(now, Input::ClientRequest { client, request }, out);
+                        self.handle(now, Input::ClientRequest { client, request }, out);
                     }
-                    Err(_) => self
-                        .engine
-                        .handle(now, Input::ClientText { client, text }, out),
+                    Err(_) => self.handle(now, Input::ClientText { client, text }, out),
                 }
             }
-            CoreMsg::Client(input) => self.engine.handle(now, input, out),
+            CoreMsg::Client(input) => self.handle(now, input, out),
             CoreMsg::ClientClose { id } => {
                 if self.clients.remove(&id).is_some() {
                     self.forget_client(id);
-                    self.engine
-                        .handle(now, Input::ClientDisconnected { client: id }, out);
+                    self.handle(now, Input::ClientDisconnected { client: id }, out);
                 }
             }
             CoreMsg::Snapshot(reply) => {
@@ -249,7 +272,7 @@ impl Core {
                     hotdesk_pairs: self.engine.hotdesk_pairs(),
                 });
             }
-            CoreMsg::Reconfigure(cfg) => self.engine.handle(now, Input::Reconfigure(cfg), out),
+            CoreMsg::Reconfigure(cfg) => self.handle(now, Input::Reconfigure(cfg), out),
             CoreMsg::Shutdown(done) => {
                 SHUTTING_DOWN.store(true, std::sync::atomic::Ordering::Relaxed);
                 let ids: Vec<ClientId> = self.clients.keys().copied().collect();
@@ -260,8 +283,7 @@ impl Core {
                 for id in &ids {
                     // Dropping the sender ends the client's writer, which sends the close frame.
                     self.clients.remove(id);
-                    self.engine
-                        .handle(now, Input::ClientDisconnected { client: *id }, out);
+                    self.handle(now, Input::ClientDisconnected { client: *id }, out);
                 }
                 let _ = done.send(ids.len());
             }
@@ -360,8 +382,7 @@ impl Core {
             if self.clients.remove(&c).is_some() {
                 self.forget_client(c);
                 let now = self.now();
-                self.engine
-                    .handle(now, Input::ClientDisconnected { client: c }, out);
+                self.handle(now, Input::ClientDisconnected { client: c }, out);
             }
         }
         if !out.is_empty() {

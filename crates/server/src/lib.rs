@@ -1,7 +1,8 @@
 //! ctid-server: the `ctid` process. Configuration ([`config`]), the CSTA link driver, the core
 //! task that owns the engine, and the client port (WebSocket + HTTP, [`http`]). [`start`] runs
 //! it all on the current tokio runtime; `ctid --demo` adds an embedded csta-sim ([`demo`]).
-//! Operability: metrics ([`metrics`]), configuration reload ([`reload`]), the web monitor ([`web`]).
+//! Operability: metrics ([`metrics`]), configuration reload ([`reload`]), the web monitor ([`web`]),
+//! recording the engine's inputs for `ctid-replay` ([`record`]).
 #![deny(unsafe_code)]
 
 pub mod auth;
@@ -11,6 +12,7 @@ pub mod demo;
 pub mod http;
 pub mod link;
 pub mod metrics;
+pub mod record;
 pub mod reload;
 pub mod session;
 pub mod tls;
@@ -150,6 +152,15 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> anyhow::Result<Runni
     let (core_tx, core_rx) = mpsc::channel(65_536);
     let (link_tx, link_rx) = mpsc::unbounded_channel();
     let (status_tx, status_rx) = watch::channel(core::Status::default());
+    // The recording starts with the engine's configuration: a file that cannot be created stops
+    // start-up (the operator asked for it).
+    let recorder = match &cfg.record_inputs {
+        Some(path) => Some(
+            record::Recorder::create(path, &cfg.engine, metrics.clone())
+                .with_context(|| format!("record-inputs: cannot write {}", path.display()))?,
+        ),
+        None => None,
+    };
     let engine = ctid_engine::Engine::new(cfg.engine.clone());
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn(
@@ -160,6 +171,7 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> anyhow::Result<Runni
             status_tx,
             cfg.client_queue_bytes,
         )
+        .with_recorder(recorder)
         .run(core_rx),
     ));
     anyhow::ensure!(!cfg.links.is_empty(), "no [[link]] configured");

@@ -32,6 +32,10 @@ struct Args {
     /// Log format.
     #[arg(long, value_parser = ["human", "json"], default_value = "human")]
     log_format: String,
+    /// Record every engine input and output to FILE, as JSON lines, for `ctid-replay`
+    /// (overrides `record-inputs`; also with --demo). The file is replaced.
+    #[arg(long, value_name = "FILE")]
+    record_inputs: Option<PathBuf>,
 }
 
 fn init_logs(format: &str) {
@@ -56,7 +60,7 @@ async fn main() -> anyhow::Result<()> {
         match ctid_server::Config::load(path) {
             Ok(c) => {
                 println!(
-                    "{}: valid ({} link(s), {} DN(s), {} agent login(s), auth = {}, {} client token(s), {})",
+                    "{}: valid ({} link(s), {} DN(s), {} agent login(s), auth = {}, {} client token(s), {}{})",
                     path.display(),
                     c.links.len(),
                     c.engine.dns.len(),
@@ -67,6 +71,10 @@ async fn main() -> anyhow::Result<()> {
                     },
                     c.auth.tokens.len(),
                     if c.tls.is_some() { "TLS" } else { "no TLS" },
+                    c.record_inputs
+                        .as_ref()
+                        .map(|p| format!(", recording to {}", p.display()))
+                        .unwrap_or_default(),
                 );
                 return Ok(());
             }
@@ -78,32 +86,7 @@ async fn main() -> anyhow::Result<()> {
     }
     init_logs(&args.log_format);
     if args.demo {
-        let listen = args
-            .listen
-            .unwrap_or_else(|| "127.0.0.1:7000".parse().unwrap());
-        let demo = ctid_server::demo::start_demo(listen).await?;
-        let url = demo.ctid.ws_url();
-        println!("ctid demo: clients connect to {url}");
-        println!("  embedded csta-sim: CSTA on {}", demo.sim.csta_addr());
-        if let Some(c) = demo.sim.control_addr() {
-            println!("  csta-sim control API: http://{c}/  (see docs/csta-sim.md)");
-        }
-        let server = if listen.port() == 7000 && listen.ip().is_loopback() {
-            String::new()
-        } else {
-            format!(" --server {url}")
-        };
-        println!("try, in another terminal:");
-        println!("  cargo run --bin ctictl --{server} register 2010                        # HOST_DN=1010: associated before start-up");
-        println!("  cargo run --bin ctictl --{server} hotdesk initiate --guest 2001 --host 1001");
-        println!("  cargo run --bin ctictl --{server} hotdesk cancel --guest 2001");
-        println!("  cargo run --bin ctictl --{server} watch 2001 1001                     # see events as they happen");
-        println!("  web monitor: http://{}/", demo.ctid.addr);
-        wait_for_shutdown(&demo.ctid).await?;
-        demo.ctid
-            .shutdown(std::time::Duration::from_millis(300))
-            .await;
-        return Ok(());
+        return run_demo(&args).await;
     }
     let path = args
         .config
@@ -117,6 +100,9 @@ async fn main() -> anyhow::Result<()> {
     };
     if let Some(l) = args.listen {
         cfg.listen = l;
+    }
+    if let Some(r) = args.record_inputs {
+        cfg.record_inputs = Some(r);
     }
     let admin_token = std::env::var("CTID_ADMIN_TOKEN")
         .ok()
@@ -140,6 +126,48 @@ async fn main() -> anyhow::Result<()> {
         .shutdown(std::time::Duration::from_millis(500))
         .await;
     Ok(())
+}
+
+/// `ctid --demo`: the embedded simulator and the demo configuration.
+#[cfg(feature = "demo")]
+async fn run_demo(args: &Args) -> anyhow::Result<()> {
+    let listen = args
+        .listen
+        .unwrap_or_else(|| "127.0.0.1:7000".parse().unwrap());
+    let record = args.record_inputs.clone();
+    let demo = ctid_server::demo::start_demo_with(listen, |cfg| cfg.record_inputs = record).await?;
+    let url = demo.ctid.ws_url();
+    println!("ctid demo: clients connect to {url}");
+    if let Some(r) = &args.record_inputs {
+        println!("  recording engine inputs to {}", r.display());
+    }
+    println!("  embedded csta-sim: CSTA on {}", demo.sim.csta_addr());
+    if let Some(c) = demo.sim.control_addr() {
+        println!("  csta-sim control API: http://{c}/  (see docs/csta-sim.md)");
+    }
+    let server = if listen.port() == 7000 && listen.ip().is_loopback() {
+        String::new()
+    } else {
+        format!(" --server {url}")
+    };
+    println!("try, in another terminal:");
+    println!("  cargo run --bin ctictl --{server} register 2010                        # HOST_DN=1010: associated before start-up");
+    println!("  cargo run --bin ctictl --{server} hotdesk initiate --guest 2001 --host 1001");
+    println!("  cargo run --bin ctictl --{server} hotdesk cancel --guest 2001");
+    println!("  cargo run --bin ctictl --{server} watch 2001 1001                     # see events as they happen");
+    println!("  web monitor: http://{}/", demo.ctid.addr);
+    wait_for_shutdown(&demo.ctid).await?;
+    demo.ctid
+        .shutdown(std::time::Duration::from_millis(300))
+        .await;
+    Ok(())
+}
+
+/// Built without the simulator: say so and exit 2 (a usage error), before anything starts.
+#[cfg(not(feature = "demo"))]
+async fn run_demo(_args: &Args) -> anyhow::Result<()> {
+    eprintln!("ctid: --demo: {}", ctid_server::demo::NO_DEMO);
+    std::process::exit(2)
 }
 
 /// Wait for Ctrl-C or SIGTERM; reload the configuration on SIGHUP meanwhile.

@@ -141,6 +141,10 @@ pub struct Inner {
     pub switch_to_client_latency: Histogram,
     pub reloads_ok: Counter,
     pub reloads_rejected: Counter,
+    /// 1 while engine inputs are being recorded (`record-inputs`).
+    pub recording: Gauge,
+    /// Recording write errors (the first one stops recording).
+    pub record_errors: Counter,
 }
 
 /// Shared handle.
@@ -277,6 +281,18 @@ impl Metrics {
             "largest client send queue seen",
             "gauge",
             self.queue_high_water.get().to_string(),
+        );
+        g(
+            "ctid_recording",
+            "1 while engine inputs are recorded (record-inputs)",
+            "gauge",
+            self.recording.get().to_string(),
+        );
+        g(
+            "ctid_record_errors_total",
+            "recording write errors (the first stops recording)",
+            "counter",
+            self.record_errors.get().to_string(),
         );
         let _ = writeln!(s, "# HELP ctid_clients_dropped_total clients disconnected by ctid\n# TYPE ctid_clients_dropped_total counter\nctid_clients_dropped_total{{reason=\"slow\"}} {}\nctid_clients_dropped_total{{reason=\"protocol\"}} {}", self.clients_dropped_slow.get(), self.clients_dropped_protocol.get());
         let _ = writeln!(s, "# HELP ctid_config_reloads_total configuration reloads (SIGHUP, POST /admin/reload)\n# TYPE ctid_config_reloads_total counter\nctid_config_reloads_total{{result=\"ok\"}} {}\nctid_config_reloads_total{{result=\"rejected\"}} {}", self.reloads_ok.get(), self.reloads_rejected.get());

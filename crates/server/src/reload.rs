@@ -6,7 +6,7 @@
 //! The connection settings of `[[link]]` (host, port, session, edition, timers) apply at each
 //! link's next reconnect (the link tasks read them from a watch channel). What a reload does not
 //! change (written in the answer and the log when it differs): `listen`, `max-client-frame`,
-//! `client-queue`, and the list of links itself (added, removed, renamed). The link options the
+//! `client-queue`, `record-inputs`, and the list of links itself (added, removed, renamed). The link options the
 //! engine owns (`request-timeout`, `max-outstanding`, `resync-timeout`, `hotdesk.enabled`) apply
 //! at once.
 
@@ -104,6 +104,9 @@ impl Reloader {
         if new.client_queue != cur.client_queue {
             later.push("client-queue".to_string());
         }
+        if new.record_inputs != cur.record_inputs {
+            later.push("record-inputs".to_string());
+        }
         // Link settings apply at each link's next reconnect when the links are the same ones
         // (same count and names); adding, removing or renaming links needs a restart.
         let mut links_at_reconnect = false;
@@ -147,6 +150,7 @@ impl Reloader {
         next.listen = cur.listen;
         next.max_client_frame = cur.max_client_frame;
         next.client_queue = cur.client_queue;
+        next.record_inputs = cur.record_inputs.clone();
         if !links_at_reconnect {
             next.links = cur.links.clone();
         }

@@ -3,6 +3,7 @@
 //! filter, paging), and configuration reload over `POST /admin/reload` (a DN added and one removed
 //! without a restart; an invalid file rejected; the token checked). Real sockets on 127.0.0.1, a
 //! hand-written HTTP/1.1 client.
+#![cfg(feature = "demo")] // start_demo: the embedded simulator
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
