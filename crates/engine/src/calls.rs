@@ -21,6 +21,7 @@ use ctid_protocol::{
 use tracing::{debug, warn};
 
 use crate::answers::Answers;
+use crate::det::Map;
 use crate::dns::Dns;
 use crate::outbox::Notice;
 
@@ -80,11 +81,11 @@ pub(crate) struct Merge {
 /// The call tables.
 #[derive(Debug, Default)]
 pub struct Calls {
-    calls: BTreeMap<ConnId, Call>,
-    by_call_id: BTreeMap<String, ConnId>,
+    calls: Map<ConnId, Call>,
+    by_call_id: Map<String, ConnId>,
     merges: BTreeMap<String, Merge>,
     /// DN → the calls it takes part in (only for DNs in the DN table).
-    by_dn: BTreeMap<String, BTreeSet<ConnId>>,
+    by_dn: Map<String, BTreeSet<ConnId>>,
     /// Consultation calls named by a ConsultationCall answer before the switch reported them:
     /// CallID → the original call.
     consult_origins: BTreeMap<String, ConnId>,
@@ -125,7 +126,9 @@ impl Calls {
 
     /// Every call, by ConnID.
     pub fn iter(&self) -> impl Iterator<Item = &Call> {
-        self.calls.values()
+        let mut v: Vec<&Call> = self.calls.values().collect();
+        v.sort_unstable_by_key(|c| c.conn_id);
+        v.into_iter()
     }
 
     /// The calls a DN takes part in, by ConnID (its DN-table view).

@@ -14,6 +14,7 @@ use ctid_protocol::{AddressType, ControlMode, ErrorCode, RegisterMode, Request};
 use tracing::debug;
 
 use crate::config::{EngineConfig, RegisterFlag};
+use crate::det::Map;
 use crate::io::{ClientId, Tag};
 use crate::outbox::Refusal;
 
@@ -109,9 +110,9 @@ pub enum Registration {
 /// The DN table.
 #[derive(Debug, Default)]
 pub struct Dns {
-    map: BTreeMap<String, Dn>,
+    map: Map<String, Dn>,
     /// monitorCrossRefID → DN.
-    xref: BTreeMap<String, String>,
+    xref: Map<String, String>,
     /// Events for a monitorCrossRefID ctid does not hold (dropped).
     pub unknown_cross_ref: u64,
 }
@@ -151,7 +152,9 @@ impl Dns {
 
     /// Every DN, by number.
     pub fn iter(&self) -> impl Iterator<Item = &Dn> {
-        self.map.values()
+        let mut v: Vec<&Dn> = self.map.values().collect();
+        v.sort_unstable_by(|a, b| a.number.cmp(&b.number));
+        v.into_iter()
     }
 
     pub fn len(&self) -> usize {

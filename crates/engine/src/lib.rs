@@ -30,6 +30,7 @@
 //! | [`outbox`] | sequence numbers, stamping, refusals |
 //! | [`errors`] | CSTA errors made T-Library codes |
 //! | [`config`] | the engine's configuration |
+//! | [`det`] | a hash map with a fixed hasher (lookups on the per-event path) |
 #![deny(unsafe_code)]
 
 pub mod agents;
@@ -38,6 +39,7 @@ pub mod call_control;
 pub mod calls;
 pub mod clients;
 pub mod config;
+pub mod det;
 pub mod dns;
 pub mod engine;
 pub mod errors;
