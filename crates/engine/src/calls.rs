@@ -86,6 +86,11 @@ pub struct Calls {
     merges: BTreeMap<String, Merge>,
     /// DN → the calls it takes part in (only for DNs in the DN table).
     by_dn: Map<String, BTreeSet<ConnId>>,
+    /// DN → the calls its clients were told of and not yet told the end of. The model may
+    /// know a party from another DN's copy of an event (while the DN's own monitor is not back
+    /// after an outage); the resync compares the switch with what the clients were told
+    /// (`docs/call-model.md`, "Resync").
+    told: Map<String, BTreeSet<ConnId>>,
     /// Consultation calls named by a ConsultationCall answer before the switch reported them:
     /// CallID → the original call.
     consult_origins: BTreeMap<String, ConnId>,
@@ -142,6 +147,36 @@ impl Calls {
     /// The DN is forgotten: so is its call list.
     pub fn forget_dn(&mut self, dn: &str) {
         self.by_dn.remove(dn);
+        self.told.remove(dn);
+    }
+
+    /// Note what the notices tell each DN's clients: a call event makes the call known on the
+    /// DN, EventReleased / EventAbandoned / EventDiverted end it there, a PartyChanged from a
+    /// consultation replaces the consultation.
+    fn track(&mut self, notes: &[Notice]) {
+        for n in notes {
+            let (Notice::Deliver { dn, event } | Notice::Registrants { dn, event }) = n;
+            let Some(conn) = event.conn_id else { continue };
+            let told = self.told.entry(dn.clone()).or_default();
+            match event.name {
+                EventName::EventReleased | EventName::EventAbandoned | EventName::EventDiverted => {
+                    told.remove(&conn);
+                }
+                _ => {
+                    if let Some(p) = event.previous_conn_id {
+                        told.remove(&p);
+                    }
+                    told.insert(conn);
+                }
+            }
+            if told.is_empty() {
+                self.told.remove(dn);
+            }
+        }
+    }
+
+    fn was_told(&self, dn: &str, conn: ConnId) -> bool {
+        self.told.get(dn).is_some_and(|t| t.contains(&conn))
     }
 
     /// Replace a call's user data.
@@ -358,6 +393,20 @@ impl Calls {
     /// A CSTA call, agent or device event for monitored DN `d`.
     /// Returns false when `msg` is not a call event.
     pub fn event(
+        &mut self,
+        d: &str,
+        msg: &Message,
+        dns: &Dns,
+        answers: &Answers,
+        notes: &mut Vec<Notice>,
+    ) -> bool {
+        let start = notes.len();
+        let handled = self.event_inner(d, msg, dns, answers, notes);
+        self.track(&notes[start..]);
+        handled
+    }
+
+    fn event_inner(
         &mut self,
         d: &str,
         msg: &Message,
@@ -885,6 +934,30 @@ impl Calls {
                         }
                     }
                 }
+                // Every endpoint the switch names is on the merged call, also one ctid did not
+                // know of (calls begun while the link was down, before the resync's snapshots).
+                for item in list {
+                    let dev = item
+                        .new_connection
+                        .as_ref()
+                        .and_then(|c| c.device_id.clone());
+                    let Some(dev) = dev.filter(|x| Some(x) != by.as_ref()) else {
+                        continue;
+                    };
+                    let role = if conference {
+                        DnRole::ConferenceMember
+                    } else {
+                        DnRole::Unknown
+                    };
+                    if self
+                        .calls
+                        .get(&surviving)
+                        .is_some_and(|c| c.party(&dev).is_none())
+                    {
+                        self.set_party(surviving, &dev, PartyState::Connected, Some(role));
+                        self.add_dn_call(dns, &dev, surviving);
+                    }
+                }
                 if let Some(by) = &by {
                     if !conference {
                         if let Some(sc) = self.calls.get_mut(&surviving) {
@@ -1136,6 +1209,7 @@ impl Calls {
         dns: &Dns,
         notes: &mut Vec<Notice>,
     ) {
+        let start = notes.len();
         let mut present = Vec::new();
         for it in items {
             let Some(call_id) = it.connection_identifier.call_id.clone() else {
@@ -1161,9 +1235,7 @@ impl Calls {
                 },
                 _ => LocalConnectionState::Connected,
             };
-            let known = self
-                .conn_of(&call_id)
-                .is_some_and(|c| self.calls.get(&c).is_some_and(|x| x.party(dn).is_some()));
+            let known = self.conn_of(&call_id).is_some_and(|c| self.was_told(dn, c));
             let conn = self.call_for(&call_id);
             present.push(conn);
             let ps = state_of(&state);
@@ -1195,7 +1267,9 @@ impl Calls {
                 });
             }
         }
-        for conn in self.conns_of_dn(dn) {
+        let mut held: BTreeSet<ConnId> = self.conns_of_dn(dn).into_iter().collect();
+        held.extend(self.told.get(dn).into_iter().flatten().copied());
+        for conn in held {
             if present.contains(&conn) {
                 continue;
             }
@@ -1216,6 +1290,7 @@ impl Calls {
             }
             self.remove_dn_call(dn, conn);
         }
+        self.track(&notes[start..]);
     }
 
     /// RequestQueryCall's EventPartyInfo: the call as `dn` sees it, with every party's state.
