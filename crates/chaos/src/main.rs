@@ -5,13 +5,19 @@
 //!
 //! * ctid's model, as a client reads it with RequestQueryAddress, must equal the switch's for
 //!   every DN (calls and parties, agents, hot-desk pairs — see [`ctid_chaos::check`]);
-//! * every desk client's calls, as learnt from its events alone (EventRinging, EventEstablished,
-//!   … add a ConnID; EventReleased, EventAbandoned, EventDiverted remove it; EventPartyChanged
-//!   moves it), must be the calls ctid (and so the switch) has on its DNs: no client is left
-//!   with a call the switch does not have, nor misses one it has.
+//! * every client's calls — the observer's (registered on every DN) and each desk client's (a
+//!   share of the DNs) — as learnt from its events alone (EventRinging, EventEstablished, … add a
+//!   ConnID; EventReleased, EventAbandoned, EventDiverted remove it; EventPartyChanged moves it),
+//!   must be the calls ctid (and so the switch) has on its DNs: no client is left with a call the
+//!   switch does not have, nor misses one it has. Each client is first caught up with ctid (it
+//!   sends a request and takes every event that comes before the answer), so an event still on
+//!   its way is never taken for a miss.
 //!
-//! Each check that still differs after `--settle-ms` counts one mismatch and is printed. The last
-//! line is `drops=N mismatches=M`; the exit status is 1 when M > 0.
+//! The comparison is repeated until everything agrees twice in a row; what still differs after
+//! `--settle-ms` counts one mismatch and is printed with the seed, the drop and the evidence:
+//! the events the client and the observer got for that ConnID, the DNs ctid has it on, the
+//! switch's calls on the DN and the client's last events there. The last line is
+//! `drops=N mismatches=M`; the exit status is 1 when M > 0.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
@@ -23,8 +29,9 @@ use anyhow::{bail, Context};
 use clap::Parser;
 use ctid_chaos::check;
 use ctid_client::Client;
-use ctid_protocol::{Event, EventName, Request};
+use ctid_protocol::{Event, EventName, Request, RequestName};
 use ctid_sim::{DeviceConfig, Sim, SimConfig};
+use tokio::sync::{mpsc, oneshot};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -258,12 +265,14 @@ async fn desk_worker(sim: Sim, gate: Arc<Gate>, mut rng: Rng, pause: Duration, a
     }
 }
 
-/// What one desk client learnt from its events: DN → ConnIDs.
+/// What one client learnt from its events: DN → ConnIDs.
 #[derive(Default)]
 struct Tracker {
     calls: BTreeMap<String, BTreeSet<String>>,
     /// (DN, ConnID) → the events that concerned it, for the report of a difference.
     history: BTreeMap<(String, String), Vec<String>>,
+    /// DN → its last few call events (any ConnID), for the report of a difference.
+    recent: BTreeMap<String, VecDeque<String>>,
     closed: Option<String>,
     events: u64,
 }
@@ -275,19 +284,30 @@ impl Tracker {
             return;
         };
         let conn = conn.to_string();
+        let line = format!(
+            "#{} {}{}{}",
+            ev.event_sequence_number,
+            ev.name.as_str(),
+            ev.previous_conn_id
+                .map(|p| format!(" (prev {p})"))
+                .unwrap_or_default(),
+            ev.other_dn
+                .as_deref()
+                .map(|o| format!(" other {o}"))
+                .unwrap_or_default(),
+        );
         let h = self
             .history
             .entry((dn.to_string(), conn.clone()))
             .or_default();
         if h.len() < 40 {
-            h.push(format!(
-                "{}{}",
-                ev.name.as_str(),
-                ev.previous_conn_id
-                    .map(|p| format!("(prev {p})"))
-                    .unwrap_or_default()
-            ));
+            h.push(line.clone());
         }
+        let r = self.recent.entry(dn.to_string()).or_default();
+        if r.len() == 8 {
+            r.pop_front();
+        }
+        r.push_back(format!("{line} {conn}"));
         let set = self.calls.entry(dn.to_string()).or_default();
         match ev.name {
             EventName::EventReleased | EventName::EventAbandoned | EventName::EventDiverted => {
@@ -305,14 +325,88 @@ impl Tracker {
             }
         }
     }
+
+    /// Everything this client was told about `conn`, on any of its DNs.
+    fn about(&self, conn: &str) -> String {
+        let v: Vec<String> = self
+            .history
+            .iter()
+            .filter(|((_, c), h)| c == conn || h.iter().any(|l| l.contains(conn)))
+            .map(|((dn, c), h)| format!("{dn} {c}: {h:?}"))
+            .collect();
+        if v.is_empty() {
+            "nothing".into()
+        } else {
+            v.join("; ")
+        }
+    }
+
+    /// The last call events this client got on `dn`.
+    fn recent_on(&self, dn: &str) -> Vec<String> {
+        self.recent
+            .get(dn)
+            .map(|r| r.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// An event as the reader loop sees it; false when the connection is over.
+    fn take(&mut self, r: ctid_client::Result<Option<Event>>) -> bool {
+        match r {
+            Ok(Some(ev)) if ev.name == EventName::EventServerDisconnected => {
+                self.closed = ev.error_message.clone().or(Some("closed".into()));
+                false
+            }
+            Ok(Some(ev)) => {
+                self.event(&ev);
+                true
+            }
+            Ok(None) => true,
+            Err(e) => {
+                self.closed = Some(e.to_string());
+                false
+            }
+        }
+    }
 }
 
-struct Desk {
+/// A client whose events are tracked: the observer (every DN) or a desk client (a share).
+struct Watcher {
+    name: String,
     dns: Vec<String>,
     tracker: Arc<Mutex<Tracker>>,
+    /// Desk clients: asks the reader task to catch up (see [`Watcher::sync`]); the observer is
+    /// read in place by [`drain`].
+    sync: Option<mpsc::Sender<oneshot::Sender<()>>>,
 }
 
-async fn desk_client(url: &str, dns: Vec<String>) -> anyhow::Result<Desk> {
+impl Watcher {
+    /// Returns once this client's tracker holds every event ctid sent it before now: the reader
+    /// task sends a request and applies the events that arrive before its answer (ctid writes a
+    /// client's events in order), then whatever else is already there.
+    async fn sync(&self) {
+        let Some(tx) = &self.sync else {
+            return;
+        };
+        let (ack, done) = oneshot::channel();
+        // An error: the reader has ended, and its tracker's `closed` says why.
+        if tx.send(ack).await.is_ok() {
+            let _ = done.await;
+        }
+    }
+}
+
+/// Apply every event already received by `client` (its buffered ones and what is readable now).
+async fn drain(client: &mut Client, tracker: &Mutex<Tracker>) {
+    loop {
+        let r = client.next_event(Duration::ZERO).await;
+        let more = matches!(r, Ok(Some(_)));
+        if !tracker.lock().unwrap().take(r) || !more {
+            return;
+        }
+    }
+}
+
+async fn desk_client(url: &str, name: String, dns: Vec<String>) -> anyhow::Result<Watcher> {
     let mut c = Client::connect(url).await?;
     c.next_event(Duration::from_secs(5)).await?;
     for d in &dns {
@@ -342,78 +436,184 @@ async fn desk_client(url: &str, dns: Vec<String>) -> anyhow::Result<Desk> {
         }
     }
     let t = tracker.clone();
+    let (tx, mut rx) = mpsc::channel::<oneshot::Sender<()>>(1);
     tokio::spawn(async move {
         loop {
-            match c.next_event(Duration::from_secs(1)).await {
-                Ok(Some(ev)) if ev.name == EventName::EventServerDisconnected => {
-                    t.lock().unwrap().closed = ev.error_message.clone().or(Some("closed".into()));
-                    return;
+            tokio::select! {
+                r = c.next_event(Duration::from_secs(1)) => {
+                    if !t.lock().unwrap().take(r) {
+                        return;
+                    }
                 }
-                Ok(Some(ev)) => t.lock().unwrap().event(&ev),
-                Ok(None) => {}
-                Err(e) => {
-                    t.lock().unwrap().closed = Some(e.to_string());
-                    return;
+                Some(ack) = rx.recv() => {
+                    // The answer comes after every event ctid sent this client before it; the
+                    // events read meanwhile wait in the client's buffer, drained below.
+                    let r = c
+                        .request(
+                            Request::new(RequestName::RequestQueryServer),
+                            Duration::from_secs(5),
+                        )
+                        .await;
+                    if let Err(e) = r {
+                        t.lock().unwrap().closed = Some(format!("sync: {e}"));
+                        let _ = ack.send(());
+                        return;
+                    }
+                    drain(&mut c, &t).await;
+                    let _ = ack.send(());
                 }
             }
         }
     });
-    Ok(Desk { dns, tracker })
+    Ok(Watcher {
+        name,
+        dns,
+        tracker,
+        sync: Some(tx),
+    })
 }
 
-/// Each desk client's calls against ctid's (already compared with the switch).
-fn check_desks(desks: &[Desk], model: &check::Model) -> Vec<String> {
-    let mut d = Vec::new();
-    for (i, desk) in desks.iter().enumerate() {
-        let t = desk.tracker.lock().unwrap();
-        if let Some(why) = &t.closed {
-            d.push(format!("desk client {i} was disconnected: {why}"));
+/// What ctid and the switch have, to explain a client's difference.
+struct Truth<'a> {
+    model: &'a check::Model,
+    snapshot: &'a serde_json::Value,
+    /// ConnID → the DNs ctid has it on.
+    parties: BTreeMap<&'a str, Vec<&'a str>>,
+}
+
+impl<'a> Truth<'a> {
+    fn new(model: &'a check::Model, snapshot: &'a serde_json::Value) -> Self {
+        let mut parties: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (dn, conns) in &model.conns {
+            for c in conns {
+                parties.entry(c.as_str()).or_default().push(dn.as_str());
+            }
         }
-        for dn in &desk.dns {
-            let empty = BTreeSet::new();
+        Truth {
+            model,
+            snapshot,
+            parties,
+        }
+    }
+
+    /// The switch's calls on `dn`: callID and connections.
+    fn switch_calls_of(&self, dn: &str) -> Vec<String> {
+        self.snapshot["calls"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| {
+                c["connections"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|x| x["device"].as_str() == Some(dn))
+            })
+            .map(|c| format!("{} {}", c["callID"], c["connections"]))
+            .collect()
+    }
+
+    /// One client's calls (`t`, learnt from its events) against ctid's, on each of its DNs;
+    /// each difference with what the client, the observer (`obs`, unless the client is the
+    /// observer) and both sides know of the call.
+    fn differences(&self, w: &Watcher, t: &Tracker, obs: Option<&Tracker>, out: &mut Vec<String>) {
+        if let Some(why) = &t.closed {
+            out.push(format!("{} was disconnected: {why}", w.name));
+        }
+        let witness = |c: &str| {
+            obs.map(|o| format!("\n      the observer's events for {c}: {}", o.about(c)))
+                .unwrap_or_default()
+        };
+        let empty = BTreeSet::new();
+        for dn in &w.dns {
             let mine = t.calls.get(dn).unwrap_or(&empty);
-            let real = model.conns.get(dn).unwrap_or(&empty);
+            let real = self.model.conns.get(dn).unwrap_or(&empty);
             for c in mine.difference(real) {
-                let h = t.history.get(&(dn.clone(), c.clone()));
-                d.push(format!(
-                    "desk client {i} holds ConnID {c} on {dn}, which the switch does not have; its events: {h:?}"
+                out.push(format!(
+                    "{} holds ConnID {c} on {dn}, which the switch does not have\n      \
+                     the switch's calls on {dn}: {:?}\n      its events for {c}: {}{}\n      \
+                     its last events on {dn}: {:?}",
+                    w.name,
+                    self.switch_calls_of(dn),
+                    t.about(c),
+                    witness(c),
+                    t.recent_on(dn)
                 ));
             }
             for c in real.difference(mine) {
-                d.push(format!(
-                    "desk client {i} was never told of ConnID {c} on {dn}"
+                out.push(format!(
+                    "{} was never told of ConnID {c} on {dn}\n      \
+                     ctid has {c} on {:?}; the switch's calls on {dn}: {:?}\n      \
+                     its events for {c}: {}{}\n      its last events on {dn}: {:?}",
+                    w.name,
+                    self.parties.get(c.as_str()).cloned().unwrap_or_default(),
+                    self.switch_calls_of(dn),
+                    t.about(c),
+                    witness(c),
+                    t.recent_on(dn)
                 ));
             }
         }
     }
+}
+
+/// The observer's and each desk client's calls, as learnt from their events, against ctid's
+/// (already compared with the switch).
+fn check_clients(
+    observer: &Watcher,
+    desks: &[Watcher],
+    model: &check::Model,
+    snapshot: &serde_json::Value,
+) -> Vec<String> {
+    let cx = Truth::new(model, snapshot);
+    let mut d = Vec::new();
+    let obs = observer.tracker.lock().unwrap();
+    cx.differences(observer, &obs, None, &mut d);
+    for w in desks {
+        let t = w.tracker.lock().unwrap();
+        cx.differences(w, &t, Some(&obs), &mut d);
+    }
     d
 }
 
-/// Compare everything until it agrees or `settle` passes; the differences that remain.
+/// Compare everything until it agrees twice in a row or `settle` passes; the differences that
+/// remain. ctid's model is read first; then every client is caught up to at least that moment
+/// (its tracker holds all the events ctid sent it before), so a difference is never an event
+/// still on its way — and one that is still there at the deadline is a client that was not told.
 async fn verify(
     sim: &Sim,
     obs: &mut Client,
+    observer: &Watcher,
     dns: &[String],
-    desks: &[Desk],
+    desks: &[Watcher],
     settle: Duration,
 ) -> anyhow::Result<Vec<String>> {
     let deadline = Instant::now() + settle;
+    let mut agreed = false;
     loop {
-        let mut d = check::settle(
-            sim,
-            obs,
-            dns,
-            deadline.saturating_duration_since(Instant::now()),
-        )
-        .await
-        .map_err(anyhow::Error::msg)?;
+        let model = check::ctid_model(obs, dns)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        let snapshot = sim.snapshot().await;
+        let mut d = check::diff(&model, &check::sim_model(&snapshot, dns));
         if d.is_empty() {
-            let model = check::ctid_model(obs, dns)
-                .await
-                .map_err(anyhow::Error::msg)?;
-            d = check_desks(desks, &model);
+            drain(obs, &observer.tracker).await;
+            for desk in desks {
+                desk.sync().await;
+            }
+            d = check_clients(observer, desks, &model, &snapshot);
         }
-        if d.is_empty() || Instant::now() >= deadline {
+        if d.is_empty() {
+            if agreed {
+                return Ok(d);
+            }
+            // Once more, so a change still in flight is not mistaken for agreement.
+            agreed = true;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
+        agreed = false;
+        if Instant::now() >= deadline {
             return Ok(d);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -531,11 +731,27 @@ async fn main() -> anyhow::Result<()> {
         obs.request(Request::register_address(d.clone()), Duration::from_secs(5))
             .await?;
     }
+    // The observer's events are tracked too (read when it is used, see `drain`): a client
+    // registered on every DN, and the other witness when a desk client misses something.
+    let observer = Watcher {
+        name: "the observer".into(),
+        dns: dns.clone(),
+        tracker: Arc::new(Mutex::new(Tracker::default())),
+        sync: None,
+    };
+    let now = check::ctid_model(&mut obs, &dns)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    observer.tracker.lock().unwrap().calls = now.conns;
     let mut desks = Vec::new();
     let n = args.clients.max(1) as usize;
     for i in 0..n {
         let share: Vec<String> = dns.iter().skip(i).step_by(n).cloned().collect();
-        desks.push(desk_client(&url, share).await.context("desk client")?);
+        desks.push(
+            desk_client(&url, format!("desk client {i}"), share)
+                .await
+                .context("desk client")?,
+        );
     }
 
     let gate = Arc::new(Gate::default());
@@ -596,7 +812,7 @@ async fn main() -> anyhow::Result<()> {
             continue;
         }
         gate.pause().await;
-        let d = verify(&sim, &mut obs, &dns, &desks, settle).await?;
+        let d = verify(&sim, &mut obs, &observer, &dns, &desks, settle).await?;
         let calls = sim.snapshot().await["calls"]
             .as_array()
             .map_or(0, |c| c.len());
@@ -606,7 +822,7 @@ async fn main() -> anyhow::Result<()> {
         } else {
             mismatches += 1;
             println!(
-                "drop {i}: {how}, switch silent {down:?}: {} differences:",
+                "drop {i}: {how}, switch silent {down:?}: {} differences (seed={seed}, drop {i}):",
                 d.len()
             );
             for l in d.iter().take(20) {
@@ -620,10 +836,10 @@ async fn main() -> anyhow::Result<()> {
     for t in load {
         let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
     }
-    let d = verify(&sim, &mut obs, &dns, &desks, settle).await?;
+    let d = verify(&sim, &mut obs, &observer, &dns, &desks, settle).await?;
     if !d.is_empty() {
         mismatches += 1;
-        println!("at the end: {} differences:", d.len());
+        println!("at the end: {} differences (seed={seed}):", d.len());
         for l in d.iter().take(20) {
             println!("  {l}");
         }
@@ -635,6 +851,12 @@ async fn main() -> anyhow::Result<()> {
         gate.steps.load(Ordering::Relaxed),
         started.elapsed().as_secs_f64()
     );
+    if mismatches > 0 {
+        println!(
+            "repeat with: ctid-chaos --drops {} --seed {seed} (timing differs from run to run)",
+            args.drops
+        );
+    }
     println!("drops={} mismatches={mismatches}", args.drops);
     drop(ctid);
     if mismatches > 0 {
