@@ -153,24 +153,25 @@ impl Calls {
     /// Note what the notices tell each DN's clients: a call event makes the call known on the
     /// DN, EventReleased / EventAbandoned / EventDiverted end it there, a PartyChanged from a
     /// consultation replaces the consultation.
-    fn track(&mut self, notes: &[Notice]) {
+    fn track(&mut self, dn: &str, notes: &[Notice]) {
         for n in notes {
-            let (Notice::Deliver { dn, event } | Notice::Registrants { dn, event }) = n;
+            let event = n.event();
             let Some(conn) = event.conn_id else { continue };
-            let told = self.told.entry(dn.clone()).or_default();
-            match event.name {
-                EventName::EventReleased | EventName::EventAbandoned | EventName::EventDiverted => {
+            let ends = matches!(
+                event.name,
+                EventName::EventReleased | EventName::EventAbandoned | EventName::EventDiverted
+            );
+            if let Some(told) = self.told.get_mut(dn) {
+                if ends {
                     told.remove(&conn);
-                }
-                _ => {
+                } else {
                     if let Some(p) = event.previous_conn_id {
                         told.remove(&p);
                     }
                     told.insert(conn);
                 }
-            }
-            if told.is_empty() {
-                self.told.remove(dn);
+            } else if !ends {
+                self.told.insert(dn.to_string(), BTreeSet::from([conn]));
             }
         }
     }
@@ -402,7 +403,7 @@ impl Calls {
     ) -> bool {
         let start = notes.len();
         let handled = self.event_inner(d, msg, dns, answers, notes);
-        self.track(&notes[start..]);
+        self.track(d, &notes[start..]);
         handled
     }
 
@@ -434,10 +435,7 @@ impl Calls {
                     let mut ev = Event::new(EventName::EventOffHook).with_this_dn(d);
                     ev.conn_id = Some(conn);
                     ev.call_id = Some(e.initiated_connection.call().to_string());
-                    notes.push(Notice::Deliver {
-                        dn: d.to_string(),
-                        event: ev,
-                    });
+                    notes.push(Notice::Deliver(ev));
                 }
             }
             Message::OriginatedEvent(e) => {
@@ -462,10 +460,7 @@ impl Calls {
                         ev.other_dn = Some(c.clone());
                         ev.other_dn_role = Some(DnRole::Destination);
                     }
-                    notes.push(Notice::Deliver {
-                        dn: d.to_string(),
-                        event: ev,
-                    });
+                    notes.push(Notice::Deliver(ev));
                 }
             }
             Message::DeliveredEvent(e) => {
@@ -497,10 +492,7 @@ impl Calls {
                         ev.other_dn_role = Some(DnRole::Origination);
                         ev.ani = Some(c.clone());
                     }
-                    notes.push(Notice::Deliver {
-                        dn: d.to_string(),
-                        event: ev,
-                    });
+                    notes.push(Notice::Deliver(ev));
                 }
             }
             Message::EstablishedEvent(e) => {
@@ -528,10 +520,7 @@ impl Calls {
                     } else if let Some(c) = &calling {
                         ev.other_dn = Some(c.clone());
                     }
-                    notes.push(Notice::Deliver {
-                        dn: d.to_string(),
-                        event: ev,
-                    });
+                    notes.push(Notice::Deliver(ev));
                 }
             }
             Message::HeldEvent(e) => self.hold_state(
@@ -619,10 +608,7 @@ impl Calls {
                         let mut ev = self.call_event(EventName::EventDiverted, d, conn);
                         ev.other_dn = new_dest.clone();
                         ev.this_queue = Some(d.to_string());
-                        notes.push(Notice::Deliver {
-                            dn: d.to_string(),
-                            event: ev,
-                        });
+                        notes.push(Notice::Deliver(ev));
                     } else {
                         let mut ev = self.call_event(EventName::EventReleased, d, conn);
                         let (mut cs, _) = call_state(e.cause.as_ref());
@@ -631,10 +617,7 @@ impl Calls {
                         }
                         ev.call_state = Some(cs);
                         ev.other_dn = new_dest.clone();
-                        notes.push(Notice::Deliver {
-                            dn: d.to_string(),
-                            event: ev,
-                        });
+                        notes.push(Notice::Deliver(ev));
                     }
                 }
                 self.drop_party(conn, &diverting);
@@ -660,10 +643,7 @@ impl Calls {
                     let mut ev = self.call_event(EventName::EventDestinationBusy, d, conn);
                     ev.other_dn = Some(failing.clone());
                     ev.call_state = Some(call_state(e.cause.as_ref()).0);
-                    notes.push(Notice::Deliver {
-                        dn: d.to_string(),
-                        event: ev,
-                    });
+                    notes.push(Notice::Deliver(ev));
                 }
             }
             Message::QueuedEvent(e) => {
@@ -686,10 +666,7 @@ impl Calls {
                     let mut ev = self.offer(dns, d, conn, EventName::EventQueued);
                     ev.this_queue = Some(d.to_string());
                     ev.other_dn = calling.clone();
-                    notes.push(Notice::Deliver {
-                        dn: d.to_string(),
-                        event: ev,
-                    });
+                    notes.push(Notice::Deliver(ev));
                 }
             }
             Message::NetworkReachedEvent(e) => {
@@ -702,13 +679,9 @@ impl Calls {
                 if calling.as_deref() == Some(d) {
                     let mut ev = self.call_event(EventName::EventNetworkReached, d, conn);
                     ev.other_dn = called;
-                    notes.push(Notice::Deliver {
-                        dn: d.to_string(),
-                        event: ev,
-                    });
+                    notes.push(Notice::Deliver(ev));
                 }
             }
-            Message::SnapshotDeviceData(s) => self.snapshot_segment(s, dns, notes),
             _ => return false,
         }
         true
@@ -767,10 +740,7 @@ impl Calls {
         self.set_party(conn, &who, state, None);
         if who == d {
             let ev = self.call_event(name, d, conn);
-            notes.push(Notice::Deliver {
-                dn: d.to_string(),
-                event: ev,
-            });
+            notes.push(Notice::Deliver(ev));
         }
     }
 
@@ -804,10 +774,7 @@ impl Calls {
                         .get_or_insert_with(KvList::new)
                         .insert_str("CSTACause", c);
                 }
-                notes.push(Notice::Deliver {
-                    dn: d.to_string(),
-                    event: ev,
-                });
+                notes.push(Notice::Deliver(ev));
             }
             self.drop_party(conn, d);
             self.remove_dn_call(d, conn);
@@ -822,10 +789,7 @@ impl Calls {
                 let mut ev = self.call_event(EventName::EventAbandoned, d, conn);
                 ev.other_dn = Some(dropped.to_string());
                 ev.call_state = Some(CallState::Abandoned);
-                notes.push(Notice::Deliver {
-                    dn: d.to_string(),
-                    event: ev,
-                });
+                notes.push(Notice::Deliver(ev));
                 if !dns.is_monitored(dropped) {
                     self.drop_party(conn, dropped);
                 }
@@ -837,10 +801,7 @@ impl Calls {
                 let mut ev = self.call_event(EventName::EventPartyDeleted, d, conn);
                 ev.other_dn = Some(dropped.to_string());
                 ev.other_dn_role = Some(DnRole::DeletedParty);
-                notes.push(Notice::Deliver {
-                    dn: d.to_string(),
-                    event: ev,
-                });
+                notes.push(Notice::Deliver(ev));
             }
             _ => {}
         }
@@ -990,27 +951,18 @@ impl Calls {
                 let mut ev = self.call_event(EventName::EventReleased, d, merge.consult);
                 ev.conn_id = Some(merge.consult);
                 ev.call_state = Some(CallState::Conferenced);
-                notes.push(Notice::Registrants {
-                    dn: d.to_string(),
-                    event: ev,
-                });
+                notes.push(Notice::Registrants(ev));
                 let mut ev = self.call_event(EventName::EventPartyAdded, d, merge.surviving);
                 ev.other_dn = added.clone();
                 ev.this_dn_role = Some(DnRole::ConferencedBy);
                 ev.other_dn_role = Some(DnRole::NewParty);
-                notes.push(Notice::Deliver {
-                    dn: d.to_string(),
-                    event: ev,
-                });
+                notes.push(Notice::Deliver(ev));
             } else {
                 for conn in [merge.surviving, merge.consult] {
                     let mut ev = self.call_event(EventName::EventReleased, d, conn);
                     ev.conn_id = Some(conn);
                     ev.call_state = Some(CallState::Transferred);
-                    notes.push(Notice::Deliver {
-                        dn: d.to_string(),
-                        event: ev,
-                    });
+                    notes.push(Notice::Deliver(ev));
                 }
                 self.remove_dn_call(d, merge.surviving);
                 self.remove_dn_call(d, merge.consult);
@@ -1037,10 +989,7 @@ impl Calls {
             ev.other_dn = added;
             ev.other_dn_role = Some(DnRole::NewParty);
         }
-        notes.push(Notice::Deliver {
-            dn: d.to_string(),
-            event: ev,
-        });
+        notes.push(Notice::Deliver(ev));
     }
 
     fn single_step_transferred(
@@ -1055,19 +1004,13 @@ impl Calls {
             if self.calls.get(&conn).is_some_and(|c| c.party(d).is_some()) {
                 let mut ev = self.call_event(EventName::EventReleased, d, conn);
                 ev.call_state = Some(CallState::Transferred);
-                notes.push(Notice::Deliver {
-                    dn: d.to_string(),
-                    event: ev,
-                });
+                notes.push(Notice::Deliver(ev));
             }
         } else if self.calls.get(&conn).is_some_and(|c| c.party(d).is_some()) {
             let mut ev = self.call_event(EventName::EventPartyChanged, d, conn);
             ev.third_party_dn = by.clone();
             ev.third_party_dn_role = Some(DnRole::TransferredBy);
-            notes.push(Notice::Deliver {
-                dn: d.to_string(),
-                event: ev,
-            });
+            notes.push(Notice::Deliver(ev));
         }
         if let Some(by) = &by {
             self.drop_party(conn, by);
@@ -1076,8 +1019,10 @@ impl Calls {
     }
 
     fn add_dn_call(&mut self, dns: &Dns, dn: &str, conn: ConnId) {
-        if dns.contains(dn) {
-            self.by_dn.entry(dn.to_string()).or_default().insert(conn);
+        if let Some(s) = self.by_dn.get_mut(dn) {
+            s.insert(conn);
+        } else if dns.contains(dn) {
+            self.by_dn.insert(dn.to_string(), BTreeSet::from([conn]));
         }
     }
 
@@ -1182,22 +1127,26 @@ impl Calls {
         }
     }
 
-    fn snapshot_segment(
+    /// A segment of a segmented snapshot (SnapshotDeviceData); with the last one, the DN's calls
+    /// are reconciled: returns that DN (the notices are its).
+    pub fn snapshot_segment(
         &mut self,
         s: &ctid_csta::SnapshotDeviceData,
         dns: &Dns,
         notes: &mut Vec<Notice>,
-    ) {
+    ) -> Option<String> {
         let Some((_, items)) = self.snapshots.get_mut(&s.service_cross_ref_id) else {
             debug!(xref = %s.service_cross_ref_id, "snapshot segment for no snapshot");
-            return;
+            return None;
         };
         items.extend(s.snapshot_data.iter().cloned());
         if s.last_segment.unwrap_or(true) {
             if let Some((dn, items)) = self.snapshots.remove(&s.service_cross_ref_id) {
                 self.reconcile(&dn, &items, dns, notes);
+                return Some(dn);
             }
         }
+        None
     }
 
     /// Make ctid's calls on `dn` equal the switch's (`docs/call-model.md`, "Resync"): calls it
@@ -1261,10 +1210,7 @@ impl Calls {
             self.add_dn_call(dns, dn, conn);
             if !known {
                 let event = self.call_event(name, dn, conn);
-                notes.push(Notice::Registrants {
-                    dn: dn.to_string(),
-                    event,
-                });
+                notes.push(Notice::Registrants(event));
             }
         }
         let mut held: BTreeSet<ConnId> = self.conns_of_dn(dn).into_iter().collect();
@@ -1278,10 +1224,7 @@ impl Calls {
             ev.extensions
                 .get_or_insert_with(KvList::new)
                 .insert_str("ReleaseCause", "resync");
-            notes.push(Notice::Registrants {
-                dn: dn.to_string(),
-                event: ev,
-            });
+            notes.push(Notice::Registrants(ev));
             if let Some(c) = self.calls.get_mut(&conn) {
                 c.parties.retain(|p| p.dn != dn);
                 if c.parties.is_empty() {
@@ -1290,7 +1233,7 @@ impl Calls {
             }
             self.remove_dn_call(dn, conn);
         }
-        self.track(&notes[start..]);
+        self.track(dn, &notes[start..]);
     }
 
     /// RequestQueryCall's EventPartyInfo: the call as `dn` sees it, with every party's state.

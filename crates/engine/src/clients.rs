@@ -1,8 +1,9 @@
 //! Client sessions as the engine knows them: who is connected, the application name a client
 //! gave (RequestRegisterClient), and which DNs it registered.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
+use crate::det::Map;
 use crate::io::ClientId;
 
 /// One client session.
@@ -17,7 +18,7 @@ pub struct ClientState {
 /// Every connected client, by number.
 #[derive(Debug, Default)]
 pub struct Clients {
-    map: BTreeMap<ClientId, ClientState>,
+    map: Map<ClientId, ClientState>,
 }
 
 impl Clients {
@@ -70,7 +71,9 @@ impl Clients {
 
     /// Every connected client, in order.
     pub fn all(&self) -> Vec<ClientId> {
-        self.map.keys().copied().collect()
+        let mut v: Vec<ClientId> = self.map.keys().copied().collect();
+        v.sort_unstable();
+        v
     }
 
     pub fn len(&self) -> usize {

@@ -87,6 +87,8 @@ pub struct Engine {
     now: Now,
     requests: u64,
     late_answers: u64,
+    /// A reused buffer for what the call model builds per event.
+    scratch: Vec<Notice>,
 }
 
 const NO_LINK: &str = "no link to the CSTA Connector";
@@ -108,6 +110,7 @@ impl Engine {
             now: Now::default(),
             requests: 0,
             late_answers: 0,
+            scratch: Vec::new(),
             cfg,
         }
     }
@@ -282,13 +285,13 @@ impl Engine {
         tag
     }
 
-    /// Deliver what a part built, in order.
-    fn notices(&mut self, notes: Vec<Notice>, out: &mut Vec<Output>) {
-        for n in notes {
+    /// Deliver what a part built for `dn`, in order.
+    fn notices(&mut self, dn: &str, notes: &mut Vec<Notice>, out: &mut Vec<Output>) {
+        for n in notes.drain(..) {
             match n {
-                Notice::Deliver { dn, event } => self.deliver(out, &dn, event),
-                Notice::Registrants { dn, event } => {
-                    let to = self.dns.registrants(&[&dn]);
+                Notice::Deliver(event) => self.deliver(out, dn, event),
+                Notice::Registrants(event) => {
+                    let to = self.dns.registrants(&[dn]);
                     self.emit(out, to, event);
                 }
             }
@@ -1159,9 +1162,10 @@ impl Engine {
             Pending::HdService(s) => self.service_answer(*s, msg, out),
             Pending::Call { expect, origin } => self.call_answer(expect, origin, msg, out),
             Pending::Snapshot { dn } => {
-                let mut notes = Vec::new();
+                let mut notes = std::mem::take(&mut self.scratch);
                 self.calls.snapshot_answer(&dn, msg, &self.dns, &mut notes);
-                self.notices(notes, out);
+                self.notices(&dn, &mut notes, out);
+                self.scratch = notes;
             }
             Pending::AgentQuery { dn, resync } => {
                 if self.dns.contains(&dn) {
@@ -1341,12 +1345,21 @@ impl Engine {
             }
             return;
         }
-        let mut notes = Vec::new();
-        if self
+        let mut notes = std::mem::take(&mut self.scratch);
+        if let Message::SnapshotDeviceData(s) = &msg {
+            if let Some(dn) = self.calls.snapshot_segment(s, &self.dns, &mut notes) {
+                self.notices(&dn, &mut notes, out);
+            }
+            self.scratch = notes;
+            return;
+        }
+        let handled = self
             .calls
-            .event(&d, &msg, &self.dns, &self.answers, &mut notes)
-        {
-            return self.notices(notes, out);
+            .event(&d, &msg, &self.dns, &self.answers, &mut notes);
+        self.notices(&d, &mut notes, out);
+        self.scratch = notes;
+        if handled {
+            return;
         }
         if let Some(change) = self.agents.event(&d, &msg) {
             return self.agent_change(&d, change, true, out);

@@ -14,14 +14,22 @@ use crate::io::{ClientId, Now, Output};
 /// A refusal: the T-Library code and the message.
 pub type Refusal = (ErrorCode, String);
 
-/// An event a part built, for the orchestrator to send.
+/// An event of a DN a part built, for the orchestrator to send (the part's caller knows the DN).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Notice {
-    /// A DN's event: to the clients registered on the DN (and the host's clients of an
-    /// agent-login guest), answering a requester that waits for it.
-    Deliver { dn: String, event: Event },
-    /// A DN's event to the clients registered on it, answering nobody (catch-up after a resync).
-    Registrants { dn: String, event: Event },
+    /// To the clients registered on the DN (and the host's clients of an agent-login guest),
+    /// answering a requester that waits for it.
+    Deliver(Event),
+    /// To the clients registered on the DN, answering nobody (catch-up after a resync).
+    Registrants(Event),
+}
+
+impl Notice {
+    pub fn event(&self) -> &Event {
+        match self {
+            Notice::Deliver(e) | Notice::Registrants(e) => e,
+        }
+    }
 }
 
 /// Sequence numbers, stamping, and the counters of what went out.
