@@ -78,19 +78,26 @@ pub(crate) struct Merge {
     pub moved: Vec<String>,
 }
 
+/// The calls of one DN.
+#[derive(Debug, Default)]
+struct DnCalls {
+    /// The calls the DN takes part in.
+    calls: BTreeSet<ConnId>,
+    /// The calls its clients were told of and not yet told the end of. The model may know a
+    /// party from another DN's copy of an event (while the DN's own monitor is not back after
+    /// an outage); the resync compares the switch with what the clients were told
+    /// (`docs/call-model.md`, "Snapshot and resync").
+    told: BTreeSet<ConnId>,
+}
+
 /// The call tables.
 #[derive(Debug, Default)]
 pub struct Calls {
     calls: Map<ConnId, Call>,
     by_call_id: Map<String, ConnId>,
     merges: BTreeMap<String, Merge>,
-    /// DN → the calls it takes part in (only for DNs in the DN table).
-    by_dn: Map<String, BTreeSet<ConnId>>,
-    /// DN → the calls its clients were told of and not yet told the end of. The model may
-    /// know a party from another DN's copy of an event (while the DN's own monitor is not back
-    /// after an outage); the resync compares the switch with what the clients were told
-    /// (`docs/call-model.md`, "Resync").
-    told: Map<String, BTreeSet<ConnId>>,
+    /// DN → its calls (only for DNs in the DN table), one lookup per event.
+    by_dn: Map<String, DnCalls>,
     /// Consultation calls named by a ConsultationCall answer before the switch reported them:
     /// CallID → the original call.
     consult_origins: BTreeMap<String, ConnId>,
@@ -140,14 +147,13 @@ impl Calls {
     pub fn conns_of_dn(&self, dn: &str) -> Vec<ConnId> {
         self.by_dn
             .get(dn)
-            .map(|s| s.iter().copied().collect())
+            .map(|s| s.calls.iter().copied().collect())
             .unwrap_or_default()
     }
 
     /// The DN is forgotten: so is its call list.
     pub fn forget_dn(&mut self, dn: &str) {
         self.by_dn.remove(dn);
-        self.told.remove(dn);
     }
 
     /// Note what the notices tell each DN's clients: a call event makes the call known on the
@@ -161,23 +167,27 @@ impl Calls {
                 event.name,
                 EventName::EventReleased | EventName::EventAbandoned | EventName::EventDiverted
             );
-            if let Some(told) = self.told.get_mut(dn) {
+            if let Some(x) = self.by_dn.get_mut(dn) {
                 if ends {
-                    told.remove(&conn);
+                    x.told.remove(&conn);
                 } else {
                     if let Some(p) = event.previous_conn_id {
-                        told.remove(&p);
+                        x.told.remove(&p);
                     }
-                    told.insert(conn);
+                    x.told.insert(conn);
                 }
             } else if !ends {
-                self.told.insert(dn.to_string(), BTreeSet::from([conn]));
+                let x = DnCalls {
+                    calls: BTreeSet::new(),
+                    told: BTreeSet::from([conn]),
+                };
+                self.by_dn.insert(dn.to_string(), x);
             }
         }
     }
 
     fn was_told(&self, dn: &str, conn: ConnId) -> bool {
-        self.told.get(dn).is_some_and(|t| t.contains(&conn))
+        self.by_dn.get(dn).is_some_and(|t| t.told.contains(&conn))
     }
 
     /// Replace a call's user data.
@@ -1020,15 +1030,19 @@ impl Calls {
 
     fn add_dn_call(&mut self, dns: &Dns, dn: &str, conn: ConnId) {
         if let Some(s) = self.by_dn.get_mut(dn) {
-            s.insert(conn);
+            s.calls.insert(conn);
         } else if dns.contains(dn) {
-            self.by_dn.insert(dn.to_string(), BTreeSet::from([conn]));
+            let x = DnCalls {
+                calls: BTreeSet::from([conn]),
+                told: BTreeSet::new(),
+            };
+            self.by_dn.insert(dn.to_string(), x);
         }
     }
 
     fn remove_dn_call(&mut self, dn: &str, conn: ConnId) {
         if let Some(x) = self.by_dn.get_mut(dn) {
-            x.remove(&conn);
+            x.calls.remove(&conn);
         }
     }
 
@@ -1036,7 +1050,7 @@ impl Calls {
     pub fn status_keys(&self, dn: &str, k: &mut KvList) -> usize {
         let mut n = 0;
         let mut status = "AddressStatusIdle";
-        for conn in self.by_dn.get(dn).into_iter().flatten() {
+        for conn in self.by_dn.get(dn).into_iter().flat_map(|x| &x.calls) {
             let Some(c) = self.calls.get(conn) else {
                 continue;
             };
@@ -1214,7 +1228,13 @@ impl Calls {
             }
         }
         let mut held: BTreeSet<ConnId> = self.conns_of_dn(dn).into_iter().collect();
-        held.extend(self.told.get(dn).into_iter().flatten().copied());
+        held.extend(
+            self.by_dn
+                .get(dn)
+                .into_iter()
+                .flat_map(|x| &x.told)
+                .copied(),
+        );
         for conn in held {
             if present.contains(&conn) {
                 continue;
