@@ -45,19 +45,9 @@ impl OwnRequests {
     /// the last handed out, wrapping from 9998 to 9000 and skipping IDs still pending. `None`
     /// when all 999 are pending.
     pub fn start(&mut self, kind: OwnRequest) -> Option<InvokeId> {
-        let (lo, hi) = (*SESSION_INVOKE_IDS.start(), *SESSION_INVOKE_IDS.end());
-        for _ in SESSION_INVOKE_IDS {
-            self.last = if self.last >= hi || self.last < lo {
-                lo
-            } else {
-                self.last + 1
-            };
-            if !self.pending.contains_key(&self.last) {
-                self.pending.insert(self.last, kind);
-                return InvokeId::new(self.last);
-            }
-        }
-        None
+        let id = self.fire()?;
+        self.pending.insert(id.get(), kind);
+        Some(id)
     }
 
     /// A free invoke ID for a request whose answer is not awaited (MonitorStop of stale
