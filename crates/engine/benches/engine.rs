@@ -40,6 +40,8 @@ fn setup(n: usize) -> Engine {
         now(),
         Input::LinkUp {
             name: "bench".into(),
+            priority: None,
+            edition: None,
         },
         &mut out,
     );

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use ctid_protocol::{ConnId, Event, EventName, Request};
+use ctid_protocol::{ConnId, Event, EventName, ForwardMode, Request};
 
 use crate::io::ClientId;
 
@@ -31,6 +31,9 @@ pub struct Expect {
     pub then: Option<Then>,
     /// Answer this event ourselves when the switch accepts (no CSTA event reports it).
     pub on_accept: Option<EventName>,
+    /// Only an event with this ForwardMode answers (ForwardModeOnBusyAndNoAnswer: two
+    /// SetForwarding, the second one's event answers).
+    pub forward_mode: Option<ForwardMode>,
 }
 
 /// Expectations, and requests waiting for their call.
@@ -69,8 +72,16 @@ impl Answers {
             deadline_ms: None,
             then,
             on_accept,
+            forward_mode: None,
         });
         self.next_id
+    }
+
+    /// Only an event with ForwardMode `mode` answers expectation `id`.
+    pub fn only_forward_mode(&mut self, id: u64, mode: ForwardMode) {
+        if let Some(x) = self.expects.iter_mut().find(|x| x.id == id) {
+            x.forward_mode = Some(mode);
+        }
     }
 
     /// The expectation an event on `dn` answers, taken.
@@ -79,6 +90,7 @@ impl Answers {
             x.dn == dn
                 && x.events.contains(&ev.name)
                 && (x.conn.is_none() || x.conn == ev.conn_id || ev.previous_conn_id == x.conn)
+                && x.forward_mode.is_none_or(|m| ev.forward_mode == Some(m))
         })?;
         Some(self.expects.remove(i))
     }
@@ -117,9 +129,16 @@ impl Answers {
 
     /// Does a request of `dn` wait for EventDialing (a call ctid makes)?
     pub fn dialing(&self, dn: &str) -> bool {
+        self.dialing_request(dn).is_some()
+    }
+
+    /// The request the next EventDialing on `dn` answers (RequestMakeCall or a consultation):
+    /// the call `dn` now originates is the one it asked for, and takes its `UserData`.
+    pub fn dialing_request(&self, dn: &str) -> Option<&Request> {
         self.expects
             .iter()
-            .any(|x| x.dn == dn && x.events.contains(&EventName::EventDialing))
+            .find(|x| x.dn == dn && x.events.contains(&EventName::EventDialing))
+            .map(|x| &x.request)
     }
 
     /// `client`'s request waits for the request in flight on `conn`.

@@ -8,7 +8,7 @@ use ctid_csta::{
     ConnectionId, ConsultationCall, DeflectCall, GenerateDigits, HoldCall, MakeCall, Message,
     NewDestination, ReconnectCall, RetrieveCall, SingleStepTransferCall, TransferCall,
 };
-use ctid_protocol::{ConnId, ErrorCode, EventName, Request, RequestName as R};
+use ctid_protocol::{ConnId, ErrorCode, EventName, MakeCallType, Request, RequestName as R};
 
 use crate::answers::Then;
 use crate::calls::Calls;
@@ -64,6 +64,20 @@ pub fn service(req: &Request, dn: &str, calls: &Calls) -> Result<Service, Refusa
     let conn = |c: ConnId| connection(calls, c, dn);
     Ok(match req.name {
         R::RequestMakeCall => {
+            // CSTA MakeCall has one kind of call; the other T-Library types need switch
+            // features (agent/supervisor/priority calls) the Connector does not offer.
+            match req.make_call_type {
+                None | Some(MakeCallType::Regular) => {}
+                Some(t) => {
+                    return Err((
+                        ErrorCode::UNSUP_OPER,
+                        format!(
+                            "MakeCallType {} is not supported by the switch; only MakeCallRegular",
+                            t.as_str()
+                        ),
+                    ))
+                }
+            }
             let other = other_dn(req)?;
             let msg = Message::MakeCall(MakeCall {
                 calling_device: dn.to_string(),
@@ -123,7 +137,12 @@ pub fn service(req: &Request, dn: &str, calls: &Calls) -> Result<Service, Refusa
                     EventName::EventRetrieved,
                 ),
             };
-            Service::new(msg, want, Some(c))
+            let mut s = Service::new(msg, want, Some(c));
+            if want == EventName::EventReleased {
+                // Releasing a phone that is off hook without having dialled: EventOnHook.
+                s.events.push(EventName::EventOnHook);
+            }
+            s
         }
         R::RequestInitiateTransfer | R::RequestInitiateConference | R::RequestMuteTransfer => {
             let c = need(&req.conn_id, "ConnID")?;

@@ -158,14 +158,17 @@ impl Calls {
 
     /// Note what the notices tell each DN's clients: a call event makes the call known on the
     /// DN, EventReleased / EventAbandoned / EventDiverted end it there, a PartyChanged from a
-    /// consultation replaces the consultation.
+    /// consultation replaces the consultation; EventOnHook ends the off-hook call.
     fn track(&mut self, dn: &str, notes: &[Notice]) {
         for n in notes {
             let event = n.event();
             let Some(conn) = event.conn_id else { continue };
             let ends = matches!(
                 event.name,
-                EventName::EventReleased | EventName::EventAbandoned | EventName::EventDiverted
+                EventName::EventReleased
+                    | EventName::EventAbandoned
+                    | EventName::EventDiverted
+                    | EventName::EventOnHook
             );
             if let Some(x) = self.by_dn.get_mut(dn) {
                 if ends {
@@ -197,6 +200,15 @@ impl Calls {
         }
     }
 
+    /// Add the pairs of `data` to a call's user data, replacing the values of keys it has
+    /// (RequestUpdateUserData's rule): a request's `UserData` given to the call it made, over
+    /// what a consultation copied from its original call.
+    pub fn add_user_data(&mut self, conn: ConnId, data: &KvList) {
+        if let Some(c) = self.calls.get_mut(&conn) {
+            c.user_data = merged(&c.user_data, data);
+        }
+    }
+
     /// The link is gone: snapshots in progress are abandoned.
     pub fn link_lost(&mut self) {
         self.snapshots.clear();
@@ -212,6 +224,19 @@ impl Calls {
         v.sort_by_key(|c| c.conn_id);
         v
     }
+}
+
+/// `base` with every key of `top` replaced by `top`'s pairs (a key repeated in `top` stays
+/// repeated).
+fn merged(base: &KvList, top: &KvList) -> KvList {
+    let mut m = base.clone();
+    for (k, _) in top.iter() {
+        m.remove(k);
+    }
+    for (k, v) in top.iter() {
+        m.push(k, v.clone());
+    }
+    m
 }
 
 fn dev(d: &Option<DeviceRef>) -> Option<String> {
@@ -465,6 +490,14 @@ impl Calls {
                 self.add_dn_call(dns, &calling, conn);
                 self.classify(dns, conn, Some(&calling), called.as_deref());
                 if calling == d {
+                    // The call a RequestMakeCall / InitiateTransfer / InitiateConference asked
+                    // for: it takes the request's UserData before its first event goes out.
+                    if let Some(ud) = answers
+                        .dialing_request(d)
+                        .and_then(|r| r.user_data.as_ref())
+                    {
+                        self.add_user_data(conn, ud);
+                    }
                     let mut ev = self.call_event(EventName::EventDialing, d, conn);
                     if let Some(c) = &called {
                         ev.other_dn = Some(c.clone());
@@ -774,6 +807,23 @@ impl Calls {
             || call
                 .party(dropped)
                 .is_some_and(|p| p.role == DnRole::Origination);
+        // The phone went off hook (EventOffHook) and back on without dialling: no call was
+        // made, so EventOnHook rather than EventReleased.
+        let never_dialled = call.dnis.is_none()
+            && call.parties.len() == 1
+            && call.departed.is_empty()
+            && d_party
+                .as_ref()
+                .is_some_and(|p| p.state == PartyState::Initiated);
+        if dropped == d && never_dialled {
+            let mut ev = Event::new(EventName::EventOnHook).with_this_dn(d);
+            ev.conn_id = Some(conn);
+            ev.call_id = Some(call.call_id.clone());
+            notes.push(Notice::Deliver(ev));
+            self.drop_party(conn, d);
+            self.remove_dn_call(d, conn);
+            return;
+        }
         if dropped == d {
             if d_party.is_some() {
                 let mut ev = self.call_event(EventName::EventReleased, d, conn);
@@ -1082,10 +1132,10 @@ impl Calls {
                 if let Some(c) = self.calls.get_mut(&conn) {
                     c.consult_of = Some(origin);
                     c.call_type = CallType::Consult;
-                    if c.user_data.is_empty() {
-                        if let Some(u) = ud {
-                            c.user_data = u;
-                        }
+                    if let Some(u) = ud {
+                        // The copy goes under what the call already has (the request's
+                        // UserData, when the switch reported the call before answering).
+                        c.user_data = merged(&u, &c.user_data);
                     }
                 }
             }

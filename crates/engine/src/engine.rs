@@ -35,8 +35,7 @@ use crate::window::RequestWindow;
 pub enum Pending {
     /// MonitorStart of a DN.
     MonitorStart { dn: String },
-    /// A request whose answer changes nothing (MonitorStop, a second SetForwarding, an
-    /// agent logout on unregister).
+    /// A request whose answer changes nothing (MonitorStop, an agent logout on unregister).
     Untracked,
     /// The hot-desking query of a DN; `resync`: part of a link-up resync (changes are
     /// announced).
@@ -240,7 +239,11 @@ impl Engine {
             } => self
                 .outbox
                 .refuse_frame(out, &self.clients, client, code, message, reference_id),
-            Input::LinkUp { name } => self.link_up(name, out),
+            Input::LinkUp {
+                name,
+                priority,
+                edition,
+            } => self.link_up(name, priority, edition, out),
             Input::LinkDown { reason } => self.link_down(&reason, out),
             Input::CstaAnswer { invoke_id, message } => self.answer(invoke_id, Ok(message), out),
             Input::CstaAnswerMalformed { invoke_id, reason } => {
@@ -374,21 +377,28 @@ impl Engine {
         };
         info!(client, peer = %st.peer, app = st.app.as_deref().unwrap_or(""), "client disconnected");
         for dn in st.regs {
-            if self.cfg.agent_logout_on_unregister && self.agents.owner(&dn) == Some(client) {
-                self.agents.forget_owner(&dn);
-                if let Some(msg) = self.agents.logout_message(&dn) {
-                    if self.link.is_up() {
-                        info!(%dn, "agent-logout-on-unregister: logging the agent out");
-                        self.send(Pending::Untracked, msg, false);
-                    }
-                }
-            }
+            self.logout_on_unregister(client, &dn);
             self.dns.client_gone(client, &dn);
             self.sync_monitor(&dn);
         }
         self.hotdesk.client_gone(client);
         // Its requests in flight are answered to nobody; queued ones are not sent.
         self.answers.client_gone(client);
+    }
+
+    /// `agent-logout-on-unregister`: `client` leaves `dn` (RequestUnregisterAddress or
+    /// disconnect); the agent it logged in there is logged out.
+    fn logout_on_unregister(&mut self, client: ClientId, dn: &str) {
+        if !self.cfg.agent_logout_on_unregister || self.agents.owner(dn) != Some(client) {
+            return;
+        }
+        self.agents.forget_owner(dn);
+        if let Some(msg) = self.agents.logout_message(dn) {
+            if self.link.is_up() {
+                info!(%dn, "agent-logout-on-unregister: logging the agent out");
+                self.send(Pending::Untracked, msg, false);
+            }
+        }
     }
 
     /// A request from a client: through the table to its handler.
@@ -459,6 +469,19 @@ impl Engine {
             Handler::PrivateService => self.private_service(client, req, out),
             Handler::CallControl => match call_control::service(&req, &dn, &self.calls) {
                 Ok(s) => {
+                    // UserData for the call the request makes (checked here, taken by the call
+                    // model when the call appears: `Answers::dialing_request`).
+                    if s.events.contains(&EventName::EventDialing) {
+                        let base = s
+                            .origin
+                            .and_then(|o| self.calls.get(o))
+                            .map(|c| c.user_data.clone())
+                            .unwrap_or_default();
+                        let limit = self.cfg.user_data_limit;
+                        if let Err(r) = userdata::check_new_call(&req, &base, limit) {
+                            return self.refuse(out, client, &req, r);
+                        }
+                    }
                     let id =
                         self.answers
                             .expect(client, req, dn, s.events, s.conn, s.then, s.on_accept);
@@ -474,26 +497,25 @@ impl Engine {
                 let built = match req.name {
                     RequestName::RequestSetDNDOn | RequestName::RequestSetDNDOff => {
                         let (m, want) = features::dnd_request(&req, &dn);
-                        Ok((vec![m], want))
+                        Ok((vec![m], want, None))
                     }
                     _ => features::forward_request(&req, &dn),
                 };
                 match built {
-                    Ok((msgs, want)) => {
-                        let mut msgs = msgs.into_iter();
-                        let first = msgs.next();
+                    Ok((msgs, want, answered_by)) => {
                         let id = self
                             .answers
                             .expect(client, req, dn, vec![want], None, None, None);
-                        if let Some(m) = first {
+                        if let Some(mode) = answered_by {
+                            self.answers.only_forward_mode(id, mode);
+                        }
+                        // Each one is tracked: the first refusal is the request's answer.
+                        for m in msgs {
                             let kind = Pending::Call {
                                 expect: id,
                                 origin: None,
                             };
                             self.send(kind, m, false);
-                        }
-                        for m in msgs {
-                            self.send(Pending::Untracked, m, false);
                         }
                     }
                     Err(r) => self.refuse(out, client, &req, r),
@@ -605,6 +627,7 @@ impl Engine {
         self.clients.remove_reg(client, &number);
         let ev = Event::reply(EventName::EventUnregistered, &req);
         self.emit(out, vec![client], ev);
+        self.logout_on_unregister(client, &number);
         self.sync_monitor(&number);
     }
 
@@ -1009,10 +1032,16 @@ impl Engine {
 
     // ------------------------------------------------------------------------------ link
 
-    fn link_up(&mut self, name: String, out: &mut Vec<Output>) {
+    fn link_up(
+        &mut self,
+        name: String,
+        priority: Option<i64>,
+        edition: Option<String>,
+        out: &mut Vec<Output>,
+    ) {
         info!(link = %name, "CTI link {name} is selected; re-monitoring");
-        self.link
-            .syncing(name, self.now.mono_ms + self.cfg.resync_timeout_ms);
+        let deadline = self.now.mono_ms + self.cfg.resync_timeout_ms;
+        self.link.syncing(name, priority, edition, deadline);
         for n in self.dns.to_monitor() {
             self.start_monitor(&n, true);
         }

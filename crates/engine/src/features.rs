@@ -116,9 +116,14 @@ impl Features {
     }
 }
 
-/// RequestCallForwardSet / Cancel made SetForwarding, one per forwarding type the mode needs
-/// (the first answers the request), and the event that answers it.
-pub fn forward_request(req: &Request, dn: &str) -> Result<(Vec<Message>, EventName), Refusal> {
+/// RequestCallForwardSet / Cancel made SetForwarding, one per forwarding type the mode needs,
+/// the event that answers it and, when two are needed (ForwardModeOnBusyAndNoAnswer), the
+/// ForwardMode of the event that answers: the second one's (`ForwardModeOnNoAnswer`). Every
+/// one is tracked: a refusal of either is the request's EventError.
+pub fn forward_request(
+    req: &Request,
+    dn: &str,
+) -> Result<(Vec<Message>, EventName, Option<ForwardMode>), Refusal> {
     let set = req.name == RequestName::RequestCallForwardSet;
     let mode = req.forward_mode.unwrap_or(ForwardMode::Unconditional);
     let types: Vec<ForwardingType> = match mode {
@@ -147,6 +152,7 @@ pub fn forward_request(req: &Request, dn: &str) -> Result<(Vec<Message>, EventNa
     } else {
         EventName::EventForwardCancel
     };
+    let answered_by = (types.len() > 1).then_some(ForwardMode::OnNoAnswer);
     let msgs = types
         .into_iter()
         .map(|t| {
@@ -161,7 +167,7 @@ pub fn forward_request(req: &Request, dn: &str) -> Result<(Vec<Message>, EventNa
             })
         })
         .collect();
-    Ok((msgs, want))
+    Ok((msgs, want, answered_by))
 }
 
 /// RequestSetDNDOn / Off made SetDoNotDisturb, and the event that answers it.

@@ -41,8 +41,14 @@ pub enum Input {
         /// The request's ReferenceID, when the frame was a readable request.
         reference_id: Option<u32>,
     },
-    /// The link is operational (session up, system status normal).
-    LinkUp { name: String },
+    /// The link is operational (session up, system status normal): its name, configured
+    /// priority and CSTA edition (EventLinkConnected's `LinkPriority` and `Edition`; `None` in
+    /// recordings made before they were recorded).
+    LinkUp {
+        name: String,
+        priority: Option<i64>,
+        edition: Option<String>,
+    },
     /// The link is lost (or system status disabled).
     LinkDown { reason: String },
     /// The answer (response or error) to the request sent with this invoke ID.
@@ -207,7 +213,19 @@ impl Input {
                     put("reference_id", json!(r));
                 }
             }
-            Input::LinkUp { name } => put("name", json!(name)),
+            Input::LinkUp {
+                name,
+                priority,
+                edition,
+            } => {
+                put("name", json!(name));
+                if let Some(p) = priority {
+                    put("priority", json!(p));
+                }
+                if let Some(e) = edition {
+                    put("edition", json!(e));
+                }
+            }
             Input::LinkDown { reason } => put("reason", json!(reason)),
             Input::CstaAnswer { invoke_id, message }
             | Input::CstaRequest { invoke_id, message } => {
@@ -261,6 +279,14 @@ impl Input {
             },
             "LinkUp" => Input::LinkUp {
                 name: str_of(v, "name")?,
+                priority: match v.get("priority") {
+                    None | Some(Value::Null) => None,
+                    Some(p) => Some(p.as_i64().ok_or_else(|| bad("an integer priority", p))?),
+                },
+                edition: match v.get("edition") {
+                    None | Some(Value::Null) => None,
+                    Some(_) => Some(str_of(v, "edition")?),
+                },
             },
             "LinkDown" => Input::LinkDown {
                 reason: str_of(v, "reason")?,
@@ -391,5 +417,41 @@ impl EngineConfig {
         c.agent_logout_on_unregister =
             flag("agent_logout_on_unregister", c.agent_logout_on_unregister)?;
         Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_up_keeps_priority_and_edition_and_reads_old_recordings() {
+        let up = Input::LinkUp {
+            name: "connector-1".into(),
+            priority: Some(2),
+            edition: Some("ed3".into()),
+        };
+        let v = up.to_json();
+        assert_eq!(v["priority"], json!(2));
+        assert_eq!(v["edition"], json!("ed3"));
+        match Input::from_json(&v).unwrap() {
+            Input::LinkUp {
+                name,
+                priority,
+                edition,
+            } => assert_eq!(
+                (name.as_str(), priority, edition.as_deref()),
+                ("connector-1", Some(2), Some("ed3"))
+            ),
+            other => panic!("{other:?}"),
+        }
+        // A recording made before the fields existed.
+        let old = json!({"in": "LinkUp", "name": "csta-sim"});
+        match Input::from_json(&old).unwrap() {
+            Input::LinkUp {
+                priority, edition, ..
+            } => assert_eq!((priority, edition), (None, None)),
+            other => panic!("{other:?}"),
+        }
     }
 }

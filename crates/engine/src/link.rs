@@ -38,6 +38,9 @@ pub struct LinkPhase {
     pub state: LinkState,
     /// The name of the link in use (EventLinkConnected's ApplicationName / LinkName).
     pub name: String,
+    /// Its configured priority and CSTA edition (EventLinkConnected's LinkPriority, Edition).
+    priority: Option<i64>,
+    edition: Option<String>,
     /// Requests the resync waits for before EventLinkConnected.
     sync: BTreeSet<Tag>,
 }
@@ -47,6 +50,8 @@ impl Default for LinkPhase {
         LinkPhase {
             state: LinkState::Down,
             name: String::new(),
+            priority: None,
+            edition: None,
             sync: BTreeSet::new(),
         }
     }
@@ -63,8 +68,16 @@ impl LinkPhase {
     }
 
     /// The link `name` came up: syncing until `deadline_ms`.
-    pub fn syncing(&mut self, name: String, deadline_ms: u64) {
+    pub fn syncing(
+        &mut self,
+        name: String,
+        priority: Option<i64>,
+        edition: Option<String>,
+        deadline_ms: u64,
+    ) {
         self.name = name;
+        self.priority = priority;
+        self.edition = edition;
         self.state = LinkState::Syncing { deadline_ms };
     }
 
@@ -113,7 +126,8 @@ impl LinkPhase {
         std::mem::replace(&mut self.state, LinkState::Down)
     }
 
-    /// EventLinkConnected, or EventLinkDisconnected with 54 and `reason`.
+    /// EventLinkConnected (with the link's name, priority and edition), or
+    /// EventLinkDisconnected with 54 and `reason` (the name only).
     pub fn event(&self, up: bool, reason: Option<&str>) -> Event {
         let mut ev = Event::new(if up {
             EventName::EventLinkConnected
@@ -124,6 +138,14 @@ impl LinkPhase {
             ev.application_name = Some(self.name.clone());
             let mut k = KvList::new();
             k.insert_str("LinkName", self.name.clone());
+            if up {
+                if let Some(p) = self.priority {
+                    k.insert_int("LinkPriority", p);
+                }
+                if let Some(e) = &self.edition {
+                    k.insert_str("Edition", e.clone());
+                }
+            }
             ev.extensions = Some(k);
         }
         if !up {

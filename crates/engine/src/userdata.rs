@@ -2,6 +2,8 @@
 //! keys), RequestDeletePair and RequestDeleteUserData, bounded by `user-data-limit` bytes of
 //! compact JSON. The data lives on the call (see `calls`), travels into consultations and through
 //! transfers, and is announced by EventAttachedDataChanged (`docs/call-model.md`, "User data").
+//! RequestMakeCall, RequestInitiateTransfer and RequestInitiateConference may carry `UserData`
+//! for the call they make; [`check_new_call`] bounds it before anything is sent.
 
 use ctid_protocol::{ErrorCode, KvList, Request, RequestName};
 
@@ -50,4 +52,27 @@ pub fn apply(req: &Request, current: &KvList, limit: usize) -> Result<KvList, Re
         ));
     }
     Ok(data)
+}
+
+/// A call request's `UserData` for the call it makes, over `base` (what a consultation copies
+/// from its original call; its keys give way to the request's): refused with 53 when the
+/// result would exceed `limit`.
+pub fn check_new_call(req: &Request, base: &KvList, limit: usize) -> Result<(), Refusal> {
+    let Some(top) = &req.user_data else {
+        return Ok(());
+    };
+    let mut data = base.clone();
+    for (k, _) in top.iter() {
+        data.remove(k);
+    }
+    for (k, v) in top.iter() {
+        data.push(k, v.clone());
+    }
+    if size(&data) > limit {
+        return Err((
+            ErrorCode::INVALID_ATTR,
+            format!("the new call's user data would exceed {limit} bytes"),
+        ));
+    }
+    Ok(())
 }

@@ -199,6 +199,8 @@ impl T {
         }
         let out = t.input(Input::LinkUp {
             name: "test".into(),
+            priority: None,
+            edition: None,
         });
         t.serve(out, Hold::Nothing);
         assert_eq!(t.e.link_state(), LinkState::Up);
@@ -289,6 +291,8 @@ impl T {
         });
         let out = self.input(Input::LinkUp {
             name: "test".into(),
+            priority: None,
+            edition: None,
         });
         self.serve(out, hold);
     }

@@ -44,6 +44,8 @@ impl T {
     fn up(&mut self, pairs: &[(&str, &str)]) -> Vec<Output> {
         let out = self.input(Input::LinkUp {
             name: "test".into(),
+            priority: None,
+            edition: None,
         });
         self.serve(out, pairs)
     }

@@ -210,7 +210,7 @@ impl Core {
         let now = self.now();
         match m {
             CoreMsg::Link(input) => {
-                if let Input::LinkUp { name } = &input {
+                if let Input::LinkUp { name, .. } = &input {
                     self.link_name = name.clone();
                 }
                 let from = out.len();

@@ -107,6 +107,8 @@ pub(crate) struct Actor {
     /// `model.removals` when monitors were last reconciled.
     seen_removals: u64,
     pub(crate) fail_next: Option<(CstaError, Option<String>)>,
+    /// Requests the fail-next fault lets through before it applies.
+    pub(crate) fail_skip: u32,
     stats: Arc<Stats>,
     /// Requests swallowed while stalled.
     stalled_requests: u64,
@@ -155,6 +157,7 @@ impl Actor {
             delay_ms: 0,
             seen_removals: 0,
             fail_next: None,
+            fail_skip: 0,
             stats,
             stalled_requests: 0,
         }
@@ -513,7 +516,9 @@ impl Actor {
                 Some(s) => s == msg.name(),
                 None => !is_system_or_session(&msg),
             };
-            if applies {
+            if applies && self.fail_skip > 0 {
+                self.fail_skip -= 1;
+            } else if applies {
                 let e = SimError::csta(err.clone(), "fail-next fault");
                 self.fail_next = None;
                 info!(conn = id, %invoke, root = msg.name(), error = %e.csta_error(), "fail-next fault used");

@@ -260,7 +260,7 @@ async fn phone(
             ok()
         }
         other => Err(bad(format!(
-            "unknown phone action {other:?}: expected answer, hangup, hold, retrieve, dial, consult, transfer, conference, dnd, forward, agent or hotdesk"
+            "unknown phone action {other:?}: expected offhook, answer, hangup, hold, retrieve, dial, consult, transfer, conference, dnd, forward, agent or hotdesk"
         ))),
     }
 }
@@ -316,7 +316,14 @@ async fn fail_next(State(sim): State<Sim>, b: Bytes) -> Reply {
     let family = req_str(&m, "family")?;
     let value = opt_str(&m, &["value"])?.unwrap_or("");
     let service = opt_str(&m, &["service"])?;
-    sim.try_fail_next(family, value, service).await?;
+    let skip = match m.get("skip") {
+        None | Some(Value::Null) => 0,
+        Some(v) => v
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| bad(format!("skip: expected a count, got {v}")))?,
+    };
+    sim.try_fail_after(family, value, service, skip).await?;
     ok()
 }
 

@@ -58,6 +58,8 @@ struct Inner {
 /// What a phone button does ([`Sim::phone`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PhoneAction {
+    /// Lift the handset without dialling.
+    OffHook,
     Answer,
     Hangup,
     Hold,
@@ -65,9 +67,10 @@ pub enum PhoneAction {
 }
 
 impl PhoneAction {
-    /// Parse `answer`, `hangup`, `hold`, `retrieve`.
+    /// Parse `offhook`, `answer`, `hangup`, `hold`, `retrieve`.
     pub fn parse(s: &str) -> Option<Self> {
         match s {
+            "offhook" => Some(PhoneAction::OffHook),
             "answer" => Some(PhoneAction::Answer),
             "hangup" => Some(PhoneAction::Hangup),
             "hold" => Some(PhoneAction::Hold),
@@ -228,12 +231,18 @@ impl Sim {
     ) -> Result<String, SimError> {
         let (d, c) = (device.to_string(), call.map(str::to_string));
         self.with_model(move |m| match action {
+            PhoneAction::OffHook => m.phone_off_hook(&d),
             PhoneAction::Answer => m.phone_answer(&d, c.as_deref()),
             PhoneAction::Hangup => m.phone_hangup(&d, c.as_deref()),
             PhoneAction::Hold => m.phone_hold(&d, c.as_deref()),
             PhoneAction::Retrieve => m.phone_retrieve(&d, c.as_deref()),
         })
         .await
+    }
+
+    /// Lift the handset without dialling (ServiceInitiated only); returns the call ID.
+    pub async fn off_hook(&self, device: &str) -> Result<String, SimError> {
+        self.phone(device, PhoneAction::OffHook, None).await
     }
 
     /// Answer the ringing call at the phone.
@@ -398,9 +407,25 @@ impl Sim {
         value: &str,
         service: Option<&str>,
     ) -> Result<(), SimError> {
+        self.try_fail_after(family, value, service, 0).await
+    }
+
+    /// Like [`Sim::try_fail_next`], after letting `skip` such requests through (e.g. the
+    /// second of two SetForwarding).
+    pub async fn try_fail_after(
+        &self,
+        family: &str,
+        value: &str,
+        service: Option<&str>,
+        skip: u32,
+    ) -> Result<(), SimError> {
         let e = parse_csta_error(family, value)?;
         let s = service.map(str::to_string);
-        self.with_actor(move |a| a.fail_next = Some((e, s))).await
+        self.with_actor(move |a| {
+            a.fail_next = Some((e, s));
+            a.fail_skip = skip;
+        })
+        .await
     }
 
     /// Report a system status (`disabled`, `normal`, …) to every connection in session.

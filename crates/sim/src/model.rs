@@ -1318,6 +1318,52 @@ impl Model {
     }
 
     /// Dial at the phone.
+    /// The handset lifted without dialling: ServiceInitiated (cause `newCall`) and a call with
+    /// the phone's connection Initiated, nothing more. Hanging up then clears that connection
+    /// (ConnectionCleared, cause `normalClearing`): what a CSTA switch reports for an
+    /// origination abandoned before any digit.
+    pub fn phone_off_hook(&mut self, phone: &str) -> Result<String> {
+        self.device(phone)?;
+        let d = self.subscriber_at(phone);
+        self.check_originator(&d)?;
+        if self.is_busy(&d) {
+            return Err(SimError::state(
+                StateIncompatibilityError::InvalidCallingDeviceState,
+                format!("{d} already has an active call"),
+            ));
+        }
+        let cid = format!("C{}", self.next_call);
+        self.calls.insert(
+            self.next_call,
+            Call {
+                id: cid.clone(),
+                calling: d.clone(),
+                called: String::new(),
+                last_redirect: None,
+                conns: vec![Conn {
+                    device: d.clone(),
+                    state: LocalConnectionState::Initiated,
+                }],
+            },
+        );
+        self.next_call += 1;
+        let me = vec![d.clone()];
+        self.emit(&me, Some(&cid), |local| {
+            Message::ServiceInitiatedEvent(ServiceInitiatedEvent {
+                monitor_cross_ref_id: String::new(),
+                initiated_connection: conn(&cid, &d),
+                initiating_device: dev(&d),
+                called_device: None,
+                local_connection_info: Some(local),
+                correlator_data: None,
+                cause: Some(EventCause::NewCall),
+                extensions: None,
+            })
+        });
+        self.after();
+        Ok(cid)
+    }
+
     pub fn phone_dial(&mut self, phone: &str, to: &str) -> Result<String> {
         self.device(phone)?;
         let d = self.subscriber_at(phone);

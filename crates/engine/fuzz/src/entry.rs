@@ -685,6 +685,8 @@ pub fn sequence(data: &[u8]) {
                     h.link_up = true;
                     h.input(Input::LinkUp {
                         name: "fuzz".into(),
+                        priority: None,
+                        edition: None,
                     });
                 }
             }

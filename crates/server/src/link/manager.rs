@@ -136,6 +136,8 @@ async fn select(link: &LinkConfig, core: &mpsc::Sender<CoreMsg>, metrics: &Metri
     let _ = core
         .send(CoreMsg::Link(Input::LinkUp {
             name: link.name.clone(),
+            priority: Some(link.priority),
+            edition: Some(link.edition.to_string()),
         }))
         .await;
 }
