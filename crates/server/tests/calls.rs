@@ -1,6 +1,7 @@
 //! The call model end to end: ctid and csta-sim over real sockets. Basic call, hold/retrieve,
-//! consultation + transfer, conference, agents (including the hot-desk agent login), forwarding
-//! and DND, user data, errors, and a call that ended while the link was down.
+//! consultation + transfer, conference, agents (including the hot-desk agent login, the desk
+//! controlling its guest's calls, and a login on an occupied DN), forwarding and DND, user data,
+//! errors, and a call that ended while the link was down.
 
 use std::time::Instant;
 
@@ -885,4 +886,82 @@ async fn agent_login_on_an_occupied_dn_is_decided_by_the_switch() {
     );
     let q = desk_status(&mut c, "2005").await;
     assert_eq!(q.agent_id.as_deref(), Some("2005"));
+}
+
+#[tokio::test]
+async fn agent_login_desk_single_step_transfers_and_conferences_the_guests_calls() {
+    let r = rig().await;
+    let mut desk = r.client_on(&["1003"]).await;
+    let mut target = r.client_on(&["1006"]).await;
+    let mut login = req(RequestName::RequestAgentLogin, "1003");
+    login.agent_id = Some("2003".into());
+    answer_ok(&mut desk, login, EventName::EventAgentLogin).await;
+    wait_monitored(&r, "2003").await;
+    // Single-step transfer of an answered call to 1006.
+    r.sim.dial("1005", "2003").await.unwrap();
+    let conn = until(&mut desk, EventName::EventRinging, Some("1003"))
+        .await
+        .conn_id
+        .unwrap();
+    answer_ok(
+        &mut desk,
+        with_conn(req(RequestName::RequestAnswerCall, "1003"), conn),
+        EventName::EventEstablished,
+    )
+    .await;
+    let rel = answer_ok(
+        &mut desk,
+        with_conn(req(RequestName::RequestSingleStepTransfer, "1003"), conn).with_other_dn("1006"),
+        EventName::EventReleased,
+    )
+    .await;
+    assert_eq!(
+        (rel.this_dn.as_deref(), rel.conn_id),
+        (Some("1003"), Some(conn))
+    );
+    until(&mut target, EventName::EventRinging, Some("1006")).await;
+    r.sim.hangup("1005").await.unwrap();
+    until(&mut target, EventName::EventAbandoned, Some("1006")).await;
+    // A conference: consult 1006 from the guest's call, then complete.
+    r.sim.dial("1005", "2003").await.unwrap();
+    let conn = until(&mut desk, EventName::EventRinging, Some("1003"))
+        .await
+        .conn_id
+        .unwrap();
+    answer_ok(
+        &mut desk,
+        with_conn(req(RequestName::RequestAnswerCall, "1003"), conn),
+        EventName::EventEstablished,
+    )
+    .await;
+    let consult = answer_ok(
+        &mut desk,
+        with_conn(req(RequestName::RequestInitiateConference, "1003"), conn).with_other_dn("1006"),
+        EventName::EventDialing,
+    )
+    .await
+    .conn_id
+    .unwrap();
+    until(&mut target, EventName::EventRinging, Some("1006")).await;
+    r.sim.answer("1006").await.unwrap();
+    until(&mut desk, EventName::EventEstablished, Some("1003")).await;
+    let mut complete = with_conn(req(RequestName::RequestCompleteConference, "1003"), consult);
+    complete.conference_conn_id = Some(conn);
+    let added = answer_ok(&mut desk, complete, EventName::EventPartyAdded).await;
+    assert_eq!(
+        (added.this_dn.as_deref(), added.conn_id),
+        (Some("1003"), Some(conn))
+    );
+    let info = answer_ok(
+        &mut desk,
+        with_conn(req(RequestName::RequestQueryCall, "1003"), conn),
+        EventName::EventPartyInfo,
+    )
+    .await;
+    let parties = info
+        .extensions
+        .as_ref()
+        .and_then(|k| k.get("Parties"))
+        .cloned();
+    assert!(format!("{parties:?}").contains("1006"), "{info:?}");
 }
