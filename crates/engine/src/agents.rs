@@ -40,6 +40,9 @@ pub struct Agents {
     had_agent: BTreeSet<String>,
     /// DN → the client whose RequestAgentLogin logged the agent in.
     login_owner: BTreeMap<String, ClientId>,
+    /// DN → the client and AgentID of a RequestAgentLogin sent to the switch; it becomes the
+    /// owner when that agent is logged on (the switch may first sign another agent out).
+    login_asked: BTreeMap<String, (ClientId, String)>,
 }
 
 fn hex(s: &str) -> String {
@@ -50,6 +53,17 @@ impl Agents {
     /// The agent logged in on `dn`.
     pub fn on(&self, dn: &str) -> Option<&AgentInfo> {
         self.by_dn.get(dn)
+    }
+
+    /// `agent` is now logged on at `dn`: the client that asked for it owns the login (an event
+    /// that names no agent is taken for the one asked for).
+    fn logged_on(&mut self, dn: &str, agent: Option<&str>) {
+        let asked = self.login_asked.get(dn);
+        if asked.is_some_and(|(_, a)| agent.is_none_or(|x| x == a)) {
+            if let Some((client, _)) = self.login_asked.remove(dn) {
+                self.login_owner.insert(dn.to_string(), client);
+            }
+        }
     }
 
     /// The DN is forgotten: so is what was known of its agent.
@@ -105,16 +119,10 @@ impl Agents {
             .or_else(|| here.map(|a| a.agent_id.clone()));
         let (state, want) = match req.name {
             R::RequestAgentLogin => {
-                let Some(a) = req.agent_id.clone() else {
+                // Another agent on the DN: the switch decides (it signs that agent out, which
+                // is reported first, or refuses).
+                if req.agent_id.is_none() {
                     return Err((ErrorCode::INVALID_ATTR, "AgentID missing".into()));
-                };
-                if let Some(h) = here {
-                    if h.agent_id != a {
-                        return Err((
-                            ErrorCode::RESOURCE_SEIZED,
-                            format!("DN {dn} is occupied by agent {}", h.agent_id),
-                        ));
-                    }
                 }
                 (ReqAgentState::LoggedOn, EventName::EventAgentLogin)
             }
@@ -148,8 +156,8 @@ impl Agents {
             group: if logon { req.this_queue.clone() } else { None },
             extensions: None,
         });
-        if req.name == R::RequestAgentLogin {
-            self.login_owner.insert(dn.to_string(), client);
+        if let (R::RequestAgentLogin, Some(a)) = (req.name, &req.agent_id) {
+            self.login_asked.insert(dn.to_string(), (client, a.clone()));
         }
         Ok((msg, want))
     }
@@ -203,6 +211,7 @@ impl Agents {
         }
         match name {
             EventName::EventAgentLogin => {
+                self.logged_on(d, agent.as_deref());
                 self.had_agent.insert(d.to_string());
                 self.by_dn.insert(
                     d.to_string(),
@@ -294,6 +303,7 @@ impl Agents {
         }
         match &now {
             Some(n) => {
+                self.logged_on(dn, Some(&n.agent_id));
                 self.had_agent.insert(dn.to_string());
                 self.by_dn.insert(dn.to_string(), n.clone());
             }

@@ -1096,15 +1096,25 @@ impl Calls {
         }
     }
 
-    /// The DN-status keys about calls: `status`, `conn-<n>`, `ps-<n>`.
-    pub fn status_keys(&self, dn: &str, k: &mut KvList) -> usize {
+    /// The DN-status keys about calls: `status`, `conn-<n>`, `ps-<n>`. `guest`: an agent-login
+    /// guest whose calls are shown at `dn` (its desk), after the desk's own.
+    pub fn status_keys(&self, dn: &str, guest: Option<&str>, k: &mut KvList) -> usize {
         let mut n = 0;
         let mut status = "AddressStatusIdle";
-        for conn in self.by_dn.get(dn).into_iter().flat_map(|x| &x.calls) {
+        let own = self.by_dn.get(dn).into_iter().flat_map(|x| &x.calls);
+        let shown = guest
+            .and_then(|g| self.by_dn.get(g))
+            .into_iter()
+            .flat_map(|x| &x.calls)
+            .filter(|c| !self.by_dn.get(dn).is_some_and(|x| x.calls.contains(c)));
+        let parties = own
+            .map(|c| (c, dn))
+            .chain(shown.map(|c| (c, guest.unwrap_or(dn))));
+        for (conn, at) in parties {
             let Some(c) = self.calls.get(conn) else {
                 continue;
             };
-            let Some(p) = c.party(dn) else { continue };
+            let Some(p) = c.party(at) else { continue };
             n += 1;
             k.insert_str(format!("conn-{n}"), conn.to_string());
             k.insert_str(format!("ps-{n}"), p.state.as_str());

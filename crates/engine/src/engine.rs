@@ -301,62 +301,105 @@ impl Engine {
         }
     }
 
+    /// The host whose clients also see `dn`'s events: `dn` is an agent-login guest (monitored
+    /// internally for its host).
+    fn desk_of(&self, dn: &str) -> Option<String> {
+        if !self.dns.get(dn).is_some_and(|d| d.internal) {
+            return None;
+        }
+        self.hotdesk.table.host_of(dn).map(str::to_string)
+    }
+
+    /// The DN a request on a call acts for: ThisDN, or, when ThisDN is an agent-login host and
+    /// the call (ConnID) is its guest's, the guest — the desk's client sees the guest's calls as
+    /// the host's, and its requests on them act on the guest's connection.
+    fn acting_dn(&self, this_dn: String, req: &Request) -> String {
+        let Some(call) = req.conn_id.and_then(|c| self.calls.get(c)) else {
+            return this_dn;
+        };
+        if call.party(&this_dn).is_some() {
+            return this_dn;
+        }
+        match self.hotdesk.agent_login_guest(&this_dn, &self.agents) {
+            Some(g) if call.party(g).is_some() => {
+                debug!(host = %this_dn, guest = %g, "request at an agent-login desk acts for the guest");
+                g.to_string()
+            }
+            _ => this_dn,
+        }
+    }
+
     /// Deliver an event of `dn`: to the requester waiting for it (with its ReferenceID) and
     /// every other client registered on `dn`; an agent-login guest's events also reach the
-    /// host's clients, as events of the host.
+    /// host's clients, as events of the host (a host client's request is answered on that copy).
     fn deliver(&mut self, out: &mut Vec<Output>, dn: &str, ev: Event) {
         let to = self.dns.registrants(&[dn]);
-        if self.dns.get(dn).is_some_and(|d| d.internal) {
-            if let Some(host) = self.hotdesk.table.host_of(dn).map(str::to_string) {
-                let extra: Vec<_> = self
-                    .dns
-                    .registrants(&[&host])
-                    .into_iter()
-                    .filter(|c| !to.contains(c))
-                    .collect();
-                if !extra.is_empty() {
-                    let mut copy = ev.clone();
-                    copy.this_dn = Some(host);
-                    copy.reference_id = None;
-                    self.emit(out, extra, copy);
-                }
+        let mut desk = None;
+        if let Some(host) = self.desk_of(dn) {
+            let extra: Vec<_> = self
+                .dns
+                .registrants(&[&host])
+                .into_iter()
+                .filter(|c| !to.contains(c))
+                .collect();
+            if !extra.is_empty() {
+                let mut copy = ev.clone();
+                copy.this_dn = Some(host);
+                copy.reference_id = None;
+                desk = Some((extra, copy));
             }
         }
-        match self.answers.take_matching(dn, &ev) {
-            Some(x) => {
-                if let Some(Then::MuteTransfer { original }) = x.then {
-                    // Second step: transfer the original call to the consultation now dialling.
-                    let step = ev.conn_id.and_then(|consult| {
-                        call_control::mute_transfer_step(&self.calls, dn, original, consult)
-                    });
-                    if let Some(msg) = step {
-                        let id = self.answers.expect(
-                            x.client,
-                            x.request,
-                            dn.to_string(),
-                            vec![EventName::EventReleased],
-                            Some(original),
-                            None,
-                            None,
-                        );
-                        self.send(
-                            Pending::Call {
-                                expect: id,
-                                origin: None,
-                            },
-                            msg,
-                            false,
-                        );
-                    }
-                    self.emit(out, to, ev);
-                    return;
+        let Some(x) = self.answers.take_matching(dn, &ev) else {
+            if let Some((extra, copy)) = desk {
+                self.emit(out, extra, copy);
+            }
+            return self.emit(out, to, ev);
+        };
+        if let Some(Then::MuteTransfer { original }) = x.then {
+            if let Some((extra, copy)) = desk {
+                self.emit(out, extra, copy);
+            }
+            // Second step: transfer the original call to the consultation now dialling.
+            let step = ev.conn_id.and_then(|consult| {
+                call_control::mute_transfer_step(&self.calls, dn, original, consult)
+            });
+            if let Some(msg) = step {
+                let id = self.answers.expect(
+                    x.client,
+                    x.request,
+                    dn.to_string(),
+                    vec![EventName::EventReleased],
+                    Some(original),
+                    None,
+                    None,
+                );
+                self.send(
+                    Pending::Call {
+                        expect: id,
+                        origin: None,
+                    },
+                    msg,
+                    false,
+                );
+            }
+            return self.emit(out, to, ev);
+        }
+        self.answers.release(x.conn);
+        let rid = x.request.reference_id;
+        match desk {
+            // The requester asked at the desk: its answer is the host's copy.
+            Some((extra, copy)) if extra.contains(&x.client) => {
+                self.outbox
+                    .emit_answer(out, &self.clients, x.client, rid, extra, copy);
+                self.emit(out, to, ev);
+            }
+            desk => {
+                if let Some((extra, copy)) = desk {
+                    self.emit(out, extra, copy);
                 }
-                self.answers.release(x.conn);
-                let rid = x.request.reference_id;
                 self.outbox
                     .emit_answer(out, &self.clients, x.client, rid, to, ev);
             }
-            None => self.emit(out, to, ev),
         }
     }
 
@@ -442,6 +485,13 @@ impl Engine {
             }
         }
         let dn = dn.unwrap_or_default();
+        // At an agent-login desk, requests on the guest's calls act for the guest.
+        let dn = match handler {
+            Handler::CallControl | Handler::QueryCall | Handler::UserData => {
+                self.acting_dn(dn, &req)
+            }
+            _ => dn,
+        };
         match handler {
             Handler::RegisterClient => {
                 self.clients.set_app(client, req.application_name.clone());
@@ -543,6 +593,7 @@ impl Engine {
                     return self.refuse(out, client, &req, r);
                 }
                 let mut e = self.calls.party_info(&dn, c);
+                e.this_dn = req.this_dn.clone();
                 e.reference_id = req.reference_id;
                 self.emit(out, vec![client], e);
             }
@@ -565,13 +616,17 @@ impl Engine {
             Ok(d) => d,
             Err(r) => return self.refuse(out, client, &req, r),
         };
-        let parties: Vec<String> = call.parties.iter().map(|p| p.dn.clone()).collect();
+        let mut parties: Vec<String> = call.parties.iter().map(|p| p.dn.clone()).collect();
         self.calls.set_user_data(c, data);
+        // The desks showing an agent-login guest's calls are told too.
+        let desks: Vec<String> = parties.iter().filter_map(|p| self.desk_of(p)).collect();
+        parties.extend(desks);
         let refs: Vec<&str> = parties.iter().map(String::as_str).collect();
         let to = self.dns.registrants(&refs);
-        let e = self
+        let mut e = self
             .calls
             .call_event(EventName::EventAttachedDataChanged, &dn, c);
+        e.this_dn = req.this_dn.clone();
         self.outbox
             .emit_answer(out, &self.clients, client, req.reference_id, to, e);
     }
@@ -1281,7 +1336,10 @@ impl Engine {
                         ev.dtmf_digits = x.request.dtmf_digits.clone();
                         ev.other_dn = x.request.other_dn.clone();
                         ev.reference_id = None;
-                        let to = self.dns.registrants(&[&x.dn]);
+                        // The clients of the DN the request named (an agent-login desk's
+                        // request acts for its guest but is answered on the desk).
+                        let shown = x.request.this_dn.as_deref().unwrap_or(&x.dn);
+                        let to = self.dns.registrants(&[shown]);
                         self.outbox.emit_answer(
                             out,
                             &self.clients,

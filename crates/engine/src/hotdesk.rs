@@ -530,6 +530,14 @@ impl HotDesk {
             .is_some_and(|h| agents.on(h).is_some_and(|a| a.agent_id == guest))
     }
 
+    /// The agent-login guest whose calls `host` shows, if any: the desk's requests on those
+    /// calls act on the guest's connection.
+    pub fn agent_login_guest(&self, host: &str, agents: &Agents) -> Option<&str> {
+        self.table
+            .guest_of(host)
+            .filter(|g| self.agent_login_linked(g, agents))
+    }
+
     // ------------------------------------------------------------------------ life cycle
 
     /// A client left: its queued requests go.

@@ -55,7 +55,9 @@ impl Status<'_> {
     /// order: calls, forwarding, DND, service state, agent, hot desk.
     pub fn dn_status(&self, d: &Dn) -> (KvList, usize, Option<String>) {
         let mut k = KvList::new();
-        let n = self.calls.status_keys(&d.number, &mut k);
+        // An agent-login desk shows its guest's calls.
+        let guest = self.hotdesk.agent_login_guest(&d.number, self.agents);
+        let n = self.calls.status_keys(&d.number, guest, &mut k);
         self.features.status_keys(&d.number, &mut k);
         let agent = self
             .agents

@@ -1,6 +1,7 @@
 //! The call model end to end: ctid and csta-sim over real sockets. Basic call, hold/retrieve,
-//! consultation + transfer, conference, agents (including the hot-desk agent login), forwarding
-//! and DND, user data, errors, and a call that ended while the link was down.
+//! consultation + transfer, conference, agents (including the hot-desk agent login, the desk
+//! controlling its guest's calls, and a login on an occupied DN), forwarding and DND, user data,
+//! errors, and a call that ended while the link was down.
 
 use std::time::Instant;
 
@@ -602,4 +603,365 @@ async fn agent_login_hot_desk_reports_the_guests_calls_on_the_host() {
     logout.agent_id = Some("2003".into());
     answer_ok(&mut host, logout, EventName::EventAgentLogout).await;
     until(&mut host, EventName::EventPrivateInfo, None).await;
+}
+
+/// Wait until the switch has a monitor on `dev` (ctid's internal monitor of an agent-login
+/// guest), polling its state with a deadline.
+async fn wait_monitored(r: &Rig, dev: &str) {
+    let deadline = Instant::now() + T;
+    loop {
+        let snap = r.sim.snapshot().await;
+        let n = snap["devices"]
+            .as_array()
+            .and_then(|ds| ds.iter().find(|d| d["device"] == dev))
+            .and_then(|d| d["monitors"].as_u64())
+            .unwrap_or(0);
+        if n > 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{dev} never monitored");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// The events left for `c` until it has been quiet for a moment.
+async fn drain(c: &mut Client) -> Vec<Event> {
+    let mut v = Vec::new();
+    while let Some(ev) = c
+        .next_event(std::time::Duration::from_millis(300))
+        .await
+        .unwrap()
+    {
+        v.push(ev);
+    }
+    v
+}
+
+async fn desk_status(c: &mut Client, dn: &str) -> Event {
+    let q = c
+        .request(
+            Request::query_address(dn, ctid_protocol::AddressInfoType::DnStatus),
+            T,
+        )
+        .await
+        .unwrap();
+    assert_eq!(q.name, EventName::EventAddressInfo, "{q:?}");
+    q
+}
+
+#[tokio::test]
+async fn agent_login_desk_answers_holds_retrieves_and_releases_the_guests_call() {
+    let r = rig().await;
+    // A desktop registered only on the host; the agent signs in at the desk phone (the switch
+    // runs the hoteling sequence: association 2003 → 1003, agent 2003 logged on at 1003).
+    let mut desk = r.client_on(&["1003"]).await;
+    r.sim
+        .agent_state("1003", "loggedOn", Some("2003"))
+        .await
+        .unwrap();
+    let login = until(&mut desk, EventName::EventAgentLogin, Some("1003")).await;
+    assert_eq!(login.agent_id.as_deref(), Some("2003"));
+    wait_monitored(&r, "2003").await;
+
+    r.sim.dial("1005", "2003").await.unwrap();
+    let ring = until(&mut desk, EventName::EventRinging, Some("1003")).await;
+    let conn = ring.conn_id.expect("ConnID");
+    assert_eq!(ring.ani.as_deref(), Some("1005"));
+    let q = desk_status(&mut desk, "1003").await;
+    assert_eq!(
+        (
+            q.extension_str("status"),
+            q.extension_str("conn-1"),
+            q.extension_str("ps-1"),
+            q.agent_id.as_deref()
+        ),
+        (
+            Some("AddressStatusRinging"),
+            Some(conn.to_string().as_str()),
+            Some("Alerting"),
+            Some("2003")
+        ),
+        "{q:?}"
+    );
+
+    // Every request names the host; it acts on the guest's connection at the switch.
+    let est = answer_ok(
+        &mut desk,
+        with_conn(req(RequestName::RequestAnswerCall, "1003"), conn),
+        EventName::EventEstablished,
+    )
+    .await;
+    assert_eq!(
+        (est.this_dn.as_deref(), est.conn_id, est.other_dn.as_deref()),
+        (Some("1003"), Some(conn), Some("1005"))
+    );
+    let q = desk_status(&mut desk, "1003").await;
+    assert_eq!(
+        (q.extension_str("status"), q.extension_str("ps-1")),
+        (Some("AddressStatusTalking"), Some("Connected"))
+    );
+    let held = answer_ok(
+        &mut desk,
+        with_conn(req(RequestName::RequestHoldCall, "1003"), conn),
+        EventName::EventHeld,
+    )
+    .await;
+    assert_eq!(
+        (held.this_dn.as_deref(), held.conn_id),
+        (Some("1003"), Some(conn))
+    );
+    let q = desk_status(&mut desk, "1003").await;
+    assert_eq!(
+        (q.extension_str("status"), q.extension_str("ps-1")),
+        (Some("AddressStatusHeld"), Some("Held"))
+    );
+    let info = answer_ok(
+        &mut desk,
+        with_conn(req(RequestName::RequestQueryCall, "1003"), conn),
+        EventName::EventPartyInfo,
+    )
+    .await;
+    assert_eq!(info.this_dn.as_deref(), Some("1003"));
+    let mut data = KvList::new();
+    data.insert_str("CaseID", "C-77");
+    let mut attach = with_conn(req(RequestName::RequestAttachUserData, "1003"), conn);
+    attach.user_data = Some(data);
+    let ud = answer_ok(&mut desk, attach, EventName::EventAttachedDataChanged).await;
+    assert_eq!(ud.this_dn.as_deref(), Some("1003"));
+    assert_eq!(ud.user_data.unwrap().get_str("CaseID"), Some("C-77"));
+    let ret = answer_ok(
+        &mut desk,
+        with_conn(req(RequestName::RequestRetrieveCall, "1003"), conn),
+        EventName::EventRetrieved,
+    )
+    .await;
+    assert_eq!(
+        (ret.this_dn.as_deref(), ret.conn_id),
+        (Some("1003"), Some(conn))
+    );
+    let rel = answer_ok(
+        &mut desk,
+        with_conn(req(RequestName::RequestReleaseCall, "1003"), conn),
+        EventName::EventReleased,
+    )
+    .await;
+    assert_eq!(
+        (rel.this_dn.as_deref(), rel.conn_id),
+        (Some("1003"), Some(conn))
+    );
+    let q = desk_status(&mut desk, "1003").await;
+    assert_eq!(
+        (q.extension_str("status"), q.extension_str("conn-1")),
+        (Some("AddressStatusIdle"), None)
+    );
+    // Each answer came once, on the desk's copy: no second copy, no error.
+    for ev in drain(&mut desk).await {
+        assert!(
+            !matches!(
+                ev.name,
+                EventName::EventEstablished
+                    | EventName::EventHeld
+                    | EventName::EventRetrieved
+                    | EventName::EventReleased
+                    | EventName::EventError
+            ),
+            "{ev:?}"
+        );
+        assert_eq!(ev.this_dn.as_deref(), Some("1003"), "{ev:?}");
+    }
+    // The switch agrees: the call is gone.
+    let snap = r.sim.snapshot().await;
+    assert_eq!(snap["calls"].as_array().map(Vec::len), Some(0), "{snap}");
+}
+
+#[tokio::test]
+async fn agent_login_desk_transfers_the_guests_call() {
+    let r = rig().await;
+    let mut desk = r.client_on(&["1003"]).await;
+    let mut target = r.client_on(&["1006"]).await;
+    let mut login = req(RequestName::RequestAgentLogin, "1003");
+    login.agent_id = Some("2003".into());
+    answer_ok(&mut desk, login, EventName::EventAgentLogin).await;
+    wait_monitored(&r, "2003").await;
+    r.sim.dial("1005", "2003").await.unwrap();
+    let conn = until(&mut desk, EventName::EventRinging, Some("1003"))
+        .await
+        .conn_id
+        .unwrap();
+    answer_ok(
+        &mut desk,
+        with_conn(req(RequestName::RequestAnswerCall, "1003"), conn),
+        EventName::EventEstablished,
+    )
+    .await;
+    // Consultation to 1006, then the transfer completes: 1005 and 1006 talk.
+    let dial = answer_ok(
+        &mut desk,
+        with_conn(req(RequestName::RequestInitiateTransfer, "1003"), conn).with_other_dn("1006"),
+        EventName::EventDialing,
+    )
+    .await;
+    let consult = dial.conn_id.expect("consultation ConnID");
+    assert_ne!(consult, conn);
+    assert_eq!(dial.this_dn.as_deref(), Some("1003"));
+    until(&mut target, EventName::EventRinging, Some("1006")).await;
+    r.sim.answer("1006").await.unwrap();
+    until(&mut desk, EventName::EventEstablished, Some("1003")).await;
+    let mut complete = with_conn(req(RequestName::RequestCompleteTransfer, "1003"), consult);
+    complete.transfer_conn_id = Some(conn);
+    let rel = answer_ok(&mut desk, complete, EventName::EventReleased).await;
+    assert_eq!(rel.this_dn.as_deref(), Some("1003"));
+    until(&mut target, EventName::EventPartyChanged, Some("1006")).await;
+    let snap = r.sim.snapshot().await;
+    let calls = snap["calls"].as_array().cloned().unwrap_or_default();
+    assert_eq!(calls.len(), 1, "{snap}");
+}
+
+#[tokio::test]
+async fn hoteling_login_on_an_occupied_host_signs_the_other_agent_out() {
+    let r = rig().await;
+    let mut desk = r.client_on(&["1003"]).await;
+    let mut login = req(RequestName::RequestAgentLogin, "1003");
+    login.agent_id = Some("2003".into());
+    answer_ok(&mut desk, login, EventName::EventAgentLogin).await;
+    until(&mut desk, EventName::EventAgentNotReady, Some("1003")).await;
+    // Another guest logs in at the same desk: ctid sends it; the switch signs 2003 out first.
+    let mut login = req(RequestName::RequestAgentLogin, "1003");
+    login.agent_id = Some("2004".into());
+    let id = desk.send(&mut login).await.unwrap();
+    let out = until(&mut desk, EventName::EventAgentLogout, Some("1003")).await;
+    assert_eq!(
+        (out.agent_id.as_deref(), out.reference_id),
+        (Some("2003"), None)
+    );
+    let p = until(&mut desk, EventName::EventPrivateInfo, None).await;
+    assert_eq!(
+        (
+            p.private_msg_id,
+            p.this_dn.as_deref(),
+            p.other_dn.as_deref()
+        ),
+        (Some(2), Some("2003"), Some("1003"))
+    );
+    let p = until(&mut desk, EventName::EventPrivateInfo, None).await;
+    assert_eq!(
+        (
+            p.private_msg_id,
+            p.this_dn.as_deref(),
+            p.other_dn.as_deref()
+        ),
+        (Some(1), Some("2004"), Some("1003"))
+    );
+    let ev = until(&mut desk, EventName::EventAgentLogin, Some("1003")).await;
+    assert_eq!(
+        (ev.agent_id.as_deref(), ev.reference_id),
+        (Some("2004"), Some(id))
+    );
+    let q = desk_status(&mut desk, "1003").await;
+    assert_eq!(q.agent_id.as_deref(), Some("2004"));
+    // The new guest's calls now reach the desk.
+    wait_monitored(&r, "2004").await;
+    r.sim.dial("1005", "2004").await.unwrap();
+    let ring = until(&mut desk, EventName::EventRinging, Some("1003")).await;
+    assert_eq!(ring.ani.as_deref(), Some("1005"));
+}
+
+#[tokio::test]
+async fn agent_login_on_an_occupied_dn_is_decided_by_the_switch() {
+    let r = rig().await;
+    let mut c = r.client_on(&["2005"]).await;
+    let mut login = req(RequestName::RequestAgentLogin, "2005");
+    login.agent_id = Some("2005".into());
+    answer_ok(&mut c, login, EventName::EventAgentLogin).await;
+    // Another agent on the occupied DN: not refused by ctid (no 42); the switch refuses it.
+    let mut login = req(RequestName::RequestAgentLogin, "2005");
+    login.agent_id = Some("2006".into());
+    let e = c.request(login, T).await.unwrap();
+    assert_eq!(e.name, EventName::EventError, "{e:?}");
+    assert_ne!(e.error_code.map(|c| c.0), Some(42), "{e:?}");
+    assert_eq!(
+        e.extension_str("CSTAError"),
+        Some("operation/invalidAgentIdentifier"),
+        "{e:?}"
+    );
+    let q = desk_status(&mut c, "2005").await;
+    assert_eq!(q.agent_id.as_deref(), Some("2005"));
+}
+
+#[tokio::test]
+async fn agent_login_desk_single_step_transfers_and_conferences_the_guests_calls() {
+    let r = rig().await;
+    let mut desk = r.client_on(&["1003"]).await;
+    let mut target = r.client_on(&["1006"]).await;
+    let mut login = req(RequestName::RequestAgentLogin, "1003");
+    login.agent_id = Some("2003".into());
+    answer_ok(&mut desk, login, EventName::EventAgentLogin).await;
+    wait_monitored(&r, "2003").await;
+    // Single-step transfer of an answered call to 1006.
+    r.sim.dial("1005", "2003").await.unwrap();
+    let conn = until(&mut desk, EventName::EventRinging, Some("1003"))
+        .await
+        .conn_id
+        .unwrap();
+    answer_ok(
+        &mut desk,
+        with_conn(req(RequestName::RequestAnswerCall, "1003"), conn),
+        EventName::EventEstablished,
+    )
+    .await;
+    let rel = answer_ok(
+        &mut desk,
+        with_conn(req(RequestName::RequestSingleStepTransfer, "1003"), conn).with_other_dn("1006"),
+        EventName::EventReleased,
+    )
+    .await;
+    assert_eq!(
+        (rel.this_dn.as_deref(), rel.conn_id),
+        (Some("1003"), Some(conn))
+    );
+    until(&mut target, EventName::EventRinging, Some("1006")).await;
+    r.sim.hangup("1005").await.unwrap();
+    until(&mut target, EventName::EventAbandoned, Some("1006")).await;
+    // A conference: consult 1006 from the guest's call, then complete.
+    r.sim.dial("1005", "2003").await.unwrap();
+    let conn = until(&mut desk, EventName::EventRinging, Some("1003"))
+        .await
+        .conn_id
+        .unwrap();
+    answer_ok(
+        &mut desk,
+        with_conn(req(RequestName::RequestAnswerCall, "1003"), conn),
+        EventName::EventEstablished,
+    )
+    .await;
+    let consult = answer_ok(
+        &mut desk,
+        with_conn(req(RequestName::RequestInitiateConference, "1003"), conn).with_other_dn("1006"),
+        EventName::EventDialing,
+    )
+    .await
+    .conn_id
+    .unwrap();
+    until(&mut target, EventName::EventRinging, Some("1006")).await;
+    r.sim.answer("1006").await.unwrap();
+    until(&mut desk, EventName::EventEstablished, Some("1003")).await;
+    let mut complete = with_conn(req(RequestName::RequestCompleteConference, "1003"), consult);
+    complete.conference_conn_id = Some(conn);
+    let added = answer_ok(&mut desk, complete, EventName::EventPartyAdded).await;
+    assert_eq!(
+        (added.this_dn.as_deref(), added.conn_id),
+        (Some("1003"), Some(conn))
+    );
+    let info = answer_ok(
+        &mut desk,
+        with_conn(req(RequestName::RequestQueryCall, "1003"), conn),
+        EventName::EventPartyInfo,
+    )
+    .await;
+    let parties = info
+        .extensions
+        .as_ref()
+        .and_then(|k| k.get("Parties"))
+        .cloned();
+    assert!(format!("{parties:?}").contains("1006"), "{info:?}");
 }

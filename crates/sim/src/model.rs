@@ -1574,17 +1574,24 @@ impl Model {
                         }
                         _ => {}
                     }
+                    // A guest sitting at the host without being its agent (associated at the
+                    // phone or by Escape) keeps it.
                     if let Some(g) = self.guest_of(device) {
-                        if g != agent {
+                        if g != agent && at_device.as_deref() != Some(g) {
                             return Err(SimError::resource(
                                 SystemResourceAvailabilityError::ResourceBusy,
                                 format!("host {device} is in use by guest {g}"),
                             ));
                         }
                     }
-                    // sign out whoever is logged on at the host
+                    // sign out whoever is logged on at the host; an agent-login guest's
+                    // association ends with its login (logout, CFA off, cancelled)
                     if let Some(other) = at_device {
-                        self.agent_logoff(&other, device);
+                        if self.assoc.get(&other).map(String::as_str) == Some(device) {
+                            self.do_cancel(&other);
+                        } else {
+                            self.agent_logoff(&other, device);
+                        }
                     }
                     if !self.assoc.contains_key(&agent) {
                         self.do_associate(&agent, device);

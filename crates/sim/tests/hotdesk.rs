@@ -384,6 +384,52 @@ async fn agent_login_on_host_makes_the_association() {
 }
 
 #[tokio::test]
+async fn agent_login_on_a_host_signs_the_previous_agent_out() {
+    let sim = start(demo_none()).await;
+    let mut c = Client::connect(sim.csta_addr()).await;
+    let g3 = c.monitor("2003").await;
+    let g4 = c.monitor("2004").await;
+    let h = c.monitor("1003").await;
+    let r = c
+        .request(set_agent("1003", ReqAgentState::LoggedOn, Some("2003")))
+        .await;
+    assert_eq!(summary(&r), "SetAgentStateResponse");
+    c.events(5).await;
+    // Another guest logs in at the same desk: the first is signed out (its association ends
+    // with its login), then the second is associated and logged on.
+    let r = c
+        .request(set_agent("1003", ReqAgentState::LoggedOn, Some("2004")))
+        .await;
+    assert_eq!(summary(&r), "SetAgentStateResponse");
+    assert_eq!(
+        c.events(9).await,
+        [
+            format!("AgentLoggedOffEvent acdGroup=3001 agentDevice=1003 agentID=2003 monitorCrossRefID={h}"),
+            fwd(&h, "1003", false, None),
+            pe(&g3, "cancelled", "2003", "1003"),
+            pe(&h, "cancelled", "2003", "1003"),
+            fwd(&h, "1003", true, Some("2004")),
+            pe(&g4, "established", "2004", "1003"),
+            pe(&h, "established", "2004", "1003"),
+            format!("AgentLoggedOnEvent acdGroup=3001 agentDevice=1003 agentID=2004 monitorCrossRefID={h}"),
+            format!("AgentNotReadyEvent acdGroup=3001 agentDevice=1003 agentID=2004 monitorCrossRefID={h}"),
+        ]
+    );
+    let hosts = sim
+        .with_model(|m| {
+            Ok((
+                m.host_of("2003").map(str::to_string),
+                m.host_of("2004").map(str::to_string),
+            ))
+        })
+        .await
+        .unwrap();
+    assert_eq!(hosts, (None, Some("1003".to_string())));
+    c.quiet(100).await;
+    sim.shutdown().await;
+}
+
+#[tokio::test]
 async fn person_at_the_desk_through_the_control_api() {
     let sim = start(demo_none()).await;
     let ctl = sim.control_addr().unwrap();
