@@ -213,9 +213,15 @@ async fn agent_login_ready_call_notready_logout() {
     .await;
     assert_eq!(field(&login, "AgentID"), Some("2002"));
     assert_eq!(field(&login, "ThisQueue"), Some("3001"));
-    // another agent on the occupied DN: 42
+    // another agent on the occupied DN: the switch decides (the demo switch refuses agent 2003
+    // at 2002, and its CSTA error comes back mapped)
     let (rc, out, _) = ctictl(&d, &["agent", "login", "--dn", "2002", "--agent", "2003"]).await;
-    assert_eq!((rc, field(&out, "ErrorCode")), (1, Some("42")), "{out}");
+    assert_eq!((rc, field(&out, "ErrorCode")), (1, Some("1140")), "{out}");
+    assert_eq!(
+        field(out.trim_end(), "CSTAError"),
+        Some("operation/invalidAgentIdentifier"),
+        "{out}"
+    );
 
     let ready = ok_line(
         &d,
