@@ -1,7 +1,7 @@
 //! Agents: who is logged in on which DN, in which work mode, on which queue; which client
 //! logged an agent in (for `agent-logout-on-unregister`); the switch's agent events made
 //! T-Library events; GetAgentState at monitoring and after an outage (catch-up events for what
-//! changed); the agent requests made SetAgentState (`docs/call-model.md`, "Agents").
+//! changed); the agent requests made SetAgentState (`docs/call-model.md`, "Requests → CSTA services").
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -2,7 +2,7 @@
 //! first resulting event on ThisDN (an *expectation*; that event carries its ReferenceID),
 //! EventACK when the switch accepted but no event came within `request-timeout`, or EventError.
 //! A request on a call that already has one in flight waits (`call-rq-gap`) and is handed back
-//! when the first one is answered or the gap has passed (`docs/call-model.md`, "Answers").
+//! when the first one is answered or the gap has passed (`docs/call-model.md`, "Requests → CSTA services").
 
 use std::collections::{BTreeMap, VecDeque};
 

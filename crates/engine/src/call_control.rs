@@ -1,5 +1,5 @@
 //! Call control: each call request made the CSTA service that carries it out, with the event
-//! that will answer it on ThisDN (`docs/call-model.md`, "Requests"). Pure: it reads the call
+//! that will answer it on ThisDN (`docs/call-model.md`, "Requests → CSTA services"). Pure: it reads the call
 //! model to turn ConnIDs into CSTA connections and builds the service; the orchestrator queues it
 //! and waits for the answer (`answers`).
 

@@ -1223,7 +1223,7 @@ impl Calls {
         None
     }
 
-    /// Make ctid's calls on `dn` equal the switch's (`docs/call-model.md`, "Resync"): calls it
+    /// Make ctid's calls on `dn` equal the switch's (`docs/call-model.md`, "Snapshot and resync"): calls it
     /// did not know are announced, calls gone are released with `ReleaseCause` = `resync`.
     fn reconcile(
         &mut self,

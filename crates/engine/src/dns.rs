@@ -1,7 +1,7 @@
 //! DNs and monitors: the DN table (configured and on-demand DNs, their type and Register flag),
 //! client registrations with their modes, the switch monitor of each DN (off, starting, active
 //! with its monitorCrossRefID) and the cross-reference index, and the registrations waiting for
-//! the first switch-level registration to finish (`docs/protocol.md`, "Registration";
+//! the first switch-level registration to finish (`docs/protocol.md`, §6.3;
 //! `docs/architecture.md`, "DNs and monitors").
 //!
 //! The table decides; the orchestrator sends: a method here says what to send (a MonitorStart,
@@ -45,7 +45,7 @@ pub struct Dn {
     /// Registrations waiting for the switch-level registration to finish.
     pub waiters: Vec<(ClientId, Request)>,
     /// Monitored for ctid's own use: the guest of an agent-login hot desk
-    /// (`docs/protocol.md`, "Agent-login hot desking").
+    /// (`docs/protocol.md`, §9.2).
     pub internal: bool,
 }
 
@@ -205,7 +205,7 @@ impl Dns {
 
     // ------------------------------------------------------------------------ registrations
 
-    /// RequestRegisterAddress's checks and bookkeeping (`docs/protocol.md`, "Registration"):
+    /// RequestRegisterAddress's checks and bookkeeping (`docs/protocol.md`, §6.3):
     /// an unconfigured DN is taken on demand if its type is accepted; ModePrivate excludes
     /// others. `busy`: a switch-level registration (monitor or hot-desk query) is running.
     pub fn register(
@@ -392,7 +392,7 @@ impl Dns {
     }
 
     /// DNs to monitor when the link comes up: queues and routing points first, then the rest,
-    /// each group by number (`docs/protocol.md`, "Link events").
+    /// each group by number (`docs/protocol.md`, §6.1).
     pub fn to_monitor(&self) -> Vec<String> {
         let mut v: Vec<(bool, String)> = self
             .map

@@ -964,7 +964,7 @@ impl Engine {
     }
 
     /// Keep the internal monitor of an agent-login guest in step with the association table
-    /// and the host's agent (`docs/protocol.md`, "Agent-login hot desking").
+    /// and the host's agent (`docs/protocol.md`, §9.2).
     fn agent_login_sync(&mut self, guest: &str) {
         let linked = self.hotdesk.agent_login_linked(guest, &self.agents);
         if self.dns.set_internal(guest, linked) {
@@ -1110,7 +1110,7 @@ impl Engine {
     }
 
     fn finish_sync(&mut self, out: &mut Vec<Output>) {
-        // Pairs nobody can observe any more are dropped (`docs/protocol.md`, "Hot desking").
+        // Pairs nobody can observe any more are dropped (`docs/protocol.md`, §6.7–6.8).
         let stale: Vec<(String, String)> = self
             .hotdesk
             .table

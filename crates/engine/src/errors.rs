@@ -1,4 +1,4 @@
-//! CSTAErrorCode → T-Library 11xx codes (docs/protocol.md, "Errors").
+//! CSTAErrorCode → T-Library 11xx codes (docs/protocol.md, §8).
 
 use ctid_csta::CstaError;
 

@@ -1,7 +1,7 @@
 //! Forwarding, do-not-disturb and service state per DN: the switch's ForwardingEvent,
 //! DoNotDisturbEvent and Out/BackInServiceEvent made T-Library events and DN-status keys, and
 //! RequestCallForwardSet/Cancel and RequestSetDNDOn/Off made SetForwarding / SetDoNotDisturb
-//! (`docs/call-model.md`, "Forwarding and DND").
+//! (`docs/call-model.md`, "CSTA event → T-Library event").
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -2,7 +2,7 @@
 //! changes when the switch moves a guest or takes a host, duplicate detection), the private
 //! services 1 (initiate) and 2 (cancel) with their queue per guest, the hot-desking query at
 //! (re-)monitoring, PrivateEvent 1/2 from the switch, and the agent-login hot desk (a guest's
-//! calls shown on its host) (`docs/protocol.md`, "Hot desking").
+//! calls shown on its host) (`docs/protocol.md`, §6.7–6.8).
 //!
 //! The part decides; the orchestrator sends: methods here return the Escape to send, the changes
 //! to announce (EventPrivateInfo 1 / 2) and the next queued request.

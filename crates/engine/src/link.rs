@@ -1,7 +1,7 @@
 //! The link phase as clients see it: down, syncing (re-monitoring and catching up after the
 //! link came up, bounded by `resync-timeout`), or up (EventLinkConnected sent). It holds the
 //! requests the resync waits for and builds EventLinkConnected / EventLinkDisconnected
-//! (`docs/architecture.md`, "The link phase"; `docs/protocol.md`, "Link events").
+//! (`docs/architecture.md`, "The link phase"; `docs/protocol.md`, §6.1).
 
 use std::collections::BTreeSet;
 

@@ -131,7 +131,7 @@ impl Outbox {
     }
 
     /// EventError for `req` refused by the Connector: the CSTA error mapped
-    /// (`docs/protocol.md`, "Errors"), and named in `Extensions.CSTAError`.
+    /// (`docs/protocol.md`, §8), and named in `Extensions.CSTAError`.
     pub fn refuse_csta(
         &mut self,
         out: &mut Vec<Output>,

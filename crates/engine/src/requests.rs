@@ -1,7 +1,7 @@
 //! Client requests: one table of every request this server takes, naming the handler that
 //! serves it and the guard it passes first. EventServerInfo's `SupportedRequests` is derived
 //! from the table; the guard (link up, ThisDN present, registered by this client, not in
-//! ModeMonitor) is written once here (`docs/protocol.md`, "Requests";
+//! ModeMonitor) is written once here (`docs/protocol.md`, §6 and §9.2;
 //! `docs/architecture.md`, "Client requests").
 
 use ctid_protocol::{ErrorCode, RegisterMode, Request, RequestName};

@@ -1,6 +1,6 @@
 //! What a DN and a call look like from outside: the DN-status keys (EventRegistered,
 //! EventAddressInfo: `status`, `conn-N`/`ps-N`, forwarding, DND, `AgentStatus`, `HOST_DN`) and
-//! the web monitor's views (`docs/protocol.md`, "DN status"). Read-only over the parts.
+//! the web monitor's views (`docs/protocol.md`, §7.1). Read-only over the parts.
 
 use ctid_protocol::{AddressInfoType, Event, EventName, InfoStatus, KvList, Request};
 

@@ -1,7 +1,7 @@
 //! User data of calls: RequestAttachUserData (adds pairs), RequestUpdateUserData (replaces
 //! keys), RequestDeletePair and RequestDeleteUserData, bounded by `user-data-limit` bytes of
 //! compact JSON. The data lives on the call (see `calls`), travels into consultations and through
-//! transfers, and is announced by EventAttachedDataChanged (`docs/call-model.md`, "User data").
+//! transfers, and is announced by EventAttachedDataChanged (`docs/call-model.md`, "Requests → CSTA services").
 //! RequestMakeCall, RequestInitiateTransfer and RequestInitiateConference may carry `UserData`
 //! for the call they make; [`check_new_call`] bounds it before anything is sent.
 

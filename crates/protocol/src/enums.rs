@@ -1,4 +1,4 @@
-//! T-Library enumerations (docs/protocol.md, "Attributes"), sent on the wire by
+//! T-Library enumerations (docs/protocol.md, §3), sent on the wire by
 //! name (`"ModeShare"`, `"AddressTypeDN"`); the numbers are kept for reference and logs.
 
 use std::fmt;

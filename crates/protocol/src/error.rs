@@ -1,4 +1,4 @@
-//! T-Library error codes (docs/protocol.md, "Errors") and this crate's error types.
+//! T-Library error codes (docs/protocol.md, §8) and this crate's error types.
 
 use std::fmt;
 

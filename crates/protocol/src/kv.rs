@@ -1,7 +1,7 @@
 //! T-Library KV lists (`Extensions`, `UserData`, `Reasons`): ordered key/value pairs whose keys
 //! may repeat and whose values are strings, integers, binary data or nested lists.
 //!
-//! JSON encoding (docs/protocol.md, "KV lists"):
+//! JSON encoding (docs/protocol.md, §4):
 //! * **object form** `{"k":"v","n":5}`: keys in list order. Used when the keys of that level are
 //!   unique.
 //! * **pair form** `[["k","v"],["k","w"]]`: an array of `[key, value]` arrays. Used by the encoder

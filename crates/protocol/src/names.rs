@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-/// In which phase ctid serves a message (docs/protocol.md, "Scope").
+/// In which phase ctid serves a message (docs/protocol.md, its opening).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Scope {
     /// Hot-desking vertical slice: link, client sessions, registration, hot desking.

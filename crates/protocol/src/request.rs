@@ -12,7 +12,7 @@ use crate::names::RequestName;
 use crate::types::ConnId;
 
 /// A client request. Every attribute is optional at this level; which ones a request needs is
-/// checked by the server (docs/protocol.md, "Decoding"). JSON names are given per field.
+/// checked by the server (docs/protocol.md, §2.1). JSON names are given per field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
     /// `request`: the message name.
@@ -213,7 +213,7 @@ fn bad(message: String, reference_id: Option<u32>) -> RequestError {
 
 /// Decodes one request frame. Never panics.
 ///
-/// Checks, first failure wins (docs/protocol.md "Decoding"):
+/// Checks, first failure wins (docs/protocol.md §2.1):
 /// 1. JSON syntax; the text must be one object → 53.
 /// 2. `ReferenceID` present, an integer 1..=2^31−1 → 53 without ReferenceID.
 /// 3. No attribute given twice → 53.

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// A ConnID: the 64-bit call identifier ctid assigns (docs/call-model.md, "ConnIDs"). On the wire, a
+/// A ConnID: the 64-bit call identifier ctid assigns (docs/call-model.md, "Calls, ConnIDs, CallIDs"). On the wire, a
 /// string of 16 hex digits (`"00a1f3c200000017"`); ctid writes lower case and accepts either.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId(pub u64);
@@ -63,10 +63,10 @@ impl serde::Serialize for InfoStatus {
     }
 }
 
-/// Maximum length of a DN (docs/protocol.md, "DNs").
+/// Maximum length of a DN (docs/protocol.md, §3).
 pub const DN_MAX_LEN: usize = 64;
 
-/// DN syntax (docs/protocol.md, "DNs"): 1–64 characters from `0-9 A-Z a-z + * # . _ @ -`.
+/// DN syntax (docs/protocol.md, §3): 1–64 characters from `0-9 A-Z a-z + * # . _ @ -`.
 pub fn is_valid_dn(dn: &str) -> bool {
     !dn.is_empty()
         && dn.len() <= DN_MAX_LEN

@@ -642,7 +642,7 @@ async fn the_best_operational_link_is_used_and_losing_it_moves_to_the_next() {
 
 #[tokio::test]
 async fn a_queue_client_gets_its_catch_up_before_event_link_connected() {
-    // docs/call-model.md, "Resync": the catch-up events (here: the queued call that ended during the
+    // docs/call-model.md, "Snapshot and resync": the catch-up events (here: the queued call that ended during the
     // outage) come before EventLinkConnected, also for DNs without a hot-desking query.
     let mut r = rig().await;
     let mut q = client(&r.ctid, &["3001".to_string()]).await;

@@ -19,7 +19,7 @@
 //! * hot-desk pairs: a guest has one host, a host one guest;
 //!
 //! and at the end, after the link goes down and an hour passes, every request of a client that is
-//! still connected has had exactly one answer (docs/protocol.md, "Requests"), and a second engine
+//! still connected has had exactly one answer (docs/protocol.md, §6 and §9.2), and a second engine
 //! fed the same inputs at the same times gives byte-identical outputs (the engine is
 //! deterministic: docs/architecture.md, "Recording and replay").
 //!
