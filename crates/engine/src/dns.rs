@@ -6,8 +6,17 @@
 //!
 //! The table decides; the orchestrator sends: a method here says what to send (a MonitorStart,
 //! a MonitorStop) and the orchestrator queues it in the request window.
+//!
+//! Monitor retries (`docs/protocol.md`, "Monitor retries"): a DN that is still wanted after its
+//! MonitorStart failed (refused, timed out, a bad answer) is tried again after a backoff of
+//! 1 s, doubling with each failure up to 60 s. A monitor the Connector stops is started again at
+//! once the first time, then after the same backoff, so a Connector that keeps stopping it does
+//! not get a tight loop. The count goes back to zero when a monitor has stayed up for 60 s (seen
+//! when it is next stopped) and when the link goes down. The time of the next retry is state
+//! here ([`Dns::next_retry`]); the orchestrator reports it through `poll_timeout` and starts the
+//! due ones on Tick ([`Dns::due_retries`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use ctid_csta::{Message, MonitorObject, MonitorStart, MonitorStop, MonitorType};
 use ctid_protocol::{AddressType, ControlMode, ErrorCode, RegisterMode, Request};
@@ -23,6 +32,35 @@ use crate::outbox::Refusal;
 pub struct Reg {
     pub mode: RegisterMode,
     pub control: ControlMode,
+}
+
+/// The first retry delay of a monitor (ms).
+pub const RETRY_FIRST_MS: u64 = 1_000;
+/// The longest retry delay of a monitor (ms); a monitor up this long resets the count.
+pub const RETRY_MAX_MS: u64 = 60_000;
+
+/// The backoff before retry number `attempt` (1-based): 1 s, 2 s, 4 s, … 60 s.
+pub fn backoff_ms(attempt: u32) -> u64 {
+    let shift = attempt.saturating_sub(1).min(16);
+    (RETRY_FIRST_MS << shift).min(RETRY_MAX_MS)
+}
+
+/// Is this CSTA error the switch saying the device does not exist (no retry helps the
+/// registrations)?
+pub fn device_gone(e: &ctid_csta::CstaError) -> bool {
+    matches!(e, ctid_csta::CstaError::Operation(v)
+        if matches!(v.as_str(), "invalidDeviceID" | "invalidMonitorObject"))
+}
+
+/// The retry state of a DN's monitor.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retry {
+    /// Failures (and Connector stops) since the count was last reset.
+    pub attempts: u32,
+    /// When the next MonitorStart is due (monotonic ms), if one is scheduled.
+    pub at: Option<u64>,
+    /// When the monitor last became active (monotonic ms).
+    pub active_since: Option<u64>,
 }
 
 /// The switch monitor of a DN.
@@ -47,6 +85,8 @@ pub struct Dn {
     /// Monitored for ctid's own use: the guest of an agent-login hot desk
     /// (`docs/protocol.md`, §9.2).
     pub internal: bool,
+    /// Monitor retries (see the module documentation).
+    pub retry: Retry,
 }
 
 impl Dn {
@@ -61,6 +101,7 @@ impl Dn {
             monitor: Monitor::Off,
             waiters: Vec::new(),
             internal: false,
+            retry: Retry::default(),
         }
     }
 
@@ -115,6 +156,8 @@ pub struct Dns {
     xref: Map<String, String>,
     /// Events for a monitorCrossRefID ctid does not hold (dropped).
     pub unknown_cross_ref: u64,
+    /// Scheduled monitor retries: (due time, DN), mirrored by each DN's `retry.at`.
+    retries: BTreeSet<(u64, String)>,
 }
 
 impl Dns {
@@ -147,6 +190,7 @@ impl Dns {
     }
 
     pub fn remove(&mut self, dn: &str) -> Option<Dn> {
+        self.unschedule(dn);
         self.map.remove(dn)
     }
 
@@ -308,17 +352,19 @@ impl Dns {
 
     /// MonitorStart for `number` is queued as `tag`.
     pub fn starting(&mut self, number: &str, tag: Tag) {
+        self.unschedule(number);
         if let Some(d) = self.map.get_mut(number) {
             d.monitor = Monitor::Starting { tag };
         }
     }
 
-    /// MonitorStart was answered with `xref`. Returns false when the DN is gone.
-    pub fn active(&mut self, number: &str, xref: String) -> bool {
+    /// MonitorStart was answered with `xref` at `now_ms`. Returns false when the DN is gone.
+    pub fn active(&mut self, number: &str, xref: String, now_ms: u64) -> bool {
         self.xref.insert(xref.clone(), number.to_string());
         match self.map.get_mut(number) {
             Some(d) => {
                 d.monitor = Monitor::Active { xref };
+                d.retry.active_since = Some(now_ms);
                 true
             }
             None => false,
@@ -332,11 +378,107 @@ impl Dns {
         }
     }
 
-    /// The Connector stopped the monitor `xref`: its DN, now without monitor.
-    pub fn stopped_by_connector(&mut self, xref: &str) -> Option<String> {
+    /// The Connector stopped the monitor `xref` at `now_ms`: its DN, now without monitor, and
+    /// whether a retry was scheduled (false: start it again now, if still wanted). The first
+    /// stop after a monitor was up [`RETRY_MAX_MS`] is re-monitored at once; further ones back
+    /// off.
+    pub fn stopped_by_connector(&mut self, xref: &str, now_ms: u64) -> Option<(String, bool)> {
         let dn = self.xref.remove(xref)?;
         self.monitor_off(&dn);
-        Some(dn)
+        let d = self.map.get_mut(&dn)?;
+        let stable = d
+            .retry
+            .active_since
+            .is_some_and(|t| now_ms.saturating_sub(t) >= RETRY_MAX_MS);
+        if stable {
+            d.retry.attempts = 0;
+        }
+        if d.retry.attempts == 0 {
+            d.retry.attempts = 1;
+            return Some((dn, false));
+        }
+        // The n-th stop in a row waits backoff(n - 1): at once, 1 s, 2 s, … 60 s.
+        let scheduled = self.schedule(&dn, now_ms, |n| backoff_ms(n - 1)).is_some();
+        Some((dn, scheduled))
+    }
+
+    /// The MonitorStart of `number` failed at `now_ms`: if the DN is still wanted, schedule the
+    /// next attempt after the backoff (1 s, 2 s, … 60 s). Returns the delay (ms) when scheduled.
+    pub fn retry_later(&mut self, number: &str, now_ms: u64) -> Option<u64> {
+        self.schedule(number, now_ms, backoff_ms)
+    }
+
+    /// Count one more attempt and schedule the next after `delay(attempts)`, if still wanted.
+    fn schedule(&mut self, number: &str, now_ms: u64, delay: fn(u32) -> u64) -> Option<u64> {
+        self.unschedule(number);
+        let d = self.map.get_mut(number)?;
+        if !d.wants_monitor() || !matches!(d.monitor, Monitor::Off) {
+            return None;
+        }
+        d.retry.attempts = d.retry.attempts.saturating_add(1);
+        let delay = delay(d.retry.attempts);
+        let at = now_ms + delay;
+        d.retry.at = Some(at);
+        self.retries.insert((at, number.to_string()));
+        debug!(
+            dn = number,
+            attempt = d.retry.attempts,
+            delay,
+            "monitor retry scheduled"
+        );
+        Some(delay)
+    }
+
+    /// Drop the scheduled retry of `number` (the attempt count stays).
+    fn unschedule(&mut self, number: &str) {
+        if let Some(d) = self.map.get_mut(number) {
+            if let Some(at) = d.retry.at.take() {
+                self.retries.remove(&(at, number.to_string()));
+            }
+        }
+    }
+
+    /// When the next monitor retry is due (monotonic ms).
+    pub fn next_retry(&self) -> Option<u64> {
+        self.retries.first().map(|(at, _)| *at)
+    }
+
+    /// The DNs whose retry is due at `now_ms` and that still want a monitor that is off, taken
+    /// from the schedule, in due order.
+    pub fn due_retries(&mut self, now_ms: u64) -> Vec<String> {
+        let mut due = Vec::new();
+        while let Some((at, n)) = self.retries.first().cloned() {
+            if at > now_ms {
+                break;
+            }
+            self.retries.remove(&(at, n.clone()));
+            if let Some(d) = self.map.get_mut(&n) {
+                d.retry.at = None;
+                if d.wants_monitor() && matches!(d.monitor, Monitor::Off) {
+                    due.push(n);
+                }
+            }
+        }
+        due
+    }
+
+    /// The switch says `number` does not exist: its registrations end (returned, to tell
+    /// them); waiters are left to be refused.
+    pub fn drop_registrations(&mut self, number: &str) -> Vec<ClientId> {
+        let Some(d) = self.map.get_mut(number) else {
+            return Vec::new();
+        };
+        let waiting: BTreeSet<ClientId> = d.waiters.iter().map(|(c, _)| *c).collect();
+        let gone: Vec<ClientId> = d
+            .regs
+            .keys()
+            .copied()
+            .filter(|c| !waiting.contains(c))
+            .collect();
+        for c in &gone {
+            d.regs.remove(c);
+        }
+        gone
     }
 
     /// Start or stop the monitor of `number` to match who needs it.
@@ -345,8 +487,16 @@ impl Dns {
             return MonitorChange::None;
         };
         let wants = d.wants_monitor();
+        let scheduled = d.retry.at.is_some();
+        if !wants {
+            self.unschedule(number);
+        }
+        let Some(d) = self.map.get_mut(number) else {
+            return MonitorChange::None;
+        };
         match (&d.monitor, wants) {
-            (Monitor::Off, true) if link_usable => MonitorChange::Start,
+            // A scheduled retry waits for its time.
+            (Monitor::Off, true) if link_usable && !scheduled => MonitorChange::Start,
             (Monitor::Active { xref }, false) => {
                 let xref = xref.clone();
                 d.monitor = Monitor::Off;
@@ -377,7 +527,7 @@ impl Dns {
             && !keep
         {
             debug!(dn = number, "forgetting unconfigured DN");
-            self.map.remove(number);
+            self.remove(number);
             return true;
         }
         false
@@ -386,8 +536,10 @@ impl Dns {
     /// The link is gone: every monitor is off.
     pub fn link_lost(&mut self) {
         self.xref.clear();
+        self.retries.clear();
         for d in self.map.values_mut() {
             d.monitor = Monitor::Off;
+            d.retry = Retry::default();
         }
     }
 

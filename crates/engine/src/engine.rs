@@ -174,11 +174,12 @@ impl Engine {
     }
 
     /// When the engine next needs [`Input::Tick`] (monotonic ms): the earliest CSTA request
-    /// deadline, EventACK deadline, call-rq-gap release or resync deadline. `None`: not until
-    /// another input arrives.
+    /// deadline, EventACK deadline, call-rq-gap release, resync deadline or monitor retry.
+    /// `None`: not until another input arrives.
     pub fn poll_timeout(&self) -> Option<u64> {
         [
             self.window.next_deadline(),
+            self.dns.next_retry(),
             self.answers.next_deadline(self.cfg.call_rq_gap_ms),
             self.link.deadline(),
         ]
@@ -859,7 +860,7 @@ impl Engine {
             Ok(Message::MonitorStartResponse(r)) => {
                 let xref = r.monitor_cross_ref_id;
                 debug!(%dn, %xref, "monitored");
-                if !self.dns.active(dn, xref) {
+                if !self.dns.active(dn, xref, self.now.mono_ms) {
                     return;
                 }
                 let Some(d) = self.dns.get(dn) else {
@@ -902,8 +903,13 @@ impl Engine {
             Ok(Message::CstaErrorCode(e)) => {
                 warn!(%dn, error = %e.error, "MonitorStart refused");
                 self.dns.monitor_off(dn);
+                if crate::dns::device_gone(&e.error) {
+                    self.device_gone(dn, &e.error, out);
+                }
                 let msg = format!("the switch refused to monitor {dn}: {}", e.error);
-                return self.fail_waiters(dn, (ErrorCode(0), msg), Some(&e.error), out);
+                self.fail_waiters(dn, (ErrorCode(0), msg), Some(&e.error), out);
+                self.dns.retry_later(dn, self.now.mono_ms);
+                return;
             }
             Ok(other) => {
                 warn!(%dn, answer = other.name(), "unexpected answer to MonitorStart");
@@ -917,6 +923,26 @@ impl Engine {
         };
         self.dns.monitor_off(dn);
         self.fail_waiters(dn, refusal, None, out);
+        self.dns.retry_later(dn, self.now.mono_ms);
+    }
+
+    /// The switch says `dn` does not exist (`docs/protocol.md`, "Monitor retries"): every client
+    /// registered on it (not waiting for its first registration: those get EventError) gets an
+    /// unsolicited EventUnregistered with the mapped ErrorCode, and its registration ends.
+    fn device_gone(&mut self, dn: &str, e: &ctid_csta::CstaError, out: &mut Vec<Output>) {
+        let gone = self.dns.drop_registrations(dn);
+        if gone.is_empty() {
+            return;
+        }
+        warn!(%dn, error = %e, clients = gone.len(), "device gone at the switch; unregistering its clients");
+        for c in &gone {
+            self.clients.remove_reg(*c, dn);
+        }
+        let mut ev = Event::new(EventName::EventUnregistered).with_this_dn(dn.to_string());
+        ev.error_code = Some(ErrorCode(crate::errors::tlib_code(e)));
+        ev.error_message = Some(format!("the switch no longer knows DN {dn}: {e}"));
+        let ev = ev.with_extension("CSTAError", e.to_string());
+        self.emit(out, gone, ev);
     }
 
     // ------------------------------------------------------------------------------ hot desking
@@ -1180,6 +1206,7 @@ impl Engine {
                     warn!(%dn, "MonitorStart timed out");
                     self.dns.monitor_off(&dn);
                     self.release_waiters(&dn, out);
+                    self.dns.retry_later(&dn, now);
                 }
                 Pending::HdQuery { dn, .. } => {
                     warn!(%dn, "hot-desking query timed out");
@@ -1210,6 +1237,12 @@ impl Engine {
                         self.service_failed(*s, r, None, out);
                     }
                 }
+            }
+        }
+        for n in self.dns.due_retries(now) {
+            if self.link.usable() {
+                info!(dn = %n, "retrying MonitorStart");
+                self.start_monitor(&n, false);
             }
         }
         for x in self.answers.tick(now, self.cfg.call_rq_gap_ms) {
@@ -1377,9 +1410,14 @@ impl Engine {
                         extensions: None,
                     }),
                 });
-                if let Some(dn) = self.dns.stopped_by_connector(&m.monitor_cross_ref_id) {
-                    warn!(%dn, xref = %m.monitor_cross_ref_id, "the Connector stopped a monitor; re-monitoring");
-                    self.sync_monitor(&dn);
+                let stopped = self
+                    .dns
+                    .stopped_by_connector(&m.monitor_cross_ref_id, self.now.mono_ms);
+                if let Some((dn, later)) = stopped {
+                    warn!(%dn, xref = %m.monitor_cross_ref_id, later, "the Connector stopped a monitor; re-monitoring");
+                    if !later {
+                        self.sync_monitor(&dn);
+                    }
                 }
             }
             Message::SystemStatus(_) => out.push(Output::CstaAnswer {

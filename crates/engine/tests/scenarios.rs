@@ -752,3 +752,194 @@ fn reload_adds_and_removes_dns() {
     assert!(reqs.iter().any(|(_, m)| matches!(m, Message::MonitorStart(s) if s.monitor_object == MonitorObject::Device("1002".into()))));
     assert!(!t.e.is_monitored("1001"));
 }
+
+/// Take the MonitorStart of `dn` out of `out` (its invoke ID), leaving the rest.
+fn take_monitor_start(out: &mut Vec<Output>, dn: &str) -> Option<InvokeId> {
+    let i = out.iter().position(|o| {
+        matches!(o, Output::CstaRequest { message: Message::MonitorStart(m), .. }
+            if m.monitor_object == MonitorObject::Device(dn.into()))
+    })?;
+    match out.remove(i) {
+        Output::CstaRequest { invoke_id, .. } => Some(invoke_id),
+        _ => None,
+    }
+}
+
+fn csta_error(e: CstaError) -> Message {
+    xml_answer(Message::CstaErrorCode(CstaErrorCode { error: e }))
+}
+
+fn connector_stops(t: &mut T, xref: &str) -> Vec<Output> {
+    t.input(Input::CstaRequest {
+        invoke_id: InvokeId::new(17).unwrap(),
+        message: xml_answer(Message::MonitorStop(MonitorStop {
+            monitor_cross_ref_id: xref.into(),
+            extensions: None,
+        })),
+    })
+}
+
+fn starts(out: &[Output], dn: &str) -> usize {
+    requests(out)
+        .iter()
+        .filter(|(_, m)| matches!(m, Message::MonitorStart(s) if s.monitor_object == MonitorObject::Device(dn.into())))
+        .count()
+}
+
+#[test]
+fn resync_monitor_refusals_are_retried_with_backoff_until_the_device_is_gone() {
+    let mut t = T::new(EngineConfig::default());
+    for c in [1, 2] {
+        t.input(Input::ClientConnected {
+            client: c,
+            peer: "a".into(),
+        });
+    }
+    t.up(&[]);
+    register(&mut t, 1, "2001", 1, &[]);
+    register(&mut t, 2, "2001", 2, &[]);
+    register(&mut t, 1, "2002", 3, &[]);
+    t.input(Input::LinkDown {
+        reason: "drop".into(),
+    });
+    assert_eq!(t.e.poll_timeout(), None);
+
+    // Resync: the switch refuses 2001 (busy); nobody waits, so no EventError, and the link
+    // still comes up. The retry is engine state reported through poll_timeout.
+    let mut out = t.input(Input::LinkUp {
+        name: "test".into(),
+        priority: None,
+        edition: None,
+    });
+    let tag = take_monitor_start(&mut out, "2001").expect("MonitorStart 2001");
+    let busy = CstaError::SystemResourceAvailability(SystemResourceAvailabilityError::ResourceBusy);
+    let mut out2 = t.input(Input::CstaAnswer {
+        invoke_id: tag,
+        message: csta_error(busy.clone()),
+    });
+    assert!(events(&out2).is_empty(), "{out2:?}");
+    out.append(&mut out2);
+    let ev = events(&t.serve(out, &[]));
+    assert_eq!(ev.last().unwrap().1.name, EventName::EventLinkConnected);
+    assert!(ev.iter().all(|(_, e)| e.name != EventName::EventError));
+    assert!(!t.e.is_monitored("2001"));
+    assert!(t.e.is_monitored("2002"));
+    let t0 = t.now.mono_ms;
+    assert_eq!(t.e.poll_timeout(), Some(t0 + 1_000));
+
+    // Not before its time; then retried, refused again: the next wait doubles.
+    assert_eq!(starts(&t.advance(999), "2001"), 0);
+    let mut out = t.advance(1);
+    let tag = take_monitor_start(&mut out, "2001").expect("retry after 1 s");
+    let out = t.input(Input::CstaAnswer {
+        invoke_id: tag,
+        message: csta_error(busy),
+    });
+    assert!(events(&out).is_empty());
+    assert_eq!(t.e.poll_timeout(), Some(t.now.mono_ms + 2_000));
+    assert_eq!(starts(&t.advance(1_999), "2001"), 0);
+    let mut out = t.advance(1);
+    let tag = take_monitor_start(&mut out, "2001").expect("retry after 2 s");
+
+    // The switch says the device is gone: every registered client is told, unsolicited.
+    let out = t.input(Input::CstaAnswer {
+        invoke_id: tag,
+        message: csta_error(CstaError::Operation(OperationError::InvalidDeviceID)),
+    });
+    let ev = events(&out);
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    let (to, e) = &ev[0];
+    assert_eq!(to, &vec![1, 2]);
+    assert_eq!(e.name, EventName::EventUnregistered);
+    assert_eq!(e.this_dn.as_deref(), Some("2001"));
+    assert_eq!(e.reference_id, None);
+    assert_eq!(e.error_code.map(|c| c.0), Some(1151));
+    assert!(e.error_message.as_deref().unwrap().contains("2001"));
+    assert_eq!(
+        e.extension_str("CSTAError"),
+        Some("operation/invalidDeviceID")
+    );
+    // Nobody wants 2001 now: no more retries, and its registrations are gone.
+    assert_eq!(t.e.poll_timeout(), None);
+    let out = t.text(
+        1,
+        r#"{"request":"RequestUnregisterAddress","ReferenceID":9,"ThisDN":"2001"}"#,
+    );
+    assert_eq!(events(&out)[0].1.error_code.map(|c| c.0), Some(41));
+}
+
+#[test]
+fn resync_monitor_timeout_is_retried() {
+    let mut t = T::new(EngineConfig::default());
+    t.input(Input::ClientConnected {
+        client: 1,
+        peer: "a".into(),
+    });
+    t.up(&[]);
+    register(&mut t, 1, "2001", 1, &[]);
+    t.input(Input::LinkDown {
+        reason: "drop".into(),
+    });
+    let mut out = t.input(Input::LinkUp {
+        name: "test".into(),
+        priority: None,
+        edition: None,
+    });
+    take_monitor_start(&mut out, "2001").expect("MonitorStart 2001");
+    // No answer: after request-timeout the resync goes on and a retry is scheduled.
+    let timeout = t.e.config().request_timeout_ms;
+    let mut out = t.advance(timeout);
+    assert_eq!(
+        events(&out).last().unwrap().1.name,
+        EventName::EventLinkConnected
+    );
+    assert!(take_monitor_start(&mut out, "2001").is_none());
+    assert_eq!(t.e.poll_timeout(), Some(t.now.mono_ms + 1_000));
+    let out = t.advance(1_000);
+    assert_eq!(starts(&out, "2001"), 1);
+    t.serve(out, &[]);
+    assert!(t.e.is_monitored("2001"));
+    assert_eq!(t.e.poll_timeout(), None);
+}
+
+#[test]
+fn connector_monitor_stop_storm_backs_off() {
+    let mut t = T::new(EngineConfig::default());
+    t.input(Input::ClientConnected {
+        client: 1,
+        peer: "a".into(),
+    });
+    t.up(&[]);
+    register(&mut t, 1, "2002", 1, &[]);
+    // The first stop is re-monitored at once (the serve helper answers with xref = DN).
+    let out = connector_stops(&mut t, "2002");
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::CstaAnswer {
+            message: Message::MonitorStopResponse(_),
+            ..
+        }
+    )));
+    assert_eq!(starts(&out, "2002"), 1);
+    t.serve(out, &[]);
+    assert!(t.e.is_monitored("2002"));
+    // Stopped again at once: now 1 s, then 2 s, then 4 s — never a tight loop.
+    for wait in [1_000, 2_000, 4_000] {
+        let out = connector_stops(&mut t, "2002");
+        assert_eq!(starts(&out, "2002"), 0, "wait {wait}");
+        assert!(!t.e.is_monitored("2002"));
+        assert_eq!(t.e.poll_timeout(), Some(t.now.mono_ms + wait));
+        assert_eq!(starts(&t.advance(wait - 1), "2002"), 0);
+        let out = t.advance(1);
+        assert_eq!(starts(&out, "2002"), 1, "wait {wait}");
+        t.serve(out, &[]);
+        assert!(t.e.is_monitored("2002"));
+    }
+    // A monitor that stayed up for a minute starts over: re-monitored at once.
+    t.advance(60_000);
+    let out = connector_stops(&mut t, "2002");
+    assert_eq!(starts(&out, "2002"), 1);
+    t.serve(out, &[]);
+    assert!(t.e.is_monitored("2002"));
+    assert_eq!(t.e.poll_timeout(), None);
+}

@@ -676,3 +676,45 @@ async fn a_queue_client_gets_its_catch_up_before_event_link_connected() {
     );
     r.consistent("after the outage").await;
 }
+
+#[tokio::test]
+async fn a_monitor_start_refused_during_the_resync_is_retried() {
+    let mut r = rig().await;
+    // The first MonitorStart after the reconnect is refused (busy).
+    r.sim
+        .try_fail_next(
+            "systemResourceAvailibility",
+            "resourceBusy",
+            Some("MonitorStart"),
+        )
+        .await
+        .unwrap();
+    r.sim.drop_connections().await;
+    let seen = link_cycle(&mut r.obs).await;
+    assert!(
+        seen.iter()
+            .all(|e| e.name != EventName::EventError && e.name != EventName::EventUnregistered),
+        "{:?}",
+        names(&seen)
+    );
+    let snap = r.sim.snapshot().await;
+    assert!(snap["faults"]["failNext"].is_null(), "{}", snap["faults"]);
+    // The refused DN is monitored again after the backoff (1 s), without a link cycle.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut status = r.ctid.status.clone();
+    loop {
+        let n = monitors(&r.sim).await;
+        if n == r.dns.len() && status.borrow().monitored == r.dns.len() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{n} monitors of {} after the refusal",
+            r.dns.len()
+        );
+        let _ = tokio::time::timeout(Duration::from_millis(100), status.changed()).await;
+    }
+    no_link_loss(&mut r.obs, Duration::from_millis(200)).await;
+    r.sim.dial("1001", "1002").await.unwrap();
+    r.consistent("after the retried MonitorStart").await;
+}
