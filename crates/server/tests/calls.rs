@@ -774,26 +774,39 @@ async fn agent_login_desk_answers_holds_retrieves_and_releases_the_guests_call()
     assert_eq!(snap["calls"].as_array().map(Vec::len), Some(0), "{snap}");
 }
 
-#[tokio::test]
-async fn agent_login_desk_transfers_the_guests_call() {
-    let r = rig().await;
+/// A desk registered only on host 1003 where agent 2003 logged in by agent login (its internal
+/// monitor up), and a client on 1006.
+async fn agent_login_desk(r: &Rig) -> (Client, Client) {
     let mut desk = r.client_on(&["1003"]).await;
-    let mut target = r.client_on(&["1006"]).await;
+    let target = r.client_on(&["1006"]).await;
     let mut login = req(RequestName::RequestAgentLogin, "1003");
     login.agent_id = Some("2003".into());
     answer_ok(&mut desk, login, EventName::EventAgentLogin).await;
-    wait_monitored(&r, "2003").await;
+    wait_monitored(r, "2003").await;
+    (desk, target)
+}
+
+/// 1005 calls the guest 2003; the desk answers it through ctid. The call's ConnID.
+async fn desk_answers_a_guest_call(r: &Rig, desk: &mut Client) -> ConnId {
     r.sim.dial("1005", "2003").await.unwrap();
-    let conn = until(&mut desk, EventName::EventRinging, Some("1003"))
+    let conn = until(desk, EventName::EventRinging, Some("1003"))
         .await
         .conn_id
         .unwrap();
     answer_ok(
-        &mut desk,
+        desk,
         with_conn(req(RequestName::RequestAnswerCall, "1003"), conn),
         EventName::EventEstablished,
     )
     .await;
+    conn
+}
+
+#[tokio::test]
+async fn agent_login_desk_transfers_the_guests_call() {
+    let r = rig().await;
+    let (mut desk, mut target) = agent_login_desk(&r).await;
+    let conn = desk_answers_a_guest_call(&r, &mut desk).await;
     // Consultation to 1006, then the transfer completes: 1005 and 1006 talk.
     let dial = answer_ok(
         &mut desk,
@@ -891,24 +904,9 @@ async fn agent_login_on_an_occupied_dn_is_decided_by_the_switch() {
 #[tokio::test]
 async fn agent_login_desk_single_step_transfers_and_conferences_the_guests_calls() {
     let r = rig().await;
-    let mut desk = r.client_on(&["1003"]).await;
-    let mut target = r.client_on(&["1006"]).await;
-    let mut login = req(RequestName::RequestAgentLogin, "1003");
-    login.agent_id = Some("2003".into());
-    answer_ok(&mut desk, login, EventName::EventAgentLogin).await;
-    wait_monitored(&r, "2003").await;
+    let (mut desk, mut target) = agent_login_desk(&r).await;
     // Single-step transfer of an answered call to 1006.
-    r.sim.dial("1005", "2003").await.unwrap();
-    let conn = until(&mut desk, EventName::EventRinging, Some("1003"))
-        .await
-        .conn_id
-        .unwrap();
-    answer_ok(
-        &mut desk,
-        with_conn(req(RequestName::RequestAnswerCall, "1003"), conn),
-        EventName::EventEstablished,
-    )
-    .await;
+    let conn = desk_answers_a_guest_call(&r, &mut desk).await;
     let rel = answer_ok(
         &mut desk,
         with_conn(req(RequestName::RequestSingleStepTransfer, "1003"), conn).with_other_dn("1006"),
@@ -923,17 +921,7 @@ async fn agent_login_desk_single_step_transfers_and_conferences_the_guests_calls
     r.sim.hangup("1005").await.unwrap();
     until(&mut target, EventName::EventAbandoned, Some("1006")).await;
     // A conference: consult 1006 from the guest's call, then complete.
-    r.sim.dial("1005", "2003").await.unwrap();
-    let conn = until(&mut desk, EventName::EventRinging, Some("1003"))
-        .await
-        .conn_id
-        .unwrap();
-    answer_ok(
-        &mut desk,
-        with_conn(req(RequestName::RequestAnswerCall, "1003"), conn),
-        EventName::EventEstablished,
-    )
-    .await;
+    let conn = desk_answers_a_guest_call(&r, &mut desk).await;
     let consult = answer_ok(
         &mut desk,
         with_conn(req(RequestName::RequestInitiateConference, "1003"), conn).with_other_dn("1006"),
