@@ -133,7 +133,7 @@ async fn main() -> anyhow::Result<()> {
 async fn run_demo(args: &Args) -> anyhow::Result<()> {
     let listen = args
         .listen
-        .unwrap_or_else(|| "127.0.0.1:7000".parse().unwrap());
+        .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 7000)));
     let record = args.record_inputs.clone();
     let demo = ctid_server::demo::start_demo_with(listen, |cfg| cfg.record_inputs = record).await?;
     let url = demo.ctid.ws_url();

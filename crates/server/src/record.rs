@@ -43,23 +43,23 @@ pub struct Recorder {
 impl Recorder {
     /// Create (or truncate) `path` and write the header with the engine's starting configuration.
     pub fn create(path: &Path, config: &EngineConfig, metrics: Metrics) -> std::io::Result<Self> {
-        let file = File::create(path)?;
-        let mut r = Recorder {
+        let mut file = File::create(path)?;
+        let mut buf = Vec::with_capacity(4096);
+        buf.extend_from_slice(b"{\"ctid_recording\":");
+        buf.extend_from_slice(FORMAT.to_string().as_bytes());
+        buf.extend_from_slice(b",\"ctid_version\":");
+        serde_json::to_writer(&mut buf, env!("CARGO_PKG_VERSION"))?;
+        buf.extend_from_slice(b",\"config\":");
+        serde_json::to_writer(&mut buf, &config.to_json())?;
+        buf.extend_from_slice(b"}\n");
+        file.write_all(&buf)?;
+        buf.clear();
+        let r = Recorder {
             path: path.to_path_buf(),
             file: Some(file),
-            buf: Vec::with_capacity(4096),
+            buf,
             metrics,
         };
-        r.buf.extend_from_slice(b"{\"ctid_recording\":");
-        r.buf.extend_from_slice(FORMAT.to_string().as_bytes());
-        r.buf.extend_from_slice(b",\"ctid_version\":");
-        serde_json::to_writer(&mut r.buf, env!("CARGO_PKG_VERSION"))?;
-        r.buf.extend_from_slice(b",\"config\":");
-        serde_json::to_writer(&mut r.buf, &config.to_json())?;
-        r.buf.extend_from_slice(b"}\n");
-        let file = r.file.as_mut().expect("just opened");
-        file.write_all(&r.buf)?;
-        r.buf.clear();
         r.metrics.recording.set(1);
         info!(file = %path.display(), "recording engine inputs and outputs (record-inputs)");
         Ok(r)
