@@ -4,7 +4,7 @@
 //! keeps at most `max-outstanding` in flight, and holds each one's deadline — the only timeout a
 //! request has (`docs/architecture.md`, "The CSTA request window").
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ops::RangeInclusive;
 
 use ctid_csta::{InvokeId, Message};
@@ -30,6 +30,9 @@ pub struct RequestWindow<K> {
     entries: BTreeMap<Tag, Entry<K>>,
     queue: VecDeque<Tag>,
     by_invoke: BTreeMap<u16, Tag>,
+    /// (deadline, tag) of every request in flight: the next deadline and the expired ones
+    /// without a scan of the window (it can hold tens of thousands queued at a link-up).
+    deadlines: BTreeSet<(u64, Tag)>,
     next_tag: Tag,
     next_invoke: u16,
 }
@@ -40,6 +43,7 @@ impl<K> Default for RequestWindow<K> {
             entries: BTreeMap::new(),
             queue: VecDeque::new(),
             by_invoke: BTreeMap::new(),
+            deadlines: BTreeSet::new(),
             next_tag: 1,
             next_invoke: 0,
         }
@@ -113,6 +117,7 @@ impl<K> RequestWindow<K> {
             };
             e.sent = Some((invoke_id, now_ms + timeout_ms));
             self.by_invoke.insert(invoke_id.get(), tag);
+            self.deadlines.insert((now_ms + timeout_ms, tag));
             out.push(Output::CstaRequest { invoke_id, message });
         }
     }
@@ -120,16 +125,17 @@ impl<K> RequestWindow<K> {
     /// The request an answer with this invoke ID is for, taken out of the window; `None` for a
     /// late (timed out), duplicated or unknown answer.
     pub fn answer(&mut self, invoke_id: InvokeId) -> Option<(Tag, K)> {
-        let tag = self.by_invoke.remove(&invoke_id.get())?;
-        self.entries.remove(&tag).map(|e| (tag, e.kind))
+        let tag = *self.by_invoke.get(&invoke_id.get())?;
+        self.take(tag).map(|k| (tag, k))
     }
 
     /// Take a request out of the window (queued or in flight).
     pub fn take(&mut self, tag: Tag) -> Option<K> {
         let e = self.entries.remove(&tag)?;
         match e.sent {
-            Some((id, _)) => {
+            Some((id, deadline)) => {
                 self.by_invoke.remove(&id.get());
+                self.deadlines.remove(&(deadline, tag));
             }
             None => self.queue.retain(|t| *t != tag),
         }
@@ -138,12 +144,12 @@ impl<K> RequestWindow<K> {
 
     /// Requests whose deadline has come, taken out of the window, oldest first.
     pub fn expired(&mut self, now_ms: u64) -> Vec<(Tag, K)> {
-        let due: Vec<Tag> = self
-            .entries
-            .iter()
-            .filter(|(_, e)| e.sent.is_some_and(|(_, d)| d <= now_ms))
-            .map(|(t, _)| *t)
+        let mut due: Vec<Tag> = self
+            .deadlines
+            .range(..=(now_ms, Tag::MAX))
+            .map(|(_, t)| *t)
             .collect();
+        due.sort_unstable();
         due.into_iter()
             .filter_map(|t| self.take(t).map(|k| (t, k)))
             .collect()
@@ -151,16 +157,14 @@ impl<K> RequestWindow<K> {
 
     /// The earliest deadline of a request in flight.
     pub fn next_deadline(&self) -> Option<u64> {
-        self.entries
-            .values()
-            .filter_map(|e| e.sent.map(|(_, d)| d))
-            .min()
+        self.deadlines.first().map(|(d, _)| *d)
     }
 
     /// Everything, taken out (the link is gone), oldest first.
     pub fn clear(&mut self) -> Vec<(Tag, K)> {
         self.queue.clear();
         self.by_invoke.clear();
+        self.deadlines.clear();
         std::mem::take(&mut self.entries)
             .into_iter()
             .map(|(t, e)| (t, e.kind))
