@@ -59,6 +59,14 @@ pub fn connection(calls: &Calls, c: ConnId, dn: &str) -> Result<ConnectionId, Re
     }
 }
 
+/// The ConnID of a local request on a call of `dn` (RequestQueryCall, user data): present (53)
+/// and a call `dn` is on (56).
+pub fn call_of(req: &Request, calls: &Calls, dn: &str) -> Result<ConnId, Refusal> {
+    let c = need(&req.conn_id, "ConnID")?;
+    connection(calls, c, dn)?;
+    Ok(c)
+}
+
 /// The service for a call request of `dn`.
 pub fn service(req: &Request, dn: &str, calls: &Calls) -> Result<Service, Refusal> {
     let conn = |c: ConnId| connection(calls, c, dn);

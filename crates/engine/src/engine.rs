@@ -289,6 +289,11 @@ impl Engine {
         tag
     }
 
+    /// Send a client's call, agent or feature request; its answer goes to expectation `expect`.
+    fn send_call(&mut self, expect: u64, origin: Option<ConnId>, message: Message) {
+        self.send(Pending::Call { expect, origin }, message, false);
+    }
+
     /// Deliver what a part built for `dn`, in order.
     fn notices(&mut self, dn: &str, notes: &mut Vec<Notice>, out: &mut Vec<Output>) {
         for n in notes.drain(..) {
@@ -374,14 +379,7 @@ impl Engine {
                     None,
                     None,
                 );
-                self.send(
-                    Pending::Call {
-                        expect: id,
-                        origin: None,
-                    },
-                    msg,
-                    false,
-                );
+                self.send_call(id, None, msg);
             }
             return self.emit(out, to, ev);
         }
@@ -536,11 +534,7 @@ impl Engine {
                     let id =
                         self.answers
                             .expect(client, req, dn, s.events, s.conn, s.then, s.on_accept);
-                    let kind = Pending::Call {
-                        expect: id,
-                        origin: s.origin,
-                    };
-                    self.send(kind, s.message, false);
+                    self.send_call(id, s.origin, s.message);
                 }
                 Err(r) => self.refuse(out, client, &req, r),
             },
@@ -562,11 +556,7 @@ impl Engine {
                         }
                         // Each one is tracked: the first refusal is the request's answer.
                         for m in msgs {
-                            let kind = Pending::Call {
-                                expect: id,
-                                origin: None,
-                            };
-                            self.send(kind, m, false);
+                            self.send_call(id, None, m);
                         }
                     }
                     Err(r) => self.refuse(out, client, &req, r),
@@ -577,22 +567,15 @@ impl Engine {
                     let id = self
                         .answers
                         .expect(client, req, dn, vec![want], None, None, None);
-                    let kind = Pending::Call {
-                        expect: id,
-                        origin: None,
-                    };
-                    self.send(kind, msg, false);
+                    self.send_call(id, None, msg);
                 }
                 Err(r) => self.refuse(out, client, &req, r),
             },
             Handler::QueryCall => {
-                let Some(c) = req.conn_id else {
-                    let r = (ErrorCode::INVALID_ATTR, "ConnID missing".to_string());
-                    return self.refuse(out, client, &req, r);
+                let c = match call_control::call_of(&req, &self.calls, &dn) {
+                    Ok(c) => c,
+                    Err(r) => return self.refuse(out, client, &req, r),
                 };
-                if let Err(r) = call_control::connection(&self.calls, c, &dn) {
-                    return self.refuse(out, client, &req, r);
-                }
                 let mut e = self.calls.party_info(&dn, c);
                 e.this_dn = req.this_dn.clone();
                 e.reference_id = req.reference_id;
@@ -603,13 +586,10 @@ impl Engine {
     }
 
     fn user_data(&mut self, client: ClientId, req: Request, dn: String, out: &mut Vec<Output>) {
-        let Some(c) = req.conn_id else {
-            let r = (ErrorCode::INVALID_ATTR, "ConnID missing".to_string());
-            return self.refuse(out, client, &req, r);
+        let c = match call_control::call_of(&req, &self.calls, &dn) {
+            Ok(c) => c,
+            Err(r) => return self.refuse(out, client, &req, r),
         };
-        if let Err(r) = call_control::connection(&self.calls, c, &dn) {
-            return self.refuse(out, client, &req, r);
-        }
         let Some(call) = self.calls.get(c) else {
             return;
         };
