@@ -11,42 +11,6 @@ use ctid_protocol::{ConnId, Event, EventName, KvList, Request, RequestName};
 mod common;
 use common::*;
 
-/// Wait for the event `name` (on `dn` if given), skipping others.
-async fn until(c: &mut Client, name: EventName, dn: Option<&str>) -> Event {
-    let deadline = Instant::now() + T;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let ev = c
-            .next_event(left)
-            .await
-            .unwrap()
-            .unwrap_or_else(|| panic!("no {name:?}"));
-        if ev.name == name && dn.is_none_or(|d| ev.this_dn.as_deref() == Some(d)) {
-            return ev;
-        }
-        assert_ne!(
-            ev.name,
-            EventName::EventError,
-            "while waiting for {name:?}: {ev:?}"
-        );
-    }
-}
-
-fn req(name: RequestName, dn: &str) -> Request {
-    Request::new(name).with_this_dn(dn)
-}
-
-fn with_conn(mut r: Request, c: ConnId) -> Request {
-    r.conn_id = Some(c);
-    r
-}
-
-async fn answer_ok(c: &mut Client, r: Request, want: EventName) -> Event {
-    let ev = c.request(r, T).await.unwrap();
-    assert_eq!(ev.name, want, "{ev:?}");
-    ev
-}
-
 #[tokio::test]
 async fn basic_call_hold_retrieve_release() {
     let r = rig().await;

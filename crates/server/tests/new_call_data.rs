@@ -8,48 +8,11 @@ use std::time::{Duration, Instant};
 
 use ctid_client::Client;
 use ctid_protocol::{
-    ConnId, Event, EventName, ForwardMode, KvList, KvValue, MakeCallType, Request, RequestName,
+    Event, EventName, ForwardMode, KvList, KvValue, MakeCallType, Request, RequestName,
 };
 
 mod common;
 use common::*;
-
-/// Wait for the event `name` on `dn`, skipping others (an EventError fails the test).
-async fn until(c: &mut Client, name: EventName, dn: &str) -> Event {
-    let deadline = Instant::now() + T;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let ev = c
-            .next_event(left)
-            .await
-            .unwrap()
-            .unwrap_or_else(|| panic!("no {name:?} on {dn}"));
-        if ev.name == name && ev.this_dn.as_deref() == Some(dn) {
-            return ev;
-        }
-        assert_ne!(
-            ev.name,
-            EventName::EventError,
-            "while waiting for {name:?}: {ev:?}"
-        );
-    }
-}
-
-fn req(name: RequestName, dn: &str) -> Request {
-    Request::new(name).with_this_dn(dn)
-}
-
-fn on_call(name: RequestName, dn: &str, c: ConnId) -> Request {
-    let mut r = req(name, dn);
-    r.conn_id = Some(c);
-    r
-}
-
-async fn answer(c: &mut Client, r: Request, want: EventName) -> Event {
-    let ev = c.request(r, T).await.unwrap();
-    assert_eq!(ev.name, want, "{ev:?}");
-    ev
-}
 
 fn kv(pairs: &[(&str, &str)]) -> KvList {
     let mut k = KvList::new();
@@ -76,25 +39,26 @@ async fn calls_made_by_request_carry_its_user_data() {
     let mut mk = req(RequestName::RequestMakeCall, "1001").with_other_dn("1002");
     mk.user_data = Some(data.clone());
     mk.make_call_type = Some(MakeCallType::Regular);
-    let dial = answer(&mut a, mk, EventName::EventDialing).await;
+    let dial = answer_ok(&mut a, mk, EventName::EventDialing).await;
     let conn = dial.conn_id.unwrap();
     assert_eq!(ud(&dial), data, "{dial:?}");
-    let ring = until(&mut b, EventName::EventRinging, "1002").await;
+    let ring = until(&mut b, EventName::EventRinging, Some("1002")).await;
     assert_eq!(ring.conn_id, Some(conn));
     assert_eq!(ud(&ring), data, "{ring:?}");
-    answer(
+    answer_ok(
         &mut b,
-        on_call(RequestName::RequestAnswerCall, "1002", conn),
+        with_conn(req(RequestName::RequestAnswerCall, "1002"), conn),
         EventName::EventEstablished,
     )
     .await;
-    until(&mut a, EventName::EventEstablished, "1001").await;
+    until(&mut a, EventName::EventEstablished, Some("1001")).await;
 
     // RequestInitiateTransfer: the consultation starts with the original call's data, the
     // request's keys over it.
-    let mut it = on_call(RequestName::RequestInitiateTransfer, "1001", conn).with_other_dn("1003");
+    let mut it =
+        with_conn(req(RequestName::RequestInitiateTransfer, "1001"), conn).with_other_dn("1003");
     it.user_data = Some(kv(&[("CaseID", "C-2"), ("Lang", "de")]));
-    let cdial = answer(&mut a, it, EventName::EventDialing).await;
+    let cdial = answer_ok(&mut a, it, EventName::EventDialing).await;
     let consult = cdial.conn_id.unwrap();
     assert_ne!(consult, conn);
     let want = kv(&[
@@ -104,34 +68,34 @@ async fn calls_made_by_request_carry_its_user_data() {
         ("Lang", "de"),
     ]);
     assert_eq!(ud(&cdial), want, "{cdial:?}");
-    let cring = until(&mut c, EventName::EventRinging, "1003").await;
+    let cring = until(&mut c, EventName::EventRinging, Some("1003")).await;
     assert_eq!(ud(&cring), want, "{cring:?}");
     // The original call keeps its own.
-    let q = answer(
+    let q = answer_ok(
         &mut a,
-        on_call(RequestName::RequestQueryCall, "1001", conn),
+        with_conn(req(RequestName::RequestQueryCall, "1001"), conn),
         EventName::EventPartyInfo,
     )
     .await;
     assert_eq!(ud(&q), data, "{q:?}");
 
     // Drop the consultation, take the original back, and consult for a conference.
-    answer(
+    answer_ok(
         &mut a,
-        on_call(RequestName::RequestReleaseCall, "1001", consult),
+        with_conn(req(RequestName::RequestReleaseCall, "1001"), consult),
         EventName::EventReleased,
     )
     .await;
-    answer(
+    answer_ok(
         &mut a,
-        on_call(RequestName::RequestRetrieveCall, "1001", conn),
+        with_conn(req(RequestName::RequestRetrieveCall, "1001"), conn),
         EventName::EventRetrieved,
     )
     .await;
     let mut ic =
-        on_call(RequestName::RequestInitiateConference, "1001", conn).with_other_dn("1003");
+        with_conn(req(RequestName::RequestInitiateConference, "1001"), conn).with_other_dn("1003");
     ic.user_data = Some(kv(&[("Conf", "yes")]));
-    let conf = answer(&mut a, ic, EventName::EventDialing).await;
+    let conf = answer_ok(&mut a, ic, EventName::EventDialing).await;
     let want = kv(&[
         ("CaseID", "C-1"),
         ("Tag", "vip"),
@@ -139,7 +103,7 @@ async fn calls_made_by_request_carry_its_user_data() {
         ("Conf", "yes"),
     ]);
     assert_eq!(ud(&conf), want, "{conf:?}");
-    let ring = until(&mut c, EventName::EventRinging, "1003").await;
+    let ring = until(&mut c, EventName::EventRinging, Some("1003")).await;
     assert_eq!(ring.conn_id, conf.conn_id);
     assert_eq!(ud(&ring), want, "{ring:?}");
 }
@@ -174,7 +138,7 @@ async fn a_phone_put_back_without_dialling_gets_event_on_hook() {
     let r = rig().await;
     let mut a = r.client_on(&["1006"]).await;
     let call = r.sim.off_hook("1006").await.unwrap();
-    let off = until(&mut a, EventName::EventOffHook, "1006").await;
+    let off = until(&mut a, EventName::EventOffHook, Some("1006")).await;
     assert_eq!(off.call_id.as_deref(), Some(call.as_str()));
     r.sim.hangup("1006").await.unwrap();
     // The next event is EventOnHook (no EventReleased: no call was made).
@@ -230,15 +194,15 @@ async fn unregistering_logs_out_the_agent_the_session_logged_in() {
     let mut desk = r.client_on(&["2003"]).await;
     let mut login = req(RequestName::RequestAgentLogin, "2003");
     login.agent_id = Some("2003".into());
-    answer(&mut desk, login, EventName::EventAgentLogin).await;
+    answer_ok(&mut desk, login, EventName::EventAgentLogin).await;
     let mut obs = r.client_on(&["2003"]).await;
-    answer(
+    answer_ok(
         &mut desk,
         Request::new(RequestName::RequestUnregisterAddress).with_this_dn("2003"),
         EventName::EventUnregistered,
     )
     .await;
-    let out = until(&mut obs, EventName::EventAgentLogout, "2003").await;
+    let out = until(&mut obs, EventName::EventAgentLogout, Some("2003")).await;
     assert_eq!(out.reference_id, None);
     let snap = r.sim.snapshot().await;
     let agent = snap["agents"]
@@ -257,18 +221,18 @@ async fn busy_and_no_answer_forwarding_reports_a_refused_second_half() {
     // (OnBusy) goes out unsolicited.
     let mut fwd = req(RequestName::RequestCallForwardSet, "2004").with_other_dn("1009");
     fwd.forward_mode = Some(ForwardMode::OnBusyAndNoAnswer);
-    let ev = answer(&mut a, fwd.clone(), EventName::EventForwardSet).await;
+    let ev = answer_ok(&mut a, fwd.clone(), EventName::EventForwardSet).await;
     assert_eq!(ev.forward_mode, Some(ForwardMode::OnNoAnswer), "{ev:?}");
-    let first = until(&mut a, EventName::EventForwardSet, "2004").await;
+    let first = until(&mut a, EventName::EventForwardSet, Some("2004")).await;
     assert_eq!(
         (first.forward_mode, first.reference_id),
         (Some(ForwardMode::OnBusy), None)
     );
     let mut cancel = req(RequestName::RequestCallForwardCancel, "2004");
     cancel.forward_mode = Some(ForwardMode::OnBusyAndNoAnswer);
-    let ev = answer(&mut a, cancel, EventName::EventForwardCancel).await;
+    let ev = answer_ok(&mut a, cancel, EventName::EventForwardCancel).await;
     assert_eq!(ev.forward_mode, Some(ForwardMode::OnNoAnswer), "{ev:?}");
-    let first = until(&mut a, EventName::EventForwardCancel, "2004").await;
+    let first = until(&mut a, EventName::EventForwardCancel, Some("2004")).await;
     assert_eq!(
         (first.forward_mode, first.reference_id),
         (Some(ForwardMode::OnBusy), None)
@@ -291,7 +255,7 @@ async fn busy_and_no_answer_forwarding_reports_a_refused_second_half() {
         Some("RequestCallForwardSet refused by the switch: operation/invalidForwardingDestination")
     );
     // The first half was set at the switch, and clients hear of it.
-    let busy = until(&mut a, EventName::EventForwardSet, "2004").await;
+    let busy = until(&mut a, EventName::EventForwardSet, Some("2004")).await;
     assert_eq!(
         (busy.forward_mode, busy.reference_id),
         (Some(ForwardMode::OnBusy), None)

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use ctid_client::Client;
-use ctid_protocol::{EventName, Request};
+use ctid_protocol::{ConnId, Event, EventName, Request, RequestName};
 use ctid_server::demo::demo_config;
 use ctid_server::{Config, Running};
 use ctid_sim::{Sim, SimConfig};
@@ -81,4 +81,43 @@ impl Rig {
         }
         c
     }
+}
+
+/// Wait for the event `name` (on `dn` if given), skipping others (an EventError fails the test).
+pub async fn until(c: &mut Client, name: EventName, dn: Option<&str>) -> Event {
+    let deadline = Instant::now() + T;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ev = c
+            .next_event(left)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("no {name:?} on {dn:?}"));
+        if ev.name == name && dn.is_none_or(|d| ev.this_dn.as_deref() == Some(d)) {
+            return ev;
+        }
+        assert_ne!(
+            ev.name,
+            EventName::EventError,
+            "while waiting for {name:?}: {ev:?}"
+        );
+    }
+}
+
+/// A request `name` on ThisDN `dn`.
+pub fn req(name: RequestName, dn: &str) -> Request {
+    Request::new(name).with_this_dn(dn)
+}
+
+/// `r` on the call `c`.
+pub fn with_conn(mut r: Request, c: ConnId) -> Request {
+    r.conn_id = Some(c);
+    r
+}
+
+/// Send `r`; its answer must be `want`.
+pub async fn answer_ok(c: &mut Client, r: Request, want: EventName) -> Event {
+    let ev = c.request(r, T).await.unwrap();
+    assert_eq!(ev.name, want, "{ev:?}");
+    ev
 }
