@@ -213,11 +213,6 @@ fn escape(hd: Dialect) -> Message {
     })
 }
 
-/// Is this CSTA error the Connector saying it does not know the hot-desking dialect?
-pub fn dialect_unsupported(e: &CstaError) -> bool {
-    crate::errors::is_dialect_unsupported(e)
-}
-
 impl HotDesk {
     pub fn new(enabled: bool) -> Self {
         HotDesk {
@@ -284,7 +279,7 @@ impl HotDesk {
                 }
             }
             Ok(Message::CstaErrorCode(e)) => {
-                if dialect_unsupported(&e.error) {
+                if crate::errors::is_dialect_unsupported(&e.error) {
                     if self.supported {
                         warn!(error = %e.error, "the Connector does not support hot desking; disabling it on this link");
                     }
@@ -400,7 +395,7 @@ impl HotDesk {
         match msg {
             Ok(Message::EscapeResponse(_)) => Outcome::Ok,
             Ok(Message::CstaErrorCode(e)) => {
-                if dialect_unsupported(&e.error) {
+                if crate::errors::is_dialect_unsupported(&e.error) {
                     warn!(error = %e.error, "the Connector does not support hot desking; disabling it");
                     self.supported = false;
                     return Outcome::Failed {
