@@ -252,7 +252,7 @@ async fn desk_worker(sim: Sim, gate: Arc<Gate>, mut rng: Rng, pause: Duration, a
             1 => step(&gate, sim.hotdesk_cancel(&guest)).await,
             _ => {
                 let st = ["loggedOn", "ready", "notReady", "loggedOff"][rng.below(4) as usize];
-                step(&gate, sim.agent_state(&guest, st, None)).await
+                step(&gate, sim.agent_state(&guest, st, None, None)).await
             }
         };
         if r.is_none() {

@@ -26,6 +26,6 @@ pub use enums::*;
 pub use error::{DecodeError, EncodeError, FrameError, Result};
 pub use frame::{Frame, InvokeId};
 pub use messages::*;
-pub use private::{HotDesk, PrivateContent, PrivateData, HOTDESK_NS};
+pub use private::{HotDesk, PrivateContent, PrivateData, BROADSOFT_NS, HOTDESK_NS};
 pub use types::*;
 pub use xml::{decode, decode_with, encode, encode_into, encode_with, CodecOptions, Edition};

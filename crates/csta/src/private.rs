@@ -17,6 +17,10 @@ use crate::xml::{Elem, Next, Parser, Writer, XmlValue};
 /// Default namespace URI of the hot-desking dialect, version 1.
 pub const HOTDESK_NS: &str = "urn:ctid:csta:hotdesk:1";
 
+/// Namespace URI of BroadSoft's CSTA private data (csta-xml.md, agent state: the not-ready
+/// reason `AgentNotReadyReasonValue` on SetAgentState and AgentNotReadyEvent).
+pub const BROADSOFT_NS: &str = "http://schema.broadsoft.com/CSTAPrivateData";
+
 /// `privateData`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PrivateData {
@@ -31,6 +35,8 @@ pub enum PrivateData {
 pub enum PrivateContent {
     /// ctid's hot-desking dialect.
     HotDesk(HotDesk),
+    /// BroadSoft's `AgentNotReadyReasonValue`: the agent's not-ready reason code.
+    NotReadyReason(String),
     /// Anything else, verbatim, with the namespace declarations that were in scope.
     Opaque {
         xml: String,
@@ -119,6 +125,19 @@ impl PrivateData {
         }
     }
 
+    /// BroadSoft's not-ready reason code, if that is what this is.
+    pub fn not_ready_reason(&self) -> Option<&str> {
+        match self {
+            PrivateData::Private(PrivateContent::NotReadyReason(r)) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// BroadSoft's `AgentNotReadyReasonValue` carrying `code`.
+    pub fn with_not_ready_reason(code: &str) -> Self {
+        PrivateData::Private(PrivateContent::NotReadyReason(code.to_string()))
+    }
+
     /// Decode `<privateData>`; `None` when it is empty.
     pub(crate) fn decode_opt<'a>(p: &mut Parser<'a>, el: &Elem<'a>) -> Result<Option<Self>> {
         let mut out = None;
@@ -138,6 +157,7 @@ impl PrivateData {
     }
 }
 
+/// Is `ns` the namespace `want`, none, or a CSTA one (inherited by unprefixed elements)?
 fn is_dialect_ns(ns: Option<&str>, want: &str) -> bool {
     match ns {
         None => true,
@@ -188,6 +208,13 @@ fn decode_private<'a>(p: &mut Parser<'a>, el: &Elem<'a>) -> Result<PrivateConten
         }
     };
     let opts = p.opts;
+    if first.local() == b"AgentNotReadyReasonValue"
+        && is_dialect_ns(p.namespace_of(&first), BROADSOFT_NS)
+    {
+        let code = String::decode_xml(p, &first)?.trim().to_string();
+        p.children(el, |p, c| p.skip(&c))?;
+        return Ok(PrivateContent::NotReadyReason(code));
+    }
     let kind: &[u8] = match first.local() {
         b"guestAssociatedExtension" => b"guestAssociatedExtension",
         b"guestAssociatedEvent" => b"guestAssociatedEvent",
@@ -258,6 +285,13 @@ impl XmlValue for PrivateData {
                 let pm = w.open("private");
                 encode_hotdesk(w, h);
                 w.close("private", pm);
+            }
+            PrivateData::Private(PrivateContent::NotReadyReason(code)) => {
+                w.out.extend_from_slice(b"<private xmlns:pri=\"");
+                crate::xml::escape_into(w.out, BROADSOFT_NS, true);
+                w.out.extend_from_slice(b"\">");
+                w.text_elem("pri:AgentNotReadyReasonValue", code);
+                w.raw("</private>");
             }
         }
         w.close(name, m);
@@ -338,6 +372,9 @@ impl JsonValue for PrivateData {
                 host,
             })) => serde_json::json!({ "private": { "guestAssociatedEvent": {
                 "state": state.as_str(), "guest": guest, "host": host } } }),
+            PrivateData::Private(PrivateContent::NotReadyReason(code)) => {
+                serde_json::json!({ "private": { "agentNotReadyReasonValue": code } })
+            }
         }
     }
     fn from_json(v: &Value, field: &str) -> std::result::Result<Self, JsonError> {
@@ -376,6 +413,13 @@ impl JsonValue for PrivateData {
                 host: req("host")?,
             }
             .into_private_data());
+        }
+        if let Some(c) = p.get("agentNotReadyReasonValue") {
+            let code = match c {
+                Value::Number(n) => n.to_string(),
+                other => String::from_json(other, "agentNotReadyReasonValue")?,
+            };
+            return Ok(PrivateData::with_not_ready_reason(&code));
         }
         let xml = opt_str(p, "xml")?.unwrap_or_default();
         let mut namespaces = Vec::new();

@@ -84,3 +84,44 @@ fn broken_private_content_is_an_error() {
         assert!(decode(doc.as_bytes()).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn broadsoft_not_ready_reason_is_decoded_encoded_and_carried_in_json() {
+    let bs = "http://schema.broadsoft.com/CSTAPrivateData";
+    // as BroadWorks writes it, with the prefix declared on <private>
+    let pd = private_of(&format!(
+        "<private xmlns:pri=\"{bs}\"><pri:AgentNotReadyReasonValue> 3 </pri:AgentNotReadyReasonValue></private>"
+    ));
+    assert_eq!(pd.not_ready_reason(), Some("3"));
+    // without a namespace too (lenient), not in another one
+    let pd =
+        private_of("<private><AgentNotReadyReasonValue>7</AgentNotReadyReasonValue></private>");
+    assert_eq!(pd.not_ready_reason(), Some("7"));
+    let other =
+        private_of("<private><v:AgentNotReadyReasonValue>7</v:AgentNotReadyReasonValue></private>");
+    assert_eq!(other.not_ready_reason(), None);
+
+    // SetAgentState carrying it encodes to what decodes back, in XML and JSON
+    let msg = Message::SetAgentState(SetAgentState {
+        device: "4001".into(),
+        requested_agent_state: ReqAgentState::NotReady,
+        agent_id: Some("agent7".into()),
+        password: None,
+        group: None,
+        extensions: Some(Extensions::private(PrivateData::with_not_ready_reason(
+            "12",
+        ))),
+    });
+    let xml = String::from_utf8(encode(&msg, Edition::Ed3).unwrap()).unwrap();
+    assert!(
+        xml.contains(&format!("<private xmlns:pri=\"{bs}\"><pri:AgentNotReadyReasonValue>12</pri:AgentNotReadyReasonValue></private>")),
+        "{xml}"
+    );
+    assert_eq!(decode(xml.as_bytes()).unwrap(), msg);
+    let json = ctid_csta::json::to_json(&msg);
+    assert_eq!(
+        json["extensions"]["privateData"]["private"]["agentNotReadyReasonValue"], "12",
+        "{json}"
+    );
+    assert_eq!(ctid_csta::json::from_json(&json).unwrap(), msg);
+}

@@ -5,9 +5,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ctid_csta::{GetAgentState, Message, ReqAgentState, SetAgentState};
+use ctid_csta::{Extensions, GetAgentState, Message, PrivateData, ReqAgentState, SetAgentState};
 use ctid_protocol::RequestName as R;
-use ctid_protocol::{AddressType, AgentWorkMode, ErrorCode, Event, EventName, KvList, Request};
+use ctid_protocol::{
+    AddressType, AgentWorkMode, ErrorCode, Event, EventName, KvList, KvValue, Request,
+};
 use tracing::{debug, warn};
 
 use crate::config::EngineConfig;
@@ -21,6 +23,39 @@ pub struct AgentInfo {
     pub work_mode: Option<AgentWorkMode>,
     pub ready: bool,
     pub queue: Option<String>,
+    /// The not-ready reason code while not ready (BroadSoft `AgentNotReadyReasonValue`).
+    pub reason: Option<String>,
+}
+
+/// The not-ready reason code of a request: `Extensions.ReasonCode`, else `Reasons.ReasonCode`
+/// (a string or an integer; docs/protocol.md, agent requests).
+fn reason_of(req: &Request) -> Result<Option<String>, Refusal> {
+    let v = req
+        .extensions
+        .as_ref()
+        .and_then(|k| k.get("ReasonCode"))
+        .or_else(|| req.reasons.as_ref().and_then(|k| k.get("ReasonCode")));
+    match v {
+        None => Ok(None),
+        Some(KvValue::Int(n)) => Ok(Some(n.to_string())),
+        Some(KvValue::Str(s)) if !s.trim().is_empty() && s.trim().len() <= 64 => {
+            Ok(Some(s.trim().to_string()))
+        }
+        Some(_) => Err((
+            ErrorCode::INVALID_ATTR,
+            "ReasonCode must be an integer or a string of 1-64 characters".into(),
+        )),
+    }
+}
+
+/// `ReasonCode` as clients read it: an integer when it is one, else the string.
+fn reason_kv(code: &str) -> KvList {
+    let mut k = KvList::default();
+    match code.parse::<i64>() {
+        Ok(n) => k.insert_int("ReasonCode", n),
+        Err(_) => k.insert_str("ReasonCode", code),
+    }
+    k
 }
 
 /// What an agent event or answer changed.
@@ -117,6 +152,7 @@ impl Agents {
             .agent_id
             .clone()
             .or_else(|| here.map(|a| a.agent_id.clone()));
+        let mut reason = None;
         let (state, want) = match req.name {
             R::RequestAgentLogin => {
                 // Another agent on the DN: the switch decides (it signs that agent out, which
@@ -133,7 +169,10 @@ impl Agents {
                     ReqAgentState::WorkingAfterCall,
                     EventName::EventAgentNotReady,
                 ),
-                _ => (ReqAgentState::NotReady, EventName::EventAgentNotReady),
+                _ => {
+                    reason = reason_of(req)?;
+                    (ReqAgentState::NotReady, EventName::EventAgentNotReady)
+                }
             },
         };
         let password = req.password.clone().or_else(|| {
@@ -154,7 +193,7 @@ impl Agents {
                 None
             },
             group: if logon { req.this_queue.clone() } else { None },
-            extensions: None,
+            extensions: reason.map(|r| Extensions::private(PrivateData::with_not_ready_reason(&r))),
         });
         if let (R::RequestAgentLogin, Some(a)) = (req.name, &req.agent_id) {
             self.login_asked.insert(dn.to_string(), (client, a.clone()));
@@ -167,6 +206,7 @@ impl Agents {
         let dev_of = |x: &Option<ctid_csta::DeviceRef>| {
             x.as_ref().and_then(|v| v.as_id()).map(str::to_string)
         };
+        let mut reason = None;
         let (name, agent, mode, queue, dev) = match msg {
             Message::AgentLoggedOnEvent(e) => (
                 EventName::EventAgentLogin,
@@ -189,13 +229,21 @@ impl Agents {
                 e.acd_group.clone(),
                 dev_of(&e.agent_device),
             ),
-            Message::AgentNotReadyEvent(e) => (
-                EventName::EventAgentNotReady,
-                e.agent_id.clone(),
-                Some(AgentWorkMode::AuxWork),
-                e.acd_group.clone(),
-                dev_of(&e.agent_device),
-            ),
+            Message::AgentNotReadyEvent(e) => {
+                reason = e
+                    .extensions
+                    .as_ref()
+                    .and_then(|x| x.private_data.as_ref())
+                    .and_then(|p| p.not_ready_reason())
+                    .map(str::to_string);
+                (
+                    EventName::EventAgentNotReady,
+                    e.agent_id.clone(),
+                    Some(AgentWorkMode::AuxWork),
+                    e.acd_group.clone(),
+                    dev_of(&e.agent_device),
+                )
+            }
             Message::AgentWorkingAfterCallEvent(e) => (
                 EventName::EventAgentNotReady,
                 e.agent_id.clone(),
@@ -220,6 +268,7 @@ impl Agents {
                         work_mode: None,
                         ready: false,
                         queue: queue.clone(),
+                        reason: None,
                     },
                 );
             }
@@ -236,6 +285,7 @@ impl Agents {
                     });
                 a.work_mode = mode;
                 a.ready = name == EventName::EventAgentReady;
+                a.reason = reason.clone();
             }
         }
         if name == EventName::EventAgentLogout {
@@ -253,6 +303,10 @@ impl Agents {
         e.agent_id = agent;
         e.agent_work_mode = mode;
         e.this_queue = queue;
+        if let Some(r) = &reason {
+            e.reasons = Some(reason_kv(r));
+            e.extensions = Some(reason_kv(r));
+        }
         change.events.push(e);
         Some(change)
     }
@@ -295,9 +349,19 @@ impl Agents {
                 work_mode: mode,
                 ready,
                 queue: item.and_then(|i| i.acd_group.clone()),
+                reason: None,
             }
         });
         let before = self.by_dn.get(dn).cloned();
+        // GetAgentState carries no reason: an agent still not ready keeps the one known.
+        let now = now.map(|mut n| {
+            if let Some(b) = before.as_ref().filter(|b| {
+                b.agent_id == n.agent_id && b.work_mode == n.work_mode && b.ready == n.ready
+            }) {
+                n.reason = b.reason.clone();
+            }
+            n
+        });
         if before == now {
             return change;
         }
@@ -367,10 +431,12 @@ impl Agents {
                         .as_str()
                         .to_string()
                 } else {
-                    match a.work_mode {
-                        Some(m) => m.as_str().to_string(),
-                        None => "NotReady".to_string(),
-                    }
+                    // Logged in, no state reported yet: not ready without a reason is AuxWork
+                    // (BroadWorks leaves a new login unavailable; docs/protocol.md, agents).
+                    a.work_mode
+                        .unwrap_or(AgentWorkMode::AuxWork)
+                        .as_str()
+                        .to_string()
                 };
                 k.insert_str("AgentStatus", status);
                 Some(a.agent_id.clone())
@@ -384,5 +450,66 @@ impl Agents {
             }
             None => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NS: &str = "xmlns=\"http://www.ecma-international.org/standards/ecma-323/csta/ed3\"";
+
+    fn msg(xml: &str) -> Message {
+        ctid_csta::decode(xml.as_bytes()).unwrap()
+    }
+
+    fn status(a: &Agents) -> Option<String> {
+        let mut k = KvList::default();
+        a.status_keys("4001", AddressType::Dn, &EngineConfig::default(), &mut k);
+        k.get_str("AgentStatus").map(str::to_string)
+    }
+
+    #[test]
+    fn a_login_without_a_state_reads_as_aux_work_and_a_reason_survives_a_resync() {
+        let mut a = Agents::default();
+        a.event(
+            "4001",
+            &msg(&format!(
+                "<AgentLoggedOnEvent {NS}><monitorCrossRefID>1</monitorCrossRefID>\
+                 <agentDevice><deviceIdentifier>4001</deviceIdentifier></agentDevice>\
+                 <agentID>a7</agentID></AgentLoggedOnEvent>"
+            )),
+        );
+        assert_eq!(status(&a).as_deref(), Some("AgentAuxWork"));
+        let ch = a
+            .event(
+                "4001",
+                &msg(&format!(
+                    "<AgentNotReadyEvent {NS}><monitorCrossRefID>1</monitorCrossRefID>\
+                     <agentID>a7</agentID><extensions><privateData><private \
+                     xmlns:pri=\"http://schema.broadsoft.com/CSTAPrivateData\">\
+                     <pri:AgentNotReadyReasonValue>5</pri:AgentNotReadyReasonValue>\
+                     </private></privateData></extensions></AgentNotReadyEvent>"
+                )),
+            )
+            .unwrap();
+        assert_eq!(
+            ch.events[0]
+                .extensions
+                .as_ref()
+                .unwrap()
+                .get_int("ReasonCode"),
+            Some(5)
+        );
+        // GetAgentState after an outage says "not ready" without a reason: nothing changed
+        let answer = msg(&format!(
+            "<GetAgentStateResponse {NS}><agentStateList><agentStateEntry>\
+             <agentID>a7</agentID><loggedOnState>true</loggedOnState><agentInfo><agentInfoItem>\
+             <agentState>agentNotReady</agentState></agentInfoItem></agentInfo>\
+             </agentStateEntry></agentStateList></GetAgentStateResponse>"
+        ));
+        let ch = a.answer("4001", true, Ok(answer));
+        assert!(ch.events.is_empty(), "{:?}", ch.events);
+        assert_eq!(a.on("4001").unwrap().reason.as_deref(), Some("5"));
     }
 }

@@ -620,7 +620,7 @@ async fn agent_login_desk_answers_holds_retrieves_and_releases_the_guests_call()
     // runs the hoteling sequence: association 2003 → 1003, agent 2003 logged on at 1003).
     let mut desk = r.client_on(&["1003"]).await;
     r.sim
-        .agent_state("1003", "loggedOn", Some("2003"))
+        .agent_state("1003", "loggedOn", Some("2003"), None)
         .await
         .unwrap();
     let login = until(&mut desk, EventName::EventAgentLogin, Some("1003")).await;
@@ -916,4 +916,85 @@ async fn agent_login_desk_single_step_transfers_and_conferences_the_guests_calls
         .and_then(|k| k.get("Parties"))
         .cloned();
     assert!(format!("{parties:?}").contains("1006"), "{info:?}");
+}
+
+/// The reason code of an agent event (`Extensions.ReasonCode`, also in `Reasons`).
+fn reason_code(ev: &Event) -> Option<i64> {
+    let e = ev.extensions.as_ref()?.get_int("ReasonCode");
+    assert_eq!(e, ev.reasons.as_ref()?.get_int("ReasonCode"), "{ev:?}");
+    e
+}
+
+#[tokio::test]
+async fn not_ready_reasons_go_to_the_switch_and_come_back() {
+    let r = rig().await;
+    let mut a = r.client_on(&["2002"]).await;
+    let mut login = req(RequestName::RequestAgentLogin, "2002");
+    login.agent_id = Some("2002".into());
+    answer_ok(&mut a, login, EventName::EventAgentLogin).await;
+    // the switch leaves a new login not ready: AgentStatus is a work-mode name
+    let nr = until(&mut a, EventName::EventAgentNotReady, Some("2002")).await;
+    assert_eq!(reason_code(&nr), None);
+    let q = a
+        .request(
+            Request::query_address("2002", ctid_protocol::AddressInfoType::DnStatus),
+            T,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        q.extension_str("AgentStatus"),
+        Some("AgentAuxWork"),
+        "{q:?}"
+    );
+
+    // Extensions.ReasonCode travels as BroadSoft private data and comes back on the event
+    let mut nr = req(RequestName::RequestAgentNotReady, "2002");
+    let mut ext = KvList::default();
+    ext.insert_int("ReasonCode", 3);
+    nr.extensions = Some(ext);
+    let ev = answer_ok(&mut a, nr, EventName::EventAgentNotReady).await;
+    assert_eq!(
+        ev.agent_work_mode,
+        Some(ctid_protocol::AgentWorkMode::AuxWork)
+    );
+    assert_eq!(reason_code(&ev), Some(3));
+    // Reasons.ReasonCode, as a string, too
+    let mut nr = req(RequestName::RequestAgentNotReady, "2002");
+    let mut reasons = KvList::default();
+    reasons.insert_str("ReasonCode", "12");
+    nr.reasons = Some(reasons);
+    let ev = answer_ok(&mut a, nr, EventName::EventAgentNotReady).await;
+    assert_eq!(reason_code(&ev), Some(12));
+    // the agent changes it at the phone: the unsolicited event carries the new one
+    r.sim
+        .agent_state("2002", "notReady", None, Some("7"))
+        .await
+        .unwrap();
+    let ev = until(&mut a, EventName::EventAgentNotReady, Some("2002")).await;
+    assert_eq!((ev.reference_id, reason_code(&ev)), (None, Some(7)));
+    // ready clears it
+    let ev = answer_ok(
+        &mut a,
+        req(RequestName::RequestAgentReady, "2002"),
+        EventName::EventAgentReady,
+    )
+    .await;
+    assert_eq!(
+        ev.extensions.as_ref().and_then(|e| e.get("ReasonCode")),
+        None
+    );
+    // a reason code that is neither an integer nor a short string is refused, the session lives
+    let mut nr = req(RequestName::RequestAgentNotReady, "2002");
+    let mut ext = KvList::default();
+    ext.insert_str("ReasonCode", "  ");
+    nr.extensions = Some(ext);
+    let ev = a.request(nr, T).await.unwrap();
+    assert_eq!(ev.name, EventName::EventError, "{ev:?}");
+    answer_ok(
+        &mut a,
+        req(RequestName::RequestAgentLogout, "2002"),
+        EventName::EventAgentLogout,
+    )
+    .await;
 }

@@ -301,8 +301,14 @@ async fn link_cycle_from_connected(c: &mut Client) -> Vec<Event> {
 #[tokio::test]
 async fn agent_state_changed_while_the_link_was_down_is_resynced() {
     let mut r = rig().await;
-    r.sim.agent_state("2001", "loggedOn", None).await.unwrap();
-    r.sim.agent_state("2003", "loggedOn", None).await.unwrap();
+    r.sim
+        .agent_state("2001", "loggedOn", None, None)
+        .await
+        .unwrap();
+    r.sim
+        .agent_state("2003", "loggedOn", None, None)
+        .await
+        .unwrap();
     r.consistent("agents logged on").await;
     r.sim.set_stall(true).await;
     r.sim.drop_connections().await;
@@ -313,9 +319,18 @@ async fn agent_state_changed_while_the_link_was_down_is_resynced() {
         is(EventName::EventLinkDisconnected),
     )
     .await;
-    r.sim.agent_state("2001", "ready", None).await.unwrap();
-    r.sim.agent_state("2003", "loggedOff", None).await.unwrap();
-    r.sim.agent_state("2004", "loggedOn", None).await.unwrap();
+    r.sim
+        .agent_state("2001", "ready", None, None)
+        .await
+        .unwrap();
+    r.sim
+        .agent_state("2003", "loggedOff", None, None)
+        .await
+        .unwrap();
+    r.sim
+        .agent_state("2004", "loggedOn", None, None)
+        .await
+        .unwrap();
     r.sim.set_stall(false).await;
     link_cycle_from_connected(&mut r.obs).await;
     r.consistent("after the link came back").await;

@@ -875,6 +875,10 @@ impl Actor {
                         .map(str::trim)
                         .filter(|x| !x.is_empty()),
                     s.group.as_deref().map(str::trim).filter(|x| !x.is_empty()),
+                    s.extensions
+                        .as_ref()
+                        .and_then(|e| e.private_data.as_ref())
+                        .and_then(|p| p.not_ready_reason()),
                 )?;
                 Message::SetAgentStateResponse(SetAgentStateResponse {
                     pending_agent_state: None,

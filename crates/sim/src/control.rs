@@ -235,6 +235,7 @@ async fn phone(
                 &device,
                 req_str(&m, "state")?,
                 opt_str(&m, &["agentID", "agent"])?,
+                opt_str(&m, &["reason"])?,
             )
             .await?;
             ok()

@@ -295,6 +295,7 @@ impl Sim {
         device: &str,
         state: &str,
         agent: Option<&str>,
+        reason: Option<&str>,
     ) -> Result<(), SimError> {
         let st = ReqAgentState::parse(state);
         if let ReqAgentState::Other(s) = &st {
@@ -304,7 +305,8 @@ impl Sim {
             )));
         }
         let (d, a) = (device.to_string(), agent.map(str::to_string));
-        self.with_model(move |m| m.set_agent_state(&d, &st, a.as_deref(), None))
+        let r = reason.map(str::to_string);
+        self.with_model(move |m| m.set_agent_state(&d, &st, a.as_deref(), None, r.as_deref()))
             .await
     }
 

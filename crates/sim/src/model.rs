@@ -112,6 +112,8 @@ pub struct Agent {
     /// The device it is logged on at.
     pub device: Option<String>,
     pub mode: AgentMode,
+    /// The not-ready reason code (BroadSoft `AgentNotReadyReasonValue`) while not ready.
+    pub reason: Option<String>,
 }
 
 /// The switch.
@@ -247,6 +249,7 @@ impl Model {
                 groups: Vec::new(),
                 device: None,
                 mode: AgentMode::NotReady,
+                reason: None,
             });
         }
         if c.kind == DeviceKind::Acd {
@@ -256,6 +259,7 @@ impl Model {
                     groups: Vec::new(),
                     device: None,
                     mode: AgentMode::NotReady,
+                    reason: None,
                 });
                 if !ag.groups.contains(&c.id) {
                     ag.groups.push(c.id.clone());
@@ -1451,6 +1455,7 @@ impl Model {
             .agents
             .get(agent)
             .and_then(|a| a.groups.first().cloned());
+        let reason = self.agents.get(agent).and_then(|a| a.reason.clone());
         let base = (String::new(), dev(device), Some(agent.to_string()), group);
         let msg = match state {
             "loggedOn" => Message::AgentLoggedOnEvent(AgentLoggedOnEvent {
@@ -1485,7 +1490,8 @@ impl Model {
                 agent_id: base.2,
                 acd_group: base.3,
                 cause: None,
-                extensions: None,
+                extensions: reason
+                    .map(|r| Extensions::private(PrivateData::with_not_ready_reason(&r))),
             }),
             _ => Message::AgentWorkingAfterCallEvent(AgentWorkingAfterCallEvent {
                 monitor_cross_ref_id: base.0,
@@ -1504,17 +1510,20 @@ impl Model {
         if let Some(a) = self.agents.get_mut(agent) {
             a.device = None;
             a.mode = AgentMode::NotReady;
+            a.reason = None;
         }
         self.agent_event(device, agent, "loggedOff");
     }
 
-    /// SetAgentState (CSTA) or an agent's button at the phone.
+    /// SetAgentState (CSTA) or an agent's button at the phone; `reason` is the not-ready
+    /// reason code (BroadSoft private data), kept while the agent is not ready.
     pub fn set_agent_state(
         &mut self,
         device: &str,
         state: &ReqAgentState,
         agent_id: Option<&str>,
         group: Option<&str>,
+        reason: Option<&str>,
     ) -> Result<()> {
         let d = self.device(device)?.clone();
         if d.kind != DeviceKind::Extension {
@@ -1618,6 +1627,7 @@ impl Model {
                 if let Some(ag) = self.agents.get_mut(&agent) {
                     ag.device = Some(device.to_string());
                     ag.mode = AgentMode::NotReady;
+                    ag.reason = None;
                 }
                 self.agent_event(device, &agent, "loggedOn");
                 self.agent_event(device, &agent, "notReady");
@@ -1647,6 +1657,10 @@ impl Model {
                 };
                 if let Some(ag) = self.agents.get_mut(&agent) {
                     ag.mode = mode;
+                    ag.reason = match mode {
+                        AgentMode::NotReady => reason.map(str::to_string),
+                        _ => None,
+                    };
                 }
                 self.agent_event(device, &agent, ev);
             }
