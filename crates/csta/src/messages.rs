@@ -640,6 +640,16 @@ xml_struct! {
     }
 }
 xml_struct! { SetDoNotDisturbResponse + extensions {} }
+xml_struct! {
+    GetDoNotDisturb + extensions {
+        device: req String = "device",
+    }
+}
+xml_struct! {
+    GetDoNotDisturbResponse + extensions {
+        do_not_disturb_on: req bool = "doNotDisturbOn",
+    }
+}
 
 // ----------------------------------------------------------------------------- escape, private event
 
@@ -933,6 +943,8 @@ messages! {
     GetForwardingResponse = "GetForwardingResponse" => Response Csta,
     SetDoNotDisturb = "SetDoNotDisturb" => Request Csta,
     SetDoNotDisturbResponse = "SetDoNotDisturbResponse" => Response Csta,
+    GetDoNotDisturb = "GetDoNotDisturb" => Request Csta,
+    GetDoNotDisturbResponse = "GetDoNotDisturbResponse" => Response Csta,
 
     Escape = "Escape" => Request Csta,
     EscapeResponse = "EscapeResponse" => Response Csta,

@@ -101,6 +101,14 @@ impl Answers {
         Some(self.expects.remove(i))
     }
 
+    /// The call request `id` acts on, while it is awaited.
+    pub fn request_conn(&self, id: u64) -> Option<ConnId> {
+        self.expects
+            .iter()
+            .find(|x| x.id == id)
+            .and_then(|x| x.conn)
+    }
+
     pub fn contains(&self, id: u64) -> bool {
         self.expects.iter().any(|x| x.id == id)
     }

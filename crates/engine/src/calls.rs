@@ -101,6 +101,9 @@ pub struct Calls {
     /// Consultation calls named by a ConsultationCall answer before the switch reported them:
     /// CallID → the original call.
     consult_origins: BTreeMap<String, ConnId>,
+    /// CallIDs an answer said were renamed (old → new): an event that still names the old one
+    /// as a call's current ID (it was made before the answer) does not turn the call back.
+    renamed: BTreeMap<String, String>,
     /// Multi-segment snapshots in progress: serviceCrossRefID → (DN, items so far).
     snapshots: BTreeMap<String, (String, Vec<SnapshotDeviceResponseInfo>)>,
     next: u64,
@@ -301,6 +304,64 @@ impl Calls {
         conn_id
     }
 
+    /// `new` is another callID of call `conn` (the CallID changed mid-call): events and
+    /// snapshots naming it find the call, requests use it from now on.
+    fn alias(&mut self, new: &str, conn: ConnId) {
+        if let Some(c) = self.calls.get_mut(&conn) {
+            debug!(call_id = %new, %conn, "callID changed: re-pointed");
+            if !c.aliases.iter().any(|a| a == new) {
+                c.aliases.push(new.to_string());
+            }
+            c.call_id = new.to_string();
+            self.by_call_id.insert(new.to_string(), conn);
+        }
+    }
+
+    /// The answer to TransferCall / ConferenceCall / SingleStepTransferCall: the callIDs it
+    /// names for the resulting call (`connections` old → new pairs, then the resulting
+    /// `transferredCall` / `conferenceCall`, which belongs to `acted_on`, the call the request
+    /// acted on) re-point ctid's call instead of making a new one (docs/call-model.md, "ConnID
+    /// and CallID"). Only unknown callIDs are taken: merging two known calls is the events' job.
+    pub fn remap_from_answer(&mut self, msg: &Message, acted_on: Option<ConnId>) {
+        let (result, list) = match msg {
+            Message::TransferCallResponse(r) => (r.transferred_call.as_ref(), &r.connections),
+            Message::ConferenceCallResponse(r) => (r.conference_call.as_ref(), &r.connections),
+            Message::SingleStepTransferCallResponse(r) => {
+                (r.transferred_call.as_ref(), &r.connections)
+            }
+            _ => return,
+        };
+        let id =
+            |c: Option<&ConnectionId>| c.and_then(|c| c.call_id.clone()).filter(|s| !s.is_empty());
+        let mut target = None;
+        for item in list {
+            let (Some(old), Some(new)) = (
+                id(item.old_connection.as_ref()),
+                id(item.new_connection.as_ref()),
+            ) else {
+                continue;
+            };
+            if old != new {
+                self.renamed.insert(old.clone(), new.clone());
+            }
+            let Some(conn) = self.conn_of(&old) else {
+                continue;
+            };
+            target.get_or_insert(conn);
+            if old != new && self.conn_of(&new).is_none() {
+                self.alias(&new, conn);
+            }
+        }
+        if let (Some(r), Some(conn)) = (id(result), target.or(acted_on)) {
+            if self.conn_of(&r).is_none() {
+                if let Some(c) = self.calls.get(&conn) {
+                    self.renamed.insert(c.call_id.clone(), r.clone());
+                    self.alias(&r, conn);
+                }
+            }
+        }
+    }
+
     fn set_party(&mut self, conn: ConnId, dn: &str, state: PartyState, role: Option<DnRole>) {
         let Some(call) = self.calls.get_mut(&conn) else {
             return;
@@ -378,6 +439,7 @@ impl Calls {
                 if self.by_call_id.get(a) == Some(&conn) {
                     self.by_call_id.remove(a);
                 }
+                self.renamed.remove(a);
             }
             self.merges
                 .retain(|_, m| m.surviving != conn && m.consult != conn);
@@ -951,7 +1013,8 @@ impl Calls {
                             if !sc.aliases.contains(&n) {
                                 sc.aliases.push(n.clone());
                             }
-                            sc.call_id = n;
+                            // …unless an answer already renamed it.
+                            sc.call_id = self.renamed.get(&n).cloned().unwrap_or(n);
                         }
                     }
                 }

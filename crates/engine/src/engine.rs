@@ -49,6 +49,8 @@ pub enum Pending {
     Snapshot { dn: String },
     /// GetAgentState of a DN; `resync`: report differences as events.
     AgentQuery { dn: String, resync: bool },
+    /// GetForwarding or GetDoNotDisturb of a DN; `resync`: report differences as events.
+    FeatureQuery { dn: String, resync: bool },
 }
 
 /// Counters for metrics and tests (gathered from the parts).
@@ -873,6 +875,12 @@ impl Engine {
                         resync,
                     );
                 }
+                if is_ext {
+                    for q in Features::queries(dn) {
+                        let dn = dn.to_string();
+                        self.send(Pending::FeatureQuery { dn, resync }, q, resync);
+                    }
+                }
                 if is_ext && self.hotdesk.supported {
                     self.start_query(dn, resync);
                 } else {
@@ -1160,6 +1168,7 @@ impl Engine {
                 Pending::Call { .. }
                 | Pending::Snapshot { .. }
                 | Pending::AgentQuery { .. }
+                | Pending::FeatureQuery { .. }
                 | Pending::Untracked => {}
             }
         }
@@ -1206,6 +1215,9 @@ impl Engine {
                 }
                 Pending::Snapshot { dn } => warn!(%dn, "SnapshotDevice timed out"),
                 Pending::AgentQuery { dn, .. } => warn!(%dn, "GetAgentState timed out"),
+                Pending::FeatureQuery { dn, .. } => {
+                    warn!(%dn, "GetForwarding / GetDoNotDisturb timed out")
+                }
                 Pending::HdService(s) => {
                     if s.held.is_some() {
                         self.service_ok(*s, out);
@@ -1270,6 +1282,13 @@ impl Engine {
                     self.agent_change(&dn, change, false, out);
                 }
             }
+            Pending::FeatureQuery { dn, resync } => {
+                if self.dns.contains(&dn) {
+                    for e in self.features.answer(&dn, resync, msg) {
+                        self.deliver(out, &dn, e);
+                    }
+                }
+            }
         }
         self.maybe_synced(out);
     }
@@ -1312,6 +1331,10 @@ impl Engine {
             }
             _ => None,
         };
+        if let Ok(m) = &msg {
+            let acted_on = self.answers.request_conn(expect);
+            self.calls.remap_from_answer(m, acted_on);
+        }
         if !self.answers.contains(expect) {
             // Answered already by its event; a consultation still needs its origin noted.
             if let Some((c, o)) = consultation {

@@ -101,7 +101,7 @@ impl Status<'_> {
             agent_status: k.get_str("AgentStatus").map(str::to_string),
             host: self.hotdesk.table.host_of(&d.number).map(str::to_string),
             guest: self.hotdesk.table.guest_of(&d.number).map(str::to_string),
-            forward_to: self.features.forward_of(&d.number).map(|f| f.1.clone()),
+            forward_to: self.features.forward_of(&d.number).map(|f| f.1.to_string()),
             dnd: self.features.dnd(&d.number),
         }
     }

@@ -265,6 +265,18 @@ impl T {
                             extensions: None,
                         })
                     }
+                    (Message::GetForwarding(_), _) => {
+                        Message::GetForwardingResponse(GetForwardingResponse {
+                            forwarding_list: vec![],
+                            extensions: None,
+                        })
+                    }
+                    (Message::GetDoNotDisturb(_), _) => {
+                        Message::GetDoNotDisturbResponse(GetDoNotDisturbResponse {
+                            do_not_disturb_on: false,
+                            extensions: None,
+                        })
+                    }
                     (other, _) => panic!("unexpected request {other:?}"),
                 };
                 next.extend(self.input(Input::CstaAnswer {

@@ -97,6 +97,18 @@ impl T {
                                     extensions: None,
                                 })
                             }
+                            Message::GetForwarding(_) => {
+                                Message::GetForwardingResponse(GetForwardingResponse {
+                                    forwarding_list: vec![],
+                                    extensions: None,
+                                })
+                            }
+                            Message::GetDoNotDisturb(_) => {
+                                Message::GetDoNotDisturbResponse(GetDoNotDisturbResponse {
+                                    do_not_disturb_on: false,
+                                    extensions: None,
+                                })
+                            }
                             other => panic!("unexpected request {other:?}"),
                         };
                         next.extend(self.input(Input::CstaAnswer {

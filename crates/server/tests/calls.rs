@@ -998,3 +998,118 @@ async fn not_ready_reasons_go_to_the_switch_and_come_back() {
     )
     .await;
 }
+
+/// No event names a ConnID other than `conn` (a phantom call), and the wanted one arrives.
+async fn until_on(c: &mut Client, name: EventName, dn: &str, conn: ConnId) -> Event {
+    let deadline = Instant::now() + T;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ev = c
+            .next_event(left)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("no {name:?} on {dn}"));
+        assert_ne!(ev.name, EventName::EventError, "{ev:?}");
+        if let Some(x) = ev.conn_id {
+            assert_eq!(x, conn, "an event on another call (phantom?): {ev:?}");
+        }
+        if ev.name == name && ev.this_dn.as_deref() == Some(dn) {
+            return ev;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_callid_changed_by_a_transfer_answer_re_points_the_call() {
+    // The switch gives the resulting call of every transfer a new callID and says so only in
+    // the answer (old/new pairs); later events use the new one.
+    let r = rig_with_sim(|s| s.renumber_transfers = true, |_| {}).await;
+    let mut a = r.client_on(&["1001"]).await;
+    let mut b = r.client_on(&["1002"]).await;
+    let mut c = r.client_on(&["1003"]).await;
+    let conn = answer_ok(
+        &mut a,
+        req(RequestName::RequestMakeCall, "1001").with_other_dn("1002"),
+        EventName::EventDialing,
+    )
+    .await
+    .conn_id
+    .unwrap();
+    until(&mut b, EventName::EventRinging, None).await;
+    answer_ok(
+        &mut b,
+        with_conn(req(RequestName::RequestAnswerCall, "1002"), conn),
+        EventName::EventEstablished,
+    )
+    .await;
+    let cconn = answer_ok(
+        &mut a,
+        with_conn(req(RequestName::RequestInitiateTransfer, "1001"), conn).with_other_dn("1003"),
+        EventName::EventDialing,
+    )
+    .await
+    .conn_id
+    .unwrap();
+    until(&mut c, EventName::EventRinging, Some("1003")).await;
+    r.sim.answer("1003").await.unwrap();
+    until(&mut c, EventName::EventEstablished, None).await;
+    let mut complete = with_conn(req(RequestName::RequestCompleteTransfer, "1001"), cconn);
+    complete.transfer_conn_id = Some(conn);
+    answer_ok(&mut a, complete, EventName::EventReleased).await;
+    until_on(&mut b, EventName::EventPartyChanged, "1002", conn).await;
+    // the call now has another callID at the switch: requests on the ConnID reach it
+    answer_ok(
+        &mut b,
+        with_conn(req(RequestName::RequestHoldCall, "1002"), conn),
+        EventName::EventHeld,
+    )
+    .await;
+    answer_ok(
+        &mut b,
+        with_conn(req(RequestName::RequestRetrieveCall, "1002"), conn),
+        EventName::EventRetrieved,
+    )
+    .await;
+    // and events naming the new callID are the same call, not a phantom one
+    r.sim.hangup("1003").await.unwrap();
+    let rel = until_on(&mut b, EventName::EventReleased, "1002", conn).await;
+    assert_eq!(rel.conn_id, Some(conn));
+    until_on(&mut c, EventName::EventReleased, "1003", conn).await;
+
+    // single-step transfer: 1001 → 1002, 1002 moves it to 1003, who answers through ctid
+    let conn = answer_ok(
+        &mut a,
+        req(RequestName::RequestMakeCall, "1001").with_other_dn("1002"),
+        EventName::EventDialing,
+    )
+    .await
+    .conn_id
+    .unwrap();
+    until(&mut b, EventName::EventRinging, None).await;
+    answer_ok(
+        &mut b,
+        with_conn(req(RequestName::RequestAnswerCall, "1002"), conn),
+        EventName::EventEstablished,
+    )
+    .await;
+    answer_ok(
+        &mut b,
+        with_conn(req(RequestName::RequestSingleStepTransfer, "1002"), conn).with_other_dn("1003"),
+        EventName::EventReleased,
+    )
+    .await;
+    until_on(&mut c, EventName::EventRinging, "1003", conn).await;
+    answer_ok(
+        &mut c,
+        with_conn(req(RequestName::RequestAnswerCall, "1003"), conn),
+        EventName::EventEstablished,
+    )
+    .await;
+    answer_ok(
+        &mut a,
+        with_conn(req(RequestName::RequestReleaseCall, "1001"), conn),
+        EventName::EventReleased,
+    )
+    .await;
+    until_on(&mut c, EventName::EventReleased, "1003", conn).await;
+}

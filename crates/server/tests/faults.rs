@@ -337,6 +337,97 @@ async fn agent_state_changed_while_the_link_was_down_is_resynced() {
 }
 
 #[tokio::test]
+async fn forwarding_and_dnd_changed_while_the_link_was_down_are_resynced() {
+    use ctid_protocol::ForwardMode;
+    let mut r = rig().await;
+    r.sim
+        .set_forwarding("1004", "forwardImmediate", Some("1005"))
+        .await
+        .unwrap();
+    r.sim.set_dnd("1006", true).await.unwrap();
+    until(&mut r.obs, "EventDNDOn", T, is(EventName::EventDNDOn)).await;
+    r.sim.set_stall(true).await;
+    r.sim.drop_connections().await;
+    until(
+        &mut r.obs,
+        "EventLinkDisconnected",
+        T,
+        is(EventName::EventLinkDisconnected),
+    )
+    .await;
+    // while ctid cannot see the switch
+    r.sim
+        .set_forwarding("1004", "forwardImmediate", None)
+        .await
+        .unwrap();
+    r.sim
+        .set_forwarding("1007", "forwardBusy", Some("1009"))
+        .await
+        .unwrap();
+    r.sim.set_dnd("1006", false).await.unwrap();
+    r.sim.set_dnd("1008", true).await.unwrap();
+    r.sim.set_stall(false).await;
+    let evs = link_cycle_from_connected(&mut r.obs).await;
+    type Seen<'a> = (
+        EventName,
+        Option<&'a str>,
+        Option<ForwardMode>,
+        Option<&'a str>,
+    );
+    let seen: Vec<Seen> = evs
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.name,
+                EventName::EventForwardSet
+                    | EventName::EventForwardCancel
+                    | EventName::EventDNDOn
+                    | EventName::EventDNDOff
+            )
+        })
+        .map(|e| {
+            (
+                e.name,
+                e.this_dn.as_deref(),
+                e.forward_mode,
+                e.other_dn.as_deref(),
+            )
+        })
+        .collect();
+    for want in [
+        (
+            EventName::EventForwardCancel,
+            Some("1004"),
+            Some(ForwardMode::Unconditional),
+            None,
+        ),
+        (
+            EventName::EventForwardSet,
+            Some("1007"),
+            Some(ForwardMode::OnBusy),
+            Some("1009"),
+        ),
+        (EventName::EventDNDOff, Some("1006"), None, None),
+        (EventName::EventDNDOn, Some("1008"), None, None),
+    ] {
+        assert!(seen.contains(&want), "{want:?} not in {seen:?}");
+    }
+    assert_eq!(seen.len(), 4, "only what changed: {seen:?}");
+    // the DN status is the switch's
+    let q = r
+        .obs
+        .request(
+            Request::query_address("1007", ctid_protocol::AddressInfoType::DnStatus),
+            T,
+        )
+        .await
+        .unwrap();
+    assert_eq!(q.extension_str("ForwardMode"), Some("ForwardModeOnBusy"));
+    assert_eq!(q.extension_str("ForwardDN"), Some("1009"));
+    r.consistent("after the link came back").await;
+}
+
+#[tokio::test]
 async fn connector_stall_is_detected_by_the_keepalive() {
     let mut r = rig().await;
     r.sim.dial("1001", "1002").await.unwrap();

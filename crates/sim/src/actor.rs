@@ -827,6 +827,7 @@ impl Actor {
             }
             Message::TransferCall(t) => {
                 let (cid, list) = m.transfer(&t.held_call, &t.active_call)?;
+                let (cid, list) = renumbered(m, self.cfg.renumber_transfers, cid, list);
                 Message::TransferCallResponse(TransferCallResponse {
                     transferred_call: Some(crate::events::call_only(&cid)),
                     connections: list,
@@ -835,6 +836,7 @@ impl Actor {
             }
             Message::ConferenceCall(t) => {
                 let (cid, list) = m.conference(&t.held_call, &t.active_call)?;
+                let (cid, list) = renumbered(m, self.cfg.renumber_transfers, cid, list);
                 Message::ConferenceCallResponse(ConferenceCallResponse {
                     conference_call: Some(crate::events::call_only(&cid)),
                     connections: list,
@@ -844,9 +846,10 @@ impl Actor {
             Message::SingleStepTransferCall(s) => {
                 let to = s.transferred_to.trim();
                 let cid = m.single_step_transfer(&s.active_call, to)?;
+                let (cid, list) = renumbered(m, self.cfg.renumber_transfers, cid, Vec::new());
                 Message::SingleStepTransferCallResponse(SingleStepTransferCallResponse {
                     transferred_call: Some(conn(&cid, to)),
-                    connections: Vec::new(),
+                    connections: list,
                     extensions: None,
                 })
             }
@@ -905,6 +908,12 @@ impl Actor {
             Message::SetDoNotDisturb(s) => {
                 m.set_dnd(s.device.trim(), s.do_not_disturb_on)?;
                 Message::SetDoNotDisturbResponse(SetDoNotDisturbResponse { extensions: None })
+            }
+            Message::GetDoNotDisturb(g) => {
+                Message::GetDoNotDisturbResponse(GetDoNotDisturbResponse {
+                    do_not_disturb_on: m.device(g.device.trim())?.dnd,
+                    extensions: None,
+                })
             }
             other => {
                 return Err(SimError::op(
@@ -1034,6 +1043,42 @@ impl Actor {
         });
         v
     }
+}
+
+/// With `renumber_transfers`, the resulting call `cid` of a transfer or conference gets a new
+/// callID: every connection of the answer's list points at it (the old one as
+/// `oldConnection`), and a list is made of the call's parties when there was none.
+fn renumbered(
+    m: &mut Model,
+    on: bool,
+    cid: String,
+    mut list: Vec<ConnectionListItem>,
+) -> (String, Vec<ConnectionListItem>) {
+    if !on {
+        return (cid, list);
+    }
+    let parties = m.parties_of(&cid);
+    let new = m.renumber_call(&cid);
+    if list.is_empty() {
+        list = parties
+            .iter()
+            .map(|d| ConnectionListItem {
+                new_connection: None,
+                old_connection: Some(conn(&cid, d)),
+                endpoint: Some(Endpoint::DeviceId(d.clone())),
+                associated_nid: None,
+            })
+            .collect();
+    }
+    for item in &mut list {
+        let d = item
+            .old_connection
+            .as_ref()
+            .map(|c| c.device().to_string())
+            .unwrap_or_default();
+        item.new_connection = Some(conn(&new, &d));
+    }
+    (new, list)
 }
 
 #[cfg(test)]

@@ -222,6 +222,15 @@ pub struct SimConfig {
     /// Record every frame in both directions to this file (JSON lines, see `record`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub record: Option<std::path::PathBuf>,
+    /// The resulting call of TransferCall, ConferenceCall and SingleStepTransferCall gets a new
+    /// callID, reported only in the answer (old/new connection pairs) and used by every later
+    /// event, as BroadWorks does when its tracking ID changes.
+    #[serde(default)]
+    pub renumber_transfers: bool,
+    /// Seconds an offered call rings before the device's no-answer forwarding takes it
+    /// (0 = never: forwardNoAns is stored but does not act).
+    #[serde(default)]
+    pub no_answer_secs: u32,
 }
 
 impl Default for SimConfig {
@@ -237,6 +246,8 @@ impl Default for SimConfig {
             snapshot_segment: 0,
             out_queue: default_out_queue(),
             record: None,
+            renumber_transfers: false,
+            no_answer_secs: 0,
         }
     }
 }

@@ -306,7 +306,7 @@ impl Model {
         Ok(())
     }
 
-    fn device(&self, id: &str) -> Result<&Device> {
+    pub(crate) fn device(&self, id: &str) -> Result<&Device> {
         self.devices
             .get(id)
             .ok_or_else(|| SimError::unknown_device(id))
@@ -328,6 +328,11 @@ impl Model {
 
     fn parties(&self, id: &str) -> Vec<String> {
         self.find_call(id).map(Call::parties).unwrap_or_default()
+    }
+
+    /// The devices in call `id`.
+    pub fn parties_of(&self, id: &str) -> Vec<String> {
+        self.parties(id)
     }
 
     /// The state of `device`'s connection in `call`, validating both.
@@ -931,6 +936,24 @@ impl Model {
             ));
         }
         Ok(())
+    }
+
+    /// Give call `old` a new callID, as a switch that renumbers the resulting call of a
+    /// transfer or conference does (`renumber_transfers`); returns the new one. A call waiting
+    /// in a queue keeps its ID.
+    pub fn renumber_call(&mut self, old: &str) -> String {
+        let queued = self.waiting.values().any(|q| q.iter().any(|c| c == old));
+        let Some(key) = call_key(old).filter(|_| !queued) else {
+            return old.to_string();
+        };
+        let Some(mut call) = self.calls.remove(&key) else {
+            return old.to_string();
+        };
+        let new = format!("C{}", self.next_call);
+        call.id = new.clone();
+        self.calls.insert(self.next_call, call);
+        self.next_call += 1;
+        new
     }
 
     /// TransferCall: the held call's other parties join the active call; the transferring

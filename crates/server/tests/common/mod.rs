@@ -25,7 +25,17 @@ pub fn any() -> SocketAddr {
 
 /// The demo switch and the demo configuration, edited by `edit`; returns once the link is up.
 pub async fn rig_with(edit: impl FnOnce(&mut Config)) -> Rig {
-    let sim = Sim::start(SimConfig::demo(), any(), None).await.unwrap();
+    rig_with_sim(|_| {}, edit).await
+}
+
+/// [`rig_with`], the demo switch's configuration edited by `sim_edit` first.
+pub async fn rig_with_sim(
+    sim_edit: impl FnOnce(&mut SimConfig),
+    edit: impl FnOnce(&mut Config),
+) -> Rig {
+    let mut sim_cfg = SimConfig::demo();
+    sim_edit(&mut sim_cfg);
+    let sim = Sim::start(sim_cfg, any(), None).await.unwrap();
     let mut cfg = demo_config(any(), sim.csta_addr());
     for l in &mut cfg.links {
         l.reconnect_min = Duration::from_millis(100);
