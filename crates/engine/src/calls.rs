@@ -1244,14 +1244,21 @@ impl Calls {
     }
 
     /// SnapshotDevice's answer: the calls of `dn` now, or the start of a segmented snapshot.
+    /// Returns the switch's error when it says the device is gone: its calls are then released
+    /// for its clients (the switch has none there any more).
     pub fn snapshot_answer(
         &mut self,
         dn: &str,
         msg: Result<Message, String>,
         dns: &Dns,
         notes: &mut Vec<Notice>,
-    ) {
+    ) -> Option<ctid_csta::CstaError> {
         match msg {
+            Ok(Message::CstaErrorCode(e)) if crate::dns::device_gone(&e.error) => {
+                warn!(%dn, error = %e.error, "SnapshotDevice: the device is gone");
+                self.reconcile(dn, &[], dns, notes);
+                return Some(e.error);
+            }
             Ok(Message::SnapshotDeviceResponse(r)) => match r.cross_ref_id_or_snapshot_data {
                 SnapshotResult::Data(items) => self.reconcile(dn, &items, dns, notes),
                 SnapshotResult::ServiceCrossRefId(x) => {
@@ -1262,6 +1269,7 @@ impl Calls {
             Ok(other) => warn!(%dn, answer = other.name(), "unexpected answer to SnapshotDevice"),
             Err(reason) => warn!(%dn, %reason, "malformed answer to SnapshotDevice"),
         }
+        None
     }
 
     /// A segment of a segmented snapshot (SnapshotDeviceData); with the last one, the DN's calls

@@ -1272,9 +1272,15 @@ impl Engine {
             Pending::Call { expect, origin } => self.call_answer(expect, origin, msg, out),
             Pending::Snapshot { dn } => {
                 let mut notes = std::mem::take(&mut self.scratch);
-                self.calls.snapshot_answer(&dn, msg, &self.dns, &mut notes);
+                let gone = self.calls.snapshot_answer(&dn, msg, &self.dns, &mut notes);
                 self.notices(&dn, &mut notes, out);
                 self.scratch = notes;
+                if let Some(e) = gone {
+                    // The switch no longer knows the DN: its clients are told, like a refused
+                    // MonitorStart (docs/protocol.md §6.4), and a monitor nobody wants stops.
+                    self.device_gone(&dn, &e, out);
+                    self.sync_monitor(&dn);
+                }
             }
             Pending::AgentQuery { dn, resync } => {
                 if self.dns.contains(&dn) {

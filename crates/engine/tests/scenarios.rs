@@ -955,3 +955,96 @@ fn connector_monitor_stop_storm_backs_off() {
     assert!(t.e.is_monitored("2002"));
     assert_eq!(t.e.poll_timeout(), None);
 }
+
+#[test]
+fn a_snapshot_saying_the_device_is_gone_releases_its_calls_and_unregisters_it() {
+    let mut t = T::new(EngineConfig::default());
+    t.input(Input::ClientConnected {
+        client: 1,
+        peer: "a".into(),
+    });
+    t.up(&[]);
+    register(&mut t, 1, "1002", 1, &[]);
+    let out = t.input(ev_in(Message::DeliveredEvent(DeliveredEvent {
+        monitor_cross_ref_id: "1002".into(),
+        connection: ConnectionId::new("C1", "1002"),
+        alerting_device: Some(DeviceRef::id("1002")),
+        calling_device: Some(DeviceRef::id("1001")),
+        called_device: Some(DeviceRef::id("1002")),
+        last_redirection_device: None,
+        originating_nid_connection: None,
+        local_connection_info: None,
+        correlator_data: None,
+        cause: Some(EventCause::NewCall),
+        network_calling_device: None,
+        network_called_device: None,
+        associated_calling_device: None,
+        associated_called_device: None,
+        extensions: None,
+    })));
+    assert_eq!(names(&out), vec![(vec![1], EventName::EventRinging, None)]);
+    t.input(Input::LinkDown {
+        reason: "test".into(),
+    });
+    // back: MonitorStart is accepted, but the snapshot says the device is gone
+    let out = t.input(Input::LinkUp {
+        name: "test".into(),
+        priority: None,
+        edition: None,
+    });
+    let mut got = Vec::new();
+    let mut pending = out;
+    while !pending.is_empty() {
+        let mut next = Vec::new();
+        for o in pending {
+            match &o {
+                Output::CstaRequest {
+                    invoke_id,
+                    message: Message::SnapshotDevice(_),
+                } => next.extend(t.input(Input::CstaAnswer {
+                    invoke_id: *invoke_id,
+                    message: csta_error(CstaError::Operation(OperationError::InvalidDeviceID)),
+                })),
+                Output::CstaRequest {
+                    invoke_id,
+                    message: Message::MonitorStart(_),
+                } => next.extend(t.input(Input::CstaAnswer {
+                    invoke_id: *invoke_id,
+                    message: xml_answer(Message::MonitorStartResponse(MonitorStartResponse {
+                        monitor_cross_ref_id: "1002".into(),
+                        monitor_existing_calls: None,
+                        extensions: None,
+                    })),
+                })),
+                Output::CstaRequest {
+                    message: Message::MonitorStop(_),
+                    ..
+                } => got.push(o),
+                Output::CstaRequest { .. } => got.extend(t.serve(vec![o], &[])),
+                _ => got.push(o),
+            }
+        }
+        pending = next;
+    }
+    let ev = events(&got);
+    let rel = ev
+        .iter()
+        .find(|(_, e)| e.name == EventName::EventReleased)
+        .expect("the call at the gone device is released");
+    assert_eq!(rel.1.this_dn.as_deref(), Some("1002"));
+    let unreg = ev
+        .iter()
+        .find(|(_, e)| e.name == EventName::EventUnregistered)
+        .expect("its client is unregistered");
+    assert_eq!(unreg.0, vec![1]);
+    assert_eq!(
+        unreg.1.extension_str("CSTAError"),
+        Some("operation/invalidDeviceID")
+    );
+    assert!(
+        requests(&got)
+            .iter()
+            .any(|(_, m)| matches!(m, Message::MonitorStop(_))),
+        "the monitor nobody wants is stopped: {got:?}"
+    );
+}

@@ -1113,3 +1113,46 @@ async fn a_callid_changed_by_a_transfer_answer_re_points_the_call() {
     .await;
     until_on(&mut c, EventName::EventReleased, "1003", conn).await;
 }
+
+#[tokio::test]
+async fn no_answer_forwarding_takes_a_call_that_rings_too_long() {
+    let r = rig_with_sim(|s| s.no_answer_secs = 1, |_| {}).await;
+    let mut a = r.client_on(&["1001"]).await;
+    let mut b = r.client_on(&["1004"]).await;
+    let mut c = r.client_on(&["1005"]).await;
+    let mut fwd = req(RequestName::RequestCallForwardSet, "1004").with_other_dn("1005");
+    fwd.forward_mode = Some(ctid_protocol::ForwardMode::OnNoAnswer);
+    answer_ok(&mut b, fwd, EventName::EventForwardSet).await;
+    let conn = answer_ok(
+        &mut a,
+        req(RequestName::RequestMakeCall, "1001").with_other_dn("1004"),
+        EventName::EventDialing,
+    )
+    .await
+    .conn_id
+    .unwrap();
+    let ring = until(&mut b, EventName::EventRinging, Some("1004")).await;
+    assert_eq!(ring.conn_id, Some(conn));
+    // nobody answers at 1004: after the ring timer the call leaves it and rings at 1005
+    let gone = until(&mut b, EventName::EventReleased, Some("1004")).await;
+    assert_eq!(gone.conn_id, Some(conn));
+    assert_eq!(
+        gone.call_state,
+        Some(ctid_protocol::CallState::Forwarded),
+        "{gone:?}"
+    );
+    let ring = until(&mut c, EventName::EventRinging, Some("1005")).await;
+    assert_eq!(ring.conn_id, Some(conn), "the same call, forwarded");
+    answer_ok(
+        &mut c,
+        with_conn(req(RequestName::RequestAnswerCall, "1005"), conn),
+        EventName::EventEstablished,
+    )
+    .await;
+    answer_ok(
+        &mut a,
+        with_conn(req(RequestName::RequestReleaseCall, "1001"), conn),
+        EventName::EventReleased,
+    )
+    .await;
+}

@@ -112,6 +112,8 @@ pub(crate) struct Actor {
     stats: Arc<Stats>,
     /// Requests swallowed while stalled.
     stalled_requests: u64,
+    /// When the switch started: the model's clock (`Model::now_ms`).
+    epoch: Instant,
 }
 
 fn is_system_or_session(m: &Message) -> bool {
@@ -160,21 +162,32 @@ impl Actor {
             fail_skip: 0,
             stats,
             stalled_requests: 0,
+            epoch: Instant::now(),
         }
     }
 
     /// Run until cancelled.
     pub(crate) async fn run(mut self, mut rx: mpsc::Receiver<Cmd>, cancel: CancellationToken) {
-        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 cmd = rx.recv() => match cmd {
-                    Some(cmd) => self.handle(cmd),
+                    Some(cmd) => {
+                        self.clock();
+                        self.handle(cmd)
+                    }
                     None => break,
                 },
-                _ = tick.tick() => self.check_sessions(),
+                _ = tick.tick() => {
+                    self.check_sessions();
+                    self.clock();
+                    if self.model.ring_timeouts(self.cfg.no_answer_secs) > 0 {
+                        self.flush_events();
+                        self.reconcile_monitors();
+                    }
+                }
             }
         }
         for (_, c) in std::mem::take(&mut self.conns) {
@@ -182,6 +195,11 @@ impl Actor {
                 let _ = k.send(());
             }
         }
+    }
+
+    /// Set the model's clock (milliseconds since start).
+    fn clock(&mut self) {
+        self.model.now_ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
     }
 
     fn handle(&mut self, cmd: Cmd) {

@@ -58,6 +58,8 @@ impl Device {
 pub struct Conn {
     pub device: String,
     pub state: LocalConnectionState,
+    /// When the connection was made (`Model::now_ms`): a ringing one's ring timer.
+    pub since_ms: u64,
 }
 
 /// A call.
@@ -133,6 +135,9 @@ pub struct Model {
     pub monitored: HashMap<String, usize>,
     /// Bumped whenever a device is removed (monitors on it must then be stopped).
     pub removals: u64,
+    /// Milliseconds since the switch started, set by its task before every operation (the
+    /// ring timer's clock).
+    pub now_ms: u64,
     out: Vec<Out>,
 }
 
@@ -438,12 +443,56 @@ impl Model {
     }
 
     fn add_conn(&mut self, call: &str, device: &str, s: LocalConnectionState) {
+        let since_ms = self.now_ms;
         if let Some(c) = self.find_call_mut(call) {
             c.conns.push(Conn {
                 device: device.to_string(),
                 state: s,
+                since_ms,
             });
         }
+    }
+
+    /// The ring timer: a call that has rung at a device for `secs` seconds (0 = never) is taken
+    /// by the device's no-answer forwarding (Diverted with cause callForwardNoAnswer, then
+    /// offered to the destination). Returns how many calls were forwarded.
+    pub fn ring_timeouts(&mut self, secs: u32) -> usize {
+        if secs == 0 {
+            return 0;
+        }
+        let limit = u64::from(secs) * 1000;
+        let mut due = Vec::new();
+        for call in self.calls.values() {
+            for c in &call.conns {
+                if c.state != LocalConnectionState::Alerting
+                    || self.now_ms.saturating_sub(c.since_ms) < limit
+                {
+                    continue;
+                }
+                let Some(d) = self.devices.get(&c.device) else {
+                    continue;
+                };
+                let Some(f) = d.fwd(&ForwardingType::ForwardNoAns) else {
+                    continue;
+                };
+                if f != c.device && self.devices.contains_key(f) && call.state_of(f).is_none() {
+                    due.push((call.id.clone(), c.device.clone(), f.to_string()));
+                }
+            }
+        }
+        for (cid, b, to) in &due {
+            let recips = self.parties(cid);
+            self.remove_conn(cid, b);
+            self.emit_diverted(cid, b, to, EventCause::CallForwardNoAnswer, &recips);
+            if let Some(cm) = self.find_call_mut(cid) {
+                cm.last_redirect = Some(b.clone());
+            }
+            self.route(cid, to, EventCause::CallForwardNoAnswer, 1);
+        }
+        if !due.is_empty() {
+            self.after();
+        }
+        due.len()
     }
 
     fn remove_conn(&mut self, call: &str, device: &str) {
@@ -556,6 +605,7 @@ impl Model {
                 conns: vec![Conn {
                     device: from.into(),
                     state: LocalConnectionState::Initiated,
+                    since_ms: self.now_ms,
                 }],
             },
         );
@@ -1370,6 +1420,7 @@ impl Model {
                 conns: vec![Conn {
                     device: d.clone(),
                     state: LocalConnectionState::Initiated,
+                    since_ms: self.now_ms,
                 }],
             },
         );

@@ -870,3 +870,38 @@ async fn route_point_holds_until_deflected() {
     assert_eq!(ev[3], format!("DeliveredEvent alertingDevice=1002 calledDevice=3101 callingDevice=1001 cause=redirected connection={call}@1002 lastRedirectionDevice=numberDialed:3101 localConnectionInfo=alerting monitorCrossRefID=2"));
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn dnd_is_read_back_and_a_removed_device_has_no_snapshot() {
+    let sim = start(demo_none()).await;
+    let mut c = Client::connect(sim.csta_addr()).await;
+    let get = || {
+        Message::GetDoNotDisturb(GetDoNotDisturb {
+            device: "1004".into(),
+            extensions: None,
+        })
+    };
+    assert_eq!(
+        summary(&c.request(get()).await),
+        "GetDoNotDisturbResponse doNotDisturbOn=false"
+    );
+    sim.set_dnd("1004", true).await.unwrap();
+    assert_eq!(
+        summary(&c.request(get()).await),
+        "GetDoNotDisturbResponse doNotDisturbOn=true"
+    );
+    // a device the switch no longer has: its snapshot is refused as an unknown device
+    sim.remove_device("1004").await.unwrap();
+    let snap = c
+        .request(Message::SnapshotDevice(SnapshotDevice {
+            snapshot_object: "1004".into(),
+            extensions: None,
+        }))
+        .await;
+    assert_eq!(summary(&snap), "CSTAErrorCode operation=invalidDeviceID");
+    assert_eq!(
+        summary(&c.request(get()).await),
+        "CSTAErrorCode operation=invalidDeviceID"
+    );
+    sim.shutdown().await;
+}
