@@ -1,8 +1,11 @@
 //! How a client request sent to the switch gets its one answer: the requester waits for the
 //! first resulting event on ThisDN (an *expectation*; that event carries its ReferenceID),
 //! EventACK when the switch accepted but no event came within `request-timeout`, or EventError.
-//! A request on a call that already has one in flight waits (`call-rq-gap`) and is handed back
-//! when the first one is answered or the gap has passed (`docs/call-model.md`, "Requests → CSTA services").
+//! A request on a call that already has one in flight waits (`call-rq-gap`), and so does a
+//! request on a device that has one in flight (`device-rq-gap`): one queue per call or device
+//! ([`Lane`]), handed back when the first one is answered (accepted by the switch or refused) or
+//! the gap has passed; a request the gap let go is sent without waiting again
+//! (`docs/call-model.md`, "Requests → CSTA services").
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -36,15 +39,33 @@ pub struct Expect {
     pub forward_mode: Option<ForwardMode>,
 }
 
-/// Expectations, and requests waiting for their call.
+/// What a waiting request waits for.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Lane {
+    /// The request in flight on this call (`call-rq-gap`).
+    Call(ConnId),
+    /// The request in flight on this device (`device-rq-gap`).
+    Device(String),
+}
+
+/// A request handed back from waiting.
+#[derive(Debug, Clone)]
+pub struct Ready {
+    pub client: ClientId,
+    pub request: Request,
+    /// The gap passed: send it even if the first one is still unanswered.
+    pub gap_passed: bool,
+}
+
+/// Expectations, and requests waiting for their call or device.
 #[derive(Debug, Default)]
 pub struct Answers {
     expects: Vec<Expect>,
     next_id: u64,
-    /// ConnID → requests waiting for the one in flight on that call: (since, client, request).
-    waiting: BTreeMap<ConnId, VecDeque<(u64, ClientId, Request)>>,
+    /// Requests waiting for the one in flight on a call or device: (since, client, request).
+    waiting: BTreeMap<Lane, VecDeque<(u64, ClientId, Request)>>,
     /// Requests released from waiting, to be handled before the input is done.
-    ready: VecDeque<(ClientId, Request)>,
+    ready: VecDeque<Ready>,
 }
 
 impl Answers {
@@ -92,13 +113,17 @@ impl Answers {
                 && (x.conn.is_none() || x.conn == ev.conn_id || ev.previous_conn_id == x.conn)
                 && x.forward_mode.is_none_or(|m| ev.forward_mode == Some(m))
         })?;
-        Some(self.expects.remove(i))
+        let x = self.expects.remove(i);
+        self.device_free(&x.dn);
+        Some(x)
     }
 
     /// The expectation `id`, taken.
     pub fn take(&mut self, id: u64) -> Option<Expect> {
         let i = self.expects.iter().position(|x| x.id == id)?;
-        Some(self.expects.remove(i))
+        let x = self.expects.remove(i);
+        self.device_free(&x.dn);
+        Some(x)
     }
 
     /// The call request `id` acts on, while it is awaited.
@@ -122,10 +147,13 @@ impl Answers {
         let x = &mut self.expects[i];
         x.accepted = true;
         x.deadline_ms = Some(deadline_ms);
-        if x.on_accept.is_some() {
-            return Accepted::Answer(Box::new(self.expects.remove(i)));
+        let (dn, conn) = (x.dn.clone(), x.conn);
+        let answer = x.on_accept.is_some().then(|| self.expects.remove(i));
+        self.device_free(&dn);
+        match answer {
+            Some(x) => Accepted::Answer(Box::new(x)),
+            None => Accepted::Waiting(conn),
         }
-        Accepted::Waiting(x.conn)
     }
 
     /// Is a request in flight on this call (not yet accepted by the switch)?
@@ -133,6 +161,18 @@ impl Answers {
         self.expects
             .iter()
             .any(|x| x.conn == Some(conn) && !x.accepted)
+    }
+
+    /// Is a request in flight on this device (not yet accepted by the switch)?
+    pub fn device_busy(&self, dn: &str) -> bool {
+        self.expects.iter().any(|x| x.dn == dn && !x.accepted)
+    }
+
+    /// The device `dn` has no request in flight any more: the next one waiting goes.
+    fn device_free(&mut self, dn: &str) {
+        if !self.device_busy(dn) {
+            self.release_lane(Lane::Device(dn.to_string()), false);
+        }
     }
 
     /// Does a request of `dn` wait for EventDialing (a call ctid makes)?
@@ -149,58 +189,78 @@ impl Answers {
             .map(|x| &x.request)
     }
 
-    /// `client`'s request waits for the request in flight on `conn`.
-    pub fn wait(&mut self, conn: ConnId, since_ms: u64, client: ClientId, req: Request) {
+    /// `client`'s request waits for the request in flight on `lane`.
+    pub fn wait(&mut self, lane: Lane, since_ms: u64, client: ClientId, req: Request) {
         self.waiting
-            .entry(conn)
+            .entry(lane)
             .or_default()
             .push_back((since_ms, client, req));
     }
 
     /// The request in flight on `conn` is answered: the next one waiting goes.
     pub fn release(&mut self, conn: Option<ConnId>) {
-        let Some(conn) = conn else { return };
-        if let Some(q) = self.waiting.get_mut(&conn) {
-            if let Some((_, client, req)) = q.pop_front() {
+        if let Some(conn) = conn {
+            self.release_lane(Lane::Call(conn), false);
+        }
+    }
+
+    fn release_lane(&mut self, lane: Lane, gap_passed: bool) {
+        if let Some(q) = self.waiting.get_mut(&lane) {
+            if let Some((_, client, request)) = q.pop_front() {
                 if q.is_empty() {
-                    self.waiting.remove(&conn);
+                    self.waiting.remove(&lane);
                 }
-                self.ready.push_back((client, req));
+                self.ready.push_back(Ready {
+                    client,
+                    request,
+                    gap_passed,
+                });
             }
         }
     }
 
     /// The next request released from waiting.
-    pub fn next_ready(&mut self) -> Option<(ClientId, Request)> {
+    pub fn next_ready(&mut self) -> Option<Ready> {
         self.ready.pop_front()
     }
 
+    /// The gap of a lane: `call-rq-gap` or `device-rq-gap`.
+    fn gap(lane: &Lane, gaps: Gaps) -> u64 {
+        match lane {
+            Lane::Call(_) => gaps.call_ms,
+            Lane::Device(_) => gaps.device_ms,
+        }
+    }
+
     /// Accepted requests whose event did not come by `now_ms` (each gets EventACK), taken;
-    /// waiting requests past `gap_ms` are released.
-    pub fn tick(&mut self, now_ms: u64, gap_ms: u64) -> Vec<Expect> {
+    /// waiting requests past their lane's gap are released.
+    pub fn tick(&mut self, now_ms: u64, gaps: Gaps) -> Vec<Expect> {
         let (late, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.expects)
             .into_iter()
             .partition(|x| x.accepted && x.deadline_ms.is_some_and(|d| d <= now_ms));
         self.expects = keep;
-        let due: Vec<ConnId> = self
+        let due: Vec<Lane> = self
             .waiting
             .iter()
-            .filter(|(_, q)| q.front().is_some_and(|(t, _, _)| now_ms >= t + gap_ms))
-            .map(|(c, _)| *c)
+            .filter(|(l, q)| {
+                q.front()
+                    .is_some_and(|(t, _, _)| now_ms >= t + Self::gap(l, gaps))
+            })
+            .map(|(l, _)| l.clone())
             .collect();
-        for c in due {
-            self.release(Some(c));
+        for l in due {
+            self.release_lane(l, true);
         }
         late
     }
 
     /// The earliest moment [`Answers::tick`] has something to do.
-    pub fn next_deadline(&self, gap_ms: u64) -> Option<u64> {
+    pub fn next_deadline(&self, gaps: Gaps) -> Option<u64> {
         let a = self.expects.iter().filter_map(|x| x.deadline_ms).min();
         let b = self
             .waiting
-            .values()
-            .filter_map(|q| q.front().map(|(t, _, _)| t + gap_ms))
+            .iter()
+            .filter_map(|(l, q)| q.front().map(|(t, _, _)| t + Self::gap(l, gaps)))
             .min();
         match (a, b) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -228,8 +288,26 @@ impl Answers {
             q.retain(|(_, c, _)| *c != client);
         }
         self.waiting.retain(|_, q| !q.is_empty());
-        self.ready.retain(|(c, _)| *c != client);
+        self.ready.retain(|r| r.client != client);
+        let dns: Vec<String> = self
+            .waiting
+            .keys()
+            .filter_map(|l| match l {
+                Lane::Device(d) => Some(d.clone()),
+                Lane::Call(_) => None,
+            })
+            .collect();
+        for d in dns {
+            self.device_free(&d);
+        }
     }
+}
+
+/// The gaps of the two kinds of lane (`call-rq-gap`, `device-rq-gap`), in ms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gaps {
+    pub call_ms: u64,
+    pub device_ms: u64,
 }
 
 /// What acceptance by the switch means for an expectation.

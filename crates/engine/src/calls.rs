@@ -112,6 +112,8 @@ pub struct Calls {
     unix_micros: u64,
     /// Call events whose connection carries no callID (cannot be tracked; dropped).
     pub events_without_call_id: u64,
+    /// `ani-distribution` (set by the orchestrator).
+    pub ani_distribution: crate::config::AniDistribution,
 }
 
 impl Calls {
@@ -385,10 +387,7 @@ impl Calls {
     }
 
     fn classify(&mut self, dns: &Dns, conn: ConnId, calling: Option<&str>, called: Option<&str>) {
-        let internal = |n: &str| {
-            dns.contains(n)
-                || (!n.is_empty() && n.len() <= 6 && n.bytes().all(|b| b.is_ascii_digit()))
-        };
+        let internal = |n: &str| dns.is_internal(n);
         let (ci, cd) = (calling.map(internal), called.map(internal));
         let Some(call) = self.calls.get_mut(&conn) else {
             return;
@@ -460,7 +459,13 @@ impl Calls {
                 ev.other_dn = Some(o.dn.clone());
                 ev.other_dn_role = Some(o.role);
             }
-            if c.call_type == CallType::Inbound || ev.name == EventName::EventRinging {
+            if self.ani_distribution.shows(
+                c.call_type,
+                matches!(
+                    ev.name,
+                    EventName::EventRinging | EventName::EventRouteRequest
+                ),
+            ) {
                 ev.ani = c.ani.clone();
             }
             ev.dnis = c.dnis.clone();
@@ -595,7 +600,9 @@ impl Calls {
                     if let Some(c) = &calling {
                         ev.other_dn = Some(c.clone());
                         ev.other_dn_role = Some(DnRole::Origination);
-                        ev.ani = Some(c.clone());
+                        if ev.ani.is_some() {
+                            ev.ani = Some(c.clone());
+                        }
                     }
                     notes.push(Notice::Deliver(ev));
                 }

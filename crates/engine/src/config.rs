@@ -53,7 +53,143 @@ pub struct EngineConfig {
     pub user_data_limit: usize,
     /// Log out an agent when the session that logged it in goes away.
     pub agent_logout_on_unregister: bool,
+    /// A request on a device with one in flight waits at most this long (`device-rq-gap`);
+    /// 0: requests on a device are not held back.
+    pub device_rq_gap_ms: u64,
+    /// Which calls carry ANI (`ani-distribution`).
+    pub ani_distribution: AniDistribution,
+    /// Numbers that are internal besides the DN table (`internal-dn-pattern`).
+    pub internal_dn_pattern: DnPattern,
+    /// Switch messages are handled before queued client requests (`background-processing`;
+    /// used by the server's core, which decides the order of inputs).
+    pub background_processing: bool,
+    /// The engine options of each link (`request-timeout`, `max-outstanding`,
+    /// `resync-timeout`, `hotdesk.enabled`, `call-rq-gap`, `device-rq-gap` of `[[link]]`): the
+    /// active link's set (named by [`crate::Input::LinkUp`]) replaces the values above.
+    pub links: Vec<LinkOptions>,
 }
+
+/// The engine options of one `[[link]]` (docs/configuration.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkOptions {
+    pub name: String,
+    pub request_timeout_ms: u64,
+    pub max_outstanding: usize,
+    pub resync_timeout_ms: u64,
+    pub hotdesk_enabled: bool,
+    pub call_rq_gap_ms: u64,
+    pub device_rq_gap_ms: u64,
+}
+
+impl EngineConfig {
+    /// Make the options of link `name` the ones in force (nothing changes for a link without
+    /// its own set, e.g. in a recording made before links had one). Returns true when found.
+    pub fn select_link(&mut self, name: &str) -> bool {
+        let Some(o) = self.links.iter().find(|l| l.name == name).cloned() else {
+            return false;
+        };
+        self.request_timeout_ms = o.request_timeout_ms;
+        self.max_outstanding = o.max_outstanding;
+        self.resync_timeout_ms = o.resync_timeout_ms;
+        self.hotdesk_enabled = o.hotdesk_enabled;
+        self.call_rq_gap_ms = o.call_rq_gap_ms;
+        self.device_rq_gap_ms = o.device_rq_gap_ms;
+        true
+    }
+}
+
+/// `ani-distribution` (docs/configuration.md): which calls' events carry ANI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AniDistribution {
+    /// Inbound calls only (default).
+    #[default]
+    InboundCallsOnly,
+    /// Every call (inbound, outbound, internal, consultation).
+    AllCalls,
+    /// No call.
+    Suppressed,
+}
+
+impl AniDistribution {
+    /// The ctid.toml name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AniDistribution::InboundCallsOnly => "inbound-calls-only",
+            AniDistribution::AllCalls => "all-calls",
+            AniDistribution::Suppressed => "suppressed",
+        }
+    }
+    /// From its ctid.toml name.
+    pub fn from_name(s: &str) -> Option<Self> {
+        Some(match s {
+            "inbound-calls-only" => AniDistribution::InboundCallsOnly,
+            "all-calls" => AniDistribution::AllCalls,
+            "suppressed" => AniDistribution::Suppressed,
+            _ => return None,
+        })
+    }
+    /// Does an event of a call of type `t` carry ANI? `offer`: the event offers the call (EventRinging,
+    /// EventRouteRequest).
+    /// `all-calls`: the offer of every call and every event of an inbound call (what ctid did
+    /// before the option existed, and what recordings without it replay with);
+    /// `inbound-calls-only`: every event of an inbound call; `suppressed`: none.
+    pub fn shows(self, t: ctid_protocol::CallType, offer: bool) -> bool {
+        let inbound = t == ctid_protocol::CallType::Inbound;
+        match self {
+            AniDistribution::InboundCallsOnly => inbound,
+            AniDistribution::AllCalls => inbound || offer,
+            AniDistribution::Suppressed => false,
+        }
+    }
+}
+
+/// `internal-dn-pattern`: a regular expression a whole number must match to be internal.
+/// Compared by its text.
+#[derive(Debug, Clone)]
+pub struct DnPattern {
+    text: String,
+    re: regex::Regex,
+}
+
+/// The default `internal-dn-pattern`.
+pub const DEFAULT_INTERNAL_DN_PATTERN: &str = "^[0-9]{1,6}$";
+
+impl DnPattern {
+    /// Compile a pattern (the error says why it is not a regular expression).
+    pub fn new(text: &str) -> Result<Self, String> {
+        let re = regex::Regex::new(text).map_err(|e| e.to_string())?;
+        Ok(DnPattern {
+            text: text.to_string(),
+            re,
+        })
+    }
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+    /// Does `number` match?
+    pub fn matches(&self, number: &str) -> bool {
+        !number.is_empty() && self.re.is_match(number)
+    }
+}
+
+impl Default for DnPattern {
+    fn default() -> Self {
+        DnPattern {
+            text: DEFAULT_INTERNAL_DN_PATTERN.to_string(),
+            // A constant, not input (`default_pattern_compiles` below).
+            #[allow(clippy::expect_used)]
+            re: regex::Regex::new(DEFAULT_INTERNAL_DN_PATTERN).expect("the default compiles"),
+        }
+    }
+}
+
+impl PartialEq for DnPattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+impl Eq for DnPattern {}
 
 impl Default for EngineConfig {
     fn default() -> Self {
@@ -69,6 +205,11 @@ impl Default for EngineConfig {
             call_rq_gap_ms: 250,
             user_data_limit: 16_000,
             agent_logout_on_unregister: false,
+            device_rq_gap_ms: 250,
+            ani_distribution: AniDistribution::default(),
+            internal_dn_pattern: DnPattern::default(),
+            background_processing: true,
+            links: Vec::new(),
         }
     }
 }
@@ -189,6 +330,50 @@ mod tests {
             password: Some("x".into()),
         });
         c.max_outstanding = 7;
+        c.ani_distribution = AniDistribution::AllCalls;
+        c.internal_dn_pattern = DnPattern::new("^9[0-9]{3}$").unwrap();
+        c.device_rq_gap_ms = 40;
+        c.background_processing = false;
+        c.links.push(LinkOptions {
+            name: "b".into(),
+            request_timeout_ms: 900,
+            max_outstanding: 3,
+            resync_timeout_ms: 2000,
+            hotdesk_enabled: false,
+            call_rq_gap_ms: 10,
+            device_rq_gap_ms: 20,
+        });
         assert_eq!(EngineConfig::from_json(&c.to_json()).unwrap(), c);
+    }
+
+    #[test]
+    fn default_pattern_compiles_and_classifies() {
+        let p = DnPattern::default();
+        assert!(p.matches("1001") && p.matches("123456"));
+        assert!(!p.matches("1234567") && !p.matches("+33123") && !p.matches(""));
+        assert!(DnPattern::new("^[0-9").is_err());
+    }
+
+    #[test]
+    fn the_active_links_options_apply() {
+        let mut c = EngineConfig::default();
+        c.links.push(LinkOptions {
+            name: "b".into(),
+            request_timeout_ms: 900,
+            max_outstanding: 3,
+            resync_timeout_ms: 2000,
+            hotdesk_enabled: false,
+            call_rq_gap_ms: 10,
+            device_rq_gap_ms: 20,
+        });
+        assert!(!c.select_link("a"));
+        assert_eq!(c.max_outstanding, 100);
+        assert!(c.select_link("b"));
+        assert_eq!(
+            (c.request_timeout_ms, c.max_outstanding, c.resync_timeout_ms),
+            (900, 3, 2000)
+        );
+        assert!(!c.hotdesk_enabled);
+        assert_eq!((c.call_rq_gap_ms, c.device_rq_gap_ms), (10, 20));
     }
 }

@@ -158,12 +158,17 @@ pub struct Dns {
     pub unknown_cross_ref: u64,
     /// Scheduled monitor retries: (due time, DN), mirrored by each DN's `retry.at`.
     retries: BTreeSet<(u64, String)>,
+    /// `internal-dn-pattern`.
+    internal_pattern: crate::config::DnPattern,
 }
 
 impl Dns {
     /// The configured DNs.
     pub fn new(cfg: &EngineConfig) -> Self {
-        let mut t = Dns::default();
+        let mut t = Dns {
+            internal_pattern: cfg.internal_dn_pattern.clone(),
+            ..Dns::default()
+        };
         for d in &cfg.dns {
             t.map.insert(
                 d.number.clone(),
@@ -171,6 +176,17 @@ impl Dns {
             );
         }
         t
+    }
+
+    /// Is `number` internal: in the DN table, or matching `internal-dn-pattern`
+    /// (`docs/call-model.md`, call type)?
+    pub fn is_internal(&self, number: &str) -> bool {
+        self.map.contains_key(number) || self.internal_pattern.matches(number)
+    }
+
+    /// A new `internal-dn-pattern` (reload).
+    pub fn set_internal_pattern(&mut self, p: crate::config::DnPattern) {
+        self.internal_pattern = p;
     }
 
     pub fn get(&self, dn: &str) -> Option<&Dn> {
@@ -540,6 +556,21 @@ impl Dns {
         for d in self.map.values_mut() {
             d.monitor = Monitor::Off;
             d.retry = Retry::default();
+        }
+    }
+
+    /// The session stopped every monitor it held (system status `messagesLost`): each active
+    /// monitor is off (its cross-reference forgotten) and scheduled retries are dropped, so that
+    /// [`Dns::to_monitor`] names every DN to monitor again. A MonitorStart in flight stays:
+    /// its answer brings a monitor the session did not stop.
+    pub fn monitors_lost(&mut self) {
+        self.xref.clear();
+        self.retries.clear();
+        for d in self.map.values_mut() {
+            if matches!(d.monitor, Monitor::Active { .. }) {
+                d.monitor = Monitor::Off;
+            }
+            d.retry.at = None;
         }
     }
 

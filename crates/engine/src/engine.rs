@@ -14,7 +14,7 @@ use ctid_protocol::{
 use tracing::{debug, info, warn};
 
 use crate::agents::{AgentChange, Agents};
-use crate::answers::{Accepted, Answers, Then};
+use crate::answers::{Accepted, Answers, Gaps, Lane, Ready, Then};
 use crate::call_control;
 use crate::calls::Calls;
 use crate::clients::Clients;
@@ -90,6 +90,9 @@ pub struct Engine {
     late_answers: u64,
     /// A reused buffer for what the call model builds per event.
     scratch: Vec<Notice>,
+    /// The Connector reported `overloadReached` (and not `overloadRelieved` since): the
+    /// request window is halved.
+    overloaded: bool,
 }
 
 const NO_LINK: &str = "no link to the CSTA Connector";
@@ -97,11 +100,13 @@ const NO_LINK: &str = "no link to the CSTA Connector";
 impl Engine {
     /// An engine with the configured DNs; the link is down.
     pub fn new(cfg: EngineConfig) -> Self {
+        let mut calls = Calls::default();
+        calls.ani_distribution = cfg.ani_distribution;
         Engine {
             clients: Clients::default(),
             dns: Dns::new(&cfg),
             hotdesk: HotDesk::new(cfg.hotdesk_enabled),
-            calls: Calls::default(),
+            calls,
             agents: Agents::default(),
             features: Features::default(),
             answers: Answers::default(),
@@ -112,6 +117,7 @@ impl Engine {
             requests: 0,
             late_answers: 0,
             scratch: Vec::new(),
+            overloaded: false,
             cfg,
         }
     }
@@ -137,6 +143,22 @@ impl Engine {
     /// CSTA requests sent and not answered.
     pub fn outstanding(&self) -> usize {
         self.window.in_flight()
+    }
+    /// CSTA requests allowed in flight now: `max-outstanding`, halved while the Connector
+    /// reports `overloadReached` (`docs/configuration.md`, system status).
+    pub fn window_limit(&self) -> usize {
+        let max = self.cfg.max_outstanding.max(1);
+        if self.overloaded {
+            (max / 2).max(1)
+        } else {
+            max
+        }
+    }
+    fn gaps(&self) -> Gaps {
+        Gaps {
+            call_ms: self.cfg.call_rq_gap_ms,
+            device_ms: self.cfg.device_rq_gap_ms,
+        }
     }
     /// The current hot-desk pairs (guest, host).
     pub fn hotdesk_pairs(&self) -> Vec<(String, String)> {
@@ -182,7 +204,7 @@ impl Engine {
         [
             self.window.next_deadline(),
             self.dns.next_retry(),
-            self.answers.next_deadline(self.cfg.call_rq_gap_ms),
+            self.answers.next_deadline(self.gaps()),
             self.link.deadline(),
         ]
         .into_iter()
@@ -248,6 +270,8 @@ impl Engine {
                 edition,
             } => self.link_up(name, priority, edition, out),
             Input::LinkDown { reason } => self.link_down(&reason, out),
+            Input::Resync { reason } => self.resync(&reason),
+            Input::Overload { reached } => self.overload(reached),
             Input::CstaAnswer { invoke_id, message } => self.answer(invoke_id, Ok(message), out),
             Input::CstaAnswerMalformed { invoke_id, reason } => {
                 self.answer(invoke_id, Err(reason), out)
@@ -257,19 +281,16 @@ impl Engine {
             Input::Tick => self.tick(out),
             Input::Reconfigure(cfg) => self.reconfigure(*cfg, out),
         }
-        while let Some((client, req)) = self.answers.next_ready() {
-            if self.clients.is_connected(client) {
-                if let Some(entry) = requests::lookup(req.name) {
-                    self.serve(client, req, entry.handler, entry.guard, out);
+        while let Some(r) = self.answers.next_ready() {
+            if self.clients.is_connected(r.client) {
+                if let Some(entry) = requests::lookup(r.request.name) {
+                    self.serve(r, entry.handler, entry.guard, out);
                 }
             }
         }
-        self.window.pump(
-            now.mono_ms,
-            self.cfg.max_outstanding,
-            self.cfg.request_timeout_ms,
-            out,
-        );
+        let limit = self.window_limit();
+        self.window
+            .pump(now.mono_ms, limit, self.cfg.request_timeout_ms, out);
     }
 
     // ------------------------------------------------------------------------------ sending
@@ -451,7 +472,14 @@ impl Engine {
         self.clients.ensure(client);
         debug!(client, request = req.name.as_str(), "request");
         match requests::lookup(req.name) {
-            Some(entry) => self.serve(client, req, entry.handler, entry.guard, out),
+            Some(entry) => {
+                let r = Ready {
+                    client,
+                    request: req,
+                    gap_passed: false,
+                };
+                self.serve(r, entry.handler, entry.guard, out)
+            }
             None => {
                 let msg = format!("{} is not supported by this server", req.name.as_str());
                 self.refuse(out, client, &req, (ErrorCode::UNSUP_OPER, msg));
@@ -459,14 +487,14 @@ impl Engine {
         }
     }
 
-    fn serve(
-        &mut self,
-        client: ClientId,
-        req: Request,
-        handler: Handler,
-        guard: Guard,
-        out: &mut Vec<Output>,
-    ) {
+    /// Serve a request (`gap_passed`: one the call-rq-gap / device-rq-gap let go, sent
+    /// without waiting again).
+    fn serve(&mut self, r: Ready, handler: Handler, guard: Guard, out: &mut Vec<Output>) {
+        let Ready {
+            client,
+            request: req,
+            gap_passed,
+        } = r;
         let dn = match guard {
             Guard::None => None,
             Guard::Switch | Guard::Local => {
@@ -479,9 +507,10 @@ impl Engine {
             }
         };
         // A request on a call that already has one in flight waits (call-rq-gap).
-        if guard == Guard::Switch {
+        if guard == Guard::Switch && !gap_passed {
             if let Some(c) = req.conn_id.filter(|c| self.answers.busy(*c)) {
-                self.answers.wait(c, self.now.mono_ms, client, req);
+                self.answers
+                    .wait(Lane::Call(c), self.now.mono_ms, client, req);
                 return;
             }
         }
@@ -493,6 +522,21 @@ impl Engine {
             }
             _ => dn,
         };
+        // So does one on a device that has one in flight (device-rq-gap; 0: not held back).
+        let device_request = matches!(
+            handler,
+            Handler::CallControl | Handler::Feature | Handler::Agent
+        );
+        if device_request
+            && guard == Guard::Switch
+            && !gap_passed
+            && self.cfg.device_rq_gap_ms > 0
+            && self.answers.device_busy(&dn)
+        {
+            self.answers
+                .wait(Lane::Device(dn), self.now.mono_ms, client, req);
+            return;
+        }
         match handler {
             Handler::RegisterClient => {
                 self.clients.set_app(client, req.application_name.clone());
@@ -708,7 +752,12 @@ impl Engine {
         self.emit(out, vec![client], ev);
     }
 
-    fn reconfigure(&mut self, cfg: EngineConfig, out: &mut Vec<Output>) {
+    fn reconfigure(&mut self, mut cfg: EngineConfig, out: &mut Vec<Output>) {
+        // The options of the link in use stay the ones in force.
+        cfg.select_link(&self.link.name);
+        self.dns
+            .set_internal_pattern(cfg.internal_dn_pattern.clone());
+        self.calls.ani_distribution = cfg.ani_distribution;
         let new: std::collections::BTreeMap<String, DnConfig> = cfg
             .dns
             .iter()
@@ -854,14 +903,17 @@ impl Engine {
                     self.release_waiters(dn, out);
                     return;
                 }
-                let resync = !self.link.is_up();
+                // A link-up resync, or a resync on the same session (messagesLost).
+                let caught_up = self.link.caught_up(dn);
+                let resync = !self.link.is_up() || caught_up;
+                let sync = !self.link.is_up();
                 let dn_type = d.dn_type;
                 if dn_type != AddressType::Unknown {
                     // During a resync the call catch-up comes before EventLinkConnected.
                     self.send(
                         Pending::Snapshot { dn: dn.to_string() },
                         Calls::snapshot(dn),
-                        resync,
+                        sync,
                     );
                 }
                 let is_ext = dn_type == AddressType::Dn;
@@ -872,13 +924,13 @@ impl Engine {
                             resync,
                         },
                         Agents::query(dn),
-                        resync,
+                        sync,
                     );
                 }
                 if is_ext {
                     for q in Features::queries(dn) {
                         let dn = dn.to_string();
-                        self.send(Pending::FeatureQuery { dn, resync }, q, resync);
+                        self.send(Pending::FeatureQuery { dn, resync }, q, sync);
                     }
                 }
                 if is_ext && self.hotdesk.supported {
@@ -1109,6 +1161,13 @@ impl Engine {
         out: &mut Vec<Output>,
     ) {
         info!(link = %name, "CTI link {name} is selected; re-monitoring");
+        // The options of this link apply (`docs/configuration.md`, `[[link]]`).
+        let hotdesk_before = self.cfg.hotdesk_enabled;
+        if self.cfg.select_link(&name) {
+            self.hotdesk
+                .reconfigure(hotdesk_before, self.cfg.hotdesk_enabled);
+        }
+        self.overloaded = false;
         let deadline = self.now.mono_ms + self.cfg.resync_timeout_ms;
         self.link.syncing(name, priority, edition, deadline);
         for n in self.dns.to_monitor() {
@@ -1147,8 +1206,45 @@ impl Engine {
         self.emit(out, all, ev);
     }
 
+    /// System status `messagesLost` (`docs/configuration.md`): the session stopped every
+    /// monitor it held and stays operational. Every DN that should be monitored is monitored
+    /// again and, as after a link-up, snapshotted, its agent queried and (Extensions) its hot
+    /// desk queried; only the differences go to clients. No link events: the request window,
+    /// the requests in flight and the clients' pending requests stay. A MonitorStart in flight
+    /// is left alone (its answer brings a monitor the session did not stop).
+    fn resync(&mut self, reason: &str) {
+        if !self.link.usable() {
+            debug!(%reason, "resync without a link ignored");
+            return;
+        }
+        warn!(%reason, "resynchronising on the same session");
+        self.dns.monitors_lost();
+        self.calls.link_lost();
+        let sync = !self.link.is_up();
+        for n in self.dns.to_monitor() {
+            if !sync {
+                self.link.catch_up(&n);
+            }
+            self.start_monitor(&n, sync);
+        }
+    }
+
+    /// `overloadReached` / `overloadRelieved`: the request window is halved / restored.
+    fn overload(&mut self, reached: bool) {
+        if self.overloaded != reached {
+            self.overloaded = reached;
+            info!(
+                limit = self.window_limit(),
+                "Connector overload {}; CSTA request window now {}",
+                if reached { "reached" } else { "relieved" },
+                self.window_limit()
+            );
+        }
+    }
+
     fn link_down(&mut self, reason: &str, out: &mut Vec<Output>) {
         let was = self.link.down();
+        self.overloaded = false;
         warn!(%reason, "link lost");
         let pending = self.window.clear();
         self.dns.link_lost();
@@ -1237,7 +1333,7 @@ impl Engine {
                 self.start_monitor(&n, false);
             }
         }
-        for x in self.answers.tick(now, self.cfg.call_rq_gap_ms) {
+        for x in self.answers.tick(now, self.gaps()) {
             debug!(
                 request = x.request.name.as_str(),
                 "accepted, no event in time: EventACK"

@@ -6,7 +6,9 @@ use ctid_csta::{InvokeId, Message};
 use ctid_protocol::{AddressType, ErrorCode, Event, Request};
 use serde_json::{json, Map, Value};
 
-use crate::config::{AgentLoginConfig, DnConfig, EngineConfig, RegisterFlag};
+use crate::config::{
+    AgentLoginConfig, AniDistribution, DnConfig, DnPattern, EngineConfig, LinkOptions, RegisterFlag,
+};
 
 /// A client session, numbered by the server.
 pub type ClientId = u64;
@@ -51,6 +53,13 @@ pub enum Input {
     },
     /// The link is lost (or system status disabled).
     LinkDown { reason: String },
+    /// The link stays operational but events may be missing (system status `messagesLost`):
+    /// the session stopped the monitors it held; re-monitor and catch up without link events
+    /// (`docs/configuration.md`, system status).
+    Resync { reason: String },
+    /// The Connector is overloaded (`overloadReached`: the request window is halved) or no
+    /// longer (`overloadRelieved`).
+    Overload { reached: bool },
     /// The answer (response or error) to the request sent with this invoke ID.
     CstaAnswer {
         invoke_id: InvokeId,
@@ -170,6 +179,8 @@ impl Input {
             Input::ClientInvalid { .. } => "ClientInvalid",
             Input::LinkUp { .. } => "LinkUp",
             Input::LinkDown { .. } => "LinkDown",
+            Input::Resync { .. } => "Resync",
+            Input::Overload { .. } => "Overload",
             Input::CstaAnswer { .. } => "CstaAnswer",
             Input::CstaAnswerMalformed { .. } => "CstaAnswerMalformed",
             Input::CstaEvent { .. } => "CstaEvent",
@@ -226,7 +237,8 @@ impl Input {
                     put("edition", json!(e));
                 }
             }
-            Input::LinkDown { reason } => put("reason", json!(reason)),
+            Input::LinkDown { reason } | Input::Resync { reason } => put("reason", json!(reason)),
+            Input::Overload { reached } => put("reached", json!(reached)),
             Input::CstaAnswer { invoke_id, message }
             | Input::CstaRequest { invoke_id, message } => {
                 put("invoke_id", json!(invoke_id.get()));
@@ -290,6 +302,14 @@ impl Input {
             },
             "LinkDown" => Input::LinkDown {
                 reason: str_of(v, "reason")?,
+            },
+            "Resync" => Input::Resync {
+                reason: str_of(v, "reason")?,
+            },
+            "Overload" => Input::Overload {
+                reached: field(v, "reached")?
+                    .as_bool()
+                    .ok_or_else(|| bad("\"reached\" a boolean", v))?,
             },
             "CstaAnswer" => Input::CstaAnswer {
                 invoke_id: invoke_of(v)?,
@@ -355,6 +375,19 @@ impl EngineConfig {
             "call_rq_gap_ms": self.call_rq_gap_ms,
             "user_data_limit": self.user_data_limit,
             "agent_logout_on_unregister": self.agent_logout_on_unregister,
+            "device_rq_gap_ms": self.device_rq_gap_ms,
+            "ani_distribution": self.ani_distribution.as_str(),
+            "internal_dn_pattern": self.internal_dn_pattern.as_str(),
+            "background_processing": self.background_processing,
+            "links": self.links.iter().map(|l| serde_json::json!({
+                "name": l.name,
+                "request_timeout_ms": l.request_timeout_ms,
+                "max_outstanding": l.max_outstanding,
+                "resync_timeout_ms": l.resync_timeout_ms,
+                "hotdesk_enabled": l.hotdesk_enabled,
+                "call_rq_gap_ms": l.call_rq_gap_ms,
+                "device_rq_gap_ms": l.device_rq_gap_ms,
+            })).collect::<Vec<_>>(),
         })
     }
 
@@ -416,6 +449,48 @@ impl EngineConfig {
         c.user_data_limit = num("user_data_limit", c.user_data_limit as u64)? as usize;
         c.agent_logout_on_unregister =
             flag("agent_logout_on_unregister", c.agent_logout_on_unregister)?;
+        // Recordings made before device-rq-gap existed did not hold requests back by device.
+        c.device_rq_gap_ms = num("device_rq_gap_ms", 0)?;
+        // Recordings made before ani-distribution existed: ANI as `all-calls` gives it.
+        c.ani_distribution = AniDistribution::AllCalls;
+        if let Some(a) = v.get("ani_distribution") {
+            c.ani_distribution = a
+                .as_str()
+                .and_then(AniDistribution::from_name)
+                .ok_or_else(|| err("ani_distribution"))?;
+        }
+        if let Some(p) = v.get("internal_dn_pattern") {
+            c.internal_dn_pattern = p
+                .as_str()
+                .and_then(|p| DnPattern::new(p).ok())
+                .ok_or_else(|| err("internal_dn_pattern"))?;
+        }
+        c.background_processing = flag("background_processing", c.background_processing)?;
+        if let Some(ls) = v.get("links") {
+            for l in ls.as_array().ok_or_else(|| err("links"))? {
+                let n = |k: &str| {
+                    l.get(k)
+                        .and_then(|x| x.as_u64())
+                        .ok_or_else(|| err("links"))
+                };
+                c.links.push(LinkOptions {
+                    name: l
+                        .get("name")
+                        .and_then(|x| x.as_str())
+                        .ok_or_else(|| err("links"))?
+                        .to_string(),
+                    request_timeout_ms: n("request_timeout_ms")?,
+                    max_outstanding: n("max_outstanding")? as usize,
+                    resync_timeout_ms: n("resync_timeout_ms")?,
+                    hotdesk_enabled: l
+                        .get("hotdesk_enabled")
+                        .and_then(|x| x.as_bool())
+                        .ok_or_else(|| err("links"))?,
+                    call_rq_gap_ms: n("call_rq_gap_ms")?,
+                    device_rq_gap_ms: n("device_rq_gap_ms")?,
+                });
+            }
+        }
         Ok(c)
     }
 }
@@ -423,6 +498,35 @@ impl EngineConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resync_and_overload_round_trip() {
+        let r = Input::Resync {
+            reason: "messagesLost".into(),
+        };
+        let v = r.to_json();
+        assert_eq!(v, json!({"in": "Resync", "reason": "messagesLost"}));
+        assert!(
+            matches!(Input::from_json(&v).unwrap(), Input::Resync { reason } if reason == "messagesLost")
+        );
+        let o = Input::Overload { reached: true };
+        let v = o.to_json();
+        assert_eq!(v, json!({"in": "Overload", "reached": true}));
+        assert!(matches!(
+            Input::from_json(&v).unwrap(),
+            Input::Overload { reached: true }
+        ));
+        assert!(Input::from_json(&json!({"in": "Overload"})).is_err());
+    }
+
+    #[test]
+    fn old_headers_hold_no_device_gap() {
+        let old = json!({"dns": [], "agent_logins": []});
+        let c = EngineConfig::from_json(&old).unwrap();
+        assert_eq!(c.device_rq_gap_ms, 0);
+        assert!(c.links.is_empty());
+        assert_eq!(c.ani_distribution, AniDistribution::AllCalls);
+    }
 
     #[test]
     fn link_up_keeps_priority_and_edition_and_reads_old_recordings() {

@@ -43,6 +43,9 @@ pub struct LinkPhase {
     edition: Option<String>,
     /// Requests the resync waits for before EventLinkConnected.
     sync: BTreeSet<Tag>,
+    /// DNs re-monitored by a resync on the same session while up (`messagesLost`): the first
+    /// answer to their MonitorStart starts a catch-up (differences reported as events).
+    catch_up: BTreeSet<String>,
 }
 
 impl Default for LinkPhase {
@@ -53,6 +56,7 @@ impl Default for LinkPhase {
             priority: None,
             edition: None,
             sync: BTreeSet::new(),
+            catch_up: BTreeSet::new(),
         }
     }
 }
@@ -114,6 +118,16 @@ impl LinkPhase {
         }
     }
 
+    /// `dn` is re-monitored by a resync on the same session.
+    pub fn catch_up(&mut self, dn: &str) {
+        self.catch_up.insert(dn.to_string());
+    }
+
+    /// Was `dn` re-monitored by a resync on the same session (forgotten once asked)?
+    pub fn caught_up(&mut self, dn: &str) -> bool {
+        self.catch_up.remove(dn)
+    }
+
     /// Operational.
     pub fn up(&mut self) {
         self.sync.clear();
@@ -123,6 +137,7 @@ impl LinkPhase {
     /// Lost; returns the state it had.
     pub fn down(&mut self) -> LinkState {
         self.sync.clear();
+        self.catch_up.clear();
         std::mem::replace(&mut self.state, LinkState::Down)
     }
 

@@ -623,7 +623,8 @@ fn basic_call_make_answer_release() {
             ev[0].1.conn_id,
             ev[0].1.ani.as_deref()
         ),
-        (vec![2], EventName::EventRinging, Some(conn), Some("1001"))
+        // An internal call: no ANI with the default ani-distribution (inbound-calls-only).
+        (vec![2], EventName::EventRinging, Some(conn), None)
     );
     // Answer at 1002 through ctid.
     let (tag, msg) = service(
@@ -954,6 +955,308 @@ fn connector_monitor_stop_storm_backs_off() {
     t.serve(out, &[]);
     assert!(t.e.is_monitored("2002"));
     assert_eq!(t.e.poll_timeout(), None);
+}
+
+// ------------------------------------------------------------------------------ issue 12
+
+fn delivered_at(xref: &str, call: &str, from: &str, to: &str) -> Input {
+    ev_in(Message::DeliveredEvent(DeliveredEvent {
+        monitor_cross_ref_id: xref.into(),
+        connection: ConnectionId::new(call, to),
+        alerting_device: Some(DeviceRef::id(to)),
+        calling_device: Some(DeviceRef::id(from)),
+        called_device: Some(DeviceRef::id(to)),
+        last_redirection_device: None,
+        originating_nid_connection: None,
+        local_connection_info: None,
+        correlator_data: None,
+        cause: Some(EventCause::NewCall),
+        network_calling_device: None,
+        network_called_device: None,
+        associated_calling_device: None,
+        associated_called_device: None,
+        extensions: None,
+    }))
+}
+
+fn connected(t: &mut T, clients: &[ClientId]) {
+    for c in clients {
+        t.input(Input::ClientConnected {
+            client: *c,
+            peer: "p".into(),
+        });
+    }
+}
+
+#[test]
+fn messages_lost_resyncs_on_the_same_link_without_link_events() {
+    let mut t = T::new(EngineConfig::default());
+    connected(&mut t, &[1]);
+    t.up(&[]);
+    register(&mut t, 1, "1001", 1, &[]);
+    let ev = events(&t.input(delivered_at("1001", "C1", "0612345678", "1001")));
+    assert_eq!(ev[0].1.name, EventName::EventRinging);
+    let conn = ev[0].1.conn_id.unwrap();
+    // A client request in flight at the switch, and a MonitorStart in flight.
+    let (answer_id, _) = service(
+        &mut t,
+        1,
+        &format!(
+            r#"{{"request":"RequestAnswerCall","ReferenceID":7,"ThisDN":"1001","ConnID":"{conn}"}}"#
+        ),
+    );
+    let out = t.text(
+        1,
+        r#"{"request":"RequestRegisterAddress","ReferenceID":8,"ThisDN":"1002"}"#,
+    );
+    let pending_monitor = requests(&out);
+    assert_eq!(pending_monitor.len(), 1);
+    let out = t.input(Input::Resync {
+        reason: "messagesLost".into(),
+    });
+    assert!(events(&out).is_empty(), "no link events: {out:?}");
+    let starts: Vec<_> = requests(&out)
+        .into_iter()
+        .filter_map(|(_, m)| match m {
+            Message::MonitorStart(m) => Some(m.monitor_object),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        starts,
+        [MonitorObject::Device("1001".into())],
+        "1002's MonitorStart in flight is not doubled"
+    );
+    assert_eq!(t.e.link_state(), LinkState::Up);
+    assert!(!t.e.is_monitored("1001"));
+    // The switch lost the call meanwhile: the snapshot releases it.
+    let caught = t.serve(out, &[]);
+    let ev = events(&caught);
+    let released: Vec<_> = ev
+        .iter()
+        .filter(|(_, e)| e.name == EventName::EventReleased)
+        .collect();
+    assert_eq!(released.len(), 1, "{ev:?}");
+    assert_eq!(
+        released[0]
+            .1
+            .extensions
+            .as_ref()
+            .and_then(|k| k.get_str("ReleaseCause")),
+        Some("resync")
+    );
+    assert!(
+        ev.iter().all(|(_, e)| !matches!(
+            e.name,
+            EventName::EventLinkConnected
+                | EventName::EventLinkDisconnected
+                | EventName::EventError
+        )),
+        "{ev:?}"
+    );
+    assert!(t.e.is_monitored("1001"));
+    // The MonitorStart in flight completes 1002's registration.
+    let ev = events(&t.serve(
+        vec![Output::CstaRequest {
+            invoke_id: pending_monitor[0].0,
+            message: pending_monitor[0].1.clone(),
+        }],
+        &[],
+    ));
+    assert!(ev
+        .iter()
+        .any(|(_, e)| e.name == EventName::EventRegistered && e.reference_id == Some(8)));
+    assert!(t.e.is_monitored("1002"));
+    // The client's request was not failed: the switch's answer still reaches it.
+    t.input(Input::CstaAnswer {
+        invoke_id: answer_id,
+        message: Message::AnswerCallResponse(AnswerCallResponse { extensions: None }),
+    });
+    let ev = events(&t.advance(5_000));
+    assert_eq!(
+        ev.iter()
+            .map(|(_, e)| (e.name, e.reference_id))
+            .collect::<Vec<_>>(),
+        [(EventName::EventACK, Some(7))]
+    );
+}
+
+#[test]
+fn overload_halves_the_request_window_until_relieved() {
+    let mut t = T::new(EngineConfig {
+        max_outstanding: 4,
+        ..EngineConfig::default()
+    });
+    connected(&mut t, &[1]);
+    t.up(&[]);
+    assert_eq!(t.e.window_limit(), 4);
+    t.input(Input::Overload { reached: true });
+    assert_eq!(t.e.window_limit(), 2);
+    // Registrations of eight DNs: two MonitorStarts in flight at once.
+    let mut out = Vec::new();
+    for (i, dn) in (2001..2009).enumerate() {
+        out.extend(t.text(
+            1,
+            &format!(r#"{{"request":"RequestRegisterAddress","ReferenceID":{i},"ThisDN":"{dn}","AddressType":"AddressTypeQueue"}}"#),
+        ));
+    }
+    assert_eq!(requests(&out).len(), 2);
+    assert_eq!(t.e.outstanding(), 2);
+    let out = t.input(Input::Overload { reached: false });
+    assert_eq!(t.e.window_limit(), 4);
+    assert_eq!(requests(&out).len(), 2, "two more go at once");
+    assert_eq!(t.e.outstanding(), 4);
+    // A new link starts without overload.
+    t.input(Input::Overload { reached: true });
+    t.input(Input::LinkDown { reason: "x".into() });
+    assert_eq!(t.e.window_limit(), 4);
+}
+
+#[test]
+fn the_active_links_engine_options_apply() {
+    let mut cfg = EngineConfig::default();
+    for (name, max) in [("a", 10), ("b", 3)] {
+        cfg.links.push(ctid_engine::config::LinkOptions {
+            name: name.into(),
+            request_timeout_ms: 5_000,
+            max_outstanding: max,
+            resync_timeout_ms: 10_000,
+            hotdesk_enabled: true,
+            call_rq_gap_ms: 250,
+            device_rq_gap_ms: 250,
+        });
+    }
+    cfg.select_link("a");
+    let mut t = T::new(cfg.clone());
+    assert_eq!(t.e.window_limit(), 10);
+    t.input(Input::LinkUp {
+        name: "b".into(),
+        priority: Some(2),
+        edition: None,
+    });
+    assert_eq!(t.e.window_limit(), 3);
+    // A reload keeps the options of the link in use.
+    t.input(Input::Reconfigure(Box::new(cfg)));
+    assert_eq!(t.e.window_limit(), 3);
+    t.input(Input::LinkDown { reason: "x".into() });
+    t.input(Input::LinkUp {
+        name: "a".into(),
+        priority: Some(1),
+        edition: None,
+    });
+    assert_eq!(t.e.window_limit(), 10);
+}
+
+fn ringing_ani(cfg: EngineConfig, from: &str) -> (Option<String>, Option<ctid_protocol::CallType>) {
+    let mut t = T::new(cfg);
+    connected(&mut t, &[1]);
+    t.up(&[]);
+    register(&mut t, 1, "1001", 1, &[]);
+    let ev = events(&t.input(delivered_at("1001", "C1", from, "1001")));
+    assert_eq!(ev[0].1.name, EventName::EventRinging);
+    (ev[0].1.ani.clone(), ev[0].1.call_type)
+}
+
+#[test]
+fn ani_distribution_depends_on_the_call_type() {
+    use ctid_engine::config::AniDistribution::*;
+    use ctid_protocol::CallType::*;
+    let with = |a| EngineConfig {
+        ani_distribution: a,
+        ..EngineConfig::default()
+    };
+    // Default inbound-calls-only: the external caller's number, not the internal one.
+    assert_eq!(
+        ringing_ani(with(InboundCallsOnly), "0612345678"),
+        (Some("0612345678".into()), Some(Inbound))
+    );
+    assert_eq!(
+        ringing_ani(with(InboundCallsOnly), "1002"),
+        (None, Some(Internal))
+    );
+    assert_eq!(
+        ringing_ani(with(AllCalls), "1002"),
+        (Some("1002".into()), Some(Internal))
+    );
+    assert_eq!(
+        ringing_ani(with(Suppressed), "0612345678"),
+        (None, Some(Inbound))
+    );
+}
+
+#[test]
+fn internal_dn_pattern_decides_the_call_type() {
+    use ctid_protocol::CallType::*;
+    let cfg = EngineConfig {
+        internal_dn_pattern: ctid_engine::config::DnPattern::new("^0[0-9]{9}$").unwrap(),
+        ..EngineConfig::default()
+    };
+    // 0612345678 now internal (pattern), 1001 internal (registered: in the DN table).
+    assert_eq!(
+        ringing_ani(cfg.clone(), "0612345678"),
+        (None, Some(Internal))
+    );
+    // 7001 matches neither the pattern nor the table: external.
+    assert_eq!(
+        ringing_ani(cfg, "7001"),
+        (Some("7001".into()), Some(Inbound))
+    );
+}
+
+#[test]
+fn a_second_request_on_a_device_waits_for_the_first_or_the_gap() {
+    let cfg = EngineConfig {
+        device_rq_gap_ms: 300,
+        ..EngineConfig::default()
+    };
+    let mut t = T::new(cfg);
+    connected(&mut t, &[1]);
+    t.up(&[]);
+    register(&mut t, 1, "1001", 1, &[]);
+    let dnd = r#"{"request":"RequestSetDNDOn","ReferenceID":2,"ThisDN":"1001"}"#;
+    let (first, _) = service(&mut t, 1, dnd);
+    let out = t.text(
+        1,
+        r#"{"request":"RequestMakeCall","ReferenceID":3,"ThisDN":"1001","OtherDN":"1002"}"#,
+    );
+    assert!(requests(&out).is_empty(), "waits for the first: {out:?}");
+    assert_eq!(t.e.poll_timeout(), Some(t.now.mono_ms + 300));
+    // The first is accepted: the second goes at once.
+    let out = t.input(Input::CstaAnswer {
+        invoke_id: first,
+        message: Message::SetDoNotDisturbResponse(SetDoNotDisturbResponse { extensions: None }),
+    });
+    assert!(
+        matches!(requests(&out)[..], [(_, Message::MakeCall(_))]),
+        "{out:?}"
+    );
+    // Without an answer, the gap lets the next one go (once, without waiting again).
+    let out = t.text(
+        1,
+        r#"{"request":"RequestSetDNDOff","ReferenceID":4,"ThisDN":"1001"}"#,
+    );
+    assert!(requests(&out).is_empty());
+    let out = t.advance(299);
+    assert!(requests(&out).is_empty());
+    let out = t.advance(1);
+    assert!(
+        matches!(requests(&out)[..], [(_, Message::SetDoNotDisturb(_))]),
+        "{out:?}"
+    );
+    // 0: not held back.
+    let mut t = T::new(EngineConfig {
+        device_rq_gap_ms: 0,
+        ..EngineConfig::default()
+    });
+    connected(&mut t, &[1]);
+    t.up(&[]);
+    register(&mut t, 1, "1001", 1, &[]);
+    service(&mut t, 1, dnd);
+    service(
+        &mut t,
+        1,
+        r#"{"request":"RequestSetDNDOff","ReferenceID":5,"ThisDN":"1001"}"#,
+    );
 }
 
 #[test]

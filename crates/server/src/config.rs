@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ctid_csta::Edition;
-use ctid_engine::config::{dn_type_from_config, parse_accept_dn_type, AgentLoginConfig, DnConfig};
+use ctid_engine::config::{
+    dn_type_from_config, parse_accept_dn_type, AgentLoginConfig, AniDistribution, DnConfig,
+    DnPattern, LinkOptions,
+};
 use ctid_engine::{EngineConfig, RegisterFlag};
 use serde::Deserialize;
 
@@ -84,6 +87,10 @@ struct RawConfig {
     ping_interval: Option<f64>,
     ping_timeout: Option<f64>,
     agent_logout_on_unregister: Option<bool>,
+    ani_distribution: Option<String>,
+    internal_dn_pattern: Option<String>,
+    user_data_limit: Option<u64>,
+    background_processing: Option<bool>,
     record_inputs: Option<PathBuf>,
     auth: Option<String>,
     #[serde(default)]
@@ -230,6 +237,8 @@ struct RawLink {
     request_timeout: Option<f64>,
     max_outstanding: Option<usize>,
     resync_timeout: Option<f64>,
+    call_rq_gap: Option<u64>,
+    device_rq_gap: Option<u64>,
     reconnect_min: Option<f64>,
     reconnect_max: Option<f64>,
     session_duration: Option<u32>,
@@ -390,21 +399,40 @@ impl Config {
                     .unwrap_or_else(|| ctid_csta::HOTDESK_NS.to_string()),
                 session_duration: l.session_duration.unwrap_or(180),
             });
-            if i == 0 {
-                engine.request_timeout_ms = links[0].request_timeout.as_millis() as u64;
-                engine.hotdesk_enabled = links[0].hotdesk_enabled;
-                let mo = l.max_outstanding.unwrap_or(100);
-                if !(1..=5000).contains(&mo) {
-                    return Err(format!(
-                        "{}: {mo} is not between 1 and 5000",
-                        key("max-outstanding")
-                    ));
-                }
-                engine.max_outstanding = mo;
-                engine.resync_timeout_ms =
-                    secs(l.resync_timeout, 10.0, &key("resync-timeout"), 1.0, 600.0)?.as_millis()
-                        as u64;
+            let mo = l.max_outstanding.unwrap_or(100);
+            if !(1..=5000).contains(&mo) {
+                return Err(format!(
+                    "{}: {mo} is not between 1 and 5000",
+                    key("max-outstanding")
+                ));
             }
+            let gap = |v: Option<u64>, k: &str| match v.unwrap_or(250) {
+                g @ 0..=1000 => Ok(g),
+                g => Err(format!("{}: {g} is not between 0 and 1000 (ms)", key(k))),
+            };
+            let new = &links[links.len() - 1];
+            let opts = LinkOptions {
+                name: new.name.clone(),
+                request_timeout_ms: new.request_timeout.as_millis() as u64,
+                max_outstanding: mo,
+                resync_timeout_ms: secs(l.resync_timeout, 10.0, &key("resync-timeout"), 1.0, 600.0)?
+                    .as_millis() as u64,
+                hotdesk_enabled: new.hotdesk_enabled,
+                call_rq_gap_ms: gap(l.call_rq_gap, "call-rq-gap")?,
+                device_rq_gap_ms: gap(l.device_rq_gap, "device-rq-gap")?,
+            };
+            if engine.links.iter().any(|o| o.name == opts.name) {
+                return Err(format!(
+                    "{}: link name {:?} is used twice",
+                    key("name"),
+                    opts.name
+                ));
+            }
+            engine.links.push(opts);
+        }
+        // Until a link is selected, the first one's engine options are in force.
+        if let Some(first) = engine.links.first().map(|o| o.name.clone()) {
+            engine.select_link(&first);
         }
         links.sort_by_key(|l| l.priority);
         let mut seen = std::collections::HashSet::new();
@@ -458,6 +486,30 @@ impl Config {
         }
         if let Some(v) = raw.agent_logout_on_unregister {
             engine.agent_logout_on_unregister = v;
+        }
+        if let Some(a) = &raw.ani_distribution {
+            engine.ani_distribution = AniDistribution::from_name(a).ok_or_else(|| {
+                format!("ani-distribution: {a:?} is not one of inbound-calls-only, all-calls, suppressed")
+            })?;
+        }
+        if let Some(p) = &raw.internal_dn_pattern {
+            engine.internal_dn_pattern = DnPattern::new(p).map_err(|e| {
+                format!(
+                    "internal-dn-pattern: {p:?} is not a regular expression: {}",
+                    e.replace('\n', " ")
+                )
+            })?;
+        }
+        if let Some(n) = raw.user_data_limit {
+            if !(1..=65_535).contains(&n) {
+                return Err(format!(
+                    "user-data-limit = {n}: must be between 1 and 65535 (bytes)"
+                ));
+            }
+            engine.user_data_limit = n as usize;
+        }
+        if let Some(b) = raw.background_processing {
+            engine.background_processing = b;
         }
         let rate = |v: Option<f64>, key: &str| -> Result<f64, String> {
             let v = v.unwrap_or(0.0);
@@ -664,6 +716,77 @@ mod tests {
         );
         let e = Config::parse("record-inputs = ''\n[[link]]\nhost='x'\n").unwrap_err();
         assert!(e.starts_with("record-inputs"), "{e}");
+    }
+
+    #[test]
+    fn call_options_and_their_ranges() {
+        let c = Config::parse("[[link]]\nhost='x'\n").unwrap();
+        assert_eq!(c.engine.ani_distribution, AniDistribution::InboundCallsOnly);
+        assert_eq!(c.engine.internal_dn_pattern.as_str(), "^[0-9]{1,6}$");
+        assert_eq!(c.engine.user_data_limit, 16_000);
+        assert!(c.engine.background_processing);
+        assert_eq!(
+            (c.engine.call_rq_gap_ms, c.engine.device_rq_gap_ms),
+            (250, 250)
+        );
+        let c = Config::parse(
+            "ani-distribution = 'suppressed'\ninternal-dn-pattern = '^4[0-9]{3}$'\nuser-data-limit = 65535\nbackground-processing = false\n[[link]]\nhost='x'\ncall-rq-gap = 0\ndevice-rq-gap = 1000\n",
+        )
+        .unwrap();
+        assert_eq!(c.engine.ani_distribution, AniDistribution::Suppressed);
+        assert!(c.engine.internal_dn_pattern.matches("4001"));
+        assert!(!c.engine.internal_dn_pattern.matches("1001"));
+        assert_eq!(c.engine.user_data_limit, 65_535);
+        assert!(!c.engine.background_processing);
+        assert_eq!(
+            (c.engine.call_rq_gap_ms, c.engine.device_rq_gap_ms),
+            (0, 1000)
+        );
+        for (text, key) in [
+            ("ani-distribution = 'some'\n", "ani-distribution"),
+            ("internal-dn-pattern = '^[0-9'\n", "internal-dn-pattern"),
+            ("user-data-limit = 65536\n", "user-data-limit"),
+            ("user-data-limit = 0\n", "user-data-limit"),
+            ("background-processing = 1\n", "background-processing"),
+        ] {
+            let e = Config::parse(&format!("{text}[[link]]\nhost='x'\n")).unwrap_err();
+            assert!(e.contains(key), "{text}: {e}");
+        }
+        let e = Config::parse("[[link]]\nhost='x'\ncall-rq-gap = 1001\n").unwrap_err();
+        assert!(e.contains("link[0].call-rq-gap"), "{e}");
+        let e = Config::parse("[[link]]\nhost='x'\ndevice-rq-gap = 5000\n").unwrap_err();
+        assert!(e.contains("link[0].device-rq-gap"), "{e}");
+    }
+
+    #[test]
+    fn every_link_has_its_engine_options() {
+        let c = Config::parse(
+            "[[link]]\nname='a'\nhost='x'\nmax-outstanding=10\nrequest-timeout=2\n[[link]]\nname='b'\nhost='y'\nmax-outstanding=40\nresync-timeout=30\ncall-rq-gap=100\ndevice-rq-gap=0\n[link.hotdesk]\nenabled=false\n",
+        )
+        .unwrap();
+        // The first link's options are in force until a link is selected.
+        assert_eq!(c.engine.max_outstanding, 10);
+        assert_eq!(c.engine.request_timeout_ms, 2000);
+        let b = &c.engine.links[1];
+        assert_eq!(
+            (
+                b.name.as_str(),
+                b.max_outstanding,
+                b.resync_timeout_ms,
+                b.hotdesk_enabled
+            ),
+            ("b", 40, 30_000, false)
+        );
+        assert_eq!((b.call_rq_gap_ms, b.device_rq_gap_ms), (100, 0));
+        let mut e = c.engine.clone();
+        assert!(e.select_link("b"));
+        assert_eq!((e.max_outstanding, e.request_timeout_ms), (40, 5000));
+        let e = Config::parse("[[link]]\nname='a'\nhost='x'\n[[link]]\nname='a'\nhost='y'\n")
+            .unwrap_err();
+        assert!(e.contains("link[1].name"), "{e}");
+        let e = Config::parse("[[link]]\nhost='x'\n[[link]]\nhost='y'\nmax-outstanding=0\n")
+            .unwrap_err();
+        assert!(e.contains("link[1].max-outstanding"), "{e}");
     }
 
     #[test]

@@ -88,6 +88,8 @@ pub struct Status {
     pub dns: usize,
     pub clients: usize,
     pub outstanding: usize,
+    /// CSTA requests allowed in flight now (`max-outstanding`, halved under overload).
+    pub window_limit: usize,
 }
 
 fn link_state_name<S: serde::Serializer>(l: &LinkState, s: S) -> Result<S::Ok, S::Error> {
@@ -187,13 +189,17 @@ impl Core {
                 biased;
                 m = rx.recv() => {
                     let Some(m) = m else { return };
-                    self.message(m, &mut out);
                     // Take what else is ready in the same turn, then act once.
+                    let mut batch = vec![m];
                     for _ in 0..256 {
                         match rx.try_recv() {
-                            Ok(m) => self.message(m, &mut out),
+                            Ok(m) => batch.push(m),
                             Err(_) => break,
                         }
+                    }
+                    order_batch(&mut batch, self.engine.config().background_processing);
+                    for m in batch {
+                        self.message(m, &mut out);
                     }
                 }
                 _ = sleep, if wake.is_some() => {
@@ -403,6 +409,9 @@ impl Core {
             .outstanding
             .set(self.engine.outstanding() as i64);
         self.metrics.sync_done.set((link == LinkState::Up) as i64);
+        self.metrics
+            .window_limit
+            .set(self.engine.window_limit() as i64);
         let c = self.engine.counters();
         self.metrics.unmatched_answers.follow(c.late_answers);
         self.metrics
@@ -419,6 +428,7 @@ impl Core {
             dns: self.engine.dn_count(),
             clients: self.clients.len(),
             outstanding: self.engine.outstanding(),
+            window_limit: self.engine.window_limit(),
         };
         self.status.send_if_modified(|old| {
             let changed = old.link != st.link
@@ -426,6 +436,7 @@ impl Core {
                 || old.dns != st.dns
                 || old.clients != st.clients
                 || old.outstanding != st.outstanding
+                || old.window_limit != st.window_limit
                 || old.link_name != st.link_name;
             if changed {
                 *old = st.clone();
@@ -435,5 +446,76 @@ impl Core {
     }
 }
 
+/// `background-processing` (docs/configuration.md): when on, the switch's messages of a batch
+/// are handled before the client requests queued with them (each side keeps its order); when
+/// off, everything in arrival order.
+fn order_batch(batch: &mut [CoreMsg], background_processing: bool) {
+    if background_processing {
+        // A stable sort: link messages first, the rest after, each in arrival order.
+        batch.sort_by_key(|m| !matches!(m, CoreMsg::Link(_)));
+    }
+}
+
 /// Keep `Arc` in the public surface for callers that share a core sender.
 pub type CoreTx = Arc<mpsc::Sender<CoreMsg>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order(batch: &[CoreMsg]) -> Vec<String> {
+        batch
+            .iter()
+            .map(|m| match m {
+                CoreMsg::Link(i) => format!("link:{}", i.name()),
+                CoreMsg::Client(Input::ClientText { client, .. }) => format!("client:{client}"),
+                CoreMsg::ClientClose { id } => format!("close:{id}"),
+                _ => "other".into(),
+            })
+            .collect()
+    }
+
+    fn batch() -> Vec<CoreMsg> {
+        let text = |client| {
+            CoreMsg::Client(Input::ClientText {
+                client,
+                text: "{}".into(),
+            })
+        };
+        vec![
+            text(1),
+            CoreMsg::Link(Input::Tick),
+            text(2),
+            CoreMsg::ClientClose { id: 1 },
+            CoreMsg::Link(Input::LinkDown { reason: "x".into() }),
+        ]
+    }
+
+    #[test]
+    fn background_processing_puts_switch_messages_first() {
+        let mut b = batch();
+        order_batch(&mut b, true);
+        assert_eq!(
+            order(&b),
+            [
+                "link:Tick",
+                "link:LinkDown",
+                "client:1",
+                "client:2",
+                "close:1"
+            ]
+        );
+        let mut b = batch();
+        order_batch(&mut b, false);
+        assert_eq!(
+            order(&b),
+            [
+                "client:1",
+                "link:Tick",
+                "client:2",
+                "close:1",
+                "link:LinkDown"
+            ]
+        );
+    }
+}

@@ -145,6 +145,10 @@ pub struct Inner {
     pub recording: Gauge,
     /// Recording write errors (the first one stops recording).
     pub record_errors: Counter,
+    /// CSTA requests allowed in flight now (`max-outstanding`, halved under overload).
+    pub window_limit: Gauge,
+    /// Per link: 1 while its Connector reports system status `partiallyDisabled`.
+    pub partially_disabled: Mutex<BTreeMap<String, i64>>,
 }
 
 /// Shared handle.
@@ -170,6 +174,27 @@ fn bump(m: &Mutex<BTreeMap<String, u64>>, k: &str, n: u64) {
 }
 
 impl Metrics {
+    /// Link `name`'s Connector reports `partiallyDisabled` (or no longer).
+    pub fn set_partially_disabled(&self, name: &str, on: bool) {
+        if let Ok(mut m) = self.0.partially_disabled.lock() {
+            match m.get_mut(name) {
+                Some(v) => *v = on as i64,
+                None if on => {
+                    m.insert(name.to_string(), 1);
+                }
+                None => {}
+            }
+        }
+    }
+    /// The `ctid_link_partially_disabled` value of link `name` (0 when never set).
+    pub fn partially_disabled(&self, name: &str) -> i64 {
+        self.0
+            .partially_disabled
+            .lock()
+            .ok()
+            .and_then(|m| m.get(name).copied())
+            .unwrap_or(0)
+    }
     pub fn link_up(&self, up: bool) {
         self.0.link_up.set(up as i64);
     }
@@ -271,6 +296,12 @@ impl Metrics {
             self.outstanding.get().to_string(),
         );
         g(
+            "ctid_csta_window_limit",
+            "CSTA requests allowed in flight now (max-outstanding, halved while the Connector reports overloadReached)",
+            "gauge",
+            self.window_limit.get().to_string(),
+        );
+        g(
             "ctid_rejected_requests_total",
             "client requests answered with EventError",
             "counter",
@@ -294,6 +325,12 @@ impl Metrics {
             "counter",
             self.record_errors.get().to_string(),
         );
+        let _ = writeln!(s, "# HELP ctid_link_partially_disabled 1 while the link's Connector reports system status partiallyDisabled\n# TYPE ctid_link_partially_disabled gauge");
+        if let Ok(m) = self.partially_disabled.lock() {
+            for (k, v) in m.iter() {
+                let _ = writeln!(s, "ctid_link_partially_disabled{{link=\"{k}\"}} {v}");
+            }
+        }
         let _ = writeln!(s, "# HELP ctid_clients_dropped_total clients disconnected by ctid\n# TYPE ctid_clients_dropped_total counter\nctid_clients_dropped_total{{reason=\"slow\"}} {}\nctid_clients_dropped_total{{reason=\"protocol\"}} {}", self.clients_dropped_slow.get(), self.clients_dropped_protocol.get());
         let _ = writeln!(s, "# HELP ctid_config_reloads_total configuration reloads (SIGHUP, POST /admin/reload)\n# TYPE ctid_config_reloads_total counter\nctid_config_reloads_total{{result=\"ok\"}} {}\nctid_config_reloads_total{{result=\"rejected\"}} {}", self.reloads_ok.get(), self.reloads_rejected.get());
         for (metric, map, help) in [

@@ -7,8 +7,10 @@
 //! link's next reconnect (the link tasks read them from a watch channel). What a reload does not
 //! change (written in the answer and the log when it differs): `listen`, `max-client-frame`,
 //! `client-queue`, `record-inputs`, and the list of links itself (added, removed, renamed). The link options the
-//! engine owns (`request-timeout`, `max-outstanding`, `resync-timeout`, `hotdesk.enabled`) apply
-//! at once.
+//! engine owns (`request-timeout`, `max-outstanding`, `resync-timeout`, `hotdesk.enabled`,
+//! `call-rq-gap`, `device-rq-gap`; the active link's) and the top-level call options
+//! (`ani-distribution`, `internal-dn-pattern`, `user-data-limit`, `background-processing`)
+//! apply at once.
 
 use std::collections::HashSet;
 use std::path::PathBuf;

@@ -26,9 +26,10 @@ async fn basic_call_hold_retrieve_release() {
     assert_eq!(dial.other_dn.as_deref(), Some("1002"));
     assert_eq!(dial.call_type, Some(ctid_protocol::CallType::Internal));
     let ring = until(&mut b, EventName::EventRinging, Some("1002")).await;
+    // An internal call: no ANI (ani-distribution inbound-calls-only); OtherDN is the caller.
     assert_eq!(
         (ring.conn_id, ring.ani.as_deref(), ring.other_dn.as_deref()),
-        (Some(conn), Some("1001"), Some("1002").and(Some("1001")))
+        (Some(conn), None, Some("1001"))
     );
     let est = answer_ok(
         &mut b,
@@ -366,7 +367,7 @@ async fn route_point_route_request_and_route_call() {
     route.route_type = None;
     answer_ok(&mut rp, route, EventName::EventRouteUsed).await;
     let ring = until(&mut dest, EventName::EventRinging, Some("1005")).await;
-    assert_eq!(ring.ani.as_deref(), Some("1004"));
+    assert_eq!(ring.other_dn.as_deref(), Some("1004"));
 }
 
 #[tokio::test]
@@ -555,7 +556,7 @@ async fn agent_login_hot_desk_reports_the_guests_calls_on_the_host() {
     // A call to the guest rings at the host's desk and is reported to the host's clients.
     r.sim.dial("1005", "2003").await.unwrap();
     let ring = until(&mut host, EventName::EventRinging, Some("1003")).await;
-    assert_eq!(ring.ani.as_deref(), Some("1005"));
+    assert_eq!(ring.other_dn.as_deref(), Some("1005"));
     let conn = ring.conn_id.unwrap();
     r.sim.answer("1003").await.unwrap();
     let est = until(&mut host, EventName::EventEstablished, Some("1003")).await;
@@ -630,7 +631,7 @@ async fn agent_login_desk_answers_holds_retrieves_and_releases_the_guests_call()
     r.sim.dial("1005", "2003").await.unwrap();
     let ring = until(&mut desk, EventName::EventRinging, Some("1003")).await;
     let conn = ring.conn_id.expect("ConnID");
-    assert_eq!(ring.ani.as_deref(), Some("1005"));
+    assert_eq!(ring.other_dn.as_deref(), Some("1005"));
     let q = desk_status(&mut desk, "1003").await;
     assert_eq!(
         (
@@ -840,7 +841,7 @@ async fn hoteling_login_on_an_occupied_host_signs_the_other_agent_out() {
     wait_monitored(&r, "2004").await;
     r.sim.dial("1005", "2004").await.unwrap();
     let ring = until(&mut desk, EventName::EventRinging, Some("1003")).await;
-    assert_eq!(ring.ani.as_deref(), Some("1005"));
+    assert_eq!(ring.other_dn.as_deref(), Some("1005"));
 }
 
 #[tokio::test]

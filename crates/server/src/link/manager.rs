@@ -2,8 +2,9 @@
 //! session ([`super::driver`]); the highest-priority operational one is **active** — the engine
 //! sees only its inputs, and the core's commands go only to it. Losing the active link moves to
 //! the next operational one at once (the engine sees LinkDown then LinkUp and resyncs; client
-//! registrations stay). When a higher-priority link becomes operational again, ctid moves back
-//! to it and demotes the link it leaves (its session ends after stopping its monitors), so that
+//! registrations stay); a `messagesLost` of the active link is `Input::Resync` (same session,
+//! no link events), `overloadReached` / `overloadRelieved` `Input::Overload`. When a
+//! higher-priority link becomes operational again, ctid moves back to it and demotes the link it leaves (its session ends after stopping its monitors), so that
 //! link holds no monitors. The `ctid_link_up` gauge follows the active link.
 
 use ctid_engine::Input;
@@ -109,10 +110,15 @@ pub async fn run_links(
                         }
                     }
                     SessionEvent::Resync(reason) => {
+                        // Same session, no link events: the engine re-monitors and catches up.
                         if active == Some(i) {
                             let reason = reason.to_string();
-                            let _ = core.send(CoreMsg::Link(Input::LinkDown { reason })).await;
-                            select(&links[i], &core, &metrics).await;
+                            let _ = core.send(CoreMsg::Link(Input::Resync { reason })).await;
+                        }
+                    }
+                    SessionEvent::Overload(reached) => {
+                        if active == Some(i) {
+                            let _ = core.send(CoreMsg::Link(Input::Overload { reached })).await;
                         }
                     }
                 }

@@ -43,8 +43,12 @@ pub enum SessionEvent {
     /// [`SessionEvent::Up`] again), or the session ended (after an `Up`) for this reason.
     Down(LinkError),
     /// Still operational, but events may be missing: the monitors held on this session have
-    /// been stopped; everything must be monitored and resynchronised again.
+    /// been stopped; everything must be monitored and resynchronised again, on this session
+    /// and without link events for clients.
     Resync(ResyncReason),
+    /// The Connector reported `overloadReached` (`true`: the engine halves its request
+    /// window) or `overloadRelieved` / back to normal (`false`).
+    Overload(bool),
     /// An answer, event or request for the engine.
     Input(Input),
 }
@@ -100,6 +104,8 @@ pub struct Session {
     session_duration: u32,
     /// When the next ResetApplicationSessionTimer is due (`ecma354`, once open).
     next_timer_reset: Option<Instant>,
+    /// `overloadReached` seen and not relieved since.
+    overloaded: bool,
     /// monitorCrossRefIDs the Connector granted on this session (MonitorStartResponse) and not
     /// stopped since: stopped before a resync on the same session, so none is held twice, and
     /// when the session is demoted.
@@ -142,6 +148,7 @@ impl Session {
             session_duration: cfg.session_duration,
             next_timer_reset: None,
             monitors: BTreeSet::new(),
+            overloaded: false,
             cfg,
         };
         let started = match s.cfg.session {
@@ -290,6 +297,7 @@ impl Session {
         }
         self.phase = Phase::Closed;
         self.closed = Some(reason);
+        self.metrics.set_partially_disabled(&self.cfg.name, false);
     }
 
     // --------------------------------------------------------------------------------- poll_*
@@ -455,12 +463,18 @@ impl Session {
                 self.answer_status(id)?;
                 if is_ok(&s.system_status) {
                     self.open(now);
+                } else if s.system_status == SystemStatusValue::Initializing {
+                    self.initializing(now);
                 }
                 Ok(())
             }
             (Phase::AskStatus { .. }, Message::RequestSystemStatusResponse(r)) => {
                 self.own.finish(id);
                 match r.system_status {
+                    Some(SystemStatusValue::Initializing) => {
+                        self.initializing(now);
+                        Ok(())
+                    }
                     Some(s) if !is_ok(&s) => Err(LinkError::StatusNotNormal(s)),
                     _ => {
                         self.open(now);
@@ -494,6 +508,16 @@ impl Session {
             return Ok(());
         }
         self.ask_status(now)
+    }
+
+    /// The Connector is still initializing (docs/configuration.md, system status): not a
+    /// failure. Wait another `connect-tout` for a SystemStatus normal, then ask again; a
+    /// Connector that says nothing for `connect-tout` is given up on as before.
+    fn initializing(&mut self, now: Instant) {
+        info!(link = %self.cfg.name, "Connector system status initializing; waiting");
+        self.phase = Phase::AwaitStatus {
+            deadline: now + self.cfg.connect_timeout,
+        };
     }
 
     fn ask_status(&mut self, now: Instant) -> Result<(), LinkError> {
@@ -625,8 +649,35 @@ impl Session {
     /// The Connector's system status on an open session (docs/configuration.md, `[[link]]`):
     /// `disabled` is Down with the session kept; back to normal/enabled (or messagesLost,
     /// partiallyDisabled) after that stops this session's monitors, then Up; `messagesLost` on
-    /// an operational session stops them, then Resync.
+    /// an operational session stops them, then Resync; `overloadReached` / `overloadRelieved`
+    /// are Overload; `partiallyDisabled` sets the `ctid_link_partially_disabled` gauge of the
+    /// link until a normal/enabled.
     fn status_changed(&mut self, s: &SystemStatusValue) -> Result<(), LinkError> {
+        if is_ok(s) {
+            self.metrics.set_partially_disabled(&self.cfg.name, false);
+            if std::mem::take(&mut self.overloaded) {
+                info!(link = %self.cfg.name, status = %s, "Connector overload over");
+                self.events.push_back(SessionEvent::Overload(false));
+            }
+        }
+        match s {
+            SystemStatusValue::OverloadReached => {
+                warn!(link = %self.cfg.name, "Connector reports system status overloadReached; halving the request window");
+                if !self.overloaded {
+                    self.overloaded = true;
+                    self.events.push_back(SessionEvent::Overload(true));
+                }
+                return Ok(());
+            }
+            SystemStatusValue::OverloadRelieved => {
+                info!(link = %self.cfg.name, "Connector reports system status overloadRelieved");
+                if std::mem::take(&mut self.overloaded) {
+                    self.events.push_back(SessionEvent::Overload(false));
+                }
+                return Ok(());
+            }
+            _ => {}
+        }
         match s {
             SystemStatusValue::Disabled => {
                 if self.operational {
@@ -657,6 +708,7 @@ impl Session {
                 }
                 if *s == SystemStatusValue::PartiallyDisabled {
                     warn!(link = %self.cfg.name, "Connector reports system status partiallyDisabled");
+                    self.metrics.set_partially_disabled(&self.cfg.name, true);
                 }
             }
             other => info!(link = %self.cfg.name, status = %other, "Connector system status"),

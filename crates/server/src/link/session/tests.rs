@@ -147,6 +147,7 @@ impl Rig {
                 SessionEvent::Up => "Up".to_string(),
                 SessionEvent::Down(r) => format!("Down: {r}"),
                 SessionEvent::Resync(r) => format!("Resync: {r}"),
+                SessionEvent::Overload(o) => format!("Overload: {o}"),
                 SessionEvent::Input(Input::CstaAnswer { invoke_id, message }) => {
                     format!("CstaAnswer {invoke_id} {}", message.name())
                 }
@@ -854,4 +855,96 @@ fn connector_requests_are_classified_by_root_and_answered_with_their_id() {
     );
     let m = r.metrics.render();
     assert!(m.contains("MonitorStartResponse"), "{m}");
+}
+
+fn status(v: &str) -> String {
+    format!("<SystemStatus><systemStatus>{v}</systemStatus></SystemStatus>")
+}
+
+#[test]
+fn overload_reached_and_relieved_are_reported_once() {
+    let mut r = Rig::open(cfg(SessionMode::None));
+    r.monitor(&["A"]);
+    r.feed(9999, &status("overloadImminent"));
+    assert!(r.events().is_empty());
+    r.feed(9999, &status("overloadReached"));
+    r.feed(9999, &status("overloadReached"));
+    assert_eq!(r.events(), ["Overload: true"]);
+    r.feed(9999, &status("overloadRelieved"));
+    r.feed(9999, &status("overloadRelieved"));
+    assert_eq!(r.events(), ["Overload: false"]);
+    // A status back to normal also ends an overload; no monitor is stopped for any of these.
+    r.feed(9999, &status("overloadReached"));
+    r.feed(9999, NORMAL);
+    assert_eq!(r.events(), ["Overload: true", "Overload: false"]);
+    assert!(r.s.is_operational());
+    assert_eq!(r.monitors(), ["A"]);
+    assert!(r
+        .sent_names()
+        .iter()
+        .all(|(_, n)| n == "SystemStatusResponse"));
+}
+
+#[test]
+fn partially_disabled_sets_the_gauge_until_normal() {
+    let mut r = Rig::open(cfg(SessionMode::None));
+    assert_eq!(r.metrics.partially_disabled("test"), 0);
+    r.feed(9999, &status("partiallyDisabled"));
+    assert!(r.events().is_empty(), "operational: nothing for the engine");
+    assert!(r.s.is_operational());
+    assert_eq!(r.metrics.partially_disabled("test"), 1);
+    assert!(r
+        .metrics
+        .render()
+        .contains("ctid_link_partially_disabled{link=\"test\"} 1"));
+    r.feed(9999, &status("enabled"));
+    assert_eq!(r.metrics.partially_disabled("test"), 0);
+    // Closing the session clears it too.
+    r.feed(9999, &status("partiallyDisabled"));
+    assert_eq!(r.metrics.partially_disabled("test"), 1);
+    r.s.close(LinkError::ClosedByPeer);
+    assert_eq!(r.metrics.partially_disabled("test"), 0);
+}
+
+#[test]
+fn initializing_while_starting_waits_instead_of_failing() {
+    let mut r = Rig::new(cfg(SessionMode::None));
+    assert_eq!(r.sent_names(), [(9000, "RequestSystemStatus".to_string())]);
+    r.set(S);
+    r.feed(
+        9000,
+        "<RequestSystemStatusResponse><systemStatus>initializing</systemStatus></RequestSystemStatusResponse>",
+    );
+    assert!(r.s.close_reason().is_none(), "{:?}", r.s.close_reason());
+    assert!(r.events().is_empty());
+    // A whole connect-tout from the answer, then asked again.
+    assert_eq!(r.timeout_in(), Some(3 * S));
+    r.at(3 * S);
+    assert_eq!(r.sent_names(), [(9001, "RequestSystemStatus".to_string())]);
+    // A SystemStatus initializing restarts the wait too.
+    r.set(4 * S);
+    r.feed(9999, &status("initializing"));
+    assert_eq!(r.sent_names(), [(9999, "SystemStatusResponse".to_string())]);
+    assert_eq!(r.timeout_in(), Some(6 * S));
+    assert!(r.s.close_reason().is_none());
+    r.feed(9999, NORMAL);
+    assert_eq!(r.events(), ["Up"]);
+}
+
+#[test]
+fn a_connector_silent_after_initializing_is_given_up_on() {
+    let mut r = Rig::new(cfg(SessionMode::None));
+    r.sent();
+    r.feed(
+        9000,
+        "<RequestSystemStatusResponse><systemStatus>initializing</systemStatus></RequestSystemStatusResponse>",
+    );
+    r.at(2 * S);
+    assert_eq!(r.sent_names(), [(9001, "RequestSystemStatus".to_string())]);
+    r.at(4 * S);
+    assert!(
+        matches!(r.s.close_reason(), Some(LinkError::NotOperational { .. })),
+        "{:?}",
+        r.s.close_reason()
+    );
 }
