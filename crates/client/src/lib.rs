@@ -202,12 +202,17 @@ impl Client {
         }
     }
 
-    /// Closes the connection politely.
+    /// Closes the connection politely, with close code 1000: the session ends at once
+    /// (docs/protocol.md §6.9; dropping a `Client` without closing leaves it resumable).
     pub async fn close(mut self) -> Result<()> {
         if self.closed {
             return Ok(());
         }
-        match self.ws.close(None).await {
+        let frame = tungstenite::protocol::CloseFrame {
+            code: tungstenite::protocol::frame::coding::CloseCode::Normal,
+            reason: "".into(),
+        };
+        match self.ws.close(Some(frame)).await {
             Ok(()) | Err(tungstenite::Error::ConnectionClosed) => Ok(()),
             Err(e) => Err(Error::WebSocket(Box::new(e))),
         }

@@ -44,6 +44,10 @@ impl Clients {
         self.map.entry(client).or_default();
     }
 
+    pub fn get(&self, client: ClientId) -> Option<&ClientState> {
+        self.map.get(&client)
+    }
+
     pub fn is_connected(&self, client: ClientId) -> bool {
         self.map.contains_key(&client)
     }

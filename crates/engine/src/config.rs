@@ -67,6 +67,14 @@ pub struct EngineConfig {
     /// `resync-timeout`, `hotdesk.enabled`, `call-rq-gap`, `device-rq-gap` of `[[link]]`): the
     /// active link's set (named by [`crate::Input::LinkUp`]) replaces the values above.
     pub links: Vec<LinkOptions>,
+    /// How long a session whose connection went is kept for a resume (`resume-window`; 0: a
+    /// session ends with its connection).
+    pub resume_window_ms: u64,
+    /// Bound on the events kept per session, bytes of their JSON (`resume-buffer-bytes`).
+    pub resume_buffer_bytes: usize,
+    /// While a connection carries a session, its events of this long are kept: the longest a
+    /// dead connection can go unnoticed (`ping-interval` + `ping-timeout`) plus the window.
+    pub resume_keep_attached_ms: u64,
 }
 
 /// The engine options of one `[[link]]` (docs/configuration.md).
@@ -210,6 +218,9 @@ impl Default for EngineConfig {
             internal_dn_pattern: DnPattern::default(),
             background_processing: true,
             links: Vec::new(),
+            resume_window_ms: 30_000,
+            resume_buffer_bytes: 4 << 20,
+            resume_keep_attached_ms: 70_000,
         }
     }
 }

@@ -6,6 +6,8 @@
 //!
 //! The API in the quinn-proto manner: `handle*` take input, `poll*` and the views read.
 
+use std::sync::Arc;
+
 use ctid_csta::{HotDesk as Dialect, InvokeId, Message};
 use ctid_protocol::{
     AddressInfoType, AddressType, ConnId, ErrorCode, Event, EventName, InfoStatus, KvList, Request,
@@ -26,7 +28,8 @@ use crate::io::{ClientId, Input, Now, Output, Tag};
 use crate::link::{LinkPhase, LinkState};
 use crate::outbox::{Notice, Outbox, Refusal};
 use crate::requests::{self, Guard, Handler};
-use crate::status::{self, CallView, DnView, Status};
+use crate::sessions::{self, Ended, Resume, SessionCounters, Sessions};
+use crate::status::{self, CallView, DnView, SessionView, Status};
 use crate::userdata;
 use crate::window::RequestWindow;
 
@@ -93,6 +96,11 @@ pub struct Engine {
     /// The Connector reported `overloadReached` (and not `overloadRelieved` since): the
     /// request window is halved.
     overloaded: bool,
+    /// Resumable client sessions and the events kept for them.
+    sessions: Sessions,
+    /// Outputs that go after the input's own, unkept: a resume's rebind, EventSessionResumed
+    /// and the replayed events (already kept once).
+    late: Vec<Output>,
 }
 
 const NO_LINK: &str = "no link to the CSTA Connector";
@@ -118,6 +126,8 @@ impl Engine {
             late_answers: 0,
             scratch: Vec::new(),
             overloaded: false,
+            sessions: Sessions::default(),
+            late: Vec::new(),
             cfg,
         }
     }
@@ -139,6 +149,35 @@ impl Engine {
     /// Number of connected clients.
     pub fn client_count(&self) -> usize {
         self.clients.len()
+    }
+    /// Sessions whose connection went and that may still be resumed.
+    pub fn detached_sessions(&self) -> usize {
+        self.sessions.detached_count()
+    }
+    /// What the session part counted (resumes, expiries, replayed events, refusals).
+    pub fn session_counters(&self) -> SessionCounters {
+        self.sessions.counters
+    }
+    /// Every resumable session, sorted by client number.
+    pub fn session_views(&self) -> Vec<SessionView> {
+        self.sessions
+            .clients()
+            .into_iter()
+            .filter_map(|c| {
+                let s = self.sessions.get(c)?;
+                let st = self.clients.get(c);
+                Some(SessionView {
+                    client: c,
+                    peer: st.map(|x| x.peer.clone()).unwrap_or_default(),
+                    app: st.and_then(|x| x.app.clone()),
+                    owner: s.owner.clone(),
+                    detached_for_ms: s.detached_at.map(|t| self.now.mono_ms.saturating_sub(t)),
+                    kept_events: s.kept(),
+                    kept_bytes: s.bytes(),
+                    dns: st.map(|x| x.regs.len()).unwrap_or(0),
+                })
+            })
+            .collect()
     }
     /// CSTA requests sent and not answered.
     pub fn outstanding(&self) -> usize {
@@ -206,6 +245,7 @@ impl Engine {
             self.dns.next_retry(),
             self.answers.next_deadline(self.gaps()),
             self.link.deadline(),
+            self.sessions.next_expiry(self.cfg.resume_window_ms),
         ]
         .into_iter()
         .flatten()
@@ -239,9 +279,24 @@ impl Engine {
         self.now = now;
         self.outbox.set_now(now);
         self.calls.set_now(now.unix_micros);
+        let from = out.len();
         match input {
-            Input::ClientConnected { client, peer } => self.client_connected(client, peer, out),
-            Input::ClientDisconnected { client } => self.client_disconnected(client),
+            Input::ClientConnected { client, peer } => {
+                self.client_connected(client, peer, None, out)
+            }
+            Input::SessionOpened {
+                client,
+                peer,
+                session_id,
+                owner,
+            } => {
+                if self.cfg.resume_window_ms > 0 {
+                    self.sessions.open(client, session_id.clone(), owner);
+                }
+                self.client_connected(client, peer, Some(session_id), out)
+            }
+            Input::ClientDisconnected { client } => self.end_session(client, Ended::Closed),
+            Input::ClientDetached { client } => self.client_detached(client),
             Input::ClientText { client, text } => match ctid_protocol::parse_request(&text) {
                 Ok(req) => self.request(client, req, out),
                 Err(e) => {
@@ -291,6 +346,53 @@ impl Engine {
         let limit = self.window_limit();
         self.window
             .pump(now.mono_ms, limit, self.cfg.request_timeout_ms, out);
+        self.keep_for_sessions(from, out);
+        out.append(&mut self.late);
+    }
+
+    /// Keep what went to sessions (for a resume) and hold back what went to detached ones
+    /// (docs/protocol.md §6.9); a detached session that can no longer be resumed whole ends.
+    fn keep_for_sessions(&mut self, from: usize, out: &mut Vec<Output>) {
+        if self.sessions.is_empty() || out.len() == from {
+            return;
+        }
+        let (now, window, limit) = (
+            self.now.mono_ms,
+            self.cfg.resume_keep_attached_ms,
+            self.cfg.resume_buffer_bytes,
+        );
+        let mut lost = Vec::new();
+        let mut holds_back = false;
+        for o in &mut out[from..] {
+            let Output::Event { to, event } = o else {
+                continue;
+            };
+            if !to.iter().any(|c| self.sessions.get(*c).is_some()) {
+                continue;
+            }
+            let size = sessions::json_size(event);
+            lost.extend(self.sessions.keep(to, event, size, now, window, limit));
+            let before = to.len();
+            to.retain(|c| !self.sessions.is_detached(*c));
+            holds_back |= to.len() != before;
+        }
+        if holds_back {
+            let tail = out.split_off(from);
+            out.extend(
+                tail.into_iter()
+                    .filter(|o| !matches!(o, Output::Event { to, .. } if to.is_empty())),
+            );
+        }
+        lost.sort_unstable();
+        lost.dedup();
+        for c in lost {
+            warn!(
+                client = c,
+                limit, "detached session: resume-buffer-bytes overflowed; the session ends"
+            );
+            self.sessions.counters.overflowed += 1;
+            self.end_session(c, Ended::EventsLost);
+        }
     }
 
     // ------------------------------------------------------------------------------ sending
@@ -427,13 +529,107 @@ impl Engine {
 
     // ------------------------------------------------------------------------------ clients
 
-    fn client_connected(&mut self, client: ClientId, peer: String, out: &mut Vec<Output>) {
+    fn client_connected(
+        &mut self,
+        client: ClientId,
+        peer: String,
+        session_id: Option<String>,
+        out: &mut Vec<Output>,
+    ) {
         info!(client, %peer, "client connected");
         self.clients.connect(client, peer);
-        let ev = self
+        let mut ev = self
             .link
             .event(self.link.is_up(), Some("link not operational"));
+        ev.session_id = session_id;
         self.emit(out, vec![client], ev);
+    }
+
+    /// The connection of `client` went without a clean close: a resumable session is kept
+    /// for `resume-window` (docs/protocol.md §6.9), anything else ends.
+    fn client_detached(&mut self, client: ClientId) {
+        if self.cfg.resume_window_ms > 0 && self.sessions.detach(client, self.now.mono_ms) {
+            info!(
+                client,
+                window_ms = self.cfg.resume_window_ms,
+                "client connection lost: session kept for a resume"
+            );
+            return;
+        }
+        self.end_session(client, Ended::Closed);
+    }
+
+    /// The session of `client` ends (`why`): as a disconnect always ended a client.
+    fn end_session(&mut self, client: ClientId, why: Ended) {
+        if why == Ended::Expired {
+            info!(client, "session not resumed within resume-window: it ends");
+            self.sessions.counters.expired += 1;
+        }
+        self.sessions.end(client, why);
+        self.client_disconnected(client);
+    }
+
+    /// RequestResumeSession (docs/protocol.md §6.9): the requester's connection takes over the
+    /// session it names, which gets every event it missed; or EventError.
+    fn resume(&mut self, client: ClientId, req: Request, out: &mut Vec<Output>) {
+        let (Some(id), Some(last)) = (req.session_id.clone(), req.event_sequence_number) else {
+            let msg = "RequestResumeSession needs SessionID and EventSequenceNumber".to_string();
+            self.refuse(out, client, &req, (ErrorCode::INVALID_ATTR, msg));
+            return;
+        };
+        let owner = self
+            .sessions
+            .get(client)
+            .map(|s| s.owner.clone())
+            .unwrap_or_default();
+        match self.sessions.resume(client, &owner, &id, last) {
+            Resume::Refuse { code, message, end } => {
+                warn!(client, session = %id, %message, "RequestResumeSession refused");
+                if let Some((old, why)) = end {
+                    if !self.sessions.is_detached(old) {
+                        out.push(Output::Close {
+                            client: old,
+                            code: 4002,
+                            reason: format!("session ended: {message}"),
+                        });
+                    }
+                    self.end_session(old, why);
+                }
+                self.refuse(out, client, &req, (code, message));
+            }
+            Resume::Ok { session, replay } => {
+                info!(
+                    connection = client,
+                    client = session,
+                    replayed = replay.len(),
+                    "session resumed"
+                );
+                // The connection's own fresh session (it made no request) goes without a trace.
+                self.sessions.discard(client);
+                self.clients.disconnect(client);
+                self.late.push(Output::Rebind {
+                    connection: client,
+                    session,
+                });
+                let mut ev = Event::new(EventName::EventSessionResumed);
+                ev.reference_id = req.reference_id;
+                ev.session_id = Some(id);
+                let mut k = KvList::new();
+                k.insert_int("Replayed", replay.len() as i64);
+                ev.extensions = Some(k);
+                self.outbox.stamp_as(&mut ev, last);
+                self.late.push(Output::Event {
+                    to: vec![session],
+                    event: Arc::new(ev),
+                });
+                for e in replay {
+                    self.late.push(Output::Event {
+                        to: vec![session],
+                        event: e,
+                    });
+                }
+            }
+        }
     }
 
     fn client_disconnected(&mut self, client: ClientId) {
@@ -469,6 +665,10 @@ impl Engine {
     /// A request from a client: through the table to its handler.
     fn request(&mut self, client: ClientId, req: Request, out: &mut Vec<Output>) {
         self.requests += 1;
+        if req.name == RequestName::RequestResumeSession {
+            return self.resume(client, req, out);
+        }
+        self.sessions.used(client);
         self.clients.ensure(client);
         debug!(client, request = req.name.as_str(), "request");
         match requests::lookup(req.name) {
@@ -1284,6 +1484,9 @@ impl Engine {
 
     fn tick(&mut self, out: &mut Vec<Output>) {
         let now = self.now.mono_ms;
+        for c in self.sessions.expired(now, self.cfg.resume_window_ms) {
+            self.end_session(c, Ended::Expired);
+        }
         for (tag, kind) in self.window.expired(now) {
             self.link.done(tag);
             match kind {

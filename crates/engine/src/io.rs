@@ -2,6 +2,8 @@
 //! form, one object per input or output, which is what a recording holds
 //! (`docs/architecture.md`, "Recording and replay"). Everything here is a value: no clock, no IO.
 
+use std::sync::Arc;
+
 use ctid_csta::{InvokeId, Message};
 use ctid_protocol::{AddressType, ErrorCode, Event, Request};
 use serde_json::{json, Map, Value};
@@ -29,8 +31,20 @@ pub struct Now {
 pub enum Input {
     /// A client session opened.
     ClientConnected { client: ClientId, peer: String },
-    /// A client session closed.
+    /// A client session closed (a clean close, 1000: the session ends).
     ClientDisconnected { client: ClientId },
+    /// A client connected and was given a resumable session (docs/protocol.md §6.9):
+    /// `session_id` is random (the server draws it), `owner` the token name ("" without
+    /// authentication).
+    SessionOpened {
+        client: ClientId,
+        peer: String,
+        session_id: String,
+        owner: String,
+    },
+    /// A client's connection went without a clean close: its session is kept for
+    /// `resume-window` (a client without a resumable session is disconnected).
+    ClientDetached { client: ClientId },
     /// A text frame from a client (one JSON request) that the server did not decode itself.
     ClientText { client: ClientId, text: String },
     /// A decoded request.
@@ -85,8 +99,24 @@ pub enum Input {
 /// Something to do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
-    /// Send this event to each client listed.
-    Event { to: Vec<ClientId>, event: Event },
+    /// Send this event to each client listed (shared: the same event is kept for a resume).
+    Event {
+        to: Vec<ClientId>,
+        event: Arc<Event>,
+    },
+    /// The connection opened as client `connection` now carries session `session` (a resume):
+    /// route its frames as `session`'s and `session`'s events to it; a connection that carried
+    /// `session` until now is closed (4001).
+    Rebind {
+        connection: ClientId,
+        session: ClientId,
+    },
+    /// Close the connection carrying `client` with this WebSocket close code and reason.
+    Close {
+        client: ClientId,
+        code: u16,
+        reason: String,
+    },
     /// Send a CSTA request with this invoke ID (from the engine's range, see
     /// [`crate::window::ENGINE_INVOKE_IDS`]); its answer comes back as [`Input::CstaAnswer`].
     CstaRequest {
@@ -174,6 +204,8 @@ impl Input {
         match self {
             Input::ClientConnected { .. } => "ClientConnected",
             Input::ClientDisconnected { .. } => "ClientDisconnected",
+            Input::SessionOpened { .. } => "SessionOpened",
+            Input::ClientDetached { .. } => "ClientDetached",
             Input::ClientText { .. } => "ClientText",
             Input::ClientRequest { .. } => "ClientRequest",
             Input::ClientInvalid { .. } => "ClientInvalid",
@@ -202,7 +234,20 @@ impl Input {
                 put("client", json!(client));
                 put("peer", json!(peer));
             }
-            Input::ClientDisconnected { client } => put("client", json!(client)),
+            Input::ClientDisconnected { client } | Input::ClientDetached { client } => {
+                put("client", json!(client))
+            }
+            Input::SessionOpened {
+                client,
+                peer,
+                session_id,
+                owner,
+            } => {
+                put("client", json!(client));
+                put("peer", json!(peer));
+                put("session_id", json!(session_id));
+                put("owner", json!(owner));
+            }
             Input::ClientText { client, text } => {
                 put("client", json!(client));
                 put("text", json!(text));
@@ -264,6 +309,13 @@ impl Input {
                 peer: str_of(v, "peer")?,
             },
             "ClientDisconnected" => Input::ClientDisconnected { client: client()? },
+            "ClientDetached" => Input::ClientDetached { client: client()? },
+            "SessionOpened" => Input::SessionOpened {
+                client: client()?,
+                peer: str_of(v, "peer")?,
+                session_id: str_of(v, "session_id")?,
+                owner: str_of(v, "owner")?,
+            },
             "ClientText" => Input::ClientText {
                 client: client()?,
                 text: str_of(v, "text")?,
@@ -345,6 +397,24 @@ impl Output {
                 "to": to,
                 "event": text_json(event.to_json()),
             }),
+            Output::Rebind {
+                connection,
+                session,
+            } => json!({
+                "out": "Rebind",
+                "connection": connection,
+                "session": session,
+            }),
+            Output::Close {
+                client,
+                code,
+                reason,
+            } => json!({
+                "out": "Close",
+                "client": client,
+                "code": code,
+                "reason": reason,
+            }),
             Output::CstaRequest { invoke_id, message } => json!({
                 "out": "CstaRequest",
                 "invoke_id": invoke_id.get(),
@@ -379,6 +449,9 @@ impl EngineConfig {
             "ani_distribution": self.ani_distribution.as_str(),
             "internal_dn_pattern": self.internal_dn_pattern.as_str(),
             "background_processing": self.background_processing,
+            "resume_window_ms": self.resume_window_ms,
+            "resume_buffer_bytes": self.resume_buffer_bytes,
+            "resume_keep_attached_ms": self.resume_keep_attached_ms,
             "links": self.links.iter().map(|l| serde_json::json!({
                 "name": l.name,
                 "request_timeout_ms": l.request_timeout_ms,
@@ -466,6 +539,9 @@ impl EngineConfig {
                 .ok_or_else(|| err("internal_dn_pattern"))?;
         }
         c.background_processing = flag("background_processing", c.background_processing)?;
+        c.resume_window_ms = num("resume_window_ms", c.resume_window_ms)?;
+        c.resume_buffer_bytes = num("resume_buffer_bytes", c.resume_buffer_bytes as u64)? as usize;
+        c.resume_keep_attached_ms = num("resume_keep_attached_ms", c.resume_keep_attached_ms)?;
         if let Some(ls) = v.get("links") {
             for l in ls.as_array().ok_or_else(|| err("links"))? {
                 let n = |k: &str| {

@@ -54,6 +54,14 @@ impl Outbox {
         self.seq
     }
 
+    /// Stamp `ev` with the input's time and `seq` without using a new number (an event that is
+    /// not part of any session's stream: EventSessionResumed).
+    pub fn stamp_as(&self, ev: &mut Event, seq: u64) {
+        let secs = self.now.unix_micros / 1_000_000;
+        let micros = (self.now.unix_micros % 1_000_000) as u32;
+        ev.stamp(seq, ctid_protocol::format_unix_micros(secs, micros));
+    }
+
     fn stamp(&mut self, ev: &mut Event) {
         self.seq += 1;
         let secs = self.now.unix_micros / 1_000_000;
@@ -76,7 +84,10 @@ impl Outbox {
         }
         self.stamp(&mut event);
         self.events_sent += to.len() as u64;
-        out.push(Output::Event { to, event });
+        out.push(Output::Event {
+            to,
+            event: std::sync::Arc::new(event),
+        });
     }
 
     /// The requester's copy with its ReferenceID and everyone else's without, one sequence
@@ -101,7 +112,7 @@ impl Outbox {
             self.events_sent += others.len() as u64;
             out.push(Output::Event {
                 to: others,
-                event: copy,
+                event: std::sync::Arc::new(copy),
             });
         }
         if !clients.is_connected(requester) {
@@ -111,7 +122,7 @@ impl Outbox {
         self.events_sent += 1;
         out.push(Output::Event {
             to: vec![requester],
-            event,
+            event: std::sync::Arc::new(event),
         });
     }
 

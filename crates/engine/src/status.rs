@@ -10,6 +10,7 @@ use crate::config::EngineConfig;
 use crate::dns::{Dn, Dns};
 use crate::features::Features;
 use crate::hotdesk::HotDesk;
+use crate::io::ClientId;
 
 /// One DN as the web monitor shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,4 +123,20 @@ pub fn call_views(calls: &Calls) -> Vec<CallView> {
                 .collect(),
         })
         .collect()
+}
+
+/// A resumable client session, for the web monitor and `/api/state`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionView {
+    pub client: ClientId,
+    pub peer: String,
+    pub app: Option<String>,
+    /// The token name it was opened with ("" without authentication).
+    pub owner: String,
+    /// How long its connection has been gone; `None` while one carries it.
+    pub detached_for_ms: Option<u64>,
+    pub kept_events: usize,
+    pub kept_bytes: usize,
+    /// DNs it has registered.
+    pub dns: usize,
 }

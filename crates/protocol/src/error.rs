@@ -58,6 +58,16 @@ codes! {
     DN_NO_ANSWER = 232, "TERR_DN_NO_ANSWER";
     /// 233: call rejected.
     CALL_REJECTED = 233, "TERR_CALL_REJECTED";
+    /// 1901 (ctid): RequestResumeSession of an unknown SessionID.
+    SESSION_UNKNOWN = 1901, "CTID_SESSION_UNKNOWN";
+    /// 1902 (ctid): the session expired (not resumed within `resume-window`).
+    SESSION_EXPIRED = 1902, "CTID_SESSION_EXPIRED";
+    /// 1903 (ctid): events the client needs were no longer kept (`resume-buffer-bytes`).
+    SESSION_EVENTS_LOST = 1903, "CTID_SESSION_EVENTS_LOST";
+    /// 1904 (ctid): the session belongs to another token.
+    SESSION_OTHER_TOKEN = 1904, "CTID_SESSION_OTHER_TOKEN";
+    /// 1905 (ctid): RequestResumeSession after other requests on the connection.
+    SESSION_NOT_FIRST = 1905, "CTID_SESSION_NOT_FIRST";
     /// 1102: the Connector's answer is badly structured.
     CSTA_BADLY_STRUCTURED = 1102, "CSTA_BADLY_STRUCTURED_APDU";
     /// 1111: unrecognised operation.

@@ -75,6 +75,8 @@ pub struct Event {
     pub error_message: Option<String>,
     /// `ApplicationName` (EventLinkConnected / EventLinkDisconnected: the link's name).
     pub application_name: Option<String>,
+    /// `SessionID` (the first event of a connection, EventSessionResumed).
+    pub session_id: Option<String>,
     /// `UserData`.
     pub user_data: Option<KvList>,
     /// `Reasons`.
@@ -120,6 +122,7 @@ impl Event {
             error_code: None,
             error_message: None,
             application_name: None,
+            session_id: None,
             user_data: None,
             reasons: None,
             extensions: None,
@@ -265,6 +268,7 @@ impl Serialize for Event {
         put!(m, "ErrorCode", self.error_code);
         put!(m, "ErrorMessage", self.error_message);
         put!(m, "ApplicationName", self.application_name);
+        put!(m, "SessionID", self.session_id);
         put!(m, "UserData", self.user_data);
         put!(m, "Reasons", self.reasons);
         put!(m, "Extensions", self.extensions);
@@ -347,6 +351,7 @@ fn set_attr(e: &mut Event, k: &str, v: &Value) -> AttrResult<()> {
         "ErrorCode" => e.error_code = Some(ErrorCode(u32_attr(k, v)?)),
         "ErrorMessage" => e.error_message = Some(string(k, v)?),
         "ApplicationName" => e.application_name = Some(string(k, v)?),
+        "SessionID" => e.session_id = Some(string(k, v)?),
         "UserData" => e.user_data = Some(kv(k, v)?),
         "Reasons" => e.reasons = Some(kv(k, v)?),
         "Extensions" => e.extensions = Some(kv(k, v)?),

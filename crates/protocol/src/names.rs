@@ -18,6 +18,8 @@ pub enum Scope {
     ClientOnly,
     /// Obsolete in Genesys, never sent.
     Obsolete,
+    /// ctid's own, outside the T-Library catalogue (session resume, docs/protocol.md §6.9).
+    Ctid,
 }
 
 macro_rules! message_enum {
@@ -175,6 +177,7 @@ message_enum! {
     RequestNetworkSingleStepTransfer = 176, Scope::NotPlanned;
     RequestNetworkPrivateService = 177, Scope::NotPlanned;
     RequestTransactionMonitoring = 180, Scope::L;
+    RequestResumeSession = 1000, Scope::Ctid;
     }
 }
 
@@ -280,6 +283,7 @@ message_enum! {
     EventNetworkPrivateInfo = 179, Scope::NotPlanned;
     EventTransactionStatus = 181, Scope::L;
     EventResourceInfo = 182, Scope::L;
+    EventSessionResumed = 1001, Scope::Ctid;
     }
 }
 
@@ -289,11 +293,14 @@ mod tests {
 
     #[test]
     fn catalogue_is_complete_and_consistent() {
-        assert_eq!(RequestName::ALL.len() + EventName::ALL.len(), 183);
+        // the T-Library catalogue (0..183) and ctid's own two (1000, 1001)
+        assert_eq!(RequestName::ALL.len() + EventName::ALL.len(), 185);
         let mut ids: Vec<u16> = RequestName::ALL.iter().map(|r| r.id()).collect();
         ids.extend(EventName::ALL.iter().map(|e| e.id()));
         ids.sort_unstable();
-        assert_eq!(ids, (0..183).collect::<Vec<u16>>());
+        let mut want: Vec<u16> = (0..183).collect();
+        want.extend([1000, 1001]);
+        assert_eq!(ids, want);
         for r in RequestName::ALL {
             assert!(r.as_str().starts_with("Request"));
             assert_eq!(RequestName::from_name(r.as_str()), Some(*r));

@@ -60,6 +60,10 @@ pub struct Request {
     pub data_key: Option<String>,
     /// `ApplicationName` (RequestRegisterClient).
     pub application_name: Option<String>,
+    /// `SessionID` (RequestResumeSession).
+    pub session_id: Option<String>,
+    /// `EventSequenceNumber` (RequestResumeSession: the last one the client received).
+    pub event_sequence_number: Option<u64>,
     /// `UserData`.
     pub user_data: Option<KvList>,
     /// `Reasons`.
@@ -94,10 +98,20 @@ impl Request {
             route_type: None,
             data_key: None,
             application_name: None,
+            session_id: None,
+            event_sequence_number: None,
             user_data: None,
             reasons: None,
             extensions: None,
         }
+    }
+
+    /// RequestResumeSession of `session_id`, the last event received being `last_seq`.
+    pub fn resume_session(session_id: impl Into<String>, last_seq: u64) -> Self {
+        let mut r = Request::new(RequestName::RequestResumeSession);
+        r.session_id = Some(session_id.into());
+        r.event_sequence_number = Some(last_seq);
+        r
     }
 
     /// RequestRegisterAddress for `dn` in ModeShare.
@@ -196,6 +210,8 @@ impl Serialize for Request {
         put!(m, "RouteType", self.route_type);
         put!(m, "DataKey", self.data_key);
         put!(m, "ApplicationName", self.application_name);
+        put!(m, "SessionID", self.session_id);
+        put!(m, "EventSequenceNumber", self.event_sequence_number);
         put!(m, "UserData", self.user_data);
         put!(m, "Reasons", self.reasons);
         put!(m, "Extensions", self.extensions);
@@ -303,6 +319,8 @@ fn set_attr(r: &mut Request, k: &str, v: &Value) -> AttrResult<()> {
         "RouteType" => r.route_type = Some(enumeration(k, v)?),
         "DataKey" => r.data_key = Some(string(k, v)?),
         "ApplicationName" => r.application_name = Some(string(k, v)?),
+        "SessionID" => r.session_id = Some(string(k, v)?),
+        "EventSequenceNumber" => r.event_sequence_number = Some(u64_any(k, v)?),
         "UserData" => r.user_data = Some(kv(k, v)?),
         "Reasons" => r.reasons = Some(kv(k, v)?),
         "Extensions" => r.extensions = Some(kv(k, v)?),

@@ -87,6 +87,8 @@ struct RawConfig {
     ping_interval: Option<f64>,
     ping_timeout: Option<f64>,
     agent_logout_on_unregister: Option<bool>,
+    resume_window: Option<f64>,
+    resume_buffer_bytes: Option<usize>,
     ani_distribution: Option<String>,
     internal_dn_pattern: Option<String>,
     user_data_limit: Option<u64>,
@@ -529,6 +531,19 @@ impl Config {
                 Some(n) => return Err(format!("max-clients = {n}: must be between 1 and 1000000")),
             },
         };
+        let resume_window = secs(raw.resume_window, 30.0, "resume-window", 0.0, 3600.0)?;
+        engine.resume_window_ms = resume_window.as_millis() as u64;
+        engine.resume_buffer_bytes = match raw.resume_buffer_bytes {
+            None => 4 << 20,
+            Some(n) if (1024..=1 << 30).contains(&n) => n,
+            Some(n) => {
+                return Err(format!(
+                    "resume-buffer-bytes = {n}: must be between 1024 and 1073741824"
+                ))
+            }
+        };
+        engine.resume_keep_attached_ms = engine.resume_window_ms
+            + (client.ping_interval + client.ping_timeout).as_millis() as u64;
         let cfg =
             Config {
                 listen,

@@ -39,10 +39,18 @@ pub enum CoreMsg {
         tx: mpsc::Sender<Outgoing>,
         /// Bytes queued for this client; the writer subtracts what it takes off the queue.
         queued: Arc<AtomicUsize>,
+        /// The new session's SessionID (random, drawn by the connection task).
+        session_id: String,
+        /// The token name the connection was opened with ("" without authentication).
+        owner: String,
     },
     Client(Input),
+    /// The connection opened as `id` ended; `clean`: with close code 1000 from the client (or
+    /// for a protocol violation), which ends its session; otherwise the session is kept for a
+    /// resume (docs/protocol.md §6.9).
     ClientClose {
         id: ClientId,
+        clean: bool,
     },
     /// The engine's DN and call views, for `/api/state` and the web monitor.
     Snapshot(oneshot::Sender<Snapshot>),
@@ -61,12 +69,24 @@ pub fn shutting_down() -> bool {
     SHUTTING_DOWN.load(std::sync::atomic::Ordering::Relaxed)
 }
 
-/// One encoded event on its way to a client.
+/// One encoded event on its way to a client, or the order to close its connection.
 #[derive(Debug, Clone)]
 pub struct Outgoing {
     pub text: Utf8Bytes,
     /// When the CSTA event that caused it reached the core (switch-to-client latency).
     pub since: Option<Instant>,
+    /// Close the connection with this code and reason instead (`text` is empty).
+    pub close: Option<(u16, String)>,
+}
+
+impl Outgoing {
+    fn close(code: u16, reason: impl Into<String>) -> Self {
+        Outgoing {
+            text: Utf8Bytes::from_static(""),
+            since: None,
+            close: Some((code, reason.into())),
+        }
+    }
 }
 
 /// What the engine shows the web monitor.
@@ -76,6 +96,8 @@ pub struct Snapshot {
     pub calls: Vec<CallView>,
     /// Hot-desk pairs (guest, host).
     pub hotdesk_pairs: Vec<(String, String)>,
+    /// Resumable client sessions (attached and detached).
+    pub sessions: Vec<ctid_engine::SessionView>,
 }
 
 /// What the HTTP side can read about the engine.
@@ -98,7 +120,12 @@ fn link_state_name<S: serde::Serializer>(l: &LinkState, s: S) -> Result<S::Ok, S
 
 pub struct Core {
     engine: Engine,
+    /// The connection carrying each session, by the session's client number.
     clients: HashMap<ClientId, mpsc::Sender<Outgoing>>,
+    /// Connection (the client number it opened as) → the session it carries (itself until it
+    /// resumes another), and the reverse: which connection carries a session now.
+    conn_session: HashMap<ClientId, ClientId>,
+    session_conn: HashMap<ClientId, ClientId>,
     /// Bytes queued per client (the queue is bounded in bytes as well as in events).
     queued: HashMap<ClientId, Arc<AtomicUsize>>,
     max_queued_bytes: usize,
@@ -127,6 +154,8 @@ impl Core {
         Core {
             engine,
             clients: HashMap::new(),
+            conn_session: HashMap::new(),
+            session_conn: HashMap::new(),
             queued: HashMap::new(),
             max_queued_bytes: max_queued_bytes.max(1),
             peers: HashMap::new(),
@@ -231,6 +260,8 @@ impl Core {
                 peer,
                 tx,
                 queued,
+                session_id,
+                owner,
             } => {
                 self.queued.insert(id, queued);
                 if shutting_down() {
@@ -238,37 +269,47 @@ impl Core {
                     return;
                 }
                 self.clients.insert(id, tx);
+                self.conn_session.insert(id, id);
+                self.session_conn.insert(id, id);
                 self.peers.insert(id, peer.clone());
-                self.handle(now, Input::ClientConnected { client: id, peer }, out);
+                let input = Input::SessionOpened {
+                    client: id,
+                    peer,
+                    session_id,
+                    owner,
+                };
+                self.handle(now, input, out);
             }
-            CoreMsg::Client(Input::ClientText { client, text }) => {
-                // Decode here (instead of in the engine) to time the request to its answer; a
-                // frame that does not decode goes to the engine as it came, for its EventError.
-                match ctid_protocol::parse_request(&text) {
-                    Ok(request) => {
-                        self.metrics.request_in(request.name.as_str());
-                        if request.name == RequestName::RequestRegisterClient {
-                            info!(
-                                client,
-                                peer = self.peers.get(&client).map(String::as_str).unwrap_or(""),
-                                app = request.application_name.as_deref().unwrap_or(""),
-                                "client registered as application"
-                            );
-                        }
-                        if let Some(r) = request.reference_id {
-                            self.inflight
-                                .insert((client, r), (Instant::now(), request.name));
-                        }
-                        self.handle(now, Input::ClientRequest { client, request }, out);
-                    }
-                    Err(_) => self.handle(now, Input::ClientText { client, text }, out),
+            CoreMsg::Client(mut input) => {
+                // Frames of a connection are its session's (another one after a resume).
+                let conn = match &mut input {
+                    Input::ClientText { client, .. }
+                    | Input::ClientRequest { client, .. }
+                    | Input::ClientInvalid { client, .. } => client,
+                    _ => return self.client_input(now, input, out),
+                };
+                match self.conn_session.get(conn) {
+                    Some(s) => *conn = *s,
+                    None => return, // a connection whose session moved on: nothing to do
                 }
+                self.client_input(now, input, out);
             }
-            CoreMsg::Client(input) => self.handle(now, input, out),
-            CoreMsg::ClientClose { id } => {
-                if self.clients.remove(&id).is_some() {
-                    self.forget_client(id);
-                    self.handle(now, Input::ClientDisconnected { client: id }, out);
+            CoreMsg::ClientClose { id, clean } => {
+                let Some(session) = self.conn_session.remove(&id) else {
+                    return;
+                };
+                if self.session_conn.get(&session) != Some(&id) {
+                    return; // the session moved to another connection
+                }
+                self.session_conn.remove(&session);
+                if self.clients.remove(&session).is_some() {
+                    self.forget_client(session);
+                    let input = if clean {
+                        Input::ClientDisconnected { client: session }
+                    } else {
+                        Input::ClientDetached { client: session }
+                    };
+                    self.handle(now, input, out);
                 }
             }
             CoreMsg::Snapshot(reply) => {
@@ -276,6 +317,7 @@ impl Core {
                     dns: self.engine.dn_views(),
                     calls: self.engine.call_views(),
                     hotdesk_pairs: self.engine.hotdesk_pairs(),
+                    sessions: self.engine.session_views(),
                 });
             }
             CoreMsg::Reconfigure(cfg) => self.handle(now, Input::Reconfigure(cfg), out),
@@ -294,6 +336,60 @@ impl Core {
                 let _ = done.send(ids.len());
             }
         }
+    }
+
+    /// A frame of a client (its session's number already in it).
+    fn client_input(&mut self, now: Now, input: Input, out: &mut Vec<Output>) {
+        let Input::ClientText { client, text } = input else {
+            return self.handle(now, input, out);
+        };
+        // Decode here (instead of in the engine) to time the request to its answer; a
+        // frame that does not decode goes to the engine as it came, for its EventError.
+        match ctid_protocol::parse_request(&text) {
+            Ok(request) => {
+                self.metrics.request_in(request.name.as_str());
+                if request.name == RequestName::RequestRegisterClient {
+                    info!(
+                        client,
+                        peer = self.peers.get(&client).map(String::as_str).unwrap_or(""),
+                        app = request.application_name.as_deref().unwrap_or(""),
+                        "client registered as application"
+                    );
+                }
+                if let Some(r) = request.reference_id {
+                    self.inflight
+                        .insert((client, r), (Instant::now(), request.name));
+                }
+                self.handle(now, Input::ClientRequest { client, request }, out);
+            }
+            Err(_) => self.handle(now, Input::ClientText { client, text }, out),
+        }
+    }
+
+    /// A resume: the connection opened as `connection` carries `session` from now on; a
+    /// connection that carried it until now is closed with 4001.
+    fn rebind(&mut self, connection: ClientId, session: ClientId) {
+        let Some(tx) = self.clients.remove(&connection) else {
+            return;
+        };
+        if let Some(old) = self.clients.insert(session, tx) {
+            let _ = old.try_send(Outgoing::close(
+                4001,
+                "session resumed on another connection",
+            ));
+        }
+        if let Some(old_conn) = self.session_conn.insert(session, connection) {
+            self.conn_session.remove(&old_conn);
+        }
+        self.session_conn.remove(&connection);
+        self.conn_session.insert(connection, session);
+        if let Some(q) = self.queued.remove(&connection) {
+            self.queued.insert(session, q);
+        }
+        if let Some(p) = self.peers.remove(&connection) {
+            self.peers.insert(session, p);
+        }
+        self.inflight.retain(|(c, _), _| *c != connection);
     }
 
     fn forget_client(&mut self, id: ClientId) {
@@ -356,6 +452,7 @@ impl Core {
                         let item = Outgoing {
                             text: text.clone(),
                             since,
+                            close: None,
                         };
                         match tx.try_send(item) {
                             Ok(()) => {
@@ -376,6 +473,23 @@ impl Core {
                         }
                     }
                 }
+                Output::Rebind {
+                    connection,
+                    session,
+                } => self.rebind(connection, session),
+                Output::Close {
+                    client,
+                    code,
+                    reason,
+                } => {
+                    if let Some(tx) = self.clients.remove(&client) {
+                        let _ = tx.try_send(Outgoing::close(code, reason));
+                    }
+                    if let Some(conn) = self.session_conn.remove(&client) {
+                        self.conn_session.remove(&conn);
+                    }
+                    self.forget_client(client);
+                }
                 Output::CstaRequest { invoke_id, message } => {
                     let _ = self.link.send(LinkCmd::Request { invoke_id, message });
                 }
@@ -386,9 +500,14 @@ impl Core {
         }
         for c in dropped {
             if self.clients.remove(&c).is_some() {
+                // Too slow is not a clean end: the session is kept for a resume, the events it
+                // could not take are among those kept (docs/protocol.md §6.9).
+                if let Some(conn) = self.session_conn.remove(&c) {
+                    self.conn_session.remove(&conn);
+                }
                 self.forget_client(c);
                 let now = self.now();
-                self.handle(now, Input::ClientDisconnected { client: c }, out);
+                self.handle(now, Input::ClientDetached { client: c }, out);
             }
         }
         if !out.is_empty() {
@@ -405,6 +524,15 @@ impl Core {
             .registered_dns
             .set(self.engine.dn_count() as i64);
         self.metrics.clients.set(self.clients.len() as i64);
+        self.metrics
+            .sessions_detached
+            .set(self.engine.detached_sessions() as i64);
+        let sc = self.engine.session_counters();
+        self.metrics.sessions_resumed.follow(sc.resumed);
+        self.metrics.sessions_expired.follow(sc.expired);
+        self.metrics.sessions_overflowed.follow(sc.overflowed);
+        self.metrics.sessions_refused.follow(sc.refused);
+        self.metrics.events_replayed.follow(sc.replayed);
         self.metrics
             .outstanding
             .set(self.engine.outstanding() as i64);
@@ -469,7 +597,7 @@ mod tests {
             .map(|m| match m {
                 CoreMsg::Link(i) => format!("link:{}", i.name()),
                 CoreMsg::Client(Input::ClientText { client, .. }) => format!("client:{client}"),
-                CoreMsg::ClientClose { id } => format!("close:{id}"),
+                CoreMsg::ClientClose { id, .. } => format!("close:{id}"),
                 _ => "other".into(),
             })
             .collect()
@@ -486,7 +614,7 @@ mod tests {
             text(1),
             CoreMsg::Link(Input::Tick),
             text(2),
-            CoreMsg::ClientClose { id: 1 },
+            CoreMsg::ClientClose { id: 1, clean: true },
             CoreMsg::Link(Input::LinkDown { reason: "x".into() }),
         ]
     }

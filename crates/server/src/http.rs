@@ -263,6 +263,10 @@ async fn session(
     let (tx, mut rx) = mpsc::channel::<Outgoing>(st.queue.max(1));
     let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let dequeued = queued.clone();
+    let Some(session_id) = new_session_id() else {
+        warn!(client = id, %peer, "no randomness for a SessionID: connection refused");
+        return;
+    };
     if st
         .core
         .send(CoreMsg::ClientOpen {
@@ -270,6 +274,8 @@ async fn session(
             peer: peer.to_string(),
             tx,
             queued,
+            session_id,
+            owner: who.name.clone().unwrap_or_default(),
         })
         .await
         .is_err()
@@ -315,6 +321,16 @@ async fn session(
                     return std::future::pending().await;
                 }
             };
+            if let Some((code, reason)) = first.close {
+                // The core closes this connection (its session moved on, or ended).
+                let _ = sink
+                    .send(WsMessage::Close(Some(CloseFrame {
+                        code,
+                        reason: Utf8Bytes::from(reason),
+                    })))
+                    .await;
+                return std::future::pending().await;
+            }
             stamps.extend(first.since);
             dequeued.fetch_sub(first.text.len(), std::sync::atomic::Ordering::Relaxed);
             if sink.feed(WsMessage::Text(first.text)).await.is_err() {
@@ -322,6 +338,16 @@ async fn session(
             }
             // Batch what is already queued.
             while let Ok(more) = rx.try_recv() {
+                if let Some((code, reason)) = more.close {
+                    let _ = sink.flush().await;
+                    let _ = sink
+                        .send(WsMessage::Close(Some(CloseFrame {
+                            code,
+                            reason: Utf8Bytes::from(reason),
+                        })))
+                        .await;
+                    return std::future::pending().await;
+                }
                 stamps.extend(more.since);
                 dequeued.fetch_sub(more.text.len(), std::sync::atomic::Ordering::Relaxed);
                 if sink.feed(WsMessage::Text(more.text)).await.is_err() {
@@ -363,8 +389,10 @@ async fn session(
                         }
                         // The writer sends the close frame; what the client still sends is
                         // read and dropped (closing on unread data would reset the connection
-                        // before the client reads the reason).
-                        return crate::session::drain(&mut stream).await;
+                        // before the client reads the reason). Closed for abuse: the session
+                        // ends.
+                        crate::session::drain(&mut stream).await;
+                        return true;
                     }
                     let refused = restricted.as_ref().and_then(|(perms, token)| {
                         let req = ctid_protocol::parse_request(t.as_str()).ok()?;
@@ -392,7 +420,11 @@ async fn session(
                         .into(),
                     reference_id: None,
                 },
-                Ok(WsMessage::Close(_)) => return,
+                // Only a normal close (1000) ends the session; any other keeps it for a
+                // resume (docs/protocol.md §6.9).
+                Ok(WsMessage::Close(frame)) => {
+                    return frame.is_some_and(|f| f.code == 1000);
+                }
                 Ok(_) => continue,
                 Err(e) => {
                     let kind = ReadError::of(e);
@@ -410,25 +442,36 @@ async fn session(
                             // Give the writer time to send the close frame.
                             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                         }
+                        return true;
                     } else if kind.0 == ReadErrorKind::Protocol {
                         metrics.clients_dropped_protocol.inc();
                         info!(client = id, %peer, error = %e, "client dropped: WebSocket protocol error");
-                    } else {
-                        debug!(client = id, error = %e, "websocket read error");
+                        return true;
                     }
-                    return;
+                    debug!(client = id, error = %e, "websocket read error");
+                    return false;
                 }
             };
             if core.send(CoreMsg::Client(input)).await.is_err() {
-                return;
+                return false;
             }
         }
+        false
     };
-    tokio::select! {
-        _ = writer => {}
-        _ = reader => {}
-    }
-    let _ = st.core.send(CoreMsg::ClientClose { id }).await;
+    // The writer ends on a ping timeout, a failed write or when the core drops the connection
+    // (too slow): the session is kept. The reader says whether the client closed cleanly.
+    let clean = tokio::select! {
+        _ = writer => false,
+        clean = reader => clean,
+    };
+    let _ = st.core.send(CoreMsg::ClientClose { id, clean }).await;
+}
+
+/// A new SessionID: 128 random bits as 32 lower-case hex digits (docs/protocol.md §6.9).
+fn new_session_id() -> Option<String> {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).ok()?;
+    Some(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
 /// What went wrong reading a client's WebSocket, told by the error's type (not its text).

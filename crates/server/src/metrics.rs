@@ -149,6 +149,18 @@ pub struct Inner {
     pub window_limit: Gauge,
     /// Per link: 1 while its Connector reports system status `partiallyDisabled`.
     pub partially_disabled: Mutex<BTreeMap<String, i64>>,
+    /// Sessions whose connection went, kept for a resume (docs/protocol.md §6.9).
+    pub sessions_detached: Gauge,
+    /// Sessions resumed by a new connection.
+    pub sessions_resumed: Counter,
+    /// Detached sessions that ended because `resume-window` passed.
+    pub sessions_expired: Counter,
+    /// Detached sessions that ended because `resume-buffer-bytes` overflowed.
+    pub sessions_overflowed: Counter,
+    /// RequestResumeSession answered with EventError.
+    pub sessions_refused: Counter,
+    /// Events sent again on a resume.
+    pub events_replayed: Counter,
 }
 
 /// Shared handle.
@@ -240,6 +252,42 @@ impl Metrics {
             "malformed or skipped CSTA frames",
             "counter",
             self.bad_frames.get().to_string(),
+        );
+        g(
+            "ctid_sessions_detached",
+            "client sessions whose connection went, kept for a resume",
+            "gauge",
+            self.sessions_detached.get().to_string(),
+        );
+        g(
+            "ctid_sessions_resumed_total",
+            "client sessions resumed by a new connection",
+            "counter",
+            self.sessions_resumed.get().to_string(),
+        );
+        g(
+            "ctid_sessions_expired_total",
+            "detached client sessions ended because resume-window passed",
+            "counter",
+            self.sessions_expired.get().to_string(),
+        );
+        g(
+            "ctid_sessions_overflowed_total",
+            "detached client sessions ended because resume-buffer-bytes overflowed",
+            "counter",
+            self.sessions_overflowed.get().to_string(),
+        );
+        g(
+            "ctid_sessions_resume_refused_total",
+            "RequestResumeSession answered with EventError",
+            "counter",
+            self.sessions_refused.get().to_string(),
+        );
+        g(
+            "ctid_events_replayed_total",
+            "client events sent again on a session resume",
+            "counter",
+            self.events_replayed.get().to_string(),
         );
         g(
             "ctid_csta_unmatched_answers_total",

@@ -522,7 +522,7 @@ async fn a_recorded_demo_session_replays_without_differences() {
         &[
             "LinkUp",
             "LinkDown",
-            "ClientConnected",
+            "SessionOpened",
             "ClientDisconnected",
             "ClientRequest",
             "CstaAnswer",

@@ -66,10 +66,13 @@ async fn close_of(
 
 #[tokio::test]
 async fn a_silent_client_is_dropped_and_its_agent_logged_out() {
+    // Its session is kept for a resume (docs/protocol.md §6.9), here briefly: when the window
+    // passes, the session ends as a disconnect ends it (agent-logout-on-unregister applies).
     let (sim, ctid) = rig_with(|c| {
         c.client.ping_interval = Duration::from_millis(200);
         c.client.ping_timeout = Duration::from_millis(300);
         c.engine.agent_logout_on_unregister = true;
+        c.engine.resume_window_ms = 300;
     })
     .await;
     let mut desk = client(&ctid).await;

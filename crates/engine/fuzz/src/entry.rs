@@ -447,6 +447,10 @@ impl Harness {
                 self.pending.insert(*tag, message.clone());
             }
             Output::CstaAnswer { .. } => {}
+            // The fuzzer's clients have no resumable sessions.
+            Output::Rebind { .. } | Output::Close { .. } => {
+                panic!("{o:?} without a resumable session")
+            }
         }
     }
 
