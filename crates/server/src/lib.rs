@@ -135,7 +135,19 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
 }
 
 /// Start ctid with this configuration and options.
-pub async fn start_with(cfg: Config, opts: StartOptions) -> anyhow::Result<Running> {
+pub async fn start_with(mut cfg: Config, opts: StartOptions) -> anyhow::Result<Running> {
+    // A link's `request-timeout` and `hotdesk.enabled` are read by its session and by the
+    // engine's per-link option set: the link's value is the one (a caller may have changed it
+    // after parsing).
+    for l in &cfg.links {
+        if let Some(o) = cfg.engine.links.iter_mut().find(|o| o.name == l.name) {
+            o.request_timeout_ms = l.request_timeout.as_millis() as u64;
+            o.hotdesk_enabled = l.hotdesk_enabled;
+        }
+    }
+    if let Some(first) = cfg.engine.links.first().map(|o| o.name.clone()) {
+        cfg.engine.select_link(&first);
+    }
     // Unauthenticated clients only on loopback or with an explicit `auth = "none"` (this also
     // covers `--listen` overriding the file).
     cfg.check_auth().map_err(|e| anyhow::anyhow!(e))?;
