@@ -153,6 +153,11 @@ impl Permissions {
 
     /// `Some(EventError message)` when the session of token `token` may not send `name`.
     pub fn refusal(&self, token: &str, name: ctid_protocol::RequestName) -> Option<String> {
+        // Resuming takes back the token's own session only (the engine checks the owner): any
+        // token may (docs/protocol.md §6.9).
+        if name == ctid_protocol::RequestName::RequestResumeSession {
+            return None;
+        }
         let need = Permission::required_for(name);
         if self.has(need) {
             return None;

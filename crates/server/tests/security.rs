@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ctid_client::Client;
-use ctid_protocol::{parse_event, EventName, Request};
+use ctid_protocol::{parse_event, ErrorCode, EventName, Request};
 use ctid_server::auth::{AuthConfig, AuthMode, ClientToken, Permission, Permissions};
 use ctid_server::config::TlsConfig;
 use ctid_server::demo::demo_config;
@@ -650,4 +650,39 @@ async fn a_changed_token_file_is_picked_up_without_a_reload() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     assert_eq!(refused(&format!("{url}?token={old}")).await.0, 401);
+}
+
+#[tokio::test]
+async fn a_session_resumed_with_another_token_is_refused_and_ended() {
+    let (_sim, ctid) = rig_with(|c| c.auth = tokens()).await;
+    wait_up(&ctid).await;
+    let open = |token: &'static str| {
+        let url = format!("{}?token={token}", ctid.ws_url());
+        async move {
+            let mut c = Client::connect(&url).await.unwrap();
+            let first = c.next_event(T).await.unwrap().unwrap();
+            let id = first.session_id.clone().unwrap();
+            (c, id, first.event_sequence_number)
+        }
+    };
+    let (mut desk, id, seq) = open(DESK).await;
+    desk.request(Request::register_address("1001"), T)
+        .await
+        .unwrap();
+    drop(desk); // lost, not closed: the session waits for a resume
+                // a watch-only token may resume (its own sessions), not the desk's
+    let (mut other, _, _) = open(WATCH).await;
+    let ev = other
+        .request(Request::resume_session(id.clone(), seq), T)
+        .await
+        .unwrap();
+    assert_eq!(ev.name, EventName::EventError, "{ev:?}");
+    assert_eq!(ev.error_code, Some(ErrorCode::SESSION_OTHER_TOKEN));
+    // the leaked SessionID is burnt: the desk itself can no longer resume it
+    let (mut again, _, _) = open(DESK).await;
+    let ev = again
+        .request(Request::resume_session(id, seq), T)
+        .await
+        .unwrap();
+    assert_eq!(ev.error_code, Some(ErrorCode::SESSION_UNKNOWN), "{ev:?}");
 }
