@@ -13,7 +13,7 @@ use ctid_protocol::{
     AddressInfoType, AddressType, ConnId, ErrorCode, Event, EventName, InfoStatus, KvList, Request,
     RequestName,
 };
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::agents::{AgentChange, Agents};
 use crate::answers::{Accepted, Answers, Gaps, Lane, Ready, Then};
@@ -370,8 +370,9 @@ impl Engine {
             if !to.iter().any(|c| self.sessions.get(*c).is_some()) {
                 continue;
             }
-            let size = sessions::json_size(event);
-            lost.extend(self.sessions.keep(to, event, size, now, window, limit));
+            let text = sessions::text_of(event);
+            let seq = event.event_sequence_number;
+            lost.extend(self.sessions.keep(to, seq, &text, now, window, limit));
             let before = to.len();
             to.retain(|c| !self.sessions.is_detached(*c));
             holds_back |= to.len() != before;
@@ -548,7 +549,8 @@ impl Engine {
     /// The connection of `client` went without a clean close: a resumable session is kept
     /// for `resume-window` (docs/protocol.md §6.9), anything else ends.
     fn client_detached(&mut self, client: ClientId) {
-        if self.cfg.resume_window_ms > 0 && self.sessions.detach(client, self.now.mono_ms) {
+        let limit = self.cfg.resume_buffer_bytes;
+        if self.cfg.resume_window_ms > 0 && self.sessions.detach(client, self.now.mono_ms, limit) {
             info!(
                 client,
                 window_ms = self.cfg.resume_window_ms,
@@ -622,11 +624,17 @@ impl Engine {
                     to: vec![session],
                     event: Arc::new(ev),
                 });
-                for e in replay {
-                    self.late.push(Output::Event {
-                        to: vec![session],
-                        event: e,
-                    });
+                for text in replay {
+                    match ctid_protocol::parse_event(&text) {
+                        Ok(e) => self.late.push(Output::Event {
+                            to: vec![session],
+                            event: Arc::new(e),
+                        }),
+                        // ctid wrote the text itself: this is a bug, said loudly.
+                        Err(e) => {
+                            error!(client = session, %e, %text, "a kept event does not read back; not replayed")
+                        }
+                    }
                 }
             }
         }

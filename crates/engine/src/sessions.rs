@@ -11,7 +11,6 @@
 //! let go, so a resume that would need it is refused rather than silently incomplete.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Arc;
 
 use ctid_protocol::{ErrorCode, Event};
 
@@ -34,13 +33,14 @@ pub enum Ended {
     OtherToken,
 }
 
-/// One event kept for a session.
-#[derive(Debug, Clone)]
+/// One event kept for a session; its JSON text is the next `len` bytes of the session's
+/// buffer (kept as text in one ring per session: about the text's own size in memory,
+/// docs/performance.md "Client sessions").
+#[derive(Debug, Clone, Copy)]
 struct Kept {
     seq: u64,
     at_ms: u64,
-    size: usize,
-    event: Arc<Event>,
+    len: u32,
 }
 
 /// One session.
@@ -54,7 +54,8 @@ pub struct Session {
     /// A request other than RequestResumeSession was made on its connection.
     pub used: bool,
     kept: VecDeque<Kept>,
-    bytes: usize,
+    /// The texts of `kept`, back to back.
+    buf: VecDeque<u8>,
     /// The newest sequence number let go from `kept` (0: none).
     trimmed_through: u64,
 }
@@ -62,7 +63,7 @@ pub struct Session {
 impl Session {
     /// Bytes of events kept.
     pub fn bytes(&self) -> usize {
-        self.bytes
+        self.buf.len()
     }
     /// Events kept.
     pub fn kept(&self) -> usize {
@@ -73,10 +74,10 @@ impl Session {
 /// The outcome of a resume check.
 #[derive(Debug)]
 pub enum Resume {
-    /// Go on: the session's client, its events above N (in order).
+    /// Go on: the session's client, its events above N (in order, as JSON text).
     Ok {
         session: ClientId,
-        replay: Vec<Arc<Event>>,
+        replay: Vec<String>,
     },
     /// Refuse with this code and message; `end`: the old session to end first, and why.
     Refuse {
@@ -106,23 +107,9 @@ pub struct Sessions {
     pub counters: SessionCounters,
 }
 
-/// The JSON size of an event, without building its text.
-pub fn json_size(ev: &Event) -> usize {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0 += b.len();
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut c = Count(0);
-    match serde_json::to_writer(&mut c, ev) {
-        Ok(()) => c.0,
-        Err(_) => 256,
-    }
+/// The JSON text of an event, as it is kept (and sent again on a resume).
+pub fn text_of(ev: &Event) -> String {
+    ev.to_json()
 }
 
 impl Sessions {
@@ -137,7 +124,7 @@ impl Sessions {
                 detached_at: None,
                 used: false,
                 kept: VecDeque::new(),
-                bytes: 0,
+                buf: VecDeque::new(),
                 trimmed_through: 0,
             },
         );
@@ -166,11 +153,16 @@ impl Sessions {
     }
 
     /// The connection of `client` went without a clean close: keep it. Returns false when
-    /// `client` has no session (it ends now).
-    pub fn detach(&mut self, client: ClientId, now_ms: u64) -> bool {
+    /// `client` has no session (it ends now). Its buffer gets room for `limit` bytes at once
+    /// (growing it by doubling while it fills would leave the smaller copies behind).
+    pub fn detach(&mut self, client: ClientId, now_ms: u64, limit: usize) -> bool {
         match self.by_client.get_mut(&client) {
             Some(s) => {
-                s.detached_at.get_or_insert(now_ms);
+                if s.detached_at.is_none() {
+                    s.detached_at = Some(now_ms);
+                    let room = limit.saturating_add(64 * 1024);
+                    s.buf.reserve_exact(room.saturating_sub(s.buf.len()));
+                }
                 true
             }
             None => false,
@@ -205,8 +197,8 @@ impl Sessions {
     pub fn keep(
         &mut self,
         to: &[ClientId],
-        event: &Arc<Event>,
-        size: usize,
+        seq: u64,
+        text: &str,
         now_ms: u64,
         window_ms: u64,
         limit: usize,
@@ -216,22 +208,25 @@ impl Sessions {
             let Some(s) = self.by_client.get_mut(c) else {
                 continue;
             };
+            let len = u32::try_from(text.len()).unwrap_or(u32::MAX);
+            if s.buf.is_empty() && s.buf.capacity() < 4096 {
+                s.buf.reserve(4096);
+            }
+            s.buf.extend(text.as_bytes().iter().take(len as usize));
             s.kept.push_back(Kept {
-                seq: event.event_sequence_number,
+                seq,
                 at_ms: now_ms,
-                size,
-                event: event.clone(),
+                len,
             });
-            s.bytes += size;
             let mut lost = false;
-            while let Some(front) = s.kept.front() {
+            while let Some(front) = s.kept.front().copied() {
                 let old = s.detached_at.is_none() && front.at_ms.saturating_add(window_ms) < now_ms;
-                if s.bytes <= limit && !old {
+                if s.buf.len() <= limit && !old {
                     break;
                 }
                 // An event kept after the connection went cannot have reached the client.
                 lost |= s.detached_at.is_some_and(|t| front.at_ms >= t);
-                s.bytes -= front.size;
+                s.buf.drain(..(front.len as usize).min(s.buf.len()));
                 s.trimmed_through = s.trimmed_through.max(front.seq);
                 s.kept.pop_front();
             }
@@ -344,17 +339,106 @@ impl Sessions {
         }
         s.detached_at = None;
         s.used = true;
-        let replay: Vec<Arc<Event>> = s
-            .kept
-            .iter()
-            .filter(|k| k.seq > last)
-            .map(|k| k.event.clone())
-            .collect();
+        let mut replay = Vec::new();
+        let mut at = 0usize;
+        for k in &s.kept {
+            let end = at + k.len as usize;
+            if k.seq > last {
+                let bytes: Vec<u8> = s.buf.range(at..end.min(s.buf.len())).copied().collect();
+                replay.push(String::from_utf8_lossy(&bytes).into_owned());
+            }
+            at = end;
+        }
         self.counters.resumed += 1;
         self.counters.replayed += replay.len() as u64;
         Resume::Ok {
             session: old,
             replay,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ctid_protocol::EventName;
+
+    fn ev(seq: u64) -> String {
+        let mut e = Event::new(EventName::EventACK);
+        e.stamp(seq, "2026-12-04T00:00:00.000000Z".to_string());
+        text_of(&e)
+    }
+
+    #[test]
+    fn kept_events_are_bounded_and_a_resume_needing_a_dropped_one_is_refused() {
+        let mut s = Sessions::default();
+        s.open(1, "a".into(), "t".into());
+        let size = ev(1).len();
+        let limit = size * 3;
+        for seq in 1..=5 {
+            assert!(s.keep(&[1], seq, &ev(seq), 0, 1_000, limit).is_empty());
+        }
+        // 1 and 2 went (bytes), 3..=5 are kept
+        assert_eq!(s.get(1).unwrap().kept(), 3);
+        s.open(2, "b".into(), "t".into());
+        match s.resume(2, "t", "a", 1) {
+            Resume::Refuse { code, end, .. } => {
+                assert_eq!(code, ErrorCode::SESSION_EVENTS_LOST);
+                assert_eq!(end, Some((1, Ended::EventsLost)));
+            }
+            other => panic!("{other:?}"),
+        }
+        s.open(3, "c".into(), "t".into());
+        s.open(4, "d".into(), "t".into());
+        match s.resume(4, "t", "c", 0) {
+            Resume::Ok { session, replay } => {
+                assert_eq!(session, 3);
+                assert!(replay.is_empty());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_detached_session_overflows_attached_ones_let_old_events_go() {
+        let mut s = Sessions::default();
+        s.open(1, "a".into(), "".into());
+        s.open(2, "b".into(), "".into());
+        let size = ev(1).len();
+        // attached: events older than the window go, nothing is "lost"
+        s.keep(&[1, 2], 1, &ev(1), 0, 100, size * 10);
+        s.keep(&[1, 2], 2, &ev(2), 500, 100, size * 10);
+        assert_eq!(s.get(1).unwrap().kept(), 1);
+        // detached: no time limit, but bytes over the bound lose events it never got
+        assert!(s.detach(2, 600, size * 2));
+        assert!(s.keep(&[2], 3, &ev(3), 700, 100, size * 2).is_empty());
+        // 2 goes to make room: sent before the connection went, so not necessarily lost
+        assert!(s.keep(&[2], 4, &ev(4), 800, 100, size * 2).is_empty());
+        // 3 goes: kept after it went, so the client never had it
+        assert_eq!(s.keep(&[2], 5, &ev(5), 900, 100, size * 2), vec![2]);
+        // resume replays what is above N, in order
+        s.open(3, "c".into(), "".into());
+        match s.resume(3, "", "a", 1) {
+            Resume::Ok { replay, .. } => assert_eq!(replay, vec![ev(2)]),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn expired_and_unknown_sessions_are_told_apart() {
+        let mut s = Sessions::default();
+        s.open(1, "a".into(), "".into());
+        assert!(s.detach(1, 10, 1024));
+        assert_eq!(s.next_expiry(100), Some(110));
+        assert_eq!(s.expired(109, 100), Vec::<ClientId>::new());
+        assert_eq!(s.expired(110, 100), vec![1]);
+        s.end(1, Ended::Expired);
+        s.open(2, "b".into(), "".into());
+        let code = |r: Resume| match r {
+            Resume::Refuse { code, .. } => code,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(code(s.resume(2, "", "a", 0)), ErrorCode::SESSION_EXPIRED);
+        assert_eq!(code(s.resume(2, "", "zz", 0)), ErrorCode::SESSION_UNKNOWN);
     }
 }
