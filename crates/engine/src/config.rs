@@ -75,6 +75,8 @@ pub struct EngineConfig {
     /// While a connection carries a session, its events of this long are kept: the longest a
     /// dead connection can go unnoticed (`ping-interval` + `ping-timeout`) plus the window.
     pub resume_keep_attached_ms: u64,
+    /// Address every DN event and link event to [`crate::io::EXPORT`] too (`[export.nats]`).
+    pub export_events: bool,
 }
 
 /// The engine options of one `[[link]]` (docs/configuration.md).
@@ -221,6 +223,7 @@ impl Default for EngineConfig {
             resume_window_ms: 30_000,
             resume_buffer_bytes: 4 << 20,
             resume_keep_attached_ms: 70_000,
+            export_events: false,
         }
     }
 }

@@ -160,6 +160,8 @@ pub struct Dns {
     retries: BTreeSet<(u64, String)>,
     /// `internal-dn-pattern`.
     internal_pattern: crate::config::DnPattern,
+    /// The event export is on: [`crate::io::EXPORT`] is a registrant of every DN.
+    export: bool,
 }
 
 impl Dns {
@@ -167,6 +169,7 @@ impl Dns {
     pub fn new(cfg: &EngineConfig) -> Self {
         let mut t = Dns {
             internal_pattern: cfg.internal_dn_pattern.clone(),
+            export: cfg.export_events,
             ..Dns::default()
         };
         for d in &cfg.dns {
@@ -239,12 +242,18 @@ impl Dns {
     }
 
     /// The clients registered on any of `dns`, each once, in order.
+    /// With the event export on, [`crate::io::EXPORT`] (last) for every DN ctid knows.
     pub fn registrants(&self, dns: &[&str]) -> Vec<ClientId> {
         let mut v = std::collections::BTreeSet::new();
+        let mut known = false;
         for d in dns {
             if let Some(dn) = self.map.get(*d) {
+                known = true;
                 v.extend(dn.regs.keys().copied());
             }
+        }
+        if self.export && known {
+            v.insert(crate::io::EXPORT);
         }
         v.into_iter().collect()
     }

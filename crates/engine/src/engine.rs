@@ -110,8 +110,13 @@ impl Engine {
     pub fn new(cfg: EngineConfig) -> Self {
         let mut calls = Calls::default();
         calls.ani_distribution = cfg.ani_distribution;
+        let mut clients = Clients::default();
+        if cfg.export_events {
+            // The export is addressed like a client that never leaves (docs/operations.md).
+            clients.connect(crate::io::EXPORT, "export".to_string());
+        }
         Engine {
-            clients: Clients::default(),
+            clients,
             dns: Dns::new(&cfg),
             hotdesk: HotDesk::new(cfg.hotdesk_enabled),
             calls,
@@ -146,9 +151,9 @@ impl Engine {
     pub fn dn_count(&self) -> usize {
         self.dns.len()
     }
-    /// Number of connected clients.
+    /// Number of connected clients (the event export is not one).
     pub fn client_count(&self) -> usize {
-        self.clients.len()
+        self.clients.len() - usize::from(self.cfg.export_events)
     }
     /// Sessions whose connection went and that may still be resumed.
     pub fn detached_sessions(&self) -> usize {
@@ -961,8 +966,9 @@ impl Engine {
     }
 
     fn reconfigure(&mut self, mut cfg: EngineConfig, out: &mut Vec<Output>) {
-        // The options of the link in use stay the ones in force.
+        // The options of the link in use stay the ones in force; the export is set at start.
         cfg.select_link(&self.link.name);
+        cfg.export_events = self.cfg.export_events;
         self.dns
             .set_internal_pattern(cfg.internal_dn_pattern.clone());
         self.calls.ani_distribution = cfg.ani_distribution;

@@ -96,6 +96,11 @@ pub enum Input {
     Reconfigure(Box<EngineConfig>),
 }
 
+/// The event export's addressee (`export-events`, docs/operations.md "Event export"): as if
+/// registered on every DN without asking for a monitor, so every event of every monitored DN
+/// and every link event is addressed to it too (the copy without ReferenceID).
+pub const EXPORT: ClientId = ClientId::MAX;
+
 /// Something to do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
@@ -452,6 +457,7 @@ impl EngineConfig {
             "resume_window_ms": self.resume_window_ms,
             "resume_buffer_bytes": self.resume_buffer_bytes,
             "resume_keep_attached_ms": self.resume_keep_attached_ms,
+            "export_events": self.export_events,
             "links": self.links.iter().map(|l| serde_json::json!({
                 "name": l.name,
                 "request_timeout_ms": l.request_timeout_ms,
@@ -542,6 +548,7 @@ impl EngineConfig {
         c.resume_window_ms = num("resume_window_ms", c.resume_window_ms)?;
         c.resume_buffer_bytes = num("resume_buffer_bytes", c.resume_buffer_bytes as u64)? as usize;
         c.resume_keep_attached_ms = num("resume_keep_attached_ms", c.resume_keep_attached_ms)?;
+        c.export_events = flag("export_events", c.export_events)?;
         if let Some(ls) = v.get("links") {
             for l in ls.as_array().ok_or_else(|| err("links"))? {
                 let n = |k: &str| {

@@ -62,6 +62,8 @@ pub struct Config {
     /// Record the engine's inputs and outputs to this file (`record-inputs`; `ctid
     /// --record-inputs` overrides). Relative to the configuration file's directory.
     pub record_inputs: Option<PathBuf>,
+    /// `[export.nats]`: every event published to NATS JetStream (docs/operations.md).
+    pub export: Option<crate::export::NatsConfig>,
 }
 
 /// `[tls]`: certificate chain and private key, PEM files (paths resolved against the directory
@@ -94,6 +96,7 @@ struct RawConfig {
     user_data_limit: Option<u64>,
     background_processing: Option<bool>,
     record_inputs: Option<PathBuf>,
+    export: Option<RawExport>,
     auth: Option<String>,
     #[serde(default)]
     client_token: Vec<RawToken>,
@@ -114,6 +117,157 @@ struct RawToken {
     token_file: Option<PathBuf>,
     admin: Option<bool>,
     permissions: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawExport {
+    nats: Option<RawNats>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawNats {
+    url: Option<toml::Value>,
+    stream: Option<String>,
+    subject_prefix: Option<String>,
+    token: Option<String>,
+    user: Option<String>,
+    password: Option<String>,
+    creds_file: Option<PathBuf>,
+    tls_ca_file: Option<PathBuf>,
+    require_tls: Option<bool>,
+    max_buffer_bytes: Option<usize>,
+    max_age: Option<f64>,
+    max_bytes: Option<i64>,
+    retry_interval: Option<f64>,
+}
+
+/// A NATS server URL as `[export.nats] url` or `ctid --nats` give it: `nats://`, `tls://`
+/// (or `host:port`, taken as `nats://`), with a host.
+pub fn check_nats_url(u: &str) -> Result<String, String> {
+    let u = u.trim();
+    let rest = match u.split_once("://") {
+        Some(("nats" | "tls", r)) => r,
+        Some((scheme, _)) => {
+            return Err(format!(
+                "{u:?}: the scheme must be nats:// or tls://, not {scheme}://"
+            ))
+        }
+        None => u,
+    };
+    let host = rest.rsplit('@').next().unwrap_or(rest);
+    if host.is_empty() || host.starts_with(':') || host.contains('/') {
+        return Err(format!("{u:?} is not a NATS server URL (nats://host:4222)"));
+    }
+    Ok(if u.contains("://") {
+        u.to_string()
+    } else {
+        format!("nats://{u}")
+    })
+}
+
+fn parse_export(
+    raw: Option<&RawExport>,
+    base: Option<&Path>,
+) -> Result<Option<crate::export::NatsConfig>, String> {
+    let Some(n) = raw.and_then(|e| e.nats.as_ref()) else {
+        return Ok(None);
+    };
+    let urls: Vec<String> = match &n.url {
+        Some(toml::Value::String(u)) => vec![u.clone()],
+        Some(toml::Value::Array(a)) => a
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| "export.nats.url: expected strings".to_string())
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err("export.nats.url: expected a URL or a list of URLs".into()),
+        None => return Err("export.nats.url: required".into()),
+    };
+    if urls.is_empty() {
+        return Err("export.nats.url: give at least one URL".into());
+    }
+    let urls = urls
+        .iter()
+        .map(|u| check_nats_url(u).map_err(|e| format!("export.nats.url: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut c = crate::export::NatsConfig::with_urls(urls);
+    if let Some(s) = &n.stream {
+        if s.is_empty()
+            || s.contains(|c: char| c == '.' || c == '*' || c == '>' || c.is_whitespace())
+        {
+            return Err(format!(
+                "export.nats.stream: {s:?} is not a stream name (no . * > or spaces)"
+            ));
+        }
+        c.stream = s.clone();
+    }
+    if let Some(p) = &n.subject_prefix {
+        if p.is_empty()
+            || p.split('.').any(|t| {
+                t.is_empty() || t.contains(|c: char| c == '*' || c == '>' || c.is_whitespace())
+            })
+        {
+            return Err(format!("export.nats.subject-prefix: {p:?} is not a subject prefix (tokens without * > or spaces)"));
+        }
+        c.subject_prefix = p.clone();
+    }
+    c.token = n.token.clone();
+    match (&n.user, &n.password) {
+        (Some(u), Some(p)) => {
+            c.user = Some(u.clone());
+            c.password = Some(p.clone());
+        }
+        (None, None) => {}
+        _ => return Err("export.nats: give both user and password, or neither".into()),
+    }
+    if let Some(f) = &n.creds_file {
+        let f = resolve(base, f);
+        std::fs::metadata(&f)
+            .map_err(|e| format!("export.nats.creds-file: cannot read {}: {e}", f.display()))?;
+        c.creds_file = Some(f);
+    }
+    if let Some(f) = &n.tls_ca_file {
+        let f = resolve(base, f);
+        std::fs::metadata(&f)
+            .map_err(|e| format!("export.nats.tls-ca-file: cannot read {}: {e}", f.display()))?;
+        c.tls_ca_file = Some(f);
+    }
+    c.require_tls = n.require_tls.unwrap_or(false);
+    if let Some(b) = n.max_buffer_bytes {
+        if !(1024..=1 << 34).contains(&b) {
+            return Err(format!(
+                "export.nats.max-buffer-bytes = {b}: must be between 1024 and 17179869184"
+            ));
+        }
+        c.max_buffer_bytes = b;
+    }
+    c.max_age = secs(
+        n.max_age,
+        86_400.0,
+        "export.nats.max-age",
+        1.0,
+        366.0 * 86_400.0,
+    )?;
+    if let Some(b) = n.max_bytes {
+        if b < 1 << 20 && b != -1 {
+            return Err(format!(
+                "export.nats.max-bytes = {b}: at least 1048576 (or -1: no limit)"
+            ));
+        }
+        c.max_bytes = b;
+    }
+    c.retry_interval = secs(
+        n.retry_interval,
+        5.0,
+        "export.nats.retry-interval",
+        0.1,
+        600.0,
+    )?;
+    Ok(Some(c))
 }
 
 #[derive(Deserialize)]
@@ -544,11 +698,14 @@ impl Config {
         };
         engine.resume_keep_attached_ms = engine.resume_window_ms
             + (client.ping_interval + client.ping_timeout).as_millis() as u64;
+        let export = parse_export(raw.export.as_ref(), base)?;
+        engine.export_events = export.is_some();
         let cfg =
             Config {
                 listen,
                 links,
                 engine,
+                export,
                 max_client_frame: raw.max_client_frame.unwrap_or(256 * 1024),
                 client_queue: raw.client_queue.unwrap_or(10_000),
                 client_queue_bytes: raw.client_queue_bytes.unwrap_or(64 * 1024 * 1024),

@@ -141,6 +141,8 @@ pub struct Core {
     link_name: String,
     /// `record-inputs`: every input and its outputs, written as they happen.
     recorder: Option<Recorder>,
+    /// `[export.nats]`: the events addressed to the export go there.
+    export: Option<crate::export::ExportHandle>,
 }
 
 impl Core {
@@ -167,7 +169,14 @@ impl Core {
             start: Instant::now(),
             link_name: String::new(),
             recorder: None,
+            export: None,
         }
+    }
+
+    /// Publish the events addressed to the export (`[export.nats]`).
+    pub fn with_export(mut self, export: Option<crate::export::ExportHandle>) -> Self {
+        self.export = export;
+        self
     }
 
     /// Record every input and output of the engine to this recorder (`record-inputs`).
@@ -428,6 +437,11 @@ impl Core {
                     }
                     self.metrics.event_out(event.name.as_str(), to.len() as u64);
                     let text = Utf8Bytes::from(event.to_json());
+                    if let Some(x) = &mut self.export {
+                        if to.contains(&ctid_engine::io::EXPORT) {
+                            x.offer(&event, text.as_str());
+                        }
+                    }
                     for c in to {
                         let Some(tx) = self.clients.get(&c) else {
                             continue;

@@ -182,6 +182,17 @@ async fn readyz(State(st): State<AppState>) -> Response {
         "monitors": { "monitored": s.monitored, "dns": s.dns, "outstanding": s.outstanding },
         "clients": s.clients,
     });
+    // The event export is reported, never a reason to be not ready (docs/operations.md).
+    let mut body = body;
+    if st.metrics.export_enabled.get() == 1 {
+        body["export"] = serde_json::json!({
+            "connected": st.metrics.export_connected.get() == 1,
+            "lag": st.metrics.export_lag.get(),
+            "buffered_bytes": st.metrics.export_buffered_bytes.get(),
+            "dropped": st.metrics.export_dropped.get(),
+            "error": st.metrics.export_error(),
+        });
+    }
     let code = if ready {
         StatusCode::OK
     } else {

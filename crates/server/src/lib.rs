@@ -9,6 +9,7 @@ pub mod auth;
 pub mod config;
 pub mod core;
 pub mod demo;
+pub mod export;
 pub mod http;
 pub mod link;
 pub mod metrics;
@@ -161,6 +162,19 @@ pub async fn start_with(mut cfg: Config, opts: StartOptions) -> anyhow::Result<R
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
     let addr = listener.local_addr()?;
     let metrics = metrics::Metrics::default();
+    // The export: its lineage names this engine's events for the life of its state
+    // (`Nats-Msg-Id` = lineage:EventSequenceNumber).
+    cfg.engine.export_events = cfg.export.is_some();
+    let export = match cfg.export.clone() {
+        Some(n) => {
+            let mut b = [0u8; 8];
+            getrandom::fill(&mut b).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+            let lineage: String = b.iter().map(|x| format!("{x:02x}")).collect();
+            tracing::info!(urls = %n.urls.join(","), stream = %n.stream, prefix = %n.subject_prefix, %lineage, "event export to NATS JetStream on");
+            Some(export::start(n, lineage, metrics.clone()))
+        }
+        None => None,
+    };
     let (core_tx, core_rx) = mpsc::channel(65_536);
     let (link_tx, link_rx) = mpsc::unbounded_channel();
     let (status_tx, status_rx) = watch::channel(core::Status::default());
@@ -184,6 +198,7 @@ pub async fn start_with(mut cfg: Config, opts: StartOptions) -> anyhow::Result<R
             cfg.client_queue_bytes,
         )
         .with_recorder(recorder)
+        .with_export(export)
         .run(core_rx),
     ));
     anyhow::ensure!(!cfg.links.is_empty(), "no [[link]] configured");

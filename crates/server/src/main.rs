@@ -36,6 +36,21 @@ struct Args {
     /// (overrides `record-inputs`; also with --demo). The file is replaced.
     #[arg(long, value_name = "FILE")]
     record_inputs: Option<PathBuf>,
+    /// Publish every event to NATS JetStream at URL with the defaults of `[export.nats]`
+    /// (overrides its `url`; also with --demo). See docs/operations.md, "Event export".
+    #[arg(long, value_name = "URL")]
+    nats: Option<String>,
+}
+
+/// `--nats URL` applied to a configuration: the export on, at that URL.
+fn apply_nats(cfg: &mut ctid_server::Config, url: Option<&str>) -> anyhow::Result<()> {
+    let Some(u) = url else { return Ok(()) };
+    let u = ctid_server::config::check_nats_url(u).map_err(|e| anyhow::anyhow!("--nats: {e}"))?;
+    match &mut cfg.export {
+        Some(n) => n.urls = vec![u],
+        None => cfg.export = Some(ctid_server::export::NatsConfig::with_urls(vec![u])),
+    }
+    Ok(())
 }
 
 fn init_logs(format: &str) {
@@ -60,7 +75,7 @@ async fn main() -> anyhow::Result<()> {
         match ctid_server::Config::load(path) {
             Ok(c) => {
                 println!(
-                    "{}: valid ({} link(s), {} DN(s), {} agent login(s), auth = {}, {} client token(s), {}{})",
+                    "{}: valid ({} link(s), {} DN(s), {} agent login(s), auth = {}, {} client token(s), {}{}{})",
                     path.display(),
                     c.links.len(),
                     c.engine.dns.len(),
@@ -74,6 +89,15 @@ async fn main() -> anyhow::Result<()> {
                     c.record_inputs
                         .as_ref()
                         .map(|p| format!(", recording to {}", p.display()))
+                        .unwrap_or_default(),
+                    c.export
+                        .as_ref()
+                        .map(|n| format!(
+                            ", events exported to NATS {} (stream {}, subjects {})",
+                            n.urls.join(","),
+                            n.stream,
+                            n.stream_subject()
+                        ))
                         .unwrap_or_default(),
                 );
                 return Ok(());
@@ -104,6 +128,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some(r) = args.record_inputs {
         cfg.record_inputs = Some(r);
     }
+    apply_nats(&mut cfg, args.nats.as_deref())?;
     let admin_token = std::env::var("CTID_ADMIN_TOKEN")
         .ok()
         .filter(|t| !t.trim().is_empty());
@@ -135,11 +160,23 @@ async fn run_demo(args: &Args) -> anyhow::Result<()> {
         .listen
         .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 7000)));
     let record = args.record_inputs.clone();
-    let demo = ctid_server::demo::start_demo_with(listen, |cfg| cfg.record_inputs = record).await?;
+    let nats = args.nats.clone();
+    if let Some(u) = &nats {
+        ctid_server::config::check_nats_url(u).map_err(|e| anyhow::anyhow!("--nats: {e}"))?;
+    }
+    let demo = ctid_server::demo::start_demo_with(listen, |cfg| {
+        cfg.record_inputs = record;
+        // Checked above: cannot fail.
+        let _ = apply_nats(cfg, nats.as_deref());
+    })
+    .await?;
     let url = demo.ctid.ws_url();
     println!("ctid demo: clients connect to {url}");
     if let Some(r) = &args.record_inputs {
         println!("  recording engine inputs to {}", r.display());
+    }
+    if let Some(u) = &args.nats {
+        println!("  every event published to NATS JetStream at {u} (stream CTID, subjects ctid.events.>)");
     }
     println!("  embedded csta-sim: CSTA on {}", demo.sim.csta_addr());
     if let Some(c) = demo.sim.control_addr() {

@@ -36,6 +36,10 @@ impl Gauge {
     pub fn set(&self, v: i64) {
         self.0.store(v, Ordering::Relaxed);
     }
+    /// Add `v` (negative to subtract), for a gauge two tasks move.
+    pub fn add(&self, v: i64) {
+        self.0.fetch_add(v, Ordering::Relaxed);
+    }
     pub fn get(&self) -> i64 {
         self.0.load(Ordering::Relaxed)
     }
@@ -161,6 +165,37 @@ pub struct Inner {
     pub sessions_refused: Counter,
     /// Events sent again on a resume.
     pub events_replayed: Counter,
+    /// 1 when `[export.nats]` is on.
+    pub export_enabled: Gauge,
+    /// 1 while the export publishes to NATS.
+    pub export_connected: Gauge,
+    /// Events queued for NATS and not yet acknowledged, and their bytes.
+    pub export_lag: Gauge,
+    pub export_buffered_bytes: Gauge,
+    pub export_published: Counter,
+    pub export_acked: Counter,
+    /// Events dropped because `max-buffer-bytes` was full.
+    pub export_dropped: Counter,
+    /// What is wrong with the export now ("" when nothing).
+    pub export_error: Mutex<String>,
+}
+
+impl Inner {
+    /// Say what is wrong with the export now ("" when nothing).
+    pub fn set_export_error(&self, what: &str) {
+        if let Ok(mut e) = self.export_error.lock() {
+            if *e != what {
+                *e = what.to_string();
+            }
+        }
+    }
+    /// What is wrong with the export now.
+    pub fn export_error(&self) -> String {
+        self.export_error
+            .lock()
+            .map(|e| e.clone())
+            .unwrap_or_default()
+    }
 }
 
 /// Shared handle.
@@ -253,6 +288,44 @@ impl Metrics {
             "counter",
             self.bad_frames.get().to_string(),
         );
+        if self.export_enabled.get() == 1 {
+            g(
+                "ctid_export_connected",
+                "1 while the event export publishes to NATS",
+                "gauge",
+                self.export_connected.get().to_string(),
+            );
+            g(
+                "ctid_export_lag",
+                "events queued for NATS and not yet acknowledged",
+                "gauge",
+                self.export_lag.get().to_string(),
+            );
+            g(
+                "ctid_export_buffered_bytes",
+                "bytes of the events queued for NATS and not yet acknowledged",
+                "gauge",
+                self.export_buffered_bytes.get().to_string(),
+            );
+            g(
+                "ctid_export_published_total",
+                "events published to NATS (again after a failure too)",
+                "counter",
+                self.export_published.get().to_string(),
+            );
+            g(
+                "ctid_export_acked_total",
+                "events acknowledged by JetStream",
+                "counter",
+                self.export_acked.get().to_string(),
+            );
+            g(
+                "ctid_export_dropped_total",
+                "events dropped because max-buffer-bytes was full",
+                "counter",
+                self.export_dropped.get().to_string(),
+            );
+        }
         g(
             "ctid_sessions_detached",
             "client sessions whose connection went, kept for a resume",

@@ -2,6 +2,8 @@
 //! fast reconnects, and clients through the ctid-client library.
 #![allow(dead_code)]
 
+pub mod nats;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
