@@ -475,3 +475,164 @@ async fn a_resuming_client_gives_up_after_its_time() {
     let r = rc.request(Request::register_address("1001"), T).await;
     assert!(matches!(r, Err(Error::GaveUp { .. })), "{r:?}");
 }
+
+// ------------------------------------------------------------------ ctictl watch
+
+/// `ctictl --json --timeout 60 watch DN...` through `url`; its stdout and stderr lines.
+struct Watch {
+    child: tokio::process::Child,
+    out: tokio::sync::mpsc::UnboundedReceiver<String>,
+    err: tokio::sync::mpsc::UnboundedReceiver<String>,
+    err_seen: Vec<String>,
+}
+
+fn lines_of(
+    r: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+) -> tokio::sync::mpsc::UnboundedReceiver<String> {
+    use tokio::io::AsyncBufReadExt;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut lines = tokio::io::BufReader::new(r).lines();
+        while let Ok(Some(l)) = lines.next_line().await {
+            if tx.send(l).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+impl Watch {
+    fn start(url: &str, dns: &[&str]) -> Watch {
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ctictl"))
+            .args(["--server", url, "--json", "--timeout", "60", "watch"])
+            .args(dns)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let out = lines_of(child.stdout.take().unwrap());
+        let err = lines_of(child.stderr.take().unwrap());
+        Watch {
+            child,
+            out,
+            err,
+            err_seen: Vec::new(),
+        }
+    }
+
+    /// Stdout lines until one is the event `name` on `dn`, it last.
+    async fn until(&mut self, name: EventName, dn: &str) -> Vec<String> {
+        let mut v = Vec::new();
+        let deadline = Instant::now() + T;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = match tokio::time::timeout(left, self.out.recv()).await {
+                Ok(Some(l)) => l,
+                _ => panic!(
+                    "ctictl: no {name:?} on {dn}; printed {v:#?}; stderr {:?}",
+                    {
+                        while let Ok(l) = self.err.try_recv() {
+                            self.err_seen.push(l);
+                        }
+                        &self.err_seen
+                    }
+                ),
+            };
+            let ev = ctid_protocol::parse_event(&line)
+                .unwrap_or_else(|e| panic!("ctictl printed {line:?}: {e}"));
+            v.push(line);
+            if ev.name == name && ev.this_dn.as_deref() == Some(dn) {
+                return v;
+            }
+        }
+    }
+
+    /// Waits for a stderr line containing `text`.
+    async fn said(&mut self, text: &str) {
+        let deadline = Instant::now() + T;
+        while !self.err_seen.iter().any(|l| l.contains(text)) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.err.recv()).await {
+                Ok(Some(l)) => self.err_seen.push(l),
+                _ => panic!("ctictl never said {text:?}: {:?}", self.err_seen),
+            }
+        }
+    }
+
+    async fn stop(mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
+}
+
+/// The twin's raw frames until the event `name` on `dn`, it last.
+async fn raw_until(c: &mut Client, name: EventName, dn: &str) -> Vec<String> {
+    let mut v = Vec::new();
+    let deadline = Instant::now() + T;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let r = c
+            .next_received(left)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("twin: no {name:?} on {dn}; saw {v:#?}"));
+        let hit = r.event.name == name && r.event.this_dn.as_deref() == Some(dn);
+        v.push(r.raw);
+        if hit {
+            return v;
+        }
+    }
+}
+
+#[tokio::test]
+async fn ctictl_watch_cut_twice_prints_what_a_never_cut_twin_sees() {
+    use EventName as E;
+    let d = demo_with(|_| {}).await;
+    let proxy = Proxy::start(d.ctid.addr).await;
+    let mut twin = twin_on(&d, &["1006", "1007"]).await;
+    let mut w = Watch::start(&proxy.url(), &["1006", "1007"]);
+    w.until(E::EventRegistered, "1007").await;
+    d.sim.set_dnd("1006", true).await.unwrap();
+    raw_until(&mut twin, E::EventDNDOn, "1006").await;
+    w.until(E::EventDNDOn, "1006").await;
+
+    d.sim.dial("1006", "1007").await.unwrap();
+    let mut want = raw_until(&mut twin, E::EventRinging, "1007").await;
+    proxy.cut();
+    d.sim.answer("1007").await.unwrap();
+    want.extend(raw_until(&mut twin, E::EventEstablished, "1007").await);
+    // the second cut while nothing is read: the events wait on the server
+    proxy.block(true);
+    proxy.cut();
+    d.sim.hangup("1006").await.unwrap();
+    want.extend(raw_until(&mut twin, E::EventReleased, "1007").await);
+    proxy.block(false);
+    d.sim.set_dnd("1006", false).await.unwrap();
+    want.extend(raw_until(&mut twin, E::EventDNDOff, "1006").await);
+
+    let got = w.until(E::EventDNDOff, "1006").await;
+    assert_eq!(got, want, "ctictl's --json lines and the twin's frames");
+    w.said("session resumed").await;
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn ctictl_watch_registers_again_when_the_session_is_not_resumed() {
+    use EventName as E;
+    let d = demo_with(|c| c.engine.resume_window_ms = 300).await;
+    let proxy = Proxy::start(d.ctid.addr).await;
+    let mut w = Watch::start(&proxy.url(), &["1008"]);
+    w.until(E::EventRegistered, "1008").await;
+    proxy.block(true);
+    proxy.cut();
+    detached(&d, 1).await;
+    detached(&d, 0).await;
+    proxy.block(false);
+    w.said("registering 1008 again").await;
+    w.until(E::EventRegistered, "1008").await;
+    d.sim.dial("1009", "1008").await.unwrap();
+    w.until(E::EventRinging, "1008").await;
+    w.stop().await;
+}
