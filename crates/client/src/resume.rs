@@ -18,6 +18,7 @@
 //! even while the caller is busy elsewhere; the methods talk to that task over channels.
 
 use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -115,7 +116,12 @@ pub struct ResumingClient {
     last_sequence: u64,
     resumes: u64,
     gave_up: Option<String>,
+    /// Why the connection task gave up, as soon as it did (before the caller reads the item).
+    task_gave_up: GaveUpReason,
 }
+
+/// Why the connection task gave up, shared with the [`ResumingClient`].
+type GaveUpReason = Arc<Mutex<Option<String>>>;
 
 impl ResumingClient {
     /// Opens a WebSocket to `url` (e.g. `ws://127.0.0.1:7000/ws`) and reads its first frame,
@@ -145,7 +151,9 @@ impl ResumingClient {
         let (cmd_tx, cmd_rx) = mpsc::channel(16);
         let (item_tx, item_rx) = mpsc::unbounded_channel();
         let min = opts.min_backoff.max(BACKOFF_FLOOR);
+        let task_gave_up = GaveUpReason::default();
         let task = Task {
+            gave_up: task_gave_up.clone(),
             url: url.to_owned(),
             opts: ResumeOptions {
                 min_backoff: min,
@@ -170,6 +178,7 @@ impl ResumingClient {
             last_sequence,
             resumes: 0,
             gave_up: None,
+            task_gave_up,
         })
     }
 
@@ -291,10 +300,14 @@ impl ResumingClient {
 
     /// The error once the connection task has ended.
     fn ended(&self) -> Error {
-        match &self.gave_up {
-            Some(reason) => Error::GaveUp {
-                reason: reason.clone(),
-            },
+        let reason = self.gave_up.clone().or_else(|| {
+            self.task_gave_up
+                .lock()
+                .ok()
+                .and_then(|reason| reason.clone())
+        });
+        match reason {
+            Some(reason) => Error::GaveUp { reason },
             None => Error::Closed,
         }
     }
@@ -348,6 +361,7 @@ enum End {
 
 /// The task that owns the connection: reads events, writes requests, resumes.
 struct Task {
+    gave_up: GaveUpReason,
     url: String,
     opts: ResumeOptions,
     cmds: mpsc::Receiver<Cmd>,
@@ -614,6 +628,9 @@ impl Task {
 
     /// Stops: requests still waiting fail, the caller gets the reason.
     fn give_up(&mut self, reason: String) {
+        if let Ok(mut shared) = self.gave_up.lock() {
+            *shared = Some(reason.clone());
+        }
         for (_, ack) in self.queued.drain(..) {
             let _ = ack.send(Err(Error::GaveUp {
                 reason: reason.clone(),

@@ -457,6 +457,8 @@ async fn a_resuming_client_gives_up_after_its_time() {
         give_up_after: Duration::from_millis(500),
         ..fast()
     };
+    // One that is not read while it gives up: a request then fails with the reason.
+    let mut idle = ResumingClient::connect(&proxy.url(), opts).await.unwrap();
     let mut rc = ResumingClient::connect(&proxy.url(), opts).await.unwrap();
     let first = rc.next_event(T).await.unwrap().expect("first frame");
     assert_eq!(first.name, EventName::EventLinkConnected);
@@ -473,6 +475,8 @@ async fn a_resuming_client_gives_up_after_its_time() {
     assert!(proxy.accepted() > 2, "it tried more than once");
     assert!(matches!(rc.next_event(T).await, Err(Error::GaveUp { .. })));
     let r = rc.request(Request::register_address("1001"), T).await;
+    assert!(matches!(r, Err(Error::GaveUp { .. })), "{r:?}");
+    let r = idle.request(Request::register_address("1001"), T).await;
     assert!(matches!(r, Err(Error::GaveUp { .. })), "{r:?}");
 }
 
