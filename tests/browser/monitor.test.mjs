@@ -6,12 +6,16 @@
 // Steps: the page loads and shows the link up; a hot desk made with `ctictl hotdesk initiate`
 // appears (pair list and DN row); a call made over the client protocol (RequestMakeCall +
 // RequestAnswerCall from a second page's WebSocket: ctictl has no call command) appears with both
-// parties; screenshot; `ctictl hotdesk cancel` makes the hot desk disappear; the DN filter works.
-// Exit status 0 when every step passed.
+// parties; screenshot; `ctictl hotdesk cancel` makes the hot desk disappear; the DN filter works;
+// a second monitor page, loaded through a TCP proxy in this script, loses its connection (the
+// proxy drops it, no close frame) and resumes its session: the first page shows it detached
+// meanwhile, the event made while it was away is replayed into its log once, and it ends up
+// attached again. Exit status 0 when every step passed.
 
 import { chromium } from "playwright-core";
 import { execFile } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -85,6 +89,29 @@ async function makeCall(page, from, to) {
     },
     { url: wsUrl, from, to },
   );
+}
+
+// A TCP proxy in front of ctid: cut() drops every proxied connection at once, both ways, without
+// a WebSocket close frame (a reset); block(true) turns new connections away.
+function startProxy(target) {
+  const socks = new Set();
+  let blocked = false;
+  const server = net.createServer((down) => {
+    if (blocked) { down.destroy(); return; }
+    const up = net.connect(Number(target.port), target.hostname);
+    socks.add(down);
+    socks.add(up);
+    const gone = () => { down.destroy(); up.destroy(); socks.delete(down); socks.delete(up); };
+    for (const s of [down, up]) { s.on("error", gone); s.on("close", gone); }
+    down.pipe(up);
+    up.pipe(down);
+  });
+  return new Promise((ok) => server.listen(0, "127.0.0.1", () => ok({
+    url: "http://127.0.0.1:" + server.address().port,
+    cut() { for (const s of socks) { if (s.resetAndDestroy) s.resetAndDestroy(); else s.destroy(); } socks.clear(); },
+    block(on) { blocked = on; },
+    close() { server.close(); },
+  })));
 }
 
 const userDir = mkdtempSync(join(tmpdir(), "ctid-chromium-"));
@@ -161,6 +188,49 @@ try {
     await page.fill("#filter", "");
     await page.waitForSelector('#dns tr[data-dn="1001"]');
     await page.screenshot({ path: join(shots, "monitor-after.png") });
+  });
+
+  const mon = await browser.newPage();
+  mon.on("pageerror", (e) => pageErrors.push("second monitor: " + e.message));
+  mon.setDefaultTimeout(T);
+  const proxy = await startProxy(new URL(base));
+  await step("a monitor whose connection drops resumes its session and gets what it missed, once", async () => {
+    await mon.goto(proxy.url + "/");
+    await mon.waitForSelector('#ws[data-state="open"]');
+    await mon.waitForSelector('#dns tr[data-dn="2003"]');
+    // both monitors registered the DN (ModeMonitor)
+    await page.waitForFunction(() => document.querySelector('#dns tr[data-dn="2003"]').lastElementChild.textContent === "2");
+    proxy.block(true);
+    proxy.cut();
+    await mon.waitForSelector('#ws[data-state="closed"]');
+    // the first monitor shows the second one's session detached, keeping its events
+    await page.waitForSelector('#sessions tr[data-state="detached"]:not([data-dns="0"])');
+    const out = await run(["hotdesk", "initiate", "--guest", "2003", "--host", "1003"]);
+    if (!out.includes("EventPrivateInfo")) throw new Error(`ctictl said: ${out}`);
+    await page.waitForFunction(() => {
+      const row = document.querySelector('#sessions tr[data-state="detached"]:not([data-dns="0"])');
+      return row && !row.querySelector("td.kept").textContent.startsWith("0 ");
+    });
+    await page.screenshot({ path: join(shots, "monitor-detached.png") });
+    proxy.block(false);
+    await mon.waitForSelector('#ws[data-state="open"][data-resumes="1"]');
+    await mon.waitForFunction(() => [...document.querySelectorAll("#log li")].some((li) => li.textContent.includes("EventPrivateInfo") && li.textContent.includes("OtherDN=1003")));
+    await mon.waitForSelector('#hotdesk li[data-guest="2003"][data-host="1003"]');
+    // every event in the log once: no EventSequenceNumber twice
+    const seqs = await mon.evaluate(() => [...document.querySelectorAll("#log li[title]")].map((li) => JSON.parse(li.title).EventSequenceNumber));
+    if (new Set(seqs).size !== seqs.length) throw new Error(`an event logged twice: ${seqs.join(",")}`);
+    const note = await mon.evaluate(() => [...document.querySelectorAll("#log li.note")].map((li) => li.textContent).join("; "));
+    if (!/session resumed, [1-9]\d* missed events follow/.test(note)) throw new Error(`log note: ${note}`);
+    // attached again: nothing with DNs waits for a resume
+    await page.waitForFunction(() => !document.querySelector('#sessions tr[data-state="detached"]:not([data-dns="0"])'));
+  });
+
+  await step("leaving the page ends its session at once", async () => {
+    await run(["hotdesk", "cancel", "--guest", "2003"]);
+    await mon.close({ runBeforeUnload: true });
+    await page.waitForFunction(() => document.querySelector('#dns tr[data-dn="2003"]').lastElementChild.textContent === "1");
+    await page.waitForFunction(() => !document.querySelector('#sessions tr[data-state="detached"]:not([data-dns="0"])'));
+    proxy.close();
   });
 
   await step("no script errors on the page", async () => {

@@ -5,6 +5,9 @@
 //! [`Client::next_event`]. When the server closes the connection the client reports one
 //! synthesised `EventServerDisconnected`, as T-Library client libraries do, then
 //! [`Error::Closed`].
+//!
+//! [`ResumingClient`] keeps its session across lost connections instead: it reconnects and
+//! resumes by itself (docs/protocol.md §6.9), so its caller sees one event stream.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -21,6 +24,9 @@ pub use ctid_protocol as protocol;
 use ctid_protocol::{parse_event, Event, EventName, Request, REFERENCE_ID_MAX};
 
 pub mod display;
+pub mod resume;
+
+pub use resume::{is_resume_refusal, ResumeOptions, ResumingClient};
 
 /// Errors of the client library.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +55,20 @@ pub enum Error {
         reference_id: u32,
         /// How long the client waited.
         timeout: Duration,
+    },
+    /// The connection opened but did not name a session (no first frame with `SessionID`).
+    #[error("no session from {url}: {reason}")]
+    NoSession {
+        /// The URL given to [`ResumingClient::connect`].
+        url: String,
+        /// What arrived instead.
+        reason: String,
+    },
+    /// [`ResumingClient`] stopped trying to resume its session (docs/protocol.md §6.9).
+    #[error("gave up resuming the session: {reason}")]
+    GaveUp {
+        /// Why: how long it tried and the last failure, or the session taken over elsewhere.
+        reason: String,
     },
     /// The server sent a frame that is not a valid event.
     #[error("undecodable frame from the server ({source}): {text}")]

@@ -12,7 +12,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use ctid_client::{display, Client, Error, Received};
+use ctid_client::{
+    display, is_resume_refusal, Client, Error, Received, ResumeOptions, ResumingClient,
+};
 use ctid_protocol::json::Value;
 use ctid_protocol::{
     AddressInfoType, AgentWorkMode, ConnId, EventName, PartyState, Request, RequestName,
@@ -80,7 +82,8 @@ enum Command {
         #[command(subcommand)]
         action: Userdata,
     },
-    /// Register DNs and print every event as it arrives.
+    /// Register DNs and print every event as it arrives. A lost connection is resumed (no event
+    /// lost or repeated); if the session cannot be resumed the DNs are registered again.
     Watch {
         /// DNs to register (none: only the events every client gets).
         dns: Vec<String>,
@@ -318,13 +321,18 @@ struct Ctl<'a> {
     timeout: Duration,
 }
 
+/// Prints one event: as received with `--json`, else as one readable line.
+fn print(cli: &Cli, r: &Received) {
+    if cli.json {
+        println!("{}", r.raw);
+    } else {
+        println!("{}", display::event_line(&r.raw));
+    }
+}
+
 impl Ctl<'_> {
     fn print(&self, r: &Received) {
-        if self.cli.json {
-            println!("{}", r.raw);
-        } else {
-            println!("{}", display::event_line(&r.raw));
-        }
+        print(self.cli, r);
     }
 
     /// Sends `req`, prints its answer, and says whether it succeeded.
@@ -537,6 +545,9 @@ async fn run(cli: &Cli) -> Result<Outcome, Error> {
         }
         None => cli.server.clone(),
     };
+    if let Command::Watch { dns, count } = &cli.command {
+        return watch(cli, &url, dns, *count).await;
+    }
     let client = Client::connect(&url).await?;
     let timeout = Duration::from_secs_f64(cli.timeout);
     let mut ctl = Ctl {
@@ -662,7 +673,7 @@ async fn run(cli: &Cli) -> Result<Outcome, Error> {
                 }
             })
         }
-        Command::Watch { dns, count } => watch(&mut ctl, dns, *count).await?,
+        Command::Watch { .. } => unreachable!("handled before connecting"),
         Command::Send { text } => send(&mut ctl, text).await?,
         Command::Csta { .. } => unreachable!("handled before connecting"),
     };
@@ -673,40 +684,63 @@ async fn run(cli: &Cli) -> Result<Outcome, Error> {
 /// Prints every event: those received before and during the registrations (in order, the
 /// EventRegistered answers among them), then new ones until `count` more or a silence of
 /// `--timeout` seconds (0: no limit).
-async fn watch(ctl: &mut Ctl<'_>, dns: &[String], count: Option<u64>) -> Result<Outcome, Error> {
-    let mut registered = true;
-    for dn in dns {
-        let mut req = Request::register_address(dn.as_str());
-        let id = ctl.client.send(&mut req).await?;
-        // print what arrives before the answer, then the answer itself
-        loop {
-            let Some(r) = ctl.client.next_received(ctl.timeout).await? else {
-                return Err(Error::Timeout {
-                    request: RequestName::RequestRegisterAddress.to_string(),
-                    reference_id: id,
-                    timeout: ctl.timeout,
-                });
-            };
-            ctl.print(&r);
-            if r.event.reference_id == Some(id) {
-                registered &= !r.event.is_error();
-                break;
-            }
-        }
-    }
-    if !registered {
-        return Ok(Outcome::Failed);
-    }
-    let silence = if ctl.timeout.is_zero() {
+///
+/// The session survives a lost connection (docs/protocol.md §6.9): the client reconnects and
+/// resumes it, and the events missed meanwhile are printed in their place, none twice; stderr
+/// says so. If ctid refuses the resume (the session expired, or ctid restarted), the DNs are
+/// registered again on the new session (stderr says so too) and watching goes on.
+async fn watch(cli: &Cli, url: &str, dns: &[String], count: Option<u64>) -> Result<Outcome, Error> {
+    let timeout = Duration::from_secs_f64(cli.timeout);
+    let silence = if timeout.is_zero() {
         Duration::from_secs(100 * 365 * 86_400) // "forever", without overflowing Instant
     } else {
-        ctl.timeout
+        timeout
     };
+    let mut client = ResumingClient::connect(url, ResumeOptions::default()).await?;
+    let outcome = watch_on(cli, &mut client, dns, count, silence).await;
+    let _ = client.close().await;
+    outcome
+}
+
+async fn watch_on(
+    cli: &Cli,
+    client: &mut ResumingClient,
+    dns: &[String],
+    count: Option<u64>,
+    silence: Duration,
+) -> Result<Outcome, Error> {
+    if !register_all(cli, client, dns, silence).await? {
+        return Ok(Outcome::Failed);
+    }
     let mut seen = 0u64;
     while count.is_none_or(|n| seen < n) {
-        match ctl.client.next_received(silence).await {
+        match client.next_received(silence).await {
+            Ok(Some(r)) if r.event.name == EventName::EventSessionResumed => {
+                let n = r
+                    .event
+                    .extensions
+                    .as_ref()
+                    .and_then(|e| e.get_int("Replayed"))
+                    .unwrap_or(0);
+                eprintln!("ctictl: connection lost; session resumed, {n} missed events follow");
+            }
+            Ok(Some(r)) if is_resume_refusal(&r.event) => {
+                eprintln!(
+                    "ctictl: connection lost; session not resumed ({} {}){}",
+                    r.event.error_code.map_or(0, |c| c.0),
+                    r.event.error_message.as_deref().unwrap_or(""),
+                    if dns.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; registering {} again", dns.join(" "))
+                    }
+                );
+                if !register_all(cli, client, dns, silence).await? {
+                    return Ok(Outcome::Failed);
+                }
+            }
             Ok(Some(r)) => {
-                ctl.print(&r);
+                print(cli, &r);
                 seen += 1;
                 if r.event.name == EventName::EventServerDisconnected {
                     return Ok(Outcome::Failed);
@@ -723,11 +757,44 @@ async fn watch(ctl: &mut Ctl<'_>, dns: &[String], count: Option<u64>) -> Result<
                     Outcome::Ok
                 })
             }
-            Err(Error::Closed) => return Ok(Outcome::Failed),
+            Err(Error::Closed | Error::GaveUp { .. }) => return Ok(Outcome::Failed),
             Err(e) => return Err(e),
         }
     }
     Ok(Outcome::Ok)
+}
+
+/// Registers each DN, printing what arrives before each answer and the answer itself; false if
+/// one was refused.
+async fn register_all(
+    cli: &Cli,
+    client: &mut ResumingClient,
+    dns: &[String],
+    wait: Duration,
+) -> Result<bool, Error> {
+    let mut registered = true;
+    for dn in dns {
+        let mut req = Request::register_address(dn.as_str());
+        let id = client.send(&mut req).await?;
+        loop {
+            let Some(r) = client.next_received(wait).await? else {
+                return Err(Error::Timeout {
+                    request: RequestName::RequestRegisterAddress.to_string(),
+                    reference_id: id,
+                    timeout: wait,
+                });
+            };
+            if r.event.name == EventName::EventSessionResumed {
+                continue; // a drop while registering: the answer still comes
+            }
+            print(cli, &r);
+            if r.event.reference_id == Some(id) {
+                registered &= !r.event.is_error();
+                break;
+            }
+        }
+    }
+    Ok(registered)
 }
 
 /// Sends raw text. A JSON object gets a ReferenceID after `request` if it has none, and its

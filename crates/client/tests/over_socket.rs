@@ -1,8 +1,9 @@
 //! The client library and `ctictl` against a small in-test ctid stand-in over a real WebSocket
 //! on 127.0.0.1:0. The stand-in decodes requests with ctid-protocol and answers like ctid would:
-//! EventLinkConnected on connect; an unsolicited event before every answer (so correlation and
-//! buffering are exercised); EventRegistered, EventUnregistered, EventAddressInfo,
-//! EventPrivateInfo, EventServerInfo or EventError. DN "9999" is never answered.
+//! EventLinkConnected (with a SessionID, as ctid's first frame has) on connect; an unsolicited
+//! event before every answer (so correlation and buffering are exercised); EventRegistered,
+//! EventUnregistered, EventAddressInfo, EventPrivateInfo, EventServerInfo or EventError. DN
+//! "9999" is never answered.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -36,7 +37,8 @@ async fn serve(tcp: tokio::net::TcpStream) {
         e.stamp(seq, format_time(std::time::SystemTime::now()));
         Message::text(e.to_json())
     };
-    let link = Event::new(EventName::EventLinkConnected);
+    let mut link = Event::new(EventName::EventLinkConnected);
+    link.session_id = Some("5f0c9a1e77d24b6c8e3f0a2b4c6d8e1f".into());
     if ws.send(out(link)).await.is_err() {
         return;
     }
@@ -366,7 +368,7 @@ async fn ctictl_watch() {
     assert_eq!(rc, 0, "{err}");
     assert_eq!(
         out,
-        "EventLinkConnected\n\
+        "EventLinkConnected SessionID=5f0c9a1e77d24b6c8e3f0a2b4c6d8e1f\n\
          EventPrivateInfo ThisDN=7777 OtherDN=7000 PrivateMsgID=2\n\
          EventRegistered ThisDN=5001 AddressType=AddressTypeDN status=AddressStatusIdle\n\
          EventDNDOn ThisDN=5001\n"
@@ -379,7 +381,7 @@ async fn ctictl_watch() {
     let (rc, out, _) = ctictl(addr, &["--json", "watch", "--timeout", "0.3"]).await;
     assert_eq!(rc, 0);
     assert!(
-        out.starts_with(r#"{"event":"EventLinkConnected","EventSequenceNumber":1,"time":""#),
+        out.starts_with(r#"{"event":"EventLinkConnected","SessionID":"5f0c9a1e77d24b6c8e3f0a2b4c6d8e1f","EventSequenceNumber":1,"time":""#),
         "{out}"
     );
 }

@@ -2,6 +2,8 @@
 //! build step, nothing from a CDN) served at `/`, and its JSON `/api/state` (the engine's DN and
 //! call views, filtered and paged). The page speaks the client protocol over `/ws` like any client:
 //! it registers the DNs it shows in ModeMonitor and refreshes from `/api/state` when events arrive.
+//! Its session survives a dropped connection: the page resumes it (docs/protocol.md §6.9) and
+//! shows every session from `/api/state`, the detached ones with how long and what they keep.
 
 use std::time::Duration;
 

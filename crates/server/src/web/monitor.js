@@ -2,6 +2,13 @@
 // client protocol over /ws like any client: RequestRegisterClient, then RequestRegisterAddress in
 // ModeMonitor for the DNs on the current page. Every event is logged and triggers a refresh of
 // /api/state (at most one every 300 ms); a 2 s poll catches what the page is not registered for.
+//
+// The page's session outlives its connection (docs/protocol.md §6.9): it keeps the SessionID of
+// the first frame and the last EventSequenceNumber received; when the WebSocket drops it
+// reconnects with backoff (100 ms doubling to 5 s) and sends RequestResumeSession first, so the
+// events missed meanwhile are replayed into the log, none twice. A refused resume (EventError
+// 1901-1905) starts afresh on the new connection's session: register again. Leaving the page
+// closes with code 1000, which ends the session at once.
 "use strict";
 (function () {
   const $ = (id) => document.getElementById(id);
@@ -9,6 +16,12 @@
   const LOG_MAX = 500;
   let ws = null;
   let refId = 0;
+  // The session (§6.9): its SessionID, the last EventSequenceNumber received, resumes so far.
+  const session = { id: null, last: 0, resumes: 0 };
+  let ready = false; // the connection carries our session (fresh or resumed): requests may go
+  let resumeRef = null; // ReferenceID of the RequestResumeSession waiting for its answer
+  let fresh = null; // the current connection's first frame, until the resume is answered
+  let resumeTimer = null;
   let registered = new Set(); // DNs this page registered (ModeMonitor)
   let ours = new Set(); // ReferenceIDs of our own requests (their answers are not logged)
   let refreshTimer = null;
@@ -64,7 +77,9 @@
     const c = s.counts;
     $("counts").innerHTML =
       "DNs <b>" + c.dns + "</b> · monitored <b>" + c.monitored + "</b> · clients <b>" + c.clients +
-      "</b> · calls <b>" + c.calls + "</b> · hot desks <b>" + c.hotdesk + "</b> · outstanding <b>" + c.outstanding + "</b>";
+      "</b> · calls <b>" + c.calls + "</b> · hot desks <b>" + c.hotdesk + "</b> · outstanding <b>" + c.outstanding +
+      "</b> · sessions <b>" + (c.sessions || 0) + "</b>" + (c.detached ? " (<b>" + c.detached + "</b> detached)" : "");
+    renderSessions(s.sessions || []);
     view.total = s.dns.total;
     if (view.offset >= view.total && view.total > 0) {
       view.offset = Math.floor((view.total - 1) / view.limit) * view.limit;
@@ -111,10 +126,31 @@
     syncRegistrations(s.dns.items.map((d) => d.number));
   }
 
+  function kib(n) {
+    return n >= 1024 * 1024 ? (n / 1048576).toFixed(1) + " MiB" : n >= 1024 ? (n / 1024).toFixed(1) + " KiB" : n + " B";
+  }
+
+  // Sessions (§6.9): attached ones, and detached ones waiting for a resume with what they keep.
+  function renderSessions(list) {
+    const rows = list.map((x) => {
+      const det = x.detached_for_ms !== null && x.detached_for_ms !== undefined;
+      const state = det
+        ? '<span class="st st-detached">detached ' + (x.detached_for_ms / 1000).toFixed(1) + " s</span>"
+        : '<span class="st st-attached">attached</span>';
+      return '<tr data-client="' + esc(x.client) + '" data-state="' + (det ? "detached" : "attached") + '" data-dns="' + esc(x.dns) + '"' + (det ? ' class="detached"' : "") + ">" +
+        '<td class="num">' + esc(x.client) + "</td>" +
+        "<td>" + esc(x.app || "") + ' <span class="muted">' + esc(x.peer || "") + "</span></td>" +
+        "<td>" + esc(x.dns) + "</td>" +
+        "<td>" + state + "</td>" +
+        '<td class="kept">' + esc(x.kept_events) + " · " + esc(kib(x.kept_bytes)) + "</td></tr>";
+    });
+    $("sessions").tBodies[0].innerHTML = rows.length ? rows.join("") : '<tr><td colspan="5" class="muted">no sessions</td></tr>';
+  }
+
   // ------------------------------------------------------------------ the client protocol
 
   function send(req) {
-    if (!ws || ws.readyState !== WebSocket.OPEN) return;
+    if (!ws || ws.readyState !== WebSocket.OPEN || !ready) return;
     refId = refId >= 2147483647 ? 1 : refId + 1;
     req.ReferenceID = refId;
     ours.add(refId);
@@ -122,7 +158,7 @@
   }
 
   function syncRegistrations(dns) {
-    if (!ws || ws.readyState !== WebSocket.OPEN) return;
+    if (!ws || ws.readyState !== WebSocket.OPEN || !ready) return;
     const want = new Set(dns);
     for (const dn of registered) {
       if (!want.has(dn)) {
@@ -156,41 +192,110 @@
     if (atBottom) log.scrollTop = log.scrollHeight;
   }
 
-  let backoff = 500;
+  function setWs(state, text) {
+    $("ws").dataset.state = state;
+    $("ws").dataset.resumes = String(session.resumes);
+    $("ws-state").textContent = text || state;
+  }
+
+  function logNote(text) {
+    if ($("pause-log").checked) return;
+    const li = document.createElement("li");
+    li.className = "note";
+    li.textContent = text;
+    $("log").appendChild(li);
+  }
+
+  // The connection carries a session of its own from here on: register as a new client.
+  function startFresh(first) {
+    session.id = first.SessionID || null;
+    session.last = first.EventSequenceNumber || 0;
+    registered = new Set();
+    ours = new Set();
+    ready = true;
+    send({ request: "RequestRegisterClient", ApplicationName: "web-monitor" });
+    refresh();
+  }
+
+  // An event of the session: remember its number, show it.
+  function handle(ev) {
+    if (typeof ev.EventSequenceNumber === "number" && ev.EventSequenceNumber > session.last) session.last = ev.EventSequenceNumber;
+    if (ev.event === "EventLinkConnected") setLink("up", ev.ApplicationName || "");
+    if (ev.event === "EventLinkDisconnected") setLink("down", ev.ApplicationName || "");
+    if (ev.ReferenceID !== undefined && ours.has(ev.ReferenceID)) {
+      ours.delete(ev.ReferenceID);
+      if (ev.event !== "EventError") return; // our own registrations: not news
+    }
+    logEvent(ev);
+    schedule();
+  }
+
+  // Before the session is settled on this connection: the first frame, then the resume's answer.
+  function settle(ev) {
+    if (fresh === null) {
+      fresh = ev; // the first frame: the connection's own fresh session
+      if (!session.id) { startFresh(ev); handle(ev); return; }
+      refId = refId >= 2147483647 ? 1 : refId + 1;
+      resumeRef = refId;
+      ws.send(JSON.stringify({ request: "RequestResumeSession", ReferenceID: resumeRef, SessionID: session.id, EventSequenceNumber: session.last }));
+      setWs("resuming");
+      // No answer in time: drop this connection (not with 1000, which would end the session).
+      const mine = ws;
+      resumeTimer = setTimeout(() => { if (ws === mine && !ready) mine.close(4000, "resume timed out"); }, 5000);
+      return;
+    }
+    if (ev.ReferenceID !== resumeRef) return; // of the throw-away session
+    clearTimeout(resumeTimer);
+    resumeRef = null;
+    if (ev.event === "EventSessionResumed") {
+      session.resumes++;
+      ready = true;
+      const n = ev.Extensions && ev.Extensions.Replayed !== undefined ? ev.Extensions.Replayed : 0;
+      setWs("open", "open (resumed, " + n + " replayed)");
+      logNote("connection lost; session resumed, " + n + " missed events follow");
+      refresh();
+    } else {
+      setWs("open", "open (new session)");
+      logNote("connection lost; session not resumed (" + ev.ErrorCode + " " + (ev.ErrorMessage || "") + "): registering again");
+      const first = fresh;
+      startFresh(first);
+      handle(first);
+      handle(ev);
+    }
+  }
+
+  let backoff = 100;
   function connect() {
     const url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws" +
       (token ? "?token=" + encodeURIComponent(token) : "");
-    $("ws").dataset.state = "connecting";
-    $("ws-state").textContent = "connecting";
-    ws = new WebSocket(url);
-    ws.onopen = () => {
-      backoff = 500;
-      $("ws").dataset.state = "open";
-      $("ws-state").textContent = "open";
-      registered = new Set();
-      ours = new Set();
-      send({ request: "RequestRegisterClient", ApplicationName: "web-monitor" });
-      refresh();
+    setWs("connecting");
+    ready = false;
+    fresh = null;
+    resumeRef = null;
+    const sock = new WebSocket(url);
+    ws = sock;
+    sock.onopen = () => {
+      backoff = 100;
+      if (!session.id) setWs("open");
     };
-    ws.onmessage = (m) => {
+    sock.onmessage = (m) => {
+      if (ws !== sock) return;
       let ev;
       try { ev = JSON.parse(m.data); } catch (e) { return; }
-      if (ev.event === "EventLinkConnected") setLink("up", ev.ApplicationName || "");
-      if (ev.event === "EventLinkDisconnected") setLink("down", ev.ApplicationName || "");
-      if (ev.ReferenceID !== undefined && ours.has(ev.ReferenceID)) {
-        ours.delete(ev.ReferenceID);
-        if (ev.event !== "EventError") return; // our own registrations: not news
-      }
-      logEvent(ev);
-      schedule();
+      if (!ready) settle(ev);
+      else handle(ev);
     };
-    ws.onclose = () => {
-      $("ws").dataset.state = "closed";
-      $("ws-state").textContent = "closed (retrying)";
+    sock.onclose = () => {
+      if (ws !== sock) return;
+      clearTimeout(resumeTimer);
+      ready = false;
+      setWs("closed", "closed (retrying)");
       setTimeout(connect, backoff);
-      backoff = Math.min(backoff * 2, 10000);
+      backoff = Math.min(backoff * 2, 5000);
     };
   }
+  // Leaving the page ends the session at once instead of leaving it to expire.
+  window.addEventListener("pagehide", () => { if (ws) { const s = ws; ws = null; s.close(1000); } });
 
   // ------------------------------------------------------------------ controls
 
