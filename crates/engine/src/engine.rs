@@ -177,6 +177,7 @@ impl Engine {
                     app: st.and_then(|x| x.app.clone()),
                     owner: s.owner.clone(),
                     detached_for_ms: s.detached_at.map(|t| self.now.mono_ms.saturating_sub(t)),
+                    detached_at_ms: s.detached_at,
                     kept_events: s.kept(),
                     kept_bytes: s.bytes(),
                     dns: st.map(|x| x.regs.len()).unwrap_or(0),

@@ -133,8 +133,12 @@ pub struct SessionView {
     pub app: Option<String>,
     /// The token name it was opened with ("" without authentication).
     pub owner: String,
-    /// How long its connection has been gone; `None` while one carries it.
+    /// How long its connection has been gone, as of the last input; `None` while one carries
+    /// it.
     pub detached_for_ms: Option<u64>,
+    /// When its connection went (monotonic ms, the inputs' clock): a caller with the clock
+    /// reckons how long it has been.
+    pub detached_at_ms: Option<u64>,
     pub kept_events: usize,
     pub kept_bytes: usize,
     /// DNs it has registered.

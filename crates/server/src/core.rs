@@ -326,7 +326,15 @@ impl Core {
                     dns: self.engine.dn_views(),
                     calls: self.engine.call_views(),
                     hotdesk_pairs: self.engine.hotdesk_pairs(),
-                    sessions: self.engine.session_views(),
+                    sessions: {
+                        // How long detached, by the clock now (the engine's is its last input).
+                        let now_ms = self.start.elapsed().as_millis() as u64;
+                        let mut v = self.engine.session_views();
+                        for s in &mut v {
+                            s.detached_for_ms = s.detached_at_ms.map(|t| now_ms.saturating_sub(t));
+                        }
+                        v
+                    },
                 });
             }
             CoreMsg::Reconfigure(cfg) => self.handle(now, Input::Reconfigure(cfg), out),
