@@ -1351,3 +1351,85 @@ fn a_snapshot_saying_the_device_is_gone_releases_its_calls_and_unregisters_it() 
         "the monitor nobody wants is stopped: {got:?}"
     );
 }
+
+#[test]
+fn the_export_gets_every_event_of_a_monitored_dn_and_the_link_events() {
+    let cfg = EngineConfig {
+        export_events: true,
+        dns: vec![DnConfig {
+            number: "1002".into(),
+            dn_type: ctid_protocol::AddressType::Dn,
+            register: RegisterFlag::True,
+        }],
+        ..Default::default()
+    };
+    let mut t = T::new(cfg);
+    let up = events(&t.up(&[]));
+    // the link event, to the export although no client is connected
+    assert!(up
+        .iter()
+        .any(|(to, e)| e.name == EventName::EventLinkConnected && to == &vec![io::EXPORT]));
+    assert_eq!(t.e.client_count(), 0);
+    // an event of 1002, which nobody registered: the export has it
+    let out = t.input(ev_in(Message::DeliveredEvent(DeliveredEvent {
+        monitor_cross_ref_id: "1002".into(),
+        connection: ConnectionId::new("C1", "1002"),
+        alerting_device: Some(DeviceRef::id("1002")),
+        calling_device: Some(DeviceRef::id("1001")),
+        called_device: Some(DeviceRef::id("1002")),
+        last_redirection_device: None,
+        originating_nid_connection: None,
+        local_connection_info: None,
+        correlator_data: None,
+        cause: Some(EventCause::NewCall),
+        network_calling_device: None,
+        network_called_device: None,
+        associated_calling_device: None,
+        associated_called_device: None,
+        extensions: None,
+    })));
+    assert_eq!(
+        names(&out),
+        vec![(vec![io::EXPORT], EventName::EventRinging, None)]
+    );
+    // a client's request answered by the event: the client has its ReferenceID, the export not
+    t.input(Input::ClientConnected {
+        client: 1,
+        peer: "a".into(),
+    });
+    register(&mut t, 1, "1002", 1, &[]);
+    let conn = t.e.calls().iter().next().unwrap().conn_id.to_string();
+    let json = r#"{"request":"RequestAnswerCall","ReferenceID":7,"ThisDN":"1002","ConnID":"CONN"}"#
+        .replace("CONN", &conn);
+    let (tag, _) = service(&mut t, 1, &json);
+    t.input(Input::CstaAnswer {
+        invoke_id: tag,
+        message: Message::AnswerCallResponse(AnswerCallResponse { extensions: None }),
+    });
+    let out = t.input(ev_in(Message::EstablishedEvent(EstablishedEvent {
+        monitor_cross_ref_id: "1002".into(),
+        established_connection: ConnectionId::new("C1", "1002"),
+        answering_device: Some(DeviceRef::id("1002")),
+        calling_device: Some(DeviceRef::id("1001")),
+        called_device: Some(DeviceRef::id("1002")),
+        last_redirection_device: None,
+        originatin_nid_connection: None,
+        local_connection_info: None,
+        correlator_data: None,
+        cause: Some(EventCause::NewCall),
+        network_calling_device: None,
+        network_called_device: None,
+        associated_calling_device: None,
+        associated_called_device: None,
+        extensions: None,
+    })));
+    let n = names(&out);
+    assert!(
+        n.contains(&(vec![io::EXPORT], EventName::EventEstablished, None)),
+        "{n:?}"
+    );
+    assert!(
+        n.contains(&(vec![1], EventName::EventEstablished, Some(7))),
+        "{n:?}"
+    );
+}
