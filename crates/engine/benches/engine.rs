@@ -71,24 +71,8 @@ fn setup(n: usize) -> Engine {
             break;
         }
         for (tag, m) in reqs {
-            let answer = match m {
-                Message::MonitorStart(s) => {
-                    let MonitorObject::Device(d) = s.monitor_object else {
-                        continue;
-                    };
-                    Message::MonitorStartResponse(MonitorStartResponse {
-                        monitor_cross_ref_id: d,
-                        monitor_existing_calls: None,
-                        extensions: None,
-                    })
-                }
-                Message::SnapshotDevice(_) => {
-                    Message::SnapshotDeviceResponse(SnapshotDeviceResponse {
-                        cross_ref_id_or_snapshot_data: SnapshotResult::Data(vec![]),
-                        extensions: None,
-                    })
-                }
-                _ => continue,
+            let Some(answer) = testkit::empty_switch_answer(&m) else {
+                continue;
             };
             e.handle(
                 now(),

@@ -45,42 +45,8 @@ fn serve(e: &mut Engine, out: &mut Vec<Output>, t: u64) {
             return;
         }
         for (id, m) in reqs {
-            let answer = match m {
-                Message::MonitorStart(s) => {
-                    let MonitorObject::Device(d) = s.monitor_object else {
-                        continue;
-                    };
-                    Message::MonitorStartResponse(MonitorStartResponse {
-                        monitor_cross_ref_id: d,
-                        monitor_existing_calls: None,
-                        extensions: None,
-                    })
-                }
-                Message::SnapshotDevice(_) => {
-                    Message::SnapshotDeviceResponse(SnapshotDeviceResponse {
-                        cross_ref_id_or_snapshot_data: SnapshotResult::Data(vec![]),
-                        extensions: None,
-                    })
-                }
-                Message::GetAgentState(_) => {
-                    Message::GetAgentStateResponse(GetAgentStateResponse {
-                        agent_state_list: vec![],
-                        extensions: None,
-                    })
-                }
-                Message::GetForwarding(_) => {
-                    Message::GetForwardingResponse(GetForwardingResponse {
-                        forwarding_list: vec![],
-                        extensions: None,
-                    })
-                }
-                Message::GetDoNotDisturb(_) => {
-                    Message::GetDoNotDisturbResponse(GetDoNotDisturbResponse {
-                        do_not_disturb_on: false,
-                        extensions: None,
-                    })
-                }
-                _ => continue,
+            let Some(answer) = testkit::empty_switch_answer(&m) else {
+                continue;
             };
             e.handle(
                 now(t),

@@ -51,6 +51,7 @@ pub mod outbox;
 pub mod requests;
 pub mod sessions;
 pub mod status;
+pub mod testkit;
 pub mod userdata;
 pub mod window;
 

@@ -258,26 +258,8 @@ impl T {
                         self.held.push((invoke_id, s.snapshot_object));
                         continue;
                     }
-                    (Message::SnapshotDevice(_), _) => snapshot(&[]),
-                    (Message::GetAgentState(_), _) => {
-                        Message::GetAgentStateResponse(GetAgentStateResponse {
-                            agent_state_list: vec![],
-                            extensions: None,
-                        })
-                    }
-                    (Message::GetForwarding(_), _) => {
-                        Message::GetForwardingResponse(GetForwardingResponse {
-                            forwarding_list: vec![],
-                            extensions: None,
-                        })
-                    }
-                    (Message::GetDoNotDisturb(_), _) => {
-                        Message::GetDoNotDisturbResponse(GetDoNotDisturbResponse {
-                            do_not_disturb_on: false,
-                            extensions: None,
-                        })
-                    }
-                    (other, _) => panic!("unexpected request {other:?}"),
+                    (other, _) => testkit::empty_switch_answer(&other)
+                        .unwrap_or_else(|| panic!("unexpected request {other:?}")),
                 };
                 next.extend(self.input(Input::CstaAnswer {
                     invoke_id,

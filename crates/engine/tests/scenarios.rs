@@ -61,16 +61,6 @@ impl T {
                         message,
                     } => {
                         let answer = match message {
-                            Message::MonitorStart(m) => {
-                                let MonitorObject::Device(d) = m.monitor_object else {
-                                    panic!()
-                                };
-                                Message::MonitorStartResponse(MonitorStartResponse {
-                                    monitor_cross_ref_id: d.to_string(),
-                                    monitor_existing_calls: None,
-                                    extensions: None,
-                                })
-                            }
                             Message::Escape(e) => {
                                 let Some(HotDesk::Extension { guest: Some(g), .. }) =
                                     e.private_data.as_ref().and_then(|p| p.hotdesk()).cloned()
@@ -85,31 +75,8 @@ impl T {
                                     )),
                                 })
                             }
-                            Message::SnapshotDevice(_) => {
-                                Message::SnapshotDeviceResponse(SnapshotDeviceResponse {
-                                    cross_ref_id_or_snapshot_data: SnapshotResult::Data(vec![]),
-                                    extensions: None,
-                                })
-                            }
-                            Message::GetAgentState(_) => {
-                                Message::GetAgentStateResponse(GetAgentStateResponse {
-                                    agent_state_list: vec![],
-                                    extensions: None,
-                                })
-                            }
-                            Message::GetForwarding(_) => {
-                                Message::GetForwardingResponse(GetForwardingResponse {
-                                    forwarding_list: vec![],
-                                    extensions: None,
-                                })
-                            }
-                            Message::GetDoNotDisturb(_) => {
-                                Message::GetDoNotDisturbResponse(GetDoNotDisturbResponse {
-                                    do_not_disturb_on: false,
-                                    extensions: None,
-                                })
-                            }
-                            other => panic!("unexpected request {other:?}"),
+                            other => testkit::empty_switch_answer(&other)
+                                .unwrap_or_else(|| panic!("unexpected request {other:?}")),
                         };
                         next.extend(self.input(Input::CstaAnswer {
                             invoke_id: tag,
