@@ -8,6 +8,13 @@
 //! /proc/PID/stat), switch-to-client latency percentiles, start-up time to monitor N DNs, and
 //! ctid's peak RSS (VmHWM). `--json` adds one JSON object on the last line.
 //!
+//! `--nats URL` measures the event export's cost: two runs back to back with the same arguments,
+//! the first with the export off, the second with `[export.nats]` on URL (a stream and subject
+//! prefix of this run's own, deleted afterwards when the server allows it). It prints both
+//! reports, the export's counters from ctid's `/metrics` (after waiting, at most 30 s, for
+//! `ctid_export_lag` to reach 0) and the ratio on/off of ctid CPU per switch event; `--json`
+//! gives `export_off`, `export_on` and `cpu_ratio_export`.
+//!
 //! Latency: for each action the driver takes at the simulated phone (dial, answer, hold,
 //! retrieve, hang up) it notes the time just before the action and the T-Library events that
 //! action must produce on each DN (keyed by CallID, event name and ThisDN); each client notes when
@@ -75,6 +82,10 @@ struct Args {
     /// Print one JSON object on the last line.
     #[arg(long)]
     json: bool,
+    /// Measure the event export: a run with it off, then one with `[export.nats]` on this NATS
+    /// server (nats://host:4222), and the ratio of ctid CPU per switch event.
+    #[arg(long, value_name = "URL")]
+    nats: Option<String>,
 }
 
 fn key(call: &str, event: &str, dn: &str) -> u64 {
@@ -211,7 +222,7 @@ struct Driver {
 }
 
 async fn one_call(sim: Sim, d: Arc<Mutex<Driver>>, step: Duration) {
-    let Some((a, b)) = d.lock().unwrap().idle.pop_front() else {
+    let Some((a, b)) = lock(&d).idle.pop_front() else {
         return;
     };
     let mut notes: Vec<(u64, Instant)> = Vec::with_capacity(12);
@@ -251,7 +262,7 @@ async fn one_call(sim: Sim, d: Arc<Mutex<Driver>>, step: Duration) {
         }
         Err(_) => ok = false,
     }
-    let mut g = d.lock().unwrap();
+    let mut g = lock(&d);
     g.sent.extend(notes);
     g.calls += 1;
     if !ok {
@@ -284,11 +295,13 @@ fn hist_pct(before: &[(f64, u64)], after: &[(f64, u64)], p: f64) -> Option<f64> 
         .map(|(le, n)| {
             (
                 *le,
-                n - before
-                    .iter()
-                    .find(|(l, _)| l == le)
-                    .map(|x| x.1)
-                    .unwrap_or(0),
+                n.saturating_sub(
+                    before
+                        .iter()
+                        .find(|(l, _)| l == le)
+                        .map(|x| x.1)
+                        .unwrap_or(0),
+                ),
             )
         })
         .collect();
@@ -310,41 +323,190 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    if args.dns < 2 {
-        bail!("--dns must be at least 2");
+/// `[export.nats]` of the run with the export on.
+struct Export {
+    url: String,
+    stream: String,
+    prefix: String,
+}
+
+/// The export's counters scraped from ctid's `/metrics` at the end of a run with the export on.
+struct ExportFigures {
+    published: Option<u64>,
+    acked: Option<u64>,
+    dropped: Option<u64>,
+    lag: Option<u64>,
+    /// Seconds from the end of the measured window (0.5 s after the last call) until
+    /// `ctid_export_lag` was 0; `None`: it was not within [`LAG_WAIT`].
+    lag_zero_after: Option<f64>,
+}
+
+/// How long a run with the export on waits for `ctid_export_lag` to reach 0 before stopping ctid.
+const LAG_WAIT: Duration = Duration::from_secs(30);
+
+/// The figures of one run.
+struct Figures {
+    n_clients: usize,
+    elapsed: f64,
+    calls: u64,
+    failed: u64,
+    sw_rate: f64,
+    cl_rate: f64,
+    cpu_us: u64,
+    cpu_per: f64,
+    p50: f64,
+    p99: f64,
+    p999: f64,
+    max: f64,
+    samples: usize,
+    ip50: Option<f64>,
+    ip99: Option<f64>,
+    ip999: Option<f64>,
+    startup: f64,
+    rss: f64,
+    dropped_slow: u64,
+    export: Option<ExportFigures>,
+}
+
+/// The value of the sample `name` (without labels) in a Prometheus text.
+fn metric(text: &str, name: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let v = l.strip_prefix(name)?.strip_prefix(' ')?.trim();
+        v.parse::<u64>()
+            .ok()
+            .or_else(|| v.parse::<f64>().ok().map(|f| f.max(0.0) as u64))
+    })
+}
+
+/// `host:port` of a NATS URL (`nats://[user:pass@]host[:port]`, `tls://…`, `host:port`).
+fn nats_addr(url: &str) -> String {
+    let rest = url
+        .trim()
+        .split_once("://")
+        .map(|x| x.1)
+        .unwrap_or(url.trim());
+    let host = rest.rsplit('@').next().unwrap_or(rest);
+    let host = host.split('/').next().unwrap_or(host);
+    let has_port = match host.rfind(']') {
+        Some(b) => host[b..].contains(':'),
+        None => host.contains(':'),
+    };
+    if has_port {
+        host.to_string()
+    } else {
+        format!("{host}:4222")
     }
-    let numbers: Vec<String> = (0..args.dns as u32)
-        .map(|i| (args.first + i).to_string())
-        .collect();
+}
+
+/// Deletes the JetStream stream a run created, over NATS's text protocol (a plain connection
+/// without authentication; otherwise it says so and the stream stays). `false`: there was none.
+async fn delete_stream(url: &str, stream: &str) -> anyhow::Result<bool> {
+    use tokio::io::AsyncBufReadExt;
+    let u = url.trim();
+    if u.starts_with("tls://") || u.contains('@') {
+        bail!("not a plain nats:// URL without credentials");
+    }
+    let addr = nats_addr(u);
+    let io = async {
+        let s = tokio::net::TcpStream::connect(&addr)
+            .await
+            .with_context(|| format!("connect {addr}"))?;
+        let (r, mut w) = s.into_split();
+        let mut r = tokio::io::BufReader::new(r);
+        let mut line = String::new();
+        r.read_line(&mut line).await?;
+        if !line.starts_with("INFO ") {
+            bail!("not a NATS server: {}", line.trim());
+        }
+        if line.contains("\"auth_required\":true") || line.contains("\"tls_required\":true") {
+            bail!("the server wants authentication or TLS");
+        }
+        let inbox = format!("_INBOX.ctidload.{}", std::process::id());
+        w.write_all(
+            format!(
+                "CONNECT {{\"verbose\":false,\"pedantic\":false}}\r\nSUB {inbox} 1\r\nPUB $JS.API.STREAM.DELETE.{stream} {inbox} 0\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await?;
+        loop {
+            line.clear();
+            if r.read_line(&mut line).await? == 0 {
+                bail!("connection closed");
+            }
+            if line.starts_with("PING") {
+                w.write_all(b"PONG\r\n").await?;
+            } else if line.starts_with("-ERR") {
+                bail!("{}", line.trim());
+            } else if line.starts_with("MSG ") {
+                let n: usize = line
+                    .split_whitespace()
+                    .last()
+                    .and_then(|n| n.parse().ok())
+                    .context("bad MSG line")?;
+                let mut body = vec![0; n.min(1 << 20) + 2];
+                r.read_exact(&mut body).await?;
+                let body = String::from_utf8_lossy(&body);
+                if body.contains("\"success\":true") {
+                    return Ok(true);
+                }
+                if body.contains("\"err_code\":10059") {
+                    return Ok(false); // stream not found
+                }
+                bail!("{}", body.trim());
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), io)
+        .await
+        .context("no answer within 5 s")?
+}
+
+/// One measurement: csta-sim in this process, ctid as its own process with the generated
+/// configuration (and `[export.nats]` when `export` is given), the clients, the calls, the figures.
+async fn measure(
+    args: &Args,
+    numbers: &[String],
+    export: Option<&Export>,
+) -> anyhow::Result<Figures> {
     // The simulator, in this process.
     let mut sc = SimConfig::demo();
     sc.devices = numbers.iter().map(|n| DeviceConfig::extension(n)).collect();
     sc.associations.clear();
     sc.out_queue = sc.out_queue.max(1_000_000);
     let any: SocketAddr = "127.0.0.1:0".parse()?;
-    let sim = Sim::start(sc, any, None).await?;
+    let sim = Sim::start(sc, any, None)
+        .await
+        .context("cannot start csta-sim")?;
     // ctid, as its own process.
-    let port = free_port()?;
+    let port = free_port().context("no free port for ctid")?;
     let dir = std::env::temp_dir().join(format!("ctid-load-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let cfg = dir.join("ctid.toml");
-    let last = args.first + args.dns as u32 - 1;
-    std::fs::write(
-        &cfg,
-        format!(
-            "listen = \"127.0.0.1:{port}\"\nclient-queue = {}\nclient-queue-bytes = {}\n\n[[link]]\nname = \"csta-sim\"\nhost = \"127.0.0.1\"\nport = {}\nsession = \"ecma354\"\nmax-outstanding = 1000\nresync-timeout = 120\nrequest-timeout = 30\nkpl-interval = 10\n\n[[dn]]\nrange = \"{}-{last}\"\ntype = \"Extension\"\nregister = true\n",
-            args.client_queue,
-            args.client_queue_bytes,
-            sim.csta_addr().port(),
-            args.first
-        ),
-    )?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let dir = RemoveOnDrop(dir);
+    let cfg = dir.0.join("ctid.toml");
+    let last = numbers.last().map(String::as_str).unwrap_or_default();
+    let mut toml = format!(
+        "listen = \"127.0.0.1:{port}\"\nclient-queue = {}\nclient-queue-bytes = {}\n\n[[link]]\nname = \"csta-sim\"\nhost = \"127.0.0.1\"\nport = {}\nsession = \"ecma354\"\nmax-outstanding = 1000\nresync-timeout = 120\nrequest-timeout = 30\nkpl-interval = 10\n\n[[dn]]\nrange = \"{}-{last}\"\ntype = \"Extension\"\nregister = true\n",
+        args.client_queue,
+        args.client_queue_bytes,
+        sim.csta_addr().port(),
+        args.first
+    );
+    if let Some(x) = export {
+        // A JSON string is a TOML basic string.
+        toml.push_str(&format!(
+            "\n[export.nats]\nurl = {}\nstream = \"{}\"\nsubject-prefix = \"{}\"\n",
+            serde_json::Value::from(x.url.as_str()),
+            x.stream,
+            x.prefix
+        ));
+    }
+    std::fs::write(&cfg, toml).with_context(|| format!("cannot write {}", cfg.display()))?;
     let bin = match &args.ctid {
         Some(b) => b.clone(),
-        None => std::env::current_exe()?.with_file_name("ctid"),
+        None => std::env::current_exe()
+            .context("where is this binary")?
+            .with_file_name("ctid"),
     };
     let t_spawn = Instant::now();
     let mut child = tokio::process::Command::new(&bin)
@@ -383,10 +545,41 @@ async fn main() -> anyhow::Result<()> {
         args.dns,
         startup.as_secs_f64()
     );
+    if let Some(x) = export {
+        // Measure the export publishing, not the export holding events for a NATS it cannot reach.
+        let t = Instant::now();
+        loop {
+            let text = http_get(http, "/metrics")
+                .await
+                .map(|r| r.1)
+                .unwrap_or_default();
+            if metric(&text, "ctid_export_connected") == Some(1) {
+                break;
+            }
+            if t.elapsed() > Duration::from_secs(15) {
+                let ready = http_get(http, "/readyz")
+                    .await
+                    .map(|r| r.1)
+                    .unwrap_or_default();
+                let body = ready.split("\r\n\r\n").nth(1).unwrap_or("").trim();
+                bail!(
+                    "ctid did not connect to NATS at {} within 15 s (/readyz: {body})",
+                    x.url
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        eprintln!(
+            "ctid exports to NATS {} (stream {}, subjects {}.events.>)",
+            x.url, x.stream, x.prefix
+        );
+    }
 
     // Clients.
     let url = format!("ws://127.0.0.1:{port}/ws");
-    let mut per_client: Vec<Vec<String>> = vec![Vec::new(); args.clients];
+    // Client i gets the DNs of slots i, i + clients, …; there are dns × watchers slots.
+    let slots = args.dns.saturating_mul(args.watchers_per_dn);
+    let mut per_client: Vec<Vec<String>> = vec![Vec::new(); args.clients.min(slots)];
     if args.clients > 0 {
         for (n, dn) in numbers.iter().enumerate() {
             for j in 0..args.watchers_per_dn {
@@ -395,7 +588,7 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let count = Arc::new(AtomicU64::new(0));
-    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel(args.clients.max(1));
+    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel(per_client.len().max(1));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut handles = Vec::new();
     let t_reg = Instant::now();
@@ -446,7 +639,7 @@ async fn main() -> anyhow::Result<()> {
     // Calls.
     let driver = Arc::new(Mutex::new(Driver::default()));
     {
-        let mut d = driver.lock().unwrap();
+        let mut d = lock(&driver);
         for p in numbers.chunks(2).filter(|p| p.len() == 2) {
             d.idle.push_back((p[0].clone(), p[1].clone()));
         }
@@ -454,7 +647,7 @@ async fn main() -> anyhow::Result<()> {
     let step = Duration::from_secs_f64(args.step);
     // Long-lived established calls for the memory figure.
     for _ in 0..args.active_calls {
-        let pair = driver.lock().unwrap().idle.pop_back();
+        let pair = lock(&driver).idle.pop_back();
         let Some((a, b)) = pair else { break };
         if sim.dial(&a, &b).await.is_ok() {
             let _ = sim.answer(&b).await;
@@ -479,7 +672,8 @@ async fn main() -> anyhow::Result<()> {
     );
     let cpu0 = proc_.cpu_us();
     let t0 = Instant::now();
-    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / calls_per_s));
+    let period = Duration::from_secs_f64(1.0 / calls_per_s).max(Duration::from_micros(1));
+    let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut tasks = Vec::new();
     let mut last_report = Instant::now();
@@ -503,9 +697,36 @@ async fn main() -> anyhow::Result<()> {
     // Let the last events arrive.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let elapsed = t0.elapsed().as_secs_f64();
-    let cpu = proc_.cpu_us() - cpu0;
     let switch_events = stats.events_out.load(Ordering::Relaxed) - ev0;
     let client_events = count.load(Ordering::Relaxed) - cl0;
+    // With the export on, the CPU is read once NATS has acknowledged every event (or after
+    // LAG_WAIT), so it holds the whole cost of exporting the window's events.
+    let export_figures = if export.is_some() {
+        let t = Instant::now();
+        let (text, lag_zero_after) = loop {
+            let text = http_get(http, "/metrics")
+                .await
+                .map(|r| r.1)
+                .unwrap_or_default();
+            if metric(&text, "ctid_export_lag") == Some(0) {
+                break (text, Some(t.elapsed().as_secs_f64()));
+            }
+            if t.elapsed() >= LAG_WAIT {
+                break (text, None);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        Some(ExportFigures {
+            published: metric(&text, "ctid_export_published_total"),
+            acked: metric(&text, "ctid_export_acked_total"),
+            dropped: metric(&text, "ctid_export_dropped_total"),
+            lag: metric(&text, "ctid_export_lag"),
+            lag_zero_after,
+        })
+    } else {
+        None
+    };
+    let cpu = proc_.cpu_us().saturating_sub(cpu0);
     let rss = proc_.peak_rss_mib();
     let metrics_text = http_get(http, "/metrics")
         .await
@@ -530,7 +751,6 @@ async fn main() -> anyhow::Result<()> {
         hist_pct(&h0, &h1, 0.99),
         hist_pct(&h0, &h1, 0.999),
     );
-    let show = |x: Option<f64>| x.map(|v| format!("<={v}")).unwrap_or_else(|| "-".into());
     let _ = stop_tx.send(true);
     let mut received: Vec<(u64, Instant)> = Vec::new();
     for h in handles {
@@ -539,7 +759,7 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let (sent, calls, failed) = {
-        let d = driver.lock().unwrap();
+        let d = lock(&driver);
         (d.sent.clone(), d.calls, d.failed)
     };
     let sent: HashMap<u64, Instant> = sent.into_iter().collect();
@@ -550,81 +770,271 @@ async fn main() -> anyhow::Result<()> {
                 .map(|s| t.saturating_duration_since(*s).as_secs_f64() * 1000.0)
         })
         .collect();
-    lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    lat.sort_by(f64::total_cmp);
     let (p50, p99, p999, max) = (
         pct(&lat, 0.5),
         pct(&lat, 0.99),
         pct(&lat, 0.999),
         lat.last().copied().unwrap_or(0.0),
     );
-    let sw_rate = switch_events as f64 / elapsed;
-    let cl_rate = client_events as f64 / elapsed;
     let cpu_per = if switch_events > 0 {
         cpu as f64 / switch_events as f64
     } else {
         0.0
     };
+    let _ = child.kill().await;
+    drop(dir);
+    sim.shutdown().await;
+    Ok(Figures {
+        n_clients,
+        elapsed,
+        calls,
+        failed,
+        sw_rate: switch_events as f64 / elapsed,
+        cl_rate: client_events as f64 / elapsed,
+        cpu_us: cpu,
+        cpu_per,
+        p50,
+        p99,
+        p999,
+        max,
+        samples: lat.len(),
+        ip50,
+        ip99,
+        ip999,
+        startup: startup.as_secs_f64(),
+        rss,
+        dropped_slow,
+        export: export_figures,
+    })
+}
+
+/// A directory removed when a run ends, also on an error.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The driver's state, even if a call task panicked while holding it.
+fn lock(d: &Mutex<Driver>) -> std::sync::MutexGuard<'_, Driver> {
+    d.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The report of one run, as text.
+fn print_report(args: &Args, f: &Figures) {
+    let show = |x: Option<f64>| x.map(|v| format!("<={v}")).unwrap_or_else(|| "-".into());
     println!(
         "ctid-load: {} DNs, {} clients, {} watchers/DN, target {:.0} switch events/s, {:.0} s",
-        args.dns, n_clients, args.watchers_per_dn, args.rate, elapsed
-    );
-    println!("  calls completed          {calls} ({failed} with a refused step)");
-    println!("  switch events/s          {sw_rate:.0}");
-    println!("  client events/s          {cl_rate:.0}");
-    println!(
-        "  ctid CPU per switch event {cpu_per:.1} µs  (ctid CPU {:.2} s)",
-        cpu as f64 / 1e6
+        args.dns, f.n_clients, args.watchers_per_dn, args.rate, f.elapsed
     );
     println!(
-        "  latency ms p50/p99/p99.9/max  {p50:.2} / {p99:.2} / {p999:.2} / {max:.2}  ({} samples)",
-        lat.len()
+        "  calls completed          {} ({} with a refused step)",
+        f.calls, f.failed
+    );
+    println!("  switch events/s          {:.0}", f.sw_rate);
+    println!("  client events/s          {:.0}", f.cl_rate);
+    println!(
+        "  ctid CPU per switch event {:.1} µs  (ctid CPU {:.2} s)",
+        f.cpu_per,
+        f.cpu_us as f64 / 1e6
+    );
+    println!(
+        "  latency ms p50/p99/p99.9/max  {:.2} / {:.2} / {:.2} / {:.2}  ({} samples)",
+        f.p50, f.p99, f.p999, f.max, f.samples
     );
     println!(
         "  ctid internal ms p50/p99/p99.9 (CSTA in -> WebSocket written, bucket bounds)  {} / {} / {}",
-        show(ip50),
-        show(ip99),
-        show(ip999)
+        show(f.ip50),
+        show(f.ip99),
+        show(f.ip999)
     );
-    println!(
-        "  start-up (N DNs monitored) {:.2} s",
-        startup.as_secs_f64()
-    );
-    println!("  ctid peak RSS            {rss:.1} MiB");
+    println!("  start-up (N DNs monitored) {:.2} s", f.startup);
+    println!("  ctid peak RSS            {:.1} MiB", f.rss);
     if args.stuck_clients > 0 {
         println!(
-            "  stuck clients            {} (ctid dropped {dropped_slow} as too slow)",
-            args.stuck_clients
+            "  stuck clients            {} (ctid dropped {} as too slow)",
+            args.stuck_clients, f.dropped_slow
+        );
+    }
+    if let Some(x) = &f.export {
+        let n = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+        println!(
+            "  export published/acked/dropped  {} / {} / {}",
+            n(x.published),
+            n(x.acked),
+            n(x.dropped)
+        );
+        match x.lag_zero_after {
+            Some(s) => println!("  export lag               0 ({s:.2} s after the window)"),
+            None => println!(
+                "  export lag               {} — NOT 0 after {} s",
+                n(x.lag),
+                LAG_WAIT.as_secs()
+            ),
+        }
+    }
+}
+
+/// The figures of one run as the JSON object of `--json`.
+fn report_json(args: &Args, f: &Figures) -> serde_json::Value {
+    let mut j = serde_json::json!({
+        "dns": args.dns,
+        "clients": f.n_clients,
+        "watchers_per_dn": args.watchers_per_dn,
+        "active_calls": args.active_calls,
+        "duration_s": f.elapsed,
+        "switch_events_per_s": f.sw_rate,
+        "client_events_per_s": f.cl_rate,
+        "cpu_us_per_switch_event": f.cpu_per,
+        "latency_ms_p50": f.p50,
+        "latency_ms_p99": f.p99,
+        "latency_ms_p999": f.p999,
+        "latency_ms_max": f.max,
+        "latency_samples": f.samples,
+        "ctid_internal_ms_p50": f.ip50,
+        "ctid_internal_ms_p99": f.ip99,
+        "ctid_internal_ms_p999": f.ip999,
+        "startup_s": f.startup,
+        "rss_mib": f.rss,
+        "calls": f.calls,
+        "calls_failed": f.failed,
+        "stuck_clients": args.stuck_clients,
+        "clients_dropped_slow": f.dropped_slow,
+    });
+    if let Some(x) = &f.export {
+        j["export_published"] = x.published.into();
+        j["export_acked"] = x.acked.into();
+        j["export_dropped"] = x.dropped.into();
+        j["export_lag"] = x.lag.into();
+        j["export_lag_zero"] = x.lag_zero_after.is_some().into();
+        j["export_lag_zero_after_s"] = x.lag_zero_after.into();
+    }
+    j
+}
+
+/// Arguments that would make a run fail half-way or measure nothing.
+fn check(args: &Args) -> anyhow::Result<()> {
+    if args.dns < 2 {
+        bail!("--dns must be at least 2");
+    }
+    let dns = u32::try_from(args.dns).context("--dns is too large")?;
+    if args.first.checked_add(dns - 1).is_none() {
+        bail!(
+            "--first {} + --dns {} is beyond {}",
+            args.first,
+            args.dns,
+            u32::MAX
+        );
+    }
+    if !args.rate.is_finite() || args.rate < 0.0 {
+        bail!("--rate must be a number of switch events per second, 0 or more");
+    }
+    if !args.step.is_finite() || !(0.0..=3600.0).contains(&args.step) {
+        bail!("--step must be between 0 and 3600 seconds");
+    }
+    if let Some(u) = &args.nats {
+        let u = u.trim();
+        let host = u.split_once("://").map(|x| x.1).unwrap_or(u);
+        if !matches!(u.split_once("://"), None | Some(("nats" | "tls", _)))
+            || host.is_empty()
+            || host.contains(|c: char| c == '/' || c == ',' || c.is_whitespace())
+        {
+            bail!("--nats {u:?}: give one NATS server URL (nats://host:4222 or tls://host:4222)");
+        }
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    check(&args)?;
+    let numbers: Vec<String> = (0..args.dns as u32)
+        .map(|i| (args.first + i).to_string())
+        .collect();
+    let Some(nats) = &args.nats else {
+        let f = measure(&args, &numbers, None).await?;
+        print_report(&args, &f);
+        if args.json {
+            println!("{}", report_json(&args, &f));
+        }
+        return Ok(());
+    };
+    // Export off, then on, with the same arguments; a stream and subjects of this run's own.
+    let addr = nats_addr(nats);
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::net::TcpStream::connect(&addr),
+    )
+    .await
+    .map_err(anyhow::Error::from)
+    .and_then(|r| r.map_err(anyhow::Error::from))
+    .with_context(|| format!("cannot reach NATS at {nats} ({addr})"))?;
+    let tag = format!(
+        "{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    );
+    let export = Export {
+        url: nats.trim().to_string(),
+        stream: format!("CTIDLOAD_{tag}"),
+        prefix: format!("ctidload_{tag}"),
+    };
+    eprintln!("run 1 of 2: export off");
+    let off = measure(&args, &numbers, None)
+        .await
+        .context("the run with the export off")?;
+    println!("export off:");
+    print_report(&args, &off);
+    eprintln!("run 2 of 2: export on");
+    let on = measure(&args, &numbers, Some(&export)).await;
+    match delete_stream(&export.url, &export.stream).await {
+        Ok(true) => eprintln!("deleted the stream {} from NATS", export.stream),
+        Ok(false) => {}
+        Err(e) => eprintln!(
+            "the stream {} stays on NATS ({e:#}); delete it: nats stream rm {}",
+            export.stream, export.stream
+        ),
+    }
+    let on = on.context("the run with the export on")?;
+    println!(
+        "export on (NATS {}, stream {}, subjects {}.events.>):",
+        export.url, export.stream, export.prefix
+    );
+    print_report(&args, &on);
+    let ratio = (off.cpu_per > 0.0).then(|| on.cpu_per / off.cpu_per);
+    println!(
+        "ctid CPU per switch event, export on against off: {:.1} µs / {:.1} µs = {}",
+        on.cpu_per,
+        off.cpu_per,
+        ratio
+            .map(|r| format!("{r:.2}"))
+            .unwrap_or_else(|| "-".into())
+    );
+    if on
+        .export
+        .as_ref()
+        .is_some_and(|x| x.lag_zero_after.is_none())
+    {
+        eprintln!(
+            "ctid_export_lag did not reach 0 within {} s: NATS had not acknowledged every event when ctid was stopped",
+            LAG_WAIT.as_secs()
         );
     }
     if args.json {
         let j = serde_json::json!({
-            "dns": args.dns,
-            "clients": n_clients,
-            "watchers_per_dn": args.watchers_per_dn,
-            "active_calls": args.active_calls,
-            "duration_s": elapsed,
-            "switch_events_per_s": sw_rate,
-            "client_events_per_s": cl_rate,
-            "cpu_us_per_switch_event": cpu_per,
-            "latency_ms_p50": p50,
-            "latency_ms_p99": p99,
-            "latency_ms_p999": p999,
-            "latency_ms_max": max,
-            "latency_samples": lat.len(),
-            "ctid_internal_ms_p50": ip50,
-            "ctid_internal_ms_p99": ip99,
-            "ctid_internal_ms_p999": ip999,
-            "startup_s": startup.as_secs_f64(),
-            "rss_mib": rss,
-            "calls": calls,
-            "calls_failed": failed,
-            "stuck_clients": args.stuck_clients,
-            "clients_dropped_slow": dropped_slow,
+            "nats": export.url,
+            "export_off": report_json(&args, &off),
+            "export_on": report_json(&args, &on),
+            "cpu_ratio_export": ratio,
         });
         println!("{j}");
     }
-    let _ = child.kill().await;
-    let _ = std::fs::remove_dir_all(&dir);
-    sim.shutdown().await;
     Ok(())
 }
