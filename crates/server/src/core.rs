@@ -76,7 +76,7 @@ pub struct Outgoing {
     /// When the CSTA event that caused it reached the core (switch-to-client latency).
     pub since: Option<Instant>,
     /// Close the connection with this code and reason instead (`text` is empty).
-    pub close: Option<(u16, String)>,
+    pub close: Option<crate::session::CloseReason>,
 }
 
 impl Outgoing {
@@ -84,7 +84,10 @@ impl Outgoing {
         Outgoing {
             text: Utf8Bytes::from_static(""),
             since: None,
-            close: Some((code, reason.into())),
+            close: Some(crate::session::CloseReason {
+                code,
+                reason: reason.into(),
+            }),
         }
     }
 }

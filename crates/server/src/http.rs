@@ -332,14 +332,9 @@ async fn session(
                     return std::future::pending().await;
                 }
             };
-            if let Some((code, reason)) = first.close {
+            if let Some(r) = first.close {
                 // The core closes this connection (its session moved on, or ended).
-                let _ = sink
-                    .send(WsMessage::Close(Some(CloseFrame {
-                        code,
-                        reason: Utf8Bytes::from(reason),
-                    })))
-                    .await;
+                let _ = sink.send(close_frame(r)).await;
                 return std::future::pending().await;
             }
             stamps.extend(first.since);
@@ -349,14 +344,9 @@ async fn session(
             }
             // Batch what is already queued.
             while let Ok(more) = rx.try_recv() {
-                if let Some((code, reason)) = more.close {
+                if let Some(r) = more.close {
                     let _ = sink.flush().await;
-                    let _ = sink
-                        .send(WsMessage::Close(Some(CloseFrame {
-                            code,
-                            reason: Utf8Bytes::from(reason),
-                        })))
-                        .await;
+                    let _ = sink.send(close_frame(r)).await;
                     return std::future::pending().await;
                 }
                 stamps.extend(more.since);
