@@ -64,6 +64,8 @@ pub struct Config {
     pub record_inputs: Option<PathBuf>,
     /// `[export.nats]`: every event published to NATS JetStream (docs/operations.md).
     pub export: Option<crate::export::NatsConfig>,
+    /// `[ha]`: a node of a hot-standby cluster (docs/operations.md §13).
+    pub ha: Option<crate::ha::HaConfig>,
 }
 
 /// `[tls]`: certificate chain and private key, PEM files (paths resolved against the directory
@@ -97,6 +99,7 @@ struct RawConfig {
     background_processing: Option<bool>,
     record_inputs: Option<PathBuf>,
     export: Option<RawExport>,
+    ha: Option<RawHa>,
     auth: Option<String>,
     #[serde(default)]
     client_token: Vec<RawToken>,
@@ -165,6 +168,114 @@ pub fn check_nats_url(u: &str) -> Result<String, String> {
     } else {
         format!("nats://{u}")
     })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawHa {
+    cluster: Option<String>,
+    node: Option<String>,
+    url: Option<toml::Value>,
+    token: Option<String>,
+    user: Option<String>,
+    password: Option<String>,
+    creds_file: Option<PathBuf>,
+    tls_ca_file: Option<PathBuf>,
+    require_tls: Option<bool>,
+    advertise: Option<String>,
+    lease: Option<f64>,
+    renew_interval: Option<f64>,
+    replicas: Option<usize>,
+    max_bytes: Option<i64>,
+}
+
+/// `[ha]`: the NATS settings default to those of `[export.nats]` (one NATS for both).
+fn parse_ha(
+    raw: Option<&RawHa>,
+    export: Option<&crate::export::NatsConfig>,
+    base: Option<&Path>,
+) -> Result<Option<crate::ha::HaConfig>, String> {
+    let Some(h) = raw else { return Ok(None) };
+    let name = |v: &Option<String>, key: &str| match v {
+        Some(n) if crate::ha::valid_name(n) => Ok(n.clone()),
+        Some(n) => Err(format!(
+            "ha.{key}: {n:?} must be 1-64 letters, digits, '-' or '_'"
+        )),
+        None => Err(format!("ha.{key}: required")),
+    };
+    let cluster = name(&h.cluster, "cluster")?;
+    let node = name(&h.node, "node")?;
+    let nats = match (&h.url, export) {
+        (None, Some(e)) => e.clone(),
+        (None, None) => {
+            return Err(
+                "ha.url: required (or give [export.nats] url: the pair uses the same NATS)".into(),
+            )
+        }
+        (Some(_), _) => {
+            // The same checks as [export.nats], with the keys named as they are here.
+            let raw = RawExport {
+                nats: Some(RawNats {
+                    url: h.url.clone(),
+                    stream: None,
+                    subject_prefix: None,
+                    token: h.token.clone(),
+                    user: h.user.clone(),
+                    password: h.password.clone(),
+                    creds_file: h.creds_file.clone(),
+                    tls_ca_file: h.tls_ca_file.clone(),
+                    require_tls: h.require_tls,
+                    max_buffer_bytes: None,
+                    max_age: None,
+                    max_bytes: None,
+                    retry_interval: None,
+                }),
+            };
+            parse_export(Some(&raw), base)
+                .map_err(|e| e.replace("export.nats", "ha"))?
+                .ok_or("ha.url: required")?
+        }
+    };
+    let lease = secs(h.lease, 1.0, "ha.lease", 0.2, 60.0)?;
+    let renew_interval = match h.renew_interval {
+        None => lease / 4,
+        Some(_) => secs(h.renew_interval, 0.25, "ha.renew-interval", 0.01, 30.0)?,
+    };
+    if renew_interval * 2 > lease {
+        return Err(format!(
+            "ha.renew-interval = {:?}: at most half of ha.lease ({lease:?}), so that one late renew does not end the primary's term",
+            renew_interval
+        ));
+    }
+    let advertise = match &h.advertise {
+        Some(a) if a.starts_with("ws://") || a.starts_with("wss://") => a.clone(),
+        Some(a) => return Err(format!("ha.advertise: {a:?} is not a ws:// or wss:// URL")),
+        None => String::new(),
+    };
+    let replicas = match h.replicas {
+        None => 1,
+        Some(n) if (1..=5).contains(&n) => n,
+        Some(n) => return Err(format!("ha.replicas = {n}: must be between 1 and 5")),
+    };
+    let max_bytes = match h.max_bytes {
+        None => 1 << 30,
+        Some(b) if b >= 1 << 20 || b == -1 => b,
+        Some(b) => {
+            return Err(format!(
+                "ha.max-bytes = {b}: at least 1048576 (or -1: no limit)"
+            ))
+        }
+    };
+    Ok(Some(crate::ha::HaConfig {
+        cluster,
+        node,
+        nats,
+        advertise,
+        lease,
+        renew_interval,
+        replicas,
+        max_bytes,
+    }))
 }
 
 fn parse_export(
@@ -700,12 +811,15 @@ impl Config {
             + (client.ping_interval + client.ping_timeout).as_millis() as u64;
         let export = parse_export(raw.export.as_ref(), base)?;
         engine.export_events = export.is_some();
+        let ha = parse_ha(raw.ha.as_ref(), export.as_ref(), base)?;
+
         let cfg =
             Config {
                 listen,
                 links,
                 engine,
                 export,
+                ha,
                 max_client_frame: raw.max_client_frame.unwrap_or(256 * 1024),
                 client_queue: raw.client_queue.unwrap_or(10_000),
                 client_queue_bytes: raw.client_queue_bytes.unwrap_or(64 * 1024 * 1024),

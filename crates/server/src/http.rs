@@ -49,6 +49,10 @@ pub struct AppState {
     pub links: Vec<(String, String, i64)>,
     /// Client sessions: rate limit, ping/pong liveness ([`crate::session`]).
     pub client: crate::session::ClientPolicy,
+    /// `[ha]`: whether this node serves, and the primary's URL for those it does not serve.
+    pub ha: Option<crate::ha::Shared>,
+    /// `[ha]`: what `/api/ha` shows.
+    pub ha_view: Option<watch::Receiver<crate::ha::HaView>>,
 }
 
 /// The router.
@@ -59,6 +63,8 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/admin/reload", post(admin_reload))
+        .route("/admin/ha/switchover", post(admin_switchover))
+        .route("/api/ha", get(api_ha))
         .merge(crate::web::routes())
         // Counted per router, i.e. per client port: `max-clients`.
         .layer(axum::Extension(crate::session::ClientSlots::default()))
@@ -120,28 +126,92 @@ fn admin_ok(headers: &HeaderMap, env: Option<&str>, auth: &crate::auth::AuthConf
     by_env | by_token
 }
 
+/// The admin token check of every `/admin/*` endpoint: `Some(refusal)` when the caller may not.
+fn admin_refusal(
+    peer: SocketAddr,
+    st: &AppState,
+    headers: &HeaderMap,
+    what: &str,
+) -> Option<Response> {
+    let env = st.admin_token.as_deref().filter(|t| !t.is_empty());
+    let auth = st.auth.get();
+    if env.is_none() && !auth.tokens.iter().any(|t| t.admin) {
+        return Some(
+            (
+                StatusCode::FORBIDDEN,
+                "admin endpoints are disabled: set CTID_ADMIN_TOKEN or give a [[client-token]] admin = true\n",
+            )
+                .into_response(),
+        );
+    }
+    if !admin_ok(headers, env, &auth) {
+        warn!(%peer, "POST {what}: missing or wrong admin token");
+        return Some(
+            (
+                StatusCode::UNAUTHORIZED,
+                [("www-authenticate", "Bearer")],
+                "missing or wrong admin token (Authorization: Bearer <token>)\n",
+            )
+                .into_response(),
+        );
+    }
+    None
+}
+
+/// `POST /admin/ha/switchover[?to=NODE]` (docs/protocol.md §6.10).
+async fn admin_switchover(
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    if let Some(r) = admin_refusal(peer, &st, &headers, "/admin/ha/switchover") {
+        return r;
+    }
+    if st.ha.is_none() {
+        return (
+            StatusCode::CONFLICT,
+            "hot standby is not configured ([ha])\n",
+        )
+            .into_response();
+    }
+    let to = q.get("to").cloned();
+    info!(%peer, to = to.as_deref().unwrap_or("any ready backup"), "planned switchover requested over HTTP");
+    let (reply, rx) = tokio::sync::oneshot::channel();
+    if st
+        .core
+        .send(CoreMsg::Switchover { to, reply })
+        .await
+        .is_err()
+    {
+        return (StatusCode::SERVICE_UNAVAILABLE, "ctid is stopping\n").into_response();
+    }
+    match tokio::time::timeout(std::time::Duration::from_secs(10), rx).await {
+        Ok(Ok(Ok(v))) => (StatusCode::OK, Json(v)).into_response(),
+        Ok(Ok(Err(e))) => (StatusCode::CONFLICT, format!("{e}\n")).into_response(),
+        _ => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the switchover did not finish in 10 s\n",
+        )
+            .into_response(),
+    }
+}
+
+/// `GET /api/ha` (docs/protocol.md §6.10).
+async fn api_ha(State(st): State<AppState>) -> Response {
+    match &st.ha_view {
+        Some(v) => Json(v.borrow().clone()).into_response(),
+        None => Json(serde_json::json!({"enabled": false, "role": "standalone"})).into_response(),
+    }
+}
+
 async fn admin_reload(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     State(st): State<AppState>,
     headers: HeaderMap,
 ) -> Response {
-    let env = st.admin_token.as_deref().filter(|t| !t.is_empty());
-    let auth = st.auth.get();
-    if env.is_none() && !auth.tokens.iter().any(|t| t.admin) {
-        return (
-            StatusCode::FORBIDDEN,
-            "admin endpoints are disabled: set CTID_ADMIN_TOKEN or give a [[client-token]] admin = true\n",
-        )
-            .into_response();
-    }
-    if !admin_ok(&headers, env, &auth) {
-        warn!(%peer, "POST /admin/reload: missing or wrong admin token");
-        return (
-            StatusCode::UNAUTHORIZED,
-            [("www-authenticate", "Bearer")],
-            "missing or wrong admin token (Authorization: Bearer <token>)\n",
-        )
-            .into_response();
+    if let Some(r) = admin_refusal(peer, &st, &headers, "/admin/reload") {
+        return r;
     }
     info!(%peer, "configuration reload requested over HTTP");
     match crate::reload_all(&st.reloader, st.config_path.as_deref(), &st.auth).await {
@@ -193,6 +263,21 @@ async fn readyz(State(st): State<AppState>) -> Response {
             "error": st.metrics.export_error(),
         });
     }
+    // A node of a pair is ready only while it serves (a load balancer sends clients to it).
+    let mut ready = ready;
+    if let Some(v) = &st.ha_view {
+        let v = v.borrow().clone();
+        ready = ready && v.role == crate::ha::Role::Primary;
+        body["ready"] = serde_json::json!(ready);
+        body["ha"] = serde_json::json!({
+            "role": v.role,
+            "term": v.term,
+            "lease_holder": v.lease.as_ref().and_then(|l| l.holder.clone()),
+            "applied_seq": v.applied_seq,
+            "lag": v.lag,
+            "standby_ready": v.ready,
+        });
+    }
     let code = if ready {
         StatusCode::OK
     } else {
@@ -220,6 +305,23 @@ async fn ws(
         name: None,
         permissions: crate::auth::Permissions::ALL,
     });
+    // A node of a pair that does not serve answers with a close frame naming the primary.
+    if let Some(h) = st
+        .ha
+        .as_ref()
+        .filter(|h| !h.serving.load(Ordering::Acquire))
+    {
+        let reason = h.not_primary_reason();
+        debug!(%peer, %reason, "client refused: not primary");
+        return upgrade.on_upgrade(move |mut socket| async move {
+            let _ = socket
+                .send(close_frame(crate::session::CloseReason {
+                    code: crate::ha::CLOSE_NOT_PRIMARY,
+                    reason,
+                }))
+                .await;
+        });
+    }
     let slot = match slots.take(st.client.max_clients) {
         Ok(s) => s,
         Err(reason) => {

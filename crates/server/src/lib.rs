@@ -10,6 +10,7 @@ pub mod config;
 pub mod core;
 pub mod demo;
 pub mod export;
+pub mod ha;
 pub mod http;
 pub mod link;
 pub mod metrics;
@@ -44,6 +45,8 @@ pub struct Running {
     pub status: watch::Receiver<core::Status>,
     /// Re-reads the configuration file (SIGHUP, `POST /admin/reload`).
     pub reloader: Arc<reload::Reloader>,
+    /// `[ha]`: this node's view of the pair (`/api/ha`).
+    pub ha: Option<watch::Receiver<ha::HaView>>,
     core: mpsc::Sender<core::CoreMsg>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -85,6 +88,16 @@ impl Running {
     /// Reload what is reloadable: the engine part and the client tokens ([`reload_all`]).
     pub async fn reload(&self) -> Result<String, reload::ReloadError> {
         reload_all(&self.reloader, self.config_path.as_deref(), &self.auth).await
+    }
+    /// `[ha]`: a planned switchover to `to` (or any ready backup), as
+    /// `POST /admin/ha/switchover` does.
+    pub async fn switchover(&self, to: Option<String>) -> Result<serde_json::Value, String> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.core
+            .send(core::CoreMsg::Switchover { to, reply })
+            .await
+            .map_err(|_| "ctid is stopping".to_string())?;
+        rx.await.map_err(|_| "ctid is stopping".to_string())?
     }
     /// Stop every task.
     pub fn stop(&mut self) {
@@ -130,6 +143,72 @@ pub async fn reload_all(
     Ok(summary)
 }
 
+/// `[ha]`: connect to NATS (retrying until it answers), open the input stream and the lease
+/// bucket, hand them to the core, then run the lease task.
+async fn ha_bootstrap(
+    cfg: ha::HaConfig,
+    shared: ha::Shared,
+    core: mpsc::Sender<core::CoreMsg>,
+    view: watch::Sender<ha::lease::LeaseWatch>,
+) {
+    use async_nats::jetstream;
+    let mut complained = false;
+    let mut complain = |what: &str, e: &str| {
+        if !complained {
+            tracing::warn!(error = %e, "hot standby: {what}; retrying (this node cannot serve until it can)");
+            complained = true;
+        }
+    };
+    let retry = std::time::Duration::from_millis(500);
+    let client = loop {
+        match ha::connect(&cfg.nats, &format!("ctid-{}", cfg.node)).await {
+            Ok(c) => break c,
+            Err(e) => complain("cannot connect to NATS", &e),
+        }
+        tokio::time::sleep(retry).await;
+    };
+    let js = jetstream::new(client);
+    let log = loop {
+        match ha::log::Log::open(js.clone(), &cfg).await {
+            Ok(l) => break l,
+            Err(e) => complain("cannot open the input stream", &e),
+        }
+        tokio::time::sleep(retry).await;
+    };
+    let kv = loop {
+        let r = match js.get_key_value(cfg.bucket()).await {
+            Ok(kv) => Ok(kv),
+            Err(_) => js
+                .create_key_value(jetstream::kv::Config {
+                    bucket: cfg.bucket(),
+                    history: 1,
+                    num_replicas: cfg.replicas,
+                    storage: jetstream::stream::StorageType::File,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| e.to_string()),
+        };
+        match r {
+            Ok(kv) => break kv,
+            Err(e) => complain("cannot open the lease bucket", &e),
+        }
+        tokio::time::sleep(retry).await;
+    };
+    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+    if core
+        .send(core::CoreMsg::HaUp {
+            log,
+            lease_cmds: cmd_tx,
+        })
+        .await
+        .is_err()
+    {
+        return;
+    }
+    ha::lease::run(kv, cfg, shared, core, cmd_rx, view).await;
+}
+
 /// Start ctid with this configuration.
 pub async fn start(cfg: Config) -> anyhow::Result<Running> {
     start_with(cfg, StartOptions::default()).await
@@ -166,6 +245,8 @@ pub async fn start_with(mut cfg: Config, opts: StartOptions) -> anyhow::Result<R
     // (`Nats-Msg-Id` = lineage:EventSequenceNumber).
     cfg.engine.export_events = cfg.export.is_some();
     let export = match cfg.export.clone() {
+        // A node of a pair starts the export when it becomes primary, with the cluster's lineage.
+        Some(_) if cfg.ha.is_some() => None,
         Some(n) => {
             let mut b = [0u8; 8];
             getrandom::fill(&mut b).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
@@ -189,6 +270,53 @@ pub async fn start_with(mut cfg: Config, opts: StartOptions) -> anyhow::Result<R
     };
     let engine = ctid_engine::Engine::new(cfg.engine.clone());
     let mut tasks = Vec::new();
+    anyhow::ensure!(!cfg.links.is_empty(), "no [[link]] configured");
+    let (link_settings_tx, link_settings_rx) = watch::channel(cfg.links.clone());
+    let next_id = Arc::new(AtomicU64::new(0));
+    let scheme = if tls.is_some() { "wss" } else { "ws" };
+    // `[ha]`: the node starts as a backup, without a link; it connects the link when it
+    // becomes primary (docs/operations.md §13).
+    let (ha_core, ha_shared, ha_view) = match cfg.ha.clone() {
+        Some(mut h) => {
+            if h.advertise.is_empty() {
+                h.advertise = format!("{scheme}://{addr}/ws");
+            }
+            let shared = ha::Shared::new(ha::Gate::closed());
+            let (lease_tx, lease_rx) = watch::channel(ha::lease::LeaseWatch::default());
+            let (view_tx, view_rx) = watch::channel(ha::HaView {
+                enabled: true,
+                cluster: h.cluster.clone(),
+                node: h.node.clone(),
+                role: ha::Role::Backup,
+                ..Default::default()
+            });
+            metrics.ha_enabled.set(1);
+            metrics.ha_role.set(1);
+            tracing::info!(cluster = %h.cluster, node = %h.node, advertise = %h.advertise, lease_ms = h.lease.as_millis() as u64, "hot standby on: starting as a backup");
+            let core_ha = core::HaCore::new(
+                h.clone(),
+                shared.clone(),
+                lease_rx,
+                view_tx,
+                core::LinkStart {
+                    links: cfg.links.clone(),
+                    settings: link_settings_rx.clone(),
+                },
+                cfg.engine.clone(),
+                cfg.export.clone(),
+                core_tx.clone(),
+            );
+            tasks.push(tokio::spawn(ha_bootstrap(
+                h,
+                shared.clone(),
+                core_tx.clone(),
+                lease_tx,
+            )));
+            (Some(core_ha), Some(shared), Some(view_rx))
+        }
+        None => (None, None, None),
+    };
+    let standalone = ha_core.is_none();
     tasks.push(tokio::spawn(
         core::Core::new(
             engine,
@@ -199,17 +327,20 @@ pub async fn start_with(mut cfg: Config, opts: StartOptions) -> anyhow::Result<R
         )
         .with_recorder(recorder)
         .with_export(export)
+        .with_next_id(next_id.clone())
+        .with_ha(ha_core)
         .run(core_rx),
     ));
-    anyhow::ensure!(!cfg.links.is_empty(), "no [[link]] configured");
-    let (link_settings_tx, link_settings_rx) = watch::channel(cfg.links.clone());
-    tasks.push(tokio::spawn(link::run_links(
-        cfg.links.clone(),
-        core_tx.clone(),
-        link_rx,
-        metrics.clone(),
-        link_settings_rx,
-    )));
+    if standalone {
+        tasks.push(tokio::spawn(link::run_links(
+            cfg.links.clone(),
+            core_tx.clone(),
+            link_rx,
+            metrics.clone(),
+            link_settings_rx,
+            ha::Gate::open(),
+        )));
+    }
     let reloader = Arc::new(reload::Reloader::new(
         opts.config_path.clone(),
         core_tx.clone(),
@@ -243,7 +374,9 @@ pub async fn start_with(mut cfg: Config, opts: StartOptions) -> anyhow::Result<R
         core: core_tx.clone(),
         status: status_rx.clone(),
         metrics: metrics.clone(),
-        next_id: Arc::new(AtomicU64::new(0)),
+        next_id,
+        ha: ha_shared,
+        ha_view: ha_view.clone(),
         max_frame: cfg.max_client_frame,
         queue: cfg.client_queue,
         reloader: reloader.clone(),
@@ -267,7 +400,6 @@ pub async fn start_with(mut cfg: Config, opts: StartOptions) -> anyhow::Result<R
             }
         })),
     }
-    let scheme = if is_tls { "wss" } else { "ws" };
     let auth_mode = match cfg.auth.mode {
         auth::AuthMode::None => "none",
         auth::AuthMode::Token => "token",
@@ -284,6 +416,7 @@ pub async fn start_with(mut cfg: Config, opts: StartOptions) -> anyhow::Result<R
         metrics,
         status: status_rx,
         reloader,
+        ha: ha_view,
         core: core_tx,
         tasks,
     })

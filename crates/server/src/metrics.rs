@@ -178,6 +178,21 @@ pub struct Inner {
     pub export_dropped: Counter,
     /// What is wrong with the export now ("" when nothing).
     pub export_error: Mutex<String>,
+    /// `[ha]`: 1 when on; the role (1 backup, 2 taking over, 3 primary); the lease term.
+    pub ha_enabled: Gauge,
+    pub ha_role: Gauge,
+    pub ha_term: Gauge,
+    /// Last input-stream sequence applied, the stream's last one, and 1 when a backup is ready.
+    pub ha_applied_seq: Gauge,
+    pub ha_lag: Gauge,
+    pub ha_ready: Gauge,
+    /// Input batches appended by this node, appends that failed (retried), take-overs, step-downs.
+    pub ha_appends: Counter,
+    pub ha_append_errors: Counter,
+    pub ha_takeovers: Counter,
+    pub ha_stepdowns: Counter,
+    /// From a batch's append to JetStream's acknowledgement (the output rule's wait).
+    pub ha_append_latency: Histogram,
 }
 
 impl Inner {
@@ -325,6 +340,66 @@ impl Metrics {
                 "counter",
                 self.export_dropped.get().to_string(),
             );
+        }
+        if self.ha_enabled.get() == 1 {
+            for (name, help, kind, v) in [
+                (
+                    "ctid_ha_role",
+                    "hot standby role: 1 backup, 2 taking over, 3 primary",
+                    "gauge",
+                    self.ha_role.get().to_string(),
+                ),
+                (
+                    "ctid_ha_term",
+                    "the lease term this node last held or saw",
+                    "gauge",
+                    self.ha_term.get().to_string(),
+                ),
+                (
+                    "ctid_ha_applied_seq",
+                    "last input-stream sequence applied by this node",
+                    "gauge",
+                    self.ha_applied_seq.get().to_string(),
+                ),
+                (
+                    "ctid_ha_lag",
+                    "input-stream messages not yet applied by this node",
+                    "gauge",
+                    self.ha_lag.get().to_string(),
+                ),
+                (
+                    "ctid_ha_ready",
+                    "1 when this backup has applied the stream to its end",
+                    "gauge",
+                    self.ha_ready.get().to_string(),
+                ),
+                (
+                    "ctid_ha_appends_total",
+                    "input batches appended to the stream",
+                    "counter",
+                    self.ha_appends.get().to_string(),
+                ),
+                (
+                    "ctid_ha_append_errors_total",
+                    "appends that failed and were retried or ended the primary's term",
+                    "counter",
+                    self.ha_append_errors.get().to_string(),
+                ),
+                (
+                    "ctid_ha_takeovers_total",
+                    "times this node became primary",
+                    "counter",
+                    self.ha_takeovers.get().to_string(),
+                ),
+                (
+                    "ctid_ha_stepdowns_total",
+                    "times this node stopped being primary",
+                    "counter",
+                    self.ha_stepdowns.get().to_string(),
+                ),
+            ] {
+                g(name, help, kind, v);
+            }
         }
         g(
             "ctid_sessions_detached",
@@ -543,6 +618,13 @@ impl Metrics {
             "ctid_switch_to_client_seconds",
             "CSTA event received by the core until each client event it causes is written to the WebSocket",
         );
+        if self.ha_enabled.get() == 1 {
+            self.ha_append_latency.render(
+                &mut s,
+                "ctid_ha_append_seconds",
+                "an input batch's append to the hot-standby stream until JetStream acknowledges it",
+            );
+        }
         s
     }
 }

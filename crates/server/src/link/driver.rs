@@ -25,16 +25,28 @@ const WRITE_BATCH: usize = 60_000;
 /// How long the last bytes of an ended session may take to be written.
 const LAST_WRITE: Duration = Duration::from_secs(1);
 
-/// Run link `index` forever: connect, serve, reconnect. `reset` demotes the running session.
+/// What a link task receives from the manager: commands for the Connector, and `reset`,
+/// which demotes the running session.
+pub(super) struct Inbox {
+    pub cmds: mpsc::UnboundedReceiver<LinkCmd>,
+    pub reset: mpsc::UnboundedReceiver<()>,
+}
+
+/// Run link `index` forever: connect, serve, reconnect. Nothing is written to the Connector
+/// while `gate` is closed (a node that is not the pair's primary).
 pub(super) async fn run_link(
     index: usize,
     mut cfg: LinkConfig,
     mgr: mpsc::Sender<(usize, SessionEvent)>,
-    mut cmds: mpsc::UnboundedReceiver<LinkCmd>,
-    mut reset: mpsc::UnboundedReceiver<()>,
+    inbox: Inbox,
     metrics: Metrics,
     settings: watch::Receiver<Vec<LinkConfig>>,
+    gate: crate::ha::Gate,
 ) {
+    let Inbox {
+        mut cmds,
+        mut reset,
+    } = inbox;
     let mut backoff = cfg.reconnect_min;
     loop {
         // Settings changed by a reload apply from this (re)connect on.
@@ -56,7 +68,8 @@ pub(super) async fn run_link(
                 while reset.try_recv().is_ok() {}
                 while cmds.try_recv().is_ok() {}
                 let session = Session::new(cfg.clone(), metrics.clone(), Instant::now());
-                let reason = serve(index, session, stream, &mgr, &mut cmds, &mut reset).await;
+                let reason =
+                    serve(&gate, index, session, stream, &mgr, &mut cmds, &mut reset).await;
                 demoted = matches!(reason, LinkError::Demoted);
                 warn!(link = %cfg.name, %reason, "CSTA link closed");
                 if started.elapsed() > Duration::from_secs(60) {
@@ -96,7 +109,9 @@ async fn connect(cfg: &LinkConfig) -> Result<TcpStream, LinkError> {
 }
 
 /// Drive one session on one connection until it ends; its reason.
+#[allow(clippy::too_many_arguments)]
 async fn serve(
+    gate: &crate::ha::Gate,
     index: usize,
     mut session: Session,
     mut stream: TcpStream,
@@ -114,12 +129,16 @@ async fn serve(
             let reason = reason.clone();
             // What the session queued last (e.g. the MonitorStops of a demoted session) goes
             // out if the socket takes it soon.
-            if let Some(bytes) = session.poll_transmit() {
+            if let Some(bytes) = session.poll_transmit().filter(|_| gate.is_open()) {
                 let _ = tokio::time::timeout(LAST_WRITE, stream.write_all(&bytes)).await;
             }
             return reason;
         }
         if let Some(bytes) = session.poll_transmit() {
+            // A node of a pair writes only while it may act as primary (docs/operations.md §13).
+            if !gate.is_open() {
+                return LinkError::NotPrimary;
+            }
             if let Err(e) = stream.write_all(&bytes).await {
                 session.close(LinkError::io("write", e));
                 continue;

@@ -65,6 +65,10 @@ pub enum LinkError {
     /// The Connector closed the TCP connection.
     #[error("connection closed by the Connector")]
     ClosedByPeer,
+
+    /// `[ha]`: this node is no longer primary; it sends nothing more on the link.
+    #[error("this node is no longer primary")]
+    NotPrimary,
     /// Reading from or writing to the TCP connection failed.
     #[error("{op}: {source}")]
     Io {

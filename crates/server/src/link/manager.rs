@@ -27,6 +27,7 @@ pub async fn run_links(
     mut cmds: mpsc::UnboundedReceiver<LinkCmd>,
     metrics: Metrics,
     settings: watch::Receiver<Vec<LinkConfig>>,
+    gate: crate::ha::Gate,
 ) {
     let (event_tx, mut events) = mpsc::channel::<(usize, SessionEvent)>(65_536);
     let mut to_link = Vec::new();
@@ -41,10 +42,13 @@ pub async fn run_links(
             i,
             cfg.clone(),
             event_tx.clone(),
-            rx,
-            reset_rx,
+            super::driver::Inbox {
+                cmds: rx,
+                reset: reset_rx,
+            },
             metrics.clone(),
             settings.clone(),
+            gate.clone(),
         )));
     }
     // Aborts the link tasks when this task is dropped (ctid stopping).

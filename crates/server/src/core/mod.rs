@@ -12,8 +12,12 @@
 //! Every input reaches the engine through [`Core::handle`], which also writes it and its outputs
 //! to the recording when `record-inputs` is set ([`crate::record`]).
 
+mod ha;
+
+pub use ha::{HaCore, LinkStart};
+
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -56,6 +60,20 @@ pub enum CoreMsg {
     Snapshot(oneshot::Sender<Snapshot>),
     /// A reloaded configuration (checked by the caller).
     Reconfigure(Box<EngineConfig>),
+    /// `[ha]`: a message of the input stream (a backup applies it).
+    Replicated(crate::ha::log::Replicated),
+    /// `[ha]`: the lease changed hands.
+    Lease(crate::ha::lease::Change),
+    /// `[ha]`: NATS is reachable: the input stream and the lease task's orders.
+    HaUp {
+        log: crate::ha::log::Log,
+        lease_cmds: mpsc::UnboundedSender<crate::ha::lease::LeaseCmd>,
+    },
+    /// `[ha]`: a planned switchover (`POST /admin/ha/switchover`).
+    Switchover {
+        to: Option<String>,
+        reply: oneshot::Sender<Result<serde_json::Value, String>>,
+    },
     /// Graceful shutdown: let every client go (their writers send a close frame saying why),
     /// accept no more; answers when done.
     Shutdown(oneshot::Sender<usize>),
@@ -146,6 +164,17 @@ pub struct Core {
     recorder: Option<Recorder>,
     /// `[export.nats]`: the events addressed to the export go there.
     export: Option<crate::export::ExportHandle>,
+    /// `[ha]`: hot standby.
+    ha: Option<HaCore>,
+    /// Inputs produced while carrying out outputs (a slow client detached): handled as the
+    /// next turn, so that they are appended before their own outputs go out.
+    deferred: Vec<Input>,
+    /// Added to the local monotonic clock: a new primary continues the clock of the inputs it
+    /// applied.
+    mono_offset: u64,
+    /// The connection numbers the client port hands out (a new primary moves it above every
+    /// session it knows).
+    next_id: Arc<AtomicU64>,
 }
 
 impl Core {
@@ -173,7 +202,28 @@ impl Core {
             link_name: String::new(),
             recorder: None,
             export: None,
+            ha: None,
+            deferred: Vec::new(),
+            mono_offset: 0,
+            next_id: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// Share the client port's connection numbering (a new primary moves it on).
+    pub fn with_next_id(mut self, next_id: Arc<AtomicU64>) -> Self {
+        self.next_id = next_id;
+        self
+    }
+
+    /// Run as a node of a hot-standby cluster (`[ha]`).
+    pub fn with_ha(mut self, ha: Option<HaCore>) -> Self {
+        self.ha = ha;
+        self
+    }
+
+    /// Does this node's engine speak (standalone, or primary)?
+    fn acting(&self) -> bool {
+        self.ha.as_ref().is_none_or(HaCore::acting)
     }
 
     /// Publish the events addressed to the export (`[export.nats]`).
@@ -192,6 +242,9 @@ impl Core {
     /// recording holds all of them. The input is written before the engine sees it (an input
     /// that crashes the engine is the recording's last line), its outputs when it returns.
     fn handle(&mut self, now: Now, input: Input, out: &mut Vec<Output>) {
+        if let Some(h) = &mut self.ha {
+            h.capture(now, &input);
+        }
         match &mut self.recorder {
             None => self.engine.handle(now, input, out),
             Some(rec) => {
@@ -209,19 +262,34 @@ impl Core {
             .map(|d| d.as_micros() as u64)
             .unwrap_or(0);
         Now {
-            mono_ms: self.start.elapsed().as_millis() as u64,
+            mono_ms: self.start.elapsed().as_millis() as u64 + self.mono_offset,
             unix_micros: unix,
         }
     }
 
     pub async fn run(mut self, mut rx: mpsc::Receiver<CoreMsg>) {
         let mut out = Vec::new();
+        // `[ha]`: refresh the pair's view (lease age, readiness) even when nothing happens.
+        let mut ha_tick = tokio::time::interval(Duration::from_millis(200));
+        ha_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            // Sleep until the engine's next deadline (no fixed tick).
+            if !self.deferred.is_empty() {
+                let now = self.now();
+                for input in std::mem::take(&mut self.deferred) {
+                    self.handle(now, input, &mut out);
+                }
+                self.commit(&mut out).await;
+                self.publish();
+                continue;
+            }
+            // Sleep until the engine's next deadline (no fixed tick); a backup's engine keeps
+            // the primary's time (its ticks come with the stream).
+            let offset = self.mono_offset;
             let wake = self
                 .engine
                 .poll_timeout()
-                .map(|ms| self.start + Duration::from_millis(ms));
+                .filter(|_| self.acting())
+                .map(|ms| self.start + Duration::from_millis(ms.saturating_sub(offset)));
             let sleep = tokio::time::sleep_until(
                 wake.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))
                     .into(),
@@ -240,22 +308,55 @@ impl Core {
                     }
                     order_batch(&mut batch, self.engine.config().background_processing);
                     for m in batch {
-                        self.message(m, &mut out);
+                        self.message(m, &mut out).await;
                     }
                 }
                 _ = sleep, if wake.is_some() => {
                     let now = self.now();
                     self.handle(now, Input::Tick, &mut out);
                 }
+                _ = ha_tick.tick(), if self.ha.is_some() => {}
             }
-            self.act(&mut out);
+            self.commit(&mut out).await;
             self.publish();
         }
     }
 
-    fn message(&mut self, m: CoreMsg, out: &mut Vec<Output>) {
+    async fn message(&mut self, m: CoreMsg, out: &mut Vec<Output>) {
         let now = self.now();
+        // A node that does not act takes no link or client input (stale ones from a link or
+        // connections it just let go).
+        if !self.acting()
+            && matches!(
+                m,
+                CoreMsg::Link(_)
+                    | CoreMsg::Client(_)
+                    | CoreMsg::ClientClose { .. }
+                    | CoreMsg::ClientOpen { .. }
+            )
+        {
+            if let CoreMsg::ClientOpen { tx, .. } = m {
+                let reason = self
+                    .ha
+                    .as_ref()
+                    .map(|h| h.shared.not_primary_reason())
+                    .unwrap_or_default();
+                let _ = tx.try_send(Outgoing::close(crate::ha::CLOSE_NOT_PRIMARY, reason));
+            }
+            return;
+        }
         match m {
+            CoreMsg::Replicated(r) => {
+                if !self.acting() {
+                    self.apply_replicated(r);
+                }
+            }
+            CoreMsg::Lease(c) => self.lease_change(c, out).await,
+            CoreMsg::HaUp { log, lease_cmds } => self.ha_up(log, lease_cmds),
+            CoreMsg::Switchover { to, reply } => {
+                let r = self.switchover(to, out).await;
+                let _ = reply.send(r);
+            }
             CoreMsg::Link(input) => {
                 if let Input::LinkUp { name, .. } = &input {
                     self.link_name = name.clone();
@@ -340,7 +441,13 @@ impl Core {
                     },
                 });
             }
-            CoreMsg::Reconfigure(cfg) => self.handle(now, Input::Reconfigure(cfg), out),
+            CoreMsg::Reconfigure(cfg) => {
+                if self.acting() {
+                    self.handle(now, Input::Reconfigure(cfg), out)
+                } else {
+                    info!("configuration reload: a backup follows the primary's engine configuration (the link and client settings apply here)");
+                }
+            }
             CoreMsg::Shutdown(done) => {
                 SHUTTING_DOWN.store(true, std::sync::atomic::Ordering::Relaxed);
                 let ids: Vec<ClientId> = self.clients.keys().copied().collect();
@@ -351,7 +458,13 @@ impl Core {
                 for id in &ids {
                     // Dropping the sender ends the client's writer, which sends the close frame.
                     self.clients.remove(id);
-                    self.handle(now, Input::ClientDisconnected { client: *id }, out);
+                    // A node of a pair keeps the sessions: they resume on the next primary.
+                    if self.ha.is_none() {
+                        self.handle(now, Input::ClientDisconnected { client: *id }, out);
+                    }
+                }
+                if self.ha.is_some() {
+                    self.step_down("shutting down", false);
                 }
                 let _ = done.send(ids.len());
             }
@@ -531,8 +644,7 @@ impl Core {
                     self.conn_session.remove(&conn);
                 }
                 self.forget_client(c);
-                let now = self.now();
-                self.handle(now, Input::ClientDetached { client: c }, out);
+                self.deferred.push(Input::ClientDetached { client: c });
             }
         }
         if !out.is_empty() {
@@ -541,6 +653,9 @@ impl Core {
     }
 
     fn publish(&mut self) {
+        if self.ha.is_some() {
+            self.ha_publish();
+        }
         let link = self.engine.link_state();
         self.metrics
             .monitored_dns
