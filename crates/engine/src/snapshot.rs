@@ -24,7 +24,9 @@
 //!
 //! A snapshot that cannot be read (not an object, another format, a part missing or
 //! ill-typed, indexes that contradict each other) is a [`RecordError`] naming the part; never
-//! a panic.
+//! a panic. So is one that does not read back as written (the restored engine's snapshot must
+//! equal it): a field missing or unknown, or a value in another form, is another engine's
+//! snapshot or a damaged one, not something to guess about.
 
 use serde_json::Value;
 
@@ -91,6 +93,17 @@ impl Engine {
         let e = Engine::from_snapshot_parts(&Parts(m))?;
         e.check()
             .map_err(|e| RecordError(format!("snapshot: {e}")))?;
+        // It must read back as written: a key missing (an optional field would read as
+        // absent), one this engine does not know, or a value in another form (a number for a
+        // string) is a snapshot of another engine or a damaged one.
+        let again = e.snapshot();
+        if &again != v {
+            return Err(RecordError(format!(
+                "snapshot: it does not read back as written (a field missing, unknown or in \
+                 another form): {}",
+                first_difference(v, &again)
+            )));
+        }
         Ok(e)
     }
 
@@ -131,6 +144,61 @@ impl Parts<'_> {
         EngineConfig::from_json(v)
             .map_err(|e| RecordError(format!("snapshot: part \"{key}\": {e}")))
     }
+}
+
+/// The first place two JSON values differ: the path, then the value in `a` and in `b` there
+/// (`(absent)` for a missing key or item).
+pub fn first_difference(a: &Value, b: &Value) -> String {
+    fn show(v: Option<&Value>) -> String {
+        let mut s = v.map_or_else(|| "(absent)".to_string(), Value::to_string);
+        if s.len() > 200 {
+            let mut at = 200;
+            while !s.is_char_boundary(at) {
+                at -= 1;
+            }
+            s.truncate(at);
+            s.push('…');
+        }
+        s
+    }
+    fn walk(a: &Value, b: &Value, path: &mut String) -> Option<String> {
+        match (a, b) {
+            (Value::Object(x), Value::Object(y)) => {
+                for k in x.keys().chain(y.keys()) {
+                    let len = path.len();
+                    path.push('.');
+                    path.push_str(k);
+                    let found = match (x.get(k), y.get(k)) {
+                        (Some(p), Some(q)) => walk(p, q, path),
+                        (p, q) => Some(format!("{path}: {} / {}", show(p), show(q))),
+                    };
+                    if found.is_some() {
+                        return found;
+                    }
+                    path.truncate(len);
+                }
+                None
+            }
+            (Value::Array(x), Value::Array(y)) => {
+                for i in 0..x.len().max(y.len()) {
+                    let len = path.len();
+                    path.push_str(&format!("[{i}]"));
+                    let found = match (x.get(i), y.get(i)) {
+                        (Some(p), Some(q)) => walk(p, q, path),
+                        (p, q) => Some(format!("{path}: {} / {}", show(p), show(q))),
+                    };
+                    if found.is_some() {
+                        return found;
+                    }
+                    path.truncate(len);
+                }
+                None
+            }
+            _ if a == b => None,
+            _ => Some(format!("{path}: {} / {}", show(Some(a)), show(Some(b)))),
+        }
+    }
+    walk(a, b, &mut String::new()).unwrap_or_else(|| "(nowhere)".to_string())
 }
 
 fn kind_of(v: &Value) -> &'static str {
