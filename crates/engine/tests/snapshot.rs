@@ -1043,3 +1043,48 @@ fn a_damaged_snapshot_is_an_error_or_an_engine_that_runs_never_a_panic() {
         "{errors} errors, {restored} restored"
     );
 }
+
+// ------------------------------------------------------------------------------ max_client_id
+
+#[test]
+fn max_client_id_counts_every_client_the_state_names_but_the_export() {
+    let cfg = EngineConfig {
+        export_events: true,
+        ..EngineConfig::default()
+    };
+    let mut e = Engine::new(cfg.clone());
+    assert_eq!(e.max_client_id(), 0, "the export is not counted");
+    let now = Now {
+        mono_ms: 1,
+        unix_micros: 1_790_000_000_000_000,
+    };
+    let mut out = Vec::new();
+    for c in [3, 7] {
+        e.handle(
+            now,
+            Input::ClientConnected {
+                client: c,
+                peer: "p".into(),
+            },
+            &mut out,
+        );
+    }
+    e.handle(
+        now,
+        Input::SessionOpened {
+            client: 12,
+            peer: "p".into(),
+            session_id: "s".into(),
+            owner: String::new(),
+        },
+        &mut out,
+    );
+    assert_eq!(e.max_client_id(), 12);
+    // a detached session is still known; an ended one is not
+    e.handle(now, Input::ClientDetached { client: 12 }, &mut out);
+    assert_eq!(e.max_client_id(), 12);
+    e.handle(now, Input::ClientDisconnected { client: 12 }, &mut out);
+    assert_eq!(e.max_client_id(), 7);
+    let restored = Engine::restore(&e.snapshot()).unwrap();
+    assert_eq!(restored.max_client_id(), 7);
+}
