@@ -13,7 +13,9 @@
 //! snapshot without anyone remembering to add it; the orchestrator's struct is written by a
 //! derive too and read back into a struct literal, which does not compile with a field left
 //! out. Only two scratch buffers are left out; they are empty between [`Engine::handle`]
-//! calls (see `Engine`).
+//! calls (see `Engine`). `tests/snapshot.rs` keeps the list of fields
+//! (`tests/snapshot_fields.txt`): a new one must be listed and filled by its scenario, whose
+//! every cut is restored and continued.
 //!
 //! The form: one JSON object, `{"ctid_snapshot": 1, "cfg": …, "clients": …, …}` — one key
 //! per field of `Engine`. Deterministic: hash maps go out sorted by key, so two engines in the
@@ -63,8 +65,8 @@ impl Engine {
     }
 
     /// An engine from a [`Engine::snapshot`] value. A value that is not a snapshot of this
-    /// format, or whose parts are missing, ill-typed or contradict each other, is an error that
-    /// names the part.
+    /// format, whose parts are missing, ill-typed or contradict each other, or that does not
+    /// read back as written, is an error that names the place.
     pub fn restore(v: &Value) -> Result<Engine, RecordError> {
         let Some(m) = v.as_object() else {
             return Err(RecordError(format!(
