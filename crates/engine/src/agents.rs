@@ -10,6 +10,7 @@ use ctid_protocol::RequestName as R;
 use ctid_protocol::{
     AddressType, AgentWorkMode, ErrorCode, Event, EventName, KvList, KvValue, Request,
 };
+use serde::{Deserialize, Serialize};
 use tracing::{debug, warn};
 
 use crate::config::EngineConfig;
@@ -17,7 +18,7 @@ use crate::io::ClientId;
 use crate::outbox::Refusal;
 
 /// Agent state kept per DN.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentInfo {
     pub agent_id: String,
     pub work_mode: Option<AgentWorkMode>,
@@ -68,7 +69,7 @@ pub struct AgentChange {
 }
 
 /// Agents by DN.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Agents {
     by_dn: BTreeMap<String, AgentInfo>,
     /// DNs where an agent was seen (so `AgentStatus` = `LoggedOut` means something).
@@ -105,6 +106,12 @@ impl Agents {
     pub fn forget(&mut self, dn: &str) {
         self.by_dn.remove(dn);
         self.had_agent.remove(dn);
+    }
+
+    /// Every client number a login (owned or asked for) holds, to `f`.
+    pub(crate) fn client_ids(&self, f: &mut dyn FnMut(ClientId)) {
+        self.login_owner.values().for_each(|c| f(*c));
+        self.login_asked.values().for_each(|(c, _)| f(*c));
     }
 
     /// The client that logged the agent on `dn` in.

@@ -11,20 +11,23 @@ use std::collections::{BTreeMap, VecDeque};
 
 use ctid_protocol::{ConnId, Event, EventName, ForwardMode, Request};
 
+use serde::{Deserialize, Serialize};
+
 use crate::io::ClientId;
 
 /// What to do after the expected event arrived (instead of answering).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Then {
     /// RequestMuteTransfer: once the consultation is dialling, complete the transfer.
     MuteTransfer { original: ConnId },
 }
 
 /// A client waiting for the event that answers its request.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Expect {
     pub id: u64,
     pub client: ClientId,
+    #[serde(with = "crate::snapshot::with::request")]
     pub request: Request,
     pub dn: String,
     pub events: Vec<EventName>,
@@ -40,7 +43,7 @@ pub struct Expect {
 }
 
 /// What a waiting request waits for.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Lane {
     /// The request in flight on this call (`call-rq-gap`).
     Call(ConnId),
@@ -49,20 +52,22 @@ pub enum Lane {
 }
 
 /// A request handed back from waiting.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Ready {
     pub client: ClientId,
+    #[serde(with = "crate::snapshot::with::request")]
     pub request: Request,
     /// The gap passed: send it even if the first one is still unanswered.
     pub gap_passed: bool,
 }
 
 /// Expectations, and requests waiting for their call or device.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Answers {
     expects: Vec<Expect>,
     next_id: u64,
     /// Requests waiting for the one in flight on a call or device: (since, client, request).
+    #[serde(with = "crate::snapshot::with::lanes")]
     waiting: BTreeMap<Lane, VecDeque<(u64, ClientId, Request)>>,
     /// Requests released from waiting, to be handled before the input is done.
     ready: VecDeque<Ready>,
@@ -279,6 +284,15 @@ impl Answers {
             v.extend(q.into_iter().map(|(_, c, r)| (c, r)));
         }
         v
+    }
+
+    /// Every client number an expectation or a waiting or released request holds, to `f`.
+    pub(crate) fn client_ids(&self, f: &mut dyn FnMut(ClientId)) {
+        self.expects.iter().for_each(|x| f(x.client));
+        for q in self.waiting.values() {
+            q.iter().for_each(|(_, c, _)| f(*c));
+        }
+        self.ready.iter().for_each(|r| f(r.client));
     }
 
     /// A client left: nothing of it is answered or sent any more.

@@ -18,6 +18,7 @@ use ctid_csta::{
 use ctid_protocol::{
     AddressType, CallState, CallType, ConnId, DnRole, Event, EventName, KvList, KvValue, PartyState,
 };
+use serde::{Deserialize, Serialize};
 use tracing::{debug, warn};
 
 use crate::answers::Answers;
@@ -26,7 +27,7 @@ use crate::dns::Dns;
 use crate::outbox::Notice;
 
 /// One party of a call.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Party {
     pub dn: String,
     pub state: PartyState,
@@ -36,7 +37,7 @@ pub struct Party {
 }
 
 /// A call as ctid knows it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Call {
     pub conn_id: ConnId,
     pub call_id: String,
@@ -45,6 +46,7 @@ pub struct Call {
     pub ani: Option<String>,
     pub dnis: Option<String>,
     pub this_queue: Option<String>,
+    #[serde(with = "crate::snapshot::with::kv")]
     pub user_data: KvList,
     /// The call this consultation was made from.
     pub consult_of: Option<ConnId>,
@@ -70,7 +72,7 @@ impl Call {
 }
 
 /// A transfer or conference already applied, so later copies of the same event find it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Merge {
     pub surviving: ConnId,
     pub consult: ConnId,
@@ -79,7 +81,7 @@ pub(crate) struct Merge {
 }
 
 /// The calls of one DN.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 struct DnCalls {
     /// The calls the DN takes part in.
     calls: BTreeSet<ConnId>,
@@ -91,12 +93,15 @@ struct DnCalls {
 }
 
 /// The call tables.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Calls {
+    #[serde(with = "crate::snapshot::with::sorted")]
     calls: Map<ConnId, Call>,
+    #[serde(with = "crate::snapshot::with::sorted")]
     by_call_id: Map<String, ConnId>,
     merges: BTreeMap<String, Merge>,
     /// DN → its calls (only for DNs in the DN table), one lookup per event.
+    #[serde(with = "crate::snapshot::with::sorted")]
     by_dn: Map<String, DnCalls>,
     /// Consultation calls named by a ConsultationCall answer before the switch reported them:
     /// CallID → the original call.
@@ -105,6 +110,7 @@ pub struct Calls {
     /// as a call's current ID (it was made before the answer) does not turn the call back.
     renamed: BTreeMap<String, String>,
     /// Multi-segment snapshots in progress: serviceCrossRefID → (DN, items so far).
+    #[serde(with = "crate::snapshot::with::segments")]
     snapshots: BTreeMap<String, (String, Vec<SnapshotDeviceResponseInfo>)>,
     next: u64,
     base: u64,

@@ -3,11 +3,13 @@
 
 use std::collections::BTreeSet;
 
+use serde::{Deserialize, Serialize};
+
 use crate::det::Map;
 use crate::io::ClientId;
 
 /// One client session.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct ClientState {
     pub peer: String,
     pub app: Option<String>,
@@ -16,8 +18,9 @@ pub struct ClientState {
 }
 
 /// Every connected client, by number.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Clients {
+    #[serde(with = "crate::snapshot::with::sorted")]
     map: Map<ClientId, ClientState>,
 }
 
@@ -86,5 +89,10 @@ impl Clients {
 
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
+    }
+
+    /// Every client number held, to `f` (`Engine::max_client_id`).
+    pub(crate) fn client_ids(&self, f: &mut dyn FnMut(ClientId)) {
+        self.map.keys().for_each(|c| f(*c));
     }
 }

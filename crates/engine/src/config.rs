@@ -4,7 +4,7 @@
 use ctid_protocol::AddressType;
 
 /// The Register flag of a DN (docs/configuration.md, `register`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum RegisterFlag {
     /// Monitor at the switch whenever the link is up.
     True,
@@ -109,7 +109,8 @@ impl EngineConfig {
 }
 
 /// `ani-distribution` (docs/configuration.md): which calls' events carry ANI.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum AniDistribution {
     /// Inbound calls only (default).
     #[default]

@@ -20,6 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use ctid_csta::{Message, MonitorObject, MonitorStart, MonitorStop, MonitorType};
 use ctid_protocol::{AddressType, ControlMode, ErrorCode, RegisterMode, Request};
+use serde::{Deserialize, Serialize};
 use tracing::debug;
 
 use crate::config::{EngineConfig, RegisterFlag};
@@ -28,7 +29,7 @@ use crate::io::{ClientId, Tag};
 use crate::outbox::Refusal;
 
 /// One client's registration of a DN.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reg {
     pub mode: RegisterMode,
     pub control: ControlMode,
@@ -53,7 +54,7 @@ pub fn device_gone(e: &ctid_csta::CstaError) -> bool {
 }
 
 /// The retry state of a DN's monitor.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Retry {
     /// Failures (and Connector stops) since the count was last reset.
     pub attempts: u32,
@@ -64,7 +65,7 @@ pub struct Retry {
 }
 
 /// The switch monitor of a DN.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Monitor {
     Off,
     Starting { tag: Tag },
@@ -72,7 +73,7 @@ pub enum Monitor {
 }
 
 /// A DN ctid knows.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Dn {
     pub number: String,
     pub dn_type: AddressType,
@@ -81,6 +82,7 @@ pub struct Dn {
     pub regs: BTreeMap<ClientId, Reg>,
     pub monitor: Monitor,
     /// Registrations waiting for the switch-level registration to finish.
+    #[serde(with = "crate::snapshot::with::client_requests")]
     pub waiters: Vec<(ClientId, Request)>,
     /// Monitored for ctid's own use: the guest of an agent-login hot desk
     /// (`docs/protocol.md`, §9.2).
@@ -149,16 +151,19 @@ pub enum Registration {
 }
 
 /// The DN table.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Dns {
+    #[serde(with = "crate::snapshot::with::sorted")]
     map: Map<String, Dn>,
     /// monitorCrossRefID → DN.
+    #[serde(with = "crate::snapshot::with::sorted")]
     xref: Map<String, String>,
     /// Events for a monitorCrossRefID ctid does not hold (dropped).
     pub unknown_cross_ref: u64,
     /// Scheduled monitor retries: (due time, DN), mirrored by each DN's `retry.at`.
     retries: BTreeSet<(u64, String)>,
     /// `internal-dn-pattern`.
+    #[serde(with = "crate::snapshot::with::pattern")]
     internal_pattern: crate::config::DnPattern,
     /// The event export is on: [`crate::io::EXPORT`] is a registrant of every DN.
     export: bool,
@@ -256,6 +261,14 @@ impl Dns {
             v.insert(crate::io::EXPORT);
         }
         v.into_iter().collect()
+    }
+
+    /// Every client number a registration or a waiting registration holds, to `f`.
+    pub(crate) fn client_ids(&self, f: &mut dyn FnMut(ClientId)) {
+        for d in self.map.values() {
+            d.regs.keys().for_each(|c| f(*c));
+            d.waiters.iter().for_each(|(c, _)| f(*c));
+        }
     }
 
     /// The registration mode of `client` on `dn`.

@@ -13,6 +13,7 @@ use ctid_protocol::{
     AddressInfoType, AddressType, ConnId, ErrorCode, Event, EventName, InfoStatus, KvList, Request,
     RequestName,
 };
+use serde::{Deserialize, Serialize};
 use tracing::{debug, error, info, warn};
 
 use crate::agents::{AgentChange, Agents};
@@ -34,7 +35,7 @@ use crate::userdata;
 use crate::window::RequestWindow;
 
 /// What the answer to a CSTA request the engine sent is for.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Pending {
     /// MonitorStart of a DN.
     MonitorStart { dn: String },
@@ -76,7 +77,12 @@ pub struct Counters {
 }
 
 /// The T-Server engine.
+///
+/// Its state is written whole by [`Engine::snapshot`] (`crate::snapshot`): every field below
+/// but the two scratch buffers marked `skip`, which are empty between [`Engine::handle`] calls.
+#[derive(Serialize)]
 pub struct Engine {
+    #[serde(serialize_with = "crate::snapshot::with::config::serialize")]
     cfg: EngineConfig,
     clients: Clients,
     dns: Dns,
@@ -91,7 +97,9 @@ pub struct Engine {
     now: Now,
     requests: u64,
     late_answers: u64,
-    /// A reused buffer for what the call model builds per event.
+    /// A reused buffer for what the call model builds per event (scratch: drained within the
+    /// input that fills it, so not in a snapshot).
+    #[serde(skip)]
     scratch: Vec<Notice>,
     /// The Connector reported `overloadReached` (and not `overloadRelieved` since): the
     /// request window is halved.
@@ -99,7 +107,9 @@ pub struct Engine {
     /// Resumable client sessions and the events kept for them.
     sessions: Sessions,
     /// Outputs that go after the input's own, unkept: a resume's rebind, EventSessionResumed
-    /// and the replayed events (already kept once).
+    /// and the replayed events (already kept once). Scratch: appended to the input's outputs
+    /// before [`Engine::handle`] returns, so not in a snapshot.
+    #[serde(skip)]
     late: Vec<Output>,
 }
 
@@ -275,6 +285,89 @@ impl Engine {
             agents: &self.agents,
             hotdesk: &self.hotdesk,
             cfg: &self.cfg,
+        }
+    }
+
+    // ------------------------------------------------------------------------------ snapshots
+
+    /// An engine from the parts of a snapshot (`crate::snapshot`): every field by name, so a
+    /// field added to `Engine` does not compile here until the snapshot reads it.
+    pub(crate) fn from_snapshot_parts(
+        p: &crate::snapshot::Parts<'_>,
+    ) -> Result<Engine, crate::io::RecordError> {
+        let mut e = Engine {
+            cfg: p.config("cfg")?,
+            clients: p.get("clients")?,
+            dns: p.get("dns")?,
+            hotdesk: p.get("hotdesk")?,
+            calls: p.get("calls")?,
+            agents: p.get("agents")?,
+            features: p.get("features")?,
+            answers: p.get("answers")?,
+            window: p.get("window")?,
+            link: p.get("link")?,
+            outbox: p.get("outbox")?,
+            now: p.get("now")?,
+            requests: p.get("requests")?,
+            late_answers: p.get("late_answers")?,
+            scratch: Vec::new(),
+            overloaded: p.get("overloaded")?,
+            sessions: p.get("sessions")?,
+            late: Vec::new(),
+        };
+        // As `detach` does: a detached session's buffer has its room at once.
+        e.sessions.reserve_detached(e.cfg.resume_buffer_bytes);
+        Ok(e)
+    }
+
+    /// The indexes a restored engine relies on agree with what they index.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        self.window
+            .check()
+            .map_err(|e| format!("part \"window\": {e}"))?;
+        self.sessions
+            .check()
+            .map_err(|e| format!("part \"sessions\": {e}"))?;
+        self.hotdesk
+            .table
+            .check()
+            .map_err(|e| format!("part \"hotdesk\": {e}"))?;
+        Ok(())
+    }
+
+    /// Every client number the state holds (the export's included), to `f`.
+    pub(crate) fn client_ids(&self, f: &mut dyn FnMut(ClientId)) {
+        // Every field, by name: a new one needs a decision here.
+        let Engine {
+            cfg: _,
+            clients,
+            dns,
+            hotdesk,
+            calls: _,
+            agents,
+            features: _,
+            answers,
+            window,
+            link: _,
+            outbox: _,
+            now: _,
+            requests: _,
+            late_answers: _,
+            scratch: _,
+            overloaded: _,
+            sessions,
+            late: _,
+        } = self;
+        clients.client_ids(f);
+        sessions.client_ids(f);
+        dns.client_ids(f);
+        agents.client_ids(f);
+        hotdesk.client_ids(f);
+        answers.client_ids(f);
+        for k in window.kinds() {
+            if let Pending::HdService(s) = k {
+                f(s.client);
+            }
         }
     }
 

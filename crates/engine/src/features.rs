@@ -9,6 +9,7 @@ use ctid_csta::{
     ForwardingType, GetDoNotDisturb, GetForwarding, Message, SetDoNotDisturb, SetForwarding,
 };
 use ctid_protocol::{ErrorCode, Event, EventName, ForwardMode, KvList, Request, RequestName};
+use serde::{Deserialize, Serialize};
 use tracing::{debug, warn};
 
 use crate::outbox::Refusal;
@@ -33,7 +34,7 @@ fn mode_of(t: Option<&ForwardingType>) -> ForwardMode {
 type Forwarding = BTreeMap<ForwardMode, String>;
 
 /// Feature state by DN.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Features {
     forward: BTreeMap<String, Forwarding>,
     dnd: BTreeSet<String>,

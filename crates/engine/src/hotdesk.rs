@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use ctid_csta::{CstaError, Escape, HotDesk as Dialect, Message, OperationError};
 use ctid_protocol::{AddressType, ErrorCode, Request};
+use serde::{Deserialize, Serialize};
 use tracing::{debug, warn};
 
 use crate::agents::Agents;
@@ -19,7 +20,7 @@ use crate::outbox::Refusal;
 
 /// The hot-desking private services and events (PrivateMsgID): 1 initiates (or announces) an
 /// association, 2 cancels it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PrivateService {
     Initiate = 1,
     Cancel = 2,
@@ -42,7 +43,7 @@ impl PrivateService {
 }
 
 /// One change to report as EventPrivateInfo 1 (established) or 2 (cancelled).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Change {
     pub established: bool,
     pub guest: String,
@@ -63,7 +64,7 @@ impl Change {
 }
 
 /// The association table: guest → host, at most one host per guest and one guest per host; never both roles.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct HotDeskTable {
     by_guest: BTreeMap<String, String>,
     by_host: BTreeMap<String, String>,
@@ -81,6 +82,19 @@ impl HotDeskTable {
     /// Is this DN a guest or a host of a pair?
     pub fn involves(&self, dn: &str) -> bool {
         self.by_guest.contains_key(dn) || self.by_host.contains_key(dn)
+    }
+    /// The two directions agree (a restored snapshot's check).
+    pub(crate) fn check(&self) -> Result<(), String> {
+        let agree = self.by_guest.len() == self.by_host.len()
+            && self
+                .by_guest
+                .iter()
+                .all(|(g, h)| self.by_host.get(h) == Some(g));
+        if agree {
+            Ok(())
+        } else {
+            Err("the hot-desk table's guest and host indexes disagree".into())
+        }
     }
     /// Every pair (guest, host).
     pub fn pairs(&self) -> Vec<(String, String)> {
@@ -157,9 +171,10 @@ impl HotDeskTable {
 }
 
 /// A private service in flight.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HdService {
     pub client: ClientId,
+    #[serde(with = "crate::snapshot::with::request")]
     pub request: Request,
     pub guest: String,
     /// Service 1: the requested host. Service 2: the former host as far as we know.
@@ -191,13 +206,14 @@ pub enum Outcome {
 }
 
 /// The hot-desking part.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct HotDesk {
     pub table: HotDeskTable,
     /// The Connector speaks the dialect (and `hotdesk.enabled`).
     pub supported: bool,
     /// Guest → tag of its private service in flight; others wait in `waiting`.
     busy: BTreeMap<String, Tag>,
+    #[serde(with = "crate::snapshot::with::queued_by_dn")]
     waiting: BTreeMap<String, VecDeque<(ClientId, Request)>>,
     /// DN → tag of its hot-desking query in flight.
     queries: BTreeMap<String, Tag>,
@@ -534,6 +550,14 @@ impl HotDesk {
     }
 
     // ------------------------------------------------------------------------ life cycle
+
+    /// Every client number a queued private service holds, to `f` (the one in flight is in
+    /// the request window).
+    pub(crate) fn client_ids(&self, f: &mut dyn FnMut(ClientId)) {
+        for q in self.waiting.values() {
+            q.iter().for_each(|(c, _)| f(*c));
+        }
+    }
 
     /// A client left: its queued requests go.
     pub fn client_gone(&mut self, client: ClientId) {

@@ -18,7 +18,7 @@ pub type ClientId = u64;
 pub type Tag = u64;
 
 /// The time, given by the caller.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Now {
     /// Monotonic milliseconds (deadlines).
     pub mono_ms: u64,

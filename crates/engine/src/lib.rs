@@ -28,6 +28,7 @@
 //! | [`link`] | the link phase (down, syncing, up) and link events |
 //! | [`window`] | the CSTA request window: invoke IDs, `max-outstanding`, deadlines |
 //! | [`outbox`] | sequence numbers, stamping, refusals |
+//! | [`snapshot`] | the engine's whole state as JSON and back (hot standby) |
 //! | [`errors`] | CSTA errors made T-Library codes |
 //! | [`config`] | the engine's configuration |
 //! | [`det`] | a hash map with a fixed hasher (lookups on the per-event path) |
@@ -50,6 +51,7 @@ pub mod link;
 pub mod outbox;
 pub mod requests;
 pub mod sessions;
+pub mod snapshot;
 pub mod status;
 pub mod testkit;
 pub mod userdata;

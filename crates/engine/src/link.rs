@@ -6,11 +6,12 @@
 use std::collections::BTreeSet;
 
 use ctid_protocol::{ErrorCode, Event, EventName, KvList};
+use serde::{Deserialize, Serialize};
 
 use crate::io::Tag;
 
 /// Link state as clients see it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum LinkState {
     /// No operational link.
     #[default]
@@ -33,7 +34,7 @@ impl LinkState {
 }
 
 /// The link phase and the resync in progress.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct LinkPhase {
     pub state: LinkState,
     /// The name of the link in use (EventLinkConnected's ApplicationName / LinkName).

@@ -33,7 +33,7 @@ impl Notice {
 }
 
 /// Sequence numbers, stamping, and the counters of what went out.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Outbox {
     seq: u64,
     now: Now,

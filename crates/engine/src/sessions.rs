@@ -13,6 +13,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use ctid_protocol::{ErrorCode, Event};
+use serde::{Deserialize, Serialize};
 
 use crate::det::Map;
 use crate::io::ClientId;
@@ -21,7 +22,7 @@ use crate::io::ClientId;
 const ENDED_KEPT: usize = 10_000;
 
 /// Why a session ended (what a later RequestResumeSession of it is told).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Ended {
     /// Its client closed cleanly (1000), or the server let it go.
     Closed,
@@ -60,6 +61,84 @@ pub struct Session {
     trimmed_through: u64,
 }
 
+/// A session as a snapshot holds it: its kept events one by one with their text (the
+/// buffer and the lengths are rebuilt from them, so they cannot disagree).
+#[derive(Serialize, Deserialize)]
+struct SessionState {
+    id: String,
+    owner: String,
+    detached_at: Option<u64>,
+    used: bool,
+    /// `[seq, at_ms, text]` of each kept event, oldest first.
+    kept: Vec<(u64, u64, String)>,
+    trimmed_through: u64,
+}
+
+impl Serialize for Session {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // Every field, by name: a field added to `Session` does not compile here until the
+        // snapshot has it too.
+        let Session {
+            id,
+            owner,
+            detached_at,
+            used,
+            kept,
+            buf,
+            trimmed_through,
+        } = self;
+        let mut at = 0usize;
+        let mut texts = Vec::with_capacity(kept.len());
+        for k in kept {
+            let end = (at + k.len as usize).min(buf.len());
+            let bytes: Vec<u8> = buf.range(at.min(end)..end).copied().collect();
+            // The texts are whole events written by ctid: UTF-8.
+            texts.push((k.seq, k.at_ms, String::from_utf8_lossy(&bytes).into_owned()));
+            at = end;
+        }
+        SessionState {
+            id: id.clone(),
+            owner: owner.clone(),
+            detached_at: *detached_at,
+            used: *used,
+            kept: texts,
+            trimmed_through: *trimmed_through,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Session {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let SessionState {
+            id,
+            owner,
+            detached_at,
+            used,
+            kept: texts,
+            trimmed_through,
+        } = SessionState::deserialize(d)?;
+        let mut kept = VecDeque::with_capacity(texts.len());
+        let mut buf = VecDeque::with_capacity(texts.iter().map(|(_, _, t)| t.len()).sum());
+        for (seq, at_ms, text) in texts {
+            let len = u32::try_from(text.len()).map_err(|_| {
+                serde::de::Error::custom(format!("kept event {seq} is longer than 4 GiB"))
+            })?;
+            buf.extend(text.as_bytes());
+            kept.push_back(Kept { seq, at_ms, len });
+        }
+        Ok(Session {
+            id,
+            owner,
+            detached_at,
+            used,
+            kept,
+            buf,
+            trimmed_through,
+        })
+    }
+}
+
 impl Session {
     /// Bytes of events kept.
     pub fn bytes(&self) -> usize {
@@ -88,7 +167,7 @@ pub enum Resume {
 }
 
 /// Counters for metrics.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionCounters {
     pub resumed: u64,
     pub expired: u64,
@@ -98,8 +177,9 @@ pub struct SessionCounters {
 }
 
 /// Every session, by client number.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Sessions {
+    #[serde(with = "crate::snapshot::with::sorted")]
     by_client: Map<ClientId, Session>,
     by_id: BTreeMap<String, ClientId>,
     ended: BTreeMap<String, Ended>,
@@ -266,6 +346,50 @@ impl Sessions {
             .values()
             .filter(|s| s.detached_at.is_some())
             .count()
+    }
+
+    /// Every client number a session holds, to `f`.
+    pub(crate) fn client_ids(&self, f: &mut dyn FnMut(ClientId)) {
+        self.by_client.keys().for_each(|c| f(*c));
+        self.by_id.values().for_each(|c| f(*c));
+    }
+
+    /// Give each detached session's buffer its room for `limit` bytes at once, as
+    /// [`Sessions::detach`] does (a restored engine).
+    pub(crate) fn reserve_detached(&mut self, limit: usize) {
+        for s in self.by_client.values_mut() {
+            if s.detached_at.is_some() {
+                let room = limit.saturating_add(64 * 1024);
+                s.buf.reserve_exact(room.saturating_sub(s.buf.len()));
+            }
+        }
+    }
+
+    /// The SessionID index and the sessions agree, and so do the ended ones and their order
+    /// (a restored snapshot's check).
+    pub(crate) fn check(&self) -> Result<(), String> {
+        if self.by_id.len() != self.by_client.len() {
+            return Err(format!(
+                "{} sessions but {} SessionIDs",
+                self.by_client.len(),
+                self.by_id.len()
+            ));
+        }
+        for (id, c) in &self.by_id {
+            if self.by_client.get(c).map(|s| s.id.as_str()) != Some(id.as_str()) {
+                return Err(format!(
+                    "SessionID {id:?} names client {c}, whose session it is not"
+                ));
+            }
+        }
+        let ordered: std::collections::BTreeSet<&String> = self.ended_order.iter().collect();
+        if ordered.len() != self.ended_order.len()
+            || ordered.len() != self.ended.len()
+            || !self.ended.keys().all(|k| ordered.contains(k))
+        {
+            return Err("the ended sessions and their order disagree".into());
+        }
+        Ok(())
     }
 
     /// Every session's client, in order.

@@ -1,11 +1,15 @@
 //! For tests, benches and examples that drive the engine without a switch: the answer an
 //! empty switch gives to the requests the engine sends when it monitors a DN (no calls, no
-//! agent, no forwarding, DND off; monitors named after their DN). Not used by ctid itself.
+//! agent, no forwarding, DND off; monitors named after their DN), and the snapshot proof over a
+//! run of inputs ([`check_snapshots`]). Not used by ctid itself.
 
 use ctid_csta::{
     GetAgentStateResponse, GetDoNotDisturbResponse, GetForwardingResponse, Message, MonitorObject,
     MonitorStartResponse, SnapshotDeviceResponse, SnapshotResult,
 };
+
+pub use crate::snapshot::first_difference;
+use crate::{Engine, EngineConfig, Input, Now, Output};
 
 /// The empty switch's answer to `msg`, or `None` for a request it does not answer this way
 /// (a hot-desking Escape, call control, …: the caller answers those).
@@ -39,4 +43,117 @@ pub fn empty_switch_answer(msg: &Message) -> Option<Message> {
         }),
         _ => return None,
     })
+}
+
+/// What [`check_snapshots`] went through.
+#[derive(Debug, Clone)]
+pub struct SnapshotRun {
+    /// The snapshot after each number of inputs (index 0: the fresh engine), `inputs + 1` of them.
+    pub snapshots: Vec<serde_json::Value>,
+    /// The cuts checked (numbers of inputs run before the snapshot).
+    pub cuts: Vec<usize>,
+}
+
+/// The snapshot proof over a run of `inputs` from an engine with `cfg` (hot standby,
+/// `crate::snapshot`): engine A runs every input; for every `every`-th cut k (and the last),
+/// engine B is restored from A's snapshot after k inputs and runs the rest. B's outputs must be
+/// A's (compared by [`crate::Output::to_json`]), its snapshot after the first input must be A's
+/// there, and its final snapshot A's final one; at each cut, `restore(s).snapshot()` must be `s`
+/// and the restored engine's views (DNs, calls, sessions, counters, timers, the window) must be
+/// A's, which reads the state by another road than the snapshot. The first failure is the
+/// error, naming the cut, the input and where the two differ.
+pub fn check_snapshots(
+    cfg: &EngineConfig,
+    inputs: &[(Now, Input)],
+    every: usize,
+) -> Result<SnapshotRun, String> {
+    let mut a = Engine::new(cfg.clone());
+    let mut snapshots = vec![a.snapshot()];
+    let mut views = vec![views_of(&a)];
+    let mut outputs = Vec::with_capacity(inputs.len());
+    for (now, input) in inputs {
+        let mut out = Vec::new();
+        a.handle(*now, input.clone(), &mut out);
+        outputs.push(out.iter().map(Output::to_json).collect::<Vec<_>>());
+        snapshots.push(a.snapshot());
+        views.push(views_of(&a));
+    }
+    let n = inputs.len();
+    let mut cuts: Vec<usize> = (0..=n).step_by(every.max(1)).collect();
+    if cuts.last() != Some(&n) {
+        cuts.push(n);
+    }
+    for &k in &cuts {
+        let taken = &snapshots[k];
+        let mut b = Engine::restore(taken).map_err(|e| format!("cut {k}: restore failed: {e}"))?;
+        let again = b.snapshot();
+        if &again != taken {
+            return Err(format!(
+                "cut {k}: restore(snapshot).snapshot() differs at {}",
+                first_difference(taken, &again)
+            ));
+        }
+        let seen = views_of(&b);
+        if seen != views[k] {
+            return Err(format!(
+                "cut {k}: the restored engine's views differ\n  expected {}\n  got      {seen}",
+                views[k]
+            ));
+        }
+        for (j, (now, input)) in inputs.iter().enumerate().skip(k) {
+            let mut out = Vec::new();
+            b.handle(*now, input.clone(), &mut out);
+            let got: Vec<_> = out.iter().map(Output::to_json).collect();
+            if got != outputs[j] {
+                return Err(format!(
+                    "cut {k}: input {j} ({}) gives other outputs after the restore\n  expected {}\n  got      {}",
+                    input.name(),
+                    serde_json::Value::from(outputs[j].clone()),
+                    serde_json::Value::from(got)
+                ));
+            }
+            if j == k {
+                let s = b.snapshot();
+                if s != snapshots[k + 1] {
+                    return Err(format!(
+                        "cut {k}: after input {j} ({}) the state differs at {}",
+                        input.name(),
+                        first_difference(&snapshots[k + 1], &s)
+                    ));
+                }
+            }
+        }
+        let last = b.snapshot();
+        if last != snapshots[n] {
+            return Err(format!(
+                "cut {k}: the final state differs at {}",
+                first_difference(&snapshots[n], &last)
+            ));
+        }
+    }
+    Ok(SnapshotRun { snapshots, cuts })
+}
+
+/// What the engine's read-only views say, as text (compared across a restore).
+pub fn views_of(e: &Engine) -> String {
+    format!(
+        "link={:?} dns={:?} calls={:?} sessions={:?} counters={:?} session_counters={:?} \
+         timeout={:?} outstanding={} limit={} pairs={:?} seq={} clients={} detached={} \
+         monitored={} max_client={}",
+        e.link_state(),
+        e.dn_views(),
+        e.call_views(),
+        e.session_views(),
+        e.counters(),
+        e.session_counters(),
+        e.poll_timeout(),
+        e.outstanding(),
+        e.window_limit(),
+        e.hotdesk_pairs(),
+        e.sequence(),
+        e.client_count(),
+        e.detached_sessions(),
+        e.monitored_count(),
+        e.max_client_id(),
+    )
 }

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ops::RangeInclusive;
 
 use ctid_csta::{InvokeId, Message};
+use serde::{Deserialize, Serialize};
 
 use crate::io::{Output, Tag};
 
@@ -15,17 +16,19 @@ use crate::io::{Output, Tag};
 /// (session start, keepalive, timer resets, stopping stale monitors).
 pub const ENGINE_INVOKE_IDS: RangeInclusive<u16> = 1..=8999;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Entry<K> {
     kind: K,
     /// `None` once sent.
+    #[serde(with = "crate::snapshot::with::opt_message")]
     message: Option<Message>,
     /// The invoke ID and deadline, once sent.
+    #[serde(with = "crate::snapshot::with::sent")]
     sent: Option<(InvokeId, u64)>,
 }
 
 /// Requests queued and in flight, each with a kind `K` saying what its answer is for.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RequestWindow<K> {
     entries: BTreeMap<Tag, Entry<K>>,
     queue: VecDeque<Tag>,
@@ -75,6 +78,63 @@ impl<K> RequestWindow<K> {
     /// The kind of a queued or in-flight request.
     pub fn kind(&self, tag: Tag) -> Option<&K> {
         self.entries.get(&tag).map(|e| &e.kind)
+    }
+
+    /// The kind of every queued or in-flight request, by tag.
+    pub fn kinds(&self) -> impl Iterator<Item = &K> {
+        self.entries.values().map(|e| &e.kind)
+    }
+
+    /// The indexes agree with the entries (a restored snapshot's check): the queue holds the
+    /// unsent entries in some order, each sent one has its invoke ID and deadline indexed, and
+    /// tags and invoke IDs are not handed out twice.
+    pub fn check(&self) -> Result<(), String> {
+        let mut queued = 0;
+        for (tag, e) in &self.entries {
+            if *tag >= self.next_tag {
+                return Err(format!(
+                    "tag {tag} is not below the next tag {}",
+                    self.next_tag
+                ));
+            }
+            match (e.sent, &e.message) {
+                (Some((id, deadline)), None) => {
+                    if self.by_invoke.get(&id.get()) != Some(tag) {
+                        return Err(format!("request {tag} sent as {id} is not indexed"));
+                    }
+                    if !self.deadlines.contains(&(deadline, *tag)) {
+                        return Err(format!("request {tag} has no deadline indexed"));
+                    }
+                }
+                (None, Some(_)) => queued += 1,
+                (Some(_), Some(_)) => return Err(format!("request {tag} is sent and queued")),
+                (None, None) => {
+                    return Err(format!("request {tag} has no message and was not sent"))
+                }
+            }
+        }
+        let sent = self.entries.len() - queued;
+        if self.by_invoke.len() != sent || self.deadlines.len() != sent {
+            return Err(format!(
+                "{sent} requests in flight, {} invoke IDs and {} deadlines indexed",
+                self.by_invoke.len(),
+                self.deadlines.len()
+            ));
+        }
+        let unsent = self
+            .queue
+            .iter()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .filter(|t| self.entries.get(t).is_some_and(|e| e.sent.is_none()))
+            .count();
+        if self.queue.len() != queued || unsent != queued {
+            return Err(format!(
+                "{queued} requests queued, the queue holds {}",
+                self.queue.len()
+            ));
+        }
+        Ok(())
     }
 
     /// The kind of a queued or in-flight request, to change.

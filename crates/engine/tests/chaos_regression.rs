@@ -19,6 +19,9 @@
 //!
 //! The events are written as the Connector (csta-sim) sends them; the third test is the trace of
 //! `ctid-chaos --drops 3 --seed 17` reduced to three DNs.
+//!
+//! Each test is also a snapshot test: an engine restored from a snapshot after any input it fed
+//! must continue exactly as the original (`testkit::check_snapshots`, run when the test passed).
 
 use ctid_csta::*;
 use ctid_engine::*;
@@ -155,6 +158,20 @@ struct T {
     now: Now,
     /// Requests held back by [`T::serve`]: (invoke ID, the device).
     held: Vec<(InvokeId, String)>,
+    /// The configuration and every input fed, with its time (for the snapshot check).
+    cfg: EngineConfig,
+    log: Vec<(Now, Input)>,
+}
+
+impl Drop for T {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        if let Err(e) = testkit::check_snapshots(&self.cfg, &self.log, 1) {
+            panic!("snapshot check: {e}");
+        }
+    }
 }
 
 /// Which requests [`T::serve`] keeps unanswered.
@@ -184,12 +201,14 @@ impl T {
             ..EngineConfig::default()
         };
         let mut t = T {
-            e: Engine::new(cfg),
+            e: Engine::new(cfg.clone()),
             now: Now {
                 mono_ms: 1_000,
                 unix_micros: 1_790_000_000_000_000,
             },
             held: Vec::new(),
+            cfg,
+            log: Vec::new(),
         };
         for dn in dns {
             t.input(Input::ClientConnected {
@@ -218,6 +237,7 @@ impl T {
     }
     fn input(&mut self, i: Input) -> Vec<Output> {
         let mut out = Vec::new();
+        self.log.push((self.now, i.clone()));
         self.e.handle(self.now, i, &mut out);
         out
     }

@@ -1,5 +1,9 @@
 //! Scripted scenarios: the engine driven by hand-made inputs, asserting whole outputs. The
 //! real-socket versions of these live in crates/server/tests (ctid + csta-sim).
+//!
+//! Every scenario is also a snapshot test: the harness keeps the inputs it fed and, when the
+//! scenario passed, checks that an engine restored from a snapshot after any of them continues
+//! exactly as the original did (`testkit::check_snapshots`).
 
 use ctid_csta::*;
 use ctid_engine::*;
@@ -8,6 +12,20 @@ use ctid_protocol::{Event, EventName, Request};
 struct T {
     e: Engine,
     now: Now,
+    /// The configuration and every input fed, with its time (for the snapshot check).
+    cfg: EngineConfig,
+    log: Vec<(Now, Input)>,
+}
+
+impl Drop for T {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        if let Err(e) = testkit::check_snapshots(&self.cfg, &self.log, 1) {
+            panic!("snapshot check: {e}");
+        }
+    }
 }
 
 fn xml_answer(m: Message) -> Message {
@@ -18,15 +36,18 @@ fn xml_answer(m: Message) -> Message {
 impl T {
     fn new(cfg: EngineConfig) -> Self {
         T {
-            e: Engine::new(cfg),
+            e: Engine::new(cfg.clone()),
             now: Now {
                 mono_ms: 1_000,
                 unix_micros: 1_790_000_000_000_000,
             },
+            cfg,
+            log: Vec::new(),
         }
     }
     fn input(&mut self, i: Input) -> Vec<Output> {
         let mut out = Vec::new();
+        self.log.push((self.now, i.clone()));
         self.e.handle(self.now, i, &mut out);
         out
     }

@@ -80,6 +80,13 @@ macro_rules! name_enum {
                 s.serialize_str(self.as_str())
             }
         }
+
+        /// From its T-Library name (the inverse of `Serialize`).
+        impl<'de> serde::Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                crate::names::deserialize_named(d, stringify!($ty), $ty::from_name)
+            }
+        }
     };
 }
 
@@ -330,5 +337,20 @@ mod tests {
             assert_eq!(AddressInfoType::from_value(t.value()), Some(*t));
             assert_eq!(AddressInfoType::from_name(t.as_str()), Some(*t));
         }
+    }
+
+    #[test]
+    fn serde_by_name_round_trip() {
+        for t in AddressType::ALL {
+            let v = serde_json::to_value(t).unwrap();
+            assert_eq!(v, serde_json::json!(t.as_str()));
+            assert_eq!(serde_json::from_value::<AddressType>(v).unwrap(), *t);
+        }
+        let e = serde_json::from_value::<PartyState>(serde_json::json!("Dancing")).unwrap_err();
+        assert!(e.to_string().contains("unknown PartyState name"), "{e}");
+        let n = crate::EventName::EventDialing;
+        let v = serde_json::to_value(n).unwrap();
+        assert_eq!(serde_json::from_value::<crate::EventName>(v).unwrap(), n);
+        assert!(serde_json::from_value::<crate::RequestName>(serde_json::json!(3)).is_err());
     }
 }

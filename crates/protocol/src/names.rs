@@ -82,7 +82,29 @@ macro_rules! message_enum {
                 s.serialize_str(self.as_str())
             }
         }
+
+        /// From its name (the inverse of `Serialize`).
+        impl<'de> serde::Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                deserialize_named(d, stringify!($ty), $ty::from_name)
+            }
+        }
     };
+}
+
+/// A name-valued enumeration read back by `from_name`; an unknown name is an error that says
+/// which enumeration it was read for.
+pub(crate) fn deserialize_named<'de, D, T>(
+    d: D,
+    what: &str,
+    from_name: fn(&str) -> Option<T>,
+) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let name = <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(d)?;
+    from_name(&name)
+        .ok_or_else(|| serde::de::Error::custom(format!("unknown {what} name {name:?}")))
 }
 
 /// A name that is not in the catalogue or enumeration it was looked up in.

@@ -30,6 +30,16 @@ impl serde::Serialize for ConnId {
     }
 }
 
+/// From its 16 hex digits (the inverse of `Serialize`).
+impl<'de> serde::Deserialize<'de> for ConnId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(d)?;
+        ConnId::parse(&text).ok_or_else(|| {
+            serde::de::Error::custom(format!("ConnID {text:?} is not 16 hex digits"))
+        })
+    }
+}
+
 /// The `InfoStatus` of EventRegistered / EventAddressInfo. T-Library sends a type name for
 /// `AddressInfoAddressType` (`"InfoStatus":"AddressTypeDN"`) and a number for
 /// `AddressInfoDNStatus` (`"InfoStatus":0`, the number of calls on the DN).
@@ -122,6 +132,17 @@ mod tests {
         assert_eq!(ConnId::parse("00A1F3C200000017"), Some(c));
         assert_eq!(ConnId::parse("a1f3c200000017"), None);
         assert_eq!(ConnId::parse("+0a1f3c20000001"), None);
+    }
+
+    #[test]
+    fn conn_id_serde_round_trip() {
+        let c = ConnId(0x00a1_f3c2_0000_0017);
+        let v = serde_json::to_value(c).unwrap();
+        assert_eq!(v, serde_json::json!("00a1f3c200000017"));
+        assert_eq!(serde_json::from_value::<ConnId>(v).unwrap(), c);
+        let e = serde_json::from_value::<ConnId>(serde_json::json!("17")).unwrap_err();
+        assert!(e.to_string().contains("16 hex digits"), "{e}");
+        assert!(serde_json::from_value::<ConnId>(serde_json::json!(17)).is_err());
     }
 
     #[test]
