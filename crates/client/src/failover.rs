@@ -92,7 +92,9 @@ pub fn not_primary(code: u16, reason: &str) -> Option<Option<String>> {
 /// Sorts a failed WebSocket connect: retry later, or never with this URL.
 fn connect_failure(e: tungstenite::Error) -> Failure {
     match &e {
-        tungstenite::Error::Url(_) => Failure::Fatal(Box::new(e)),
+        tungstenite::Error::Url(_) | tungstenite::Error::HttpFormat(_) => {
+            Failure::Fatal(Box::new(e))
+        }
         tungstenite::Error::Http(resp)
             if resp.status().is_client_error() && !matches!(resp.status().as_u16(), 408 | 429) =>
         {
