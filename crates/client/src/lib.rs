@@ -8,6 +8,10 @@
 //!
 //! [`ResumingClient`] keeps its session across lost connections instead: it reconnects and
 //! resumes by itself (docs/protocol.md §6.9), so its caller sees one event stream.
+//!
+//! Both take a list of servers for a pair of ctid nodes ([`Client::connect_any`],
+//! [`ResumingClient::connect_any`]): they connect to whichever node serves, following a close
+//! 4010 to the primary it names (docs/protocol.md §6.10, module [`failover`]).
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -24,6 +28,7 @@ pub use ctid_protocol as protocol;
 use ctid_protocol::{parse_event, Event, EventName, Request, REFERENCE_ID_MAX};
 
 pub mod display;
+pub mod failover;
 pub mod resume;
 
 pub use resume::{is_resume_refusal, ResumeOptions, ResumingClient};
@@ -56,10 +61,19 @@ pub enum Error {
         /// How long the client waited.
         timeout: Duration,
     },
+    /// No server of the list served (docs/protocol.md §6.10): every attempt until
+    /// `give_up_after` failed, or every URL failed for good.
+    #[error("cannot connect to {}: {reason}", urls.join(", "))]
+    NoServer {
+        /// The URLs given.
+        urls: Vec<String>,
+        /// How long it tried, and the last failure.
+        reason: String,
+    },
     /// The connection opened but did not name a session (no first frame with `SessionID`).
     #[error("no session from {url}: {reason}")]
     NoSession {
-        /// The URL given to [`ResumingClient::connect`].
+        /// The URL that served.
         url: String,
         /// What arrived instead.
         reason: String,
@@ -97,6 +111,7 @@ pub struct Received {
 /// One connection to ctid.
 pub struct Client {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    url: String,
     next_reference_id: u32,
     pending: VecDeque<Received>,
     closed: bool,
@@ -115,11 +130,36 @@ impl Client {
                 })?;
         Ok(Client {
             ws,
+            url: url.to_owned(),
             next_reference_id: 1,
             pending: VecDeque::new(),
             closed: false,
             disconnect_reported: false,
         })
+    }
+
+    /// Connects to whichever server of `urls` serves (docs/protocol.md §6.10): a node that is not
+    /// the primary closes with 4010 and the client goes to the primary it names at once; a
+    /// refused or dropped attempt, or `primary unknown`, moves on to the next URL after the
+    /// backoff of `opts`, until `opts.give_up_after` has passed ([`Error::NoServer`]). Unlike
+    /// [`Client::connect`] it reads the first frame (that is how a 4010 shows), and keeps it as
+    /// the first event [`Client::next_event`] returns.
+    pub async fn connect_any(urls: &[String], opts: ResumeOptions) -> Result<Client> {
+        let mut search = failover::Search::new(urls, opts);
+        let (url, ws, first) = failover::find(&mut search).await?;
+        Ok(Client {
+            ws,
+            url,
+            next_reference_id: 1,
+            pending: VecDeque::from([first]),
+            closed: false,
+            disconnect_reported: false,
+        })
+    }
+
+    /// The URL this client is connected to.
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     /// The next ReferenceID this client will assign (1, 2, ... wrapping after 2^31−1).

@@ -1,12 +1,18 @@
 //! `ctictl`: the command-line client of ctid. Registers DNs, queries them, drives hot desking,
 //! makes and handles calls, logs agents in and out, watches events and sends raw requests;
-//! `ctictl csta ...` holds the CSTA codec tools.
+//! `ctictl csta ...` holds the CSTA codec tools; `ctictl ha ...` shows a pair of nodes and asks
+//! for a switchover.
+//!
+//! `--server` takes one URL or a comma-separated list (a pair of ctid nodes, docs/protocol.md
+//! §6.10): every command connects to whichever node serves, following a close 4010 to the
+//! primary it names.
 //!
 //! Exit status: 0 success; 1 EventError or timeout; 2 usage or connection error.
 #![deny(unsafe_code)]
 
 #[allow(unused_variables)] // the slot's placeholder does not use its arguments yet
 mod csta_cmd;
+mod ha_cmd;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -23,7 +29,8 @@ use ctid_protocol::{
 #[derive(Parser, Debug)]
 #[command(name = "ctictl", version, about = "Command-line client for ctid")]
 struct Cli {
-    /// WebSocket URL of the ctid server.
+    /// WebSocket URL of the ctid server, or a comma-separated list of the nodes of a pair
+    /// (ws://a:7000/ws,ws://b:7000/ws): the one that serves is used.
     #[arg(long, global = true, default_value = "ws://127.0.0.1:7000/ws")]
     server: String,
     /// Print events as received, one JSON object per line.
@@ -98,12 +105,33 @@ enum Command {
         #[arg(value_name = "JSON")]
         text: String,
     },
+    /// A pair of nodes: their state (GET /api/ha) and a planned switchover.
+    Ha {
+        #[command(subcommand)]
+        action: Ha,
+    },
     /// CSTA codec tools (decode/encode); arguments are passed through.
     #[command(disable_help_flag = true)]
     Csta {
         /// Arguments of the csta tool.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
         args: Vec<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum Ha {
+    /// GET /api/ha on each listed server: node, role, term, lease holder, applied_seq, lag,
+    /// ready (--json: the answers).
+    Status,
+    /// POST /admin/ha/switchover to the primary: it hands over to a ready backup.
+    Switchover {
+        /// The node to hand over to (default: the primary picks a ready backup).
+        #[arg(long, value_name = "NODE")]
+        to: Option<String>,
+        /// Admin token (default: $CTID_ADMIN_TOKEN).
+        #[arg(long)]
+        admin_token: Option<String>,
     },
 }
 
@@ -301,7 +329,43 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(run(&cli)) {
+    let Some(servers) = server_list(&cli.server) else {
+        eprintln!("ctictl: --server names no URL");
+        return ExitCode::from(2);
+    };
+    if let Command::Ha { action } = &cli.command {
+        let timeout = Duration::from_secs_f64(cli.timeout).max(Duration::from_secs(1));
+        let bearer = client_token(&cli);
+        let code = match action {
+            Ha::Status => runtime.block_on(ha_cmd::status(
+                &servers,
+                bearer.as_deref(),
+                cli.json,
+                timeout,
+            )),
+            Ha::Switchover { to, admin_token } => {
+                let admin = admin_token
+                    .clone()
+                    .or_else(|| std::env::var("CTID_ADMIN_TOKEN").ok())
+                    .filter(|t| !t.is_empty());
+                let Some(admin) = admin else {
+                    eprintln!(
+                        "ctictl: ha switchover needs an admin token: --admin-token or $CTID_ADMIN_TOKEN"
+                    );
+                    return ExitCode::from(2);
+                };
+                runtime.block_on(ha_cmd::switchover(
+                    &servers,
+                    bearer.as_deref(),
+                    &admin,
+                    to.as_deref(),
+                    timeout,
+                ))
+            }
+        };
+        return ExitCode::from(code);
+    }
+    match runtime.block_on(run(&cli, &servers)) {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
         Ok(Outcome::Failed) => ExitCode::from(1),
         Err(e @ Error::Timeout { .. }) => {
@@ -524,31 +588,58 @@ fn calls_of(ev: &ctid_protocol::Event) -> Vec<(ConnId, String)> {
     v
 }
 
-async fn run(cli: &Cli) -> Result<Outcome, Error> {
-    let token = cli
-        .token
+/// The URLs of `--server` (comma-separated); `None` if there is none.
+fn server_list(server: &str) -> Option<Vec<String>> {
+    let v: Vec<String> = server
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(str::to_owned)
+        .collect();
+    (!v.is_empty()).then_some(v)
+}
+
+/// The client token: `--token`, else $CTID_TOKEN.
+fn client_token(cli: &Cli) -> Option<String> {
+    cli.token
         .clone()
-        .or_else(|| std::env::var("CTID_TOKEN").ok());
-    let url = match &token {
-        Some(t) => {
-            let sep = if cli.server.contains('?') { '&' } else { '?' };
-            let enc: String = t
-                .bytes()
-                .map(|b| match b {
-                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                        (b as char).to_string()
-                    }
-                    _ => format!("%{b:02X}"),
-                })
-                .collect();
-            format!("{}{sep}token={enc}", cli.server)
-        }
-        None => cli.server.clone(),
+        .or_else(|| std::env::var("CTID_TOKEN").ok())
+        .filter(|t| !t.is_empty())
+}
+
+/// The WebSocket URLs to try: each of `servers` with the token as `?token=` (or `&token=`).
+fn ws_urls(cli: &Cli, servers: &[String]) -> Vec<String> {
+    let token = client_token(cli);
+    servers
+        .iter()
+        .map(|server| match &token {
+            Some(t) => {
+                let sep = if server.contains('?') { '&' } else { '?' };
+                format!("{server}{sep}token={}", ha_cmd::percent_encode(t))
+            }
+            None => server.clone(),
+        })
+        .collect()
+}
+
+/// Connects to whichever server of the list serves (docs/protocol.md §6.10): a node that is not
+/// primary closes with 4010 and names the primary, which is tried at once; refusals move on to
+/// the next URL. The search lasts `--timeout` (at least 1 s).
+async fn connect(cli: &Cli, urls: &[String]) -> Result<Client, Error> {
+    let opts = ResumeOptions {
+        min_backoff: Duration::from_millis(100),
+        max_backoff: Duration::from_secs(1),
+        give_up_after: Duration::from_secs_f64(cli.timeout).max(Duration::from_secs(1)),
     };
+    Client::connect_any(urls, opts).await
+}
+
+async fn run(cli: &Cli, servers: &[String]) -> Result<Outcome, Error> {
+    let urls = ws_urls(cli, servers);
     if let Command::Watch { dns, count } = &cli.command {
-        return watch(cli, &url, dns, *count).await;
+        return watch(cli, &urls, dns, *count).await;
     }
-    let client = Client::connect(&url).await?;
+    let client = connect(cli, &urls).await?;
     let timeout = Duration::from_secs_f64(cli.timeout);
     let mut ctl = Ctl {
         cli,
@@ -675,7 +766,7 @@ async fn run(cli: &Cli) -> Result<Outcome, Error> {
         }
         Command::Watch { .. } => unreachable!("handled before connecting"),
         Command::Send { text } => send(&mut ctl, text).await?,
-        Command::Csta { .. } => unreachable!("handled before connecting"),
+        Command::Csta { .. } | Command::Ha { .. } => unreachable!("handled before connecting"),
     };
     let _ = ctl.client.close().await;
     Ok(outcome)
@@ -685,18 +776,23 @@ async fn run(cli: &Cli) -> Result<Outcome, Error> {
 /// EventRegistered answers among them), then new ones until `count` more or a silence of
 /// `--timeout` seconds (0: no limit).
 ///
-/// The session survives a lost connection (docs/protocol.md §6.9): the client reconnects and
-/// resumes it, and the events missed meanwhile are printed in their place, none twice; stderr
+/// The session survives a lost connection (docs/protocol.md §6.9): the client reconnects (to
+/// whichever listed node serves, §6.10) and resumes it, and the events missed meanwhile are printed in their place, none twice; stderr
 /// says so. If ctid refuses the resume (the session expired, or ctid restarted), the DNs are
 /// registered again on the new session (stderr says so too) and watching goes on.
-async fn watch(cli: &Cli, url: &str, dns: &[String], count: Option<u64>) -> Result<Outcome, Error> {
+async fn watch(
+    cli: &Cli,
+    urls: &[String],
+    dns: &[String],
+    count: Option<u64>,
+) -> Result<Outcome, Error> {
     let timeout = Duration::from_secs_f64(cli.timeout);
     let silence = if timeout.is_zero() {
         Duration::from_secs(100 * 365 * 86_400) // "forever", without overflowing Instant
     } else {
         timeout
     };
-    let mut client = ResumingClient::connect(url, ResumeOptions::default()).await?;
+    let mut client = ResumingClient::connect_any(urls, ResumeOptions::default()).await?;
     let outcome = watch_on(cli, &mut client, dns, count, silence).await;
     let _ = client.close().await;
     outcome

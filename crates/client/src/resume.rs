@@ -14,6 +14,12 @@
 //! becomes [`ResumingClient::session_id`]) and hands the new connection's first frame and the
 //! EventError to the caller through [`ResumingClient::next_event`]; the caller registers again.
 //!
+//! With a list of servers ([`ResumingClient::connect_any`], a pair of ctid nodes,
+//! docs/protocol.md §6.10) the client looks for the node that serves, first and after every
+//! loss: a close 4010 naming the primary sends it there at once; a refused connect, a drop or
+//! `primary unknown` sends it to the next URL of the list after the backoff (module
+//! [`failover`](crate::failover)). The session is resumed on whichever node serves.
+//!
 //! The connection is driven by a task of its own, so a drop is noticed and the session resumed
 //! even while the caller is busy elsewhere; the methods talk to that task over channels.
 
@@ -22,19 +28,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{self, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use ctid_protocol::{parse_event, Event, EventName, Request, REFERENCE_ID_MAX};
 
+use crate::failover::{self, not_primary, read_event, Begin, Failure, Search, Step, Ws};
 use crate::{Error, Received, Result};
-
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// How long one attempt to reconnect may take: TCP and WebSocket handshake, the first frame, the
 /// answer to `RequestResumeSession`. Also the bound on the first connection's first frame.
@@ -43,13 +46,11 @@ pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long writing one frame may take before the connection counts as lost.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The shortest backoff used, whatever [`ResumeOptions::min_backoff`] says (no busy loop).
-const BACKOFF_FLOOR: Duration = Duration::from_millis(10);
-
 /// Close code ctid uses when the session was resumed on another connection (§6.9).
 const CLOSE_RESUMED_ELSEWHERE: u16 = 4001;
 
-/// How [`ResumingClient`] reconnects.
+/// How [`ResumingClient`] reconnects (and how [`ResumingClient::connect_any`] and
+/// [`Client::connect_any`](crate::Client::connect_any) look for the node that serves).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ResumeOptions {
     /// The wait before the first attempt after a loss; doubled after each failed attempt
@@ -57,8 +58,9 @@ pub struct ResumeOptions {
     pub min_backoff: Duration,
     /// The longest wait between attempts (default 5 s).
     pub max_backoff: Duration,
-    /// Stop trying this long after the loss (default 60 s). Keep it longer than the server's
-    /// `resume-window` so that a server back within the window is not missed.
+    /// Stop trying this long after the loss, or after the first attempt of a first connection
+    /// (default 60 s): it bounds the whole search through the list. Keep it longer than the
+    /// server's `resume-window` so that a server back within the window is not missed.
     pub give_up_after: Duration,
 }
 
@@ -116,50 +118,60 @@ pub struct ResumingClient {
     last_sequence: u64,
     resumes: u64,
     gave_up: Option<String>,
-    /// Why the connection task gave up, as soon as it did (before the caller reads the item).
-    task_gave_up: GaveUpReason,
+    /// What the connection task shares at once (before the caller reads its items).
+    shared: Arc<Mutex<Shared>>,
 }
 
-/// Why the connection task gave up, shared with the [`ResumingClient`].
-type GaveUpReason = Arc<Mutex<Option<String>>>;
+/// What the connection task shares with the [`ResumingClient`] as soon as it happens.
+#[derive(Debug, Default)]
+struct Shared {
+    /// The URL of the connection in use (or the last one, while reconnecting).
+    url: String,
+    /// Why the task gave up.
+    gave_up: Option<String>,
+}
+
+/// Locks `shared`, whatever a panicking holder left (plain data: still usable).
+fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
+    shared
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 impl ResumingClient {
     /// Opens a WebSocket to `url` (e.g. `ws://127.0.0.1:7000/ws`) and reads its first frame,
     /// which names the session. The first frame is the first event [`ResumingClient::next_event`]
-    /// returns.
+    /// returns. This is [`ResumingClient::connect_any`] with a list of one: a refused connect is
+    /// tried again with the backoff of `opts` until `give_up_after`.
     pub async fn connect(url: &str, opts: ResumeOptions) -> Result<ResumingClient> {
-        let (mut ws, _response) =
-            tokio_tungstenite::connect_async(url)
-                .await
-                .map_err(|e| Error::Connect {
-                    url: url.to_owned(),
-                    source: Box::new(e),
-                })?;
-        let first = read_event(&mut ws, Instant::now() + ATTEMPT_TIMEOUT)
-            .await
-            .map_err(|reason| Error::NoSession {
-                url: url.to_owned(),
-                reason,
-            })?;
+        Self::connect_any(&[url.to_owned()], opts).await
+    }
+
+    /// Connects to whichever server of `urls` serves (docs/protocol.md §6.10) and reads its first
+    /// frame, which names the session (the first event [`ResumingClient::next_event`] returns).
+    ///
+    /// The search, here and after every lost connection: a node that is not the primary closes
+    /// with 4010 and the client goes to the primary it names at once (also one not in `urls`;
+    /// redirects are bounded, see [`failover`](crate::failover)); a refused or dropped attempt,
+    /// or `primary unknown`, moves on to the next URL, round robin, after the backoff of `opts`.
+    /// `opts.give_up_after` bounds the whole search: then [`Error::NoServer`] (or
+    /// [`Error::Connect`] when the one URL given can never work, such as a 401).
+    pub async fn connect_any(urls: &[String], opts: ResumeOptions) -> Result<ResumingClient> {
+        let mut search = Search::new(urls, opts);
+        let (url, ws, first) = failover::find(&mut search).await?;
         let Some(session_id) = first.event.session_id.clone() else {
             return Err(Error::NoSession {
-                url: url.to_owned(),
+                url,
                 reason: format!("the first frame carries no SessionID: {}", first.raw),
             });
         };
         let last_sequence = first.event.event_sequence_number;
         let (cmd_tx, cmd_rx) = mpsc::channel(16);
         let (item_tx, item_rx) = mpsc::unbounded_channel();
-        let min = opts.min_backoff.max(BACKOFF_FLOOR);
-        let task_gave_up = GaveUpReason::default();
+        let shared = Arc::new(Mutex::new(Shared { url, gave_up: None }));
         let task = Task {
-            gave_up: task_gave_up.clone(),
-            url: url.to_owned(),
-            opts: ResumeOptions {
-                min_backoff: min,
-                max_backoff: opts.max_backoff.max(min),
-                give_up_after: opts.give_up_after,
-            },
+            shared: shared.clone(),
+            search,
             cmds: cmd_rx,
             items: item_tx,
             session_id: session_id.clone(),
@@ -178,8 +190,14 @@ impl ResumingClient {
             last_sequence,
             resumes: 0,
             gave_up: None,
-            task_gave_up,
+            shared,
         })
+    }
+
+    /// The URL of the server in use: the one the connection goes to, or while reconnecting the
+    /// one it last went to. It changes when the client moves to another node.
+    pub fn current_url(&self) -> String {
+        lock(&self.shared).url.clone()
     }
 
     /// The current session's `SessionID` (a refused resume replaces it with the new
@@ -300,12 +318,10 @@ impl ResumingClient {
 
     /// The error once the connection task has ended.
     fn ended(&self) -> Error {
-        let reason = self.gave_up.clone().or_else(|| {
-            self.task_gave_up
-                .lock()
-                .ok()
-                .and_then(|reason| reason.clone())
-        });
+        let reason = self
+            .gave_up
+            .clone()
+            .or_else(|| lock(&self.shared).gave_up.clone());
         match reason {
             Some(reason) => Error::GaveUp { reason },
             None => Error::Closed,
@@ -357,13 +373,18 @@ enum End {
     Close(oneshot::Sender<Result<()>>),
     /// Another connection took the session over (close code 4001): resuming would take it back.
     TakenOver(String),
+    /// The node is no longer primary (close code 4010); the primary it names, if any.
+    NotPrimary {
+        why: String,
+        primary: Option<String>,
+    },
 }
 
 /// The task that owns the connection: reads events, writes requests, resumes.
 struct Task {
-    gave_up: GaveUpReason,
-    url: String,
-    opts: ResumeOptions,
+    shared: Arc<Mutex<Shared>>,
+    /// Where to reconnect: the list of servers and the place in it.
+    search: Search,
     cmds: mpsc::Receiver<Cmd>,
     items: mpsc::UnboundedSender<Item>,
     session_id: String,
@@ -381,11 +402,9 @@ struct Task {
 impl Task {
     async fn run(mut self, mut ws: Ws) {
         loop {
-            match self.serve(&mut ws).await {
-                End::Lost(reason) => match self.reconnect(reason).await {
-                    Some(new) => ws = new,
-                    None => return,
-                },
+            let (lost, primary) = match self.serve(&mut ws).await {
+                End::Lost(reason) => (reason, None),
+                End::NotPrimary { why, primary } => (why, primary),
                 // Dropping the socket without a close frame: the session stays resumable.
                 End::Gone => return,
                 End::Close(ack) => {
@@ -396,6 +415,10 @@ impl Task {
                     self.give_up(reason);
                     return;
                 }
+            };
+            match self.reconnect(lost, primary).await {
+                Some(new) => ws = new,
+                None => return,
             }
         }
     }
@@ -424,10 +447,12 @@ impl Task {
                             .map(|f| (u16::from(f.code), f.reason.to_string()))
                             .unwrap_or((1005, String::new()));
                         let why = format!("closed by the server ({code} {reason})");
-                        return if code == CLOSE_RESUMED_ELSEWHERE {
-                            End::TakenOver(why)
-                        } else {
-                            End::Lost(why)
+                        if code == CLOSE_RESUMED_ELSEWHERE {
+                            return End::TakenOver(why);
+                        }
+                        return match not_primary(code, &reason) {
+                            Some(primary) => End::NotPrimary { why, primary },
+                            None => End::Lost(why),
                         };
                     }
                     Some(Ok(Message::Text(text))) => {
@@ -512,76 +537,101 @@ impl Task {
         self.items.send(item).is_ok()
     }
 
-    /// Reconnects with backoff until a resume (or a refusal) gives a connection to go on with;
-    /// `None` when the caller is gone, closed, or `give_up_after` passed.
-    async fn reconnect(&mut self, reason: String) -> Option<Ws> {
-        let give_up_at = Instant::now() + self.opts.give_up_after;
-        let mut backoff = self.opts.min_backoff;
-        let lost = reason;
+    /// Looks for the node that serves (the primary a 4010 named at once, else the list with
+    /// backoff) until a resume (or a refusal) gives a connection to go on with; `None` when the
+    /// caller is gone, closed, or the search ended.
+    async fn reconnect(&mut self, lost: String, primary: Option<String>) -> Option<Ws> {
+        let how = match primary {
+            Some(url) => Begin::Redirect(url),
+            None => Begin::AfterBackoff,
+        };
+        self.search.begin(Instant::now(), how);
         loop {
-            let wake = (Instant::now() + backoff).min(give_up_at);
-            loop {
-                tokio::select! {
-                    _ = tokio::time::sleep_until(wake) => break,
-                    cmd = self.cmds.recv() => match cmd {
-                        None => return None,
-                        Some(Cmd::Send { req, ack }) => self.queued.push_back((req, ack)),
-                        Some(Cmd::Close { ack }) => {
-                            let r = match self.attempt(Instant::now() + ATTEMPT_TIMEOUT).await {
-                                Ok(mut ws) => close_ws(&mut ws).await,
-                                Err(_) => Ok(()), // left to expire on the server
-                            };
-                            let _ = ack.send(r);
-                            return None;
+            match self.search.step(Instant::now()) {
+                Step::Wait(wake) => loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(wake) => break,
+                        cmd = self.cmds.recv() => match cmd {
+                            None => return None,
+                            Some(Cmd::Send { req, ack }) => self.queued.push_back((req, ack)),
+                            Some(Cmd::Close { ack }) => {
+                                let _ = ack.send(self.close_while_down().await);
+                                return None;
+                            }
+                        },
+                    }
+                },
+                Step::Try(url) => {
+                    let deadline = self.search.attempt_deadline(Instant::now());
+                    match self.attempt(&url, deadline).await {
+                        Ok(ws) => {
+                            self.search.served(&url);
+                            lock(&self.shared).url = url;
+                            return Some(ws);
                         }
-                    },
+                        Err(failure) => self.search.failed(Instant::now(), &url, &failure),
+                    }
+                }
+                Step::GiveUp(g) => {
+                    let within = if g.exhausted {
+                        "(no URL can work)".to_owned()
+                    } else {
+                        format!("within {:?}", self.search.opts().give_up_after)
+                    };
+                    self.give_up(format!(
+                        "session {} not resumed {within} (connection lost: {lost}; last attempt: {})",
+                        self.session_id, g.last
+                    ));
+                    return None;
                 }
             }
-            let now = Instant::now();
-            let deadline = (now + ATTEMPT_TIMEOUT).min(give_up_at.max(now + BACKOFF_FLOOR));
-            let last = match self.attempt(deadline).await {
-                Ok(ws) => return Some(ws),
-                Err(e) => e,
-            };
-            if Instant::now() >= give_up_at {
-                self.give_up(format!(
-                    "session {} not resumed within {:?} (connection lost: {lost}; last attempt: {last})",
-                    self.session_id, self.opts.give_up_after
-                ));
-                return None;
-            }
-            backoff = (backoff * 2).min(self.opts.max_backoff);
+        }
+    }
+
+    /// A close asked for while the connection is down: one attempt to resume the session (on the
+    /// last URL, or the primary it names) and close it cleanly; failing that the session is left
+    /// to expire on the server.
+    async fn close_while_down(&mut self) -> Result<()> {
+        let deadline = Instant::now() + ATTEMPT_TIMEOUT;
+        let url = lock(&self.shared).url.clone();
+        let ws = match self.attempt(&url, deadline).await {
+            Ok(ws) => Some(ws),
+            Err(Failure::NotPrimary {
+                primary: Some(p), ..
+            }) => self.attempt(&p, deadline).await.ok(),
+            Err(_) => None,
+        };
+        match ws {
+            Some(mut ws) => close_ws(&mut ws).await,
+            None => Ok(()),
         }
     }
 
     /// One attempt: connect, read the first frame, RequestResumeSession, its answer. Nothing is
     /// handed to the caller unless it gives a connection to go on with.
-    async fn attempt(&mut self, deadline: Instant) -> Result<Ws, String> {
-        let mut ws =
-            match tokio::time::timeout_at(deadline, tokio_tungstenite::connect_async(&self.url))
-                .await
-            {
-                Err(_elapsed) => return Err(format!("cannot connect to {}: timed out", self.url)),
-                Ok(Err(e)) => return Err(format!("cannot connect to {}: {e}", self.url)),
-                Ok(Ok((ws, _response))) => ws,
-            };
+    async fn attempt(&mut self, url: &str, deadline: Instant) -> Result<Ws, Failure> {
         // The first frame names the connection's own fresh session: thrown away on a resume.
-        let first = read_event(&mut ws, deadline).await?;
+        let (mut ws, first) = failover::open(url, deadline).await?;
         let Some(fresh) = first.event.session_id.clone() else {
-            return Err(format!(
+            return Err(Failure::Retry(format!(
                 "the first frame carries no SessionID: {}",
                 first.raw
-            ));
+            )));
         };
         let mut prelude = vec![first];
         let id = self.allocate_reference_id();
         let mut req = Request::resume_session(self.session_id.clone(), self.last_sequence);
         req.reference_id = Some(id);
         match tokio::time::timeout_at(deadline, ws.send(Message::text(req.to_json()))).await {
-            Err(_elapsed) => return Err("writing RequestResumeSession timed out".into()),
-            Ok(Err(e)) => return Err(format!("writing RequestResumeSession: {e}")),
+            Err(_elapsed) => {
+                return Err(Failure::Retry(
+                    "writing RequestResumeSession timed out".into(),
+                ))
+            }
+            Ok(Err(e)) => return Err(Failure::Retry(format!("writing RequestResumeSession: {e}"))),
             Ok(Ok(())) => {}
         }
+        let gone = || Failure::Retry("the client is gone".into());
         loop {
             let r = read_event(&mut ws, deadline).await?;
             if r.event.reference_id != Some(id) {
@@ -600,7 +650,7 @@ impl Task {
                 return if self.items.send(Item::Resumed(r)).is_ok() {
                     Ok(ws)
                 } else {
-                    Err("the client is gone".into())
+                    Err(gone())
                 };
             }
             if r.event.is_error() {
@@ -613,56 +663,24 @@ impl Task {
                     self.last_sequence = self.last_sequence.max(p.event.event_sequence_number);
                     ok &= self.items.send(Item::Event(p)).is_ok();
                 }
-                return if ok {
-                    Ok(ws)
-                } else {
-                    Err("the client is gone".into())
-                };
+                return if ok { Ok(ws) } else { Err(gone()) };
             }
-            return Err(format!(
+            return Err(Failure::Retry(format!(
                 "unexpected answer to RequestResumeSession: {}",
                 r.raw
-            ));
+            )));
         }
     }
 
     /// Stops: requests still waiting fail, the caller gets the reason.
     fn give_up(&mut self, reason: String) {
-        if let Ok(mut shared) = self.gave_up.lock() {
-            *shared = Some(reason.clone());
-        }
+        lock(&self.shared).gave_up = Some(reason.clone());
         for (_, ack) in self.queued.drain(..) {
             let _ = ack.send(Err(Error::GaveUp {
                 reason: reason.clone(),
             }));
         }
         let _ = self.items.send(Item::GaveUp(reason));
-    }
-}
-
-/// Reads frames until one is an event (control frames skipped); an error names what went wrong.
-async fn read_event(ws: &mut Ws, deadline: Instant) -> Result<Received, String> {
-    loop {
-        let frame = match tokio::time::timeout_at(deadline, ws.next()).await {
-            Err(_elapsed) => return Err("no event from the server in time".into()),
-            Ok(frame) => frame,
-        };
-        match frame {
-            None => return Err("connection closed".into()),
-            Some(Err(e)) => return Err(e.to_string()),
-            Some(Ok(Message::Close(f))) => {
-                let code = f.map_or(1005, |f| u16::from(f.code));
-                return Err(format!("closed by the server ({code})"));
-            }
-            Some(Ok(Message::Text(text))) => {
-                let raw = text.as_str().to_owned();
-                return match parse_event(&raw) {
-                    Ok(event) => Ok(Received { event, raw }),
-                    Err(e) => Err(format!("undecodable frame from the server ({e}): {raw}")),
-                };
-            }
-            Some(Ok(_)) => {}
-        }
     }
 }
 

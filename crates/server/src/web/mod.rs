@@ -4,6 +4,9 @@
 //! it registers the DNs it shows in ModeMonitor and refreshes from `/api/state` when events arrive.
 //! Its session survives a dropped connection: the page resumes it (docs/protocol.md §6.9) and
 //! shows every session from `/api/state`, the detached ones with how long and what they keep.
+//! With a pair of nodes (§6.10) the page follows a close 4010 to the primary it names, learns the
+//! other nodes from `/api/ha`, tries them in turn after a drop, and shows in its header the node
+//! its WebSocket is connected to and that node's role.
 
 use std::time::Duration;
 

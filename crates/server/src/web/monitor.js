@@ -9,6 +9,16 @@
 // events missed meanwhile are replayed into the log, none twice. A refused resume (EventError
 // 1901-1905) starts afresh on the new connection's session: register again. Leaving the page
 // closes with code 1000, which ends the session at once.
+//
+// A pair of nodes (docs/protocol.md §6.10): a node that is not primary closes the WebSocket with
+// code 4010 and the reason "not primary; primary=<ws URL>" (or "primary unknown"). The page then
+// connects to the named primary at once (cross-origin WebSockets are fine). It reads /api/ha
+// (when HA is enabled) to learn the other nodes' URLs; after a drop, or "primary unknown", it
+// tries the next known node with the backoff. Redirects are bounded (each primary once, at most
+// 4, after one node taken from the list) so two nodes naming each other cannot bounce it for
+// ever. The session is resumed on whichever node serves. The header shows the node the
+// WebSocket is connected to and its role. The tables (/api/state, /api/ha) still come from the
+// node that served the page.
 "use strict";
 (function () {
   const $ = (id) => document.getElementById(id);
@@ -34,6 +44,68 @@
   }
   function short(status) {
     return String(status || "").replace(/^AddressStatus/, "");
+  }
+
+  // ------------------------------------------------------------------ the nodes of a pair (§6.10)
+
+  const ownUrl = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws";
+  let ha = null; // the last /api/ha answer of this page's node (null: not read yet / not there)
+  const known = [ownUrl]; // WebSocket URLs to try, this page's node first
+  let target = ownUrl; // the URL of the current (or next) connection
+  let followed = []; // primaries followed since the last URL taken from the list
+  const MAX_REDIRECTS = 4;
+
+  function bare(u) {
+    return String(u || "").split("?")[0];
+  }
+  function know(u) {
+    const b = bare(u);
+    if (/^wss?:\/\//.test(b) && !known.includes(b)) known.push(b);
+  }
+  function withToken(u) {
+    return token ? u + (u.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token) : u;
+  }
+  // The primary a close names: undefined if it is not a 4010, null for "primary unknown".
+  function primaryOf(ev) {
+    if (ev.code !== 4010) return undefined;
+    const m = /primary=([^\s;,]+)/.exec(ev.reason || "");
+    return m ? m[1] : null;
+  }
+
+  // Node name and role of a WebSocket URL, as /api/ha of this page's node tells them.
+  function nodeOf(u) {
+    const b = bare(u);
+    const host = b.replace(/^wss?:\/\//, "").replace(/\/.*$/, "");
+    if (!ha) return { node: host, role: "" };
+    if (!ha.enabled) return { node: host, role: ha.role || "standalone" };
+    if (b === ownUrl) return { node: ha.node || host, role: ha.role || "" };
+    if (ha.lease && bare(ha.lease.url) === b) return { node: ha.lease.holder || host, role: "primary" };
+    for (const n of ha.nodes || []) if (bare(n.url) === b) return { node: n.node || host, role: n.role || "" };
+    return { node: host, role: "" };
+  }
+
+  function showNode() {
+    const n = nodeOf(target);
+    $("node").dataset.role = n.role || "unknown";
+    $("node-name").textContent = n.node;
+    $("node-role").textContent = n.role ? "(" + n.role + ")" : "";
+    $("node").title = "the ctid node this page's WebSocket is connected to: " + bare(target);
+  }
+
+  async function readHa() {
+    try {
+      const r = await fetch("/api/ha", { cache: "no-store", headers: authHeaders });
+      if (r.status === 404) ha = { enabled: false, role: "standalone" }; // a ctid without /api/ha
+      else if (r.ok) ha = await r.json();
+      else return;
+    } catch (e) {
+      return; // this page's node is away: keep what was known
+    }
+    if (ha && ha.enabled) {
+      if (ha.lease) know(ha.lease.url);
+      for (const n of ha.nodes || []) know(n.url);
+    }
+    showNode();
   }
 
   function setLink(state, name) {
@@ -208,6 +280,7 @@
 
   // The connection carries a session of its own from here on: register as a new client.
   function startFresh(first) {
+    served();
     session.id = first.SessionID || null;
     session.last = first.EventSequenceNumber || 0;
     registered = new Set();
@@ -248,6 +321,7 @@
     clearTimeout(resumeTimer);
     resumeRef = null;
     if (ev.event === "EventSessionResumed") {
+      served();
       session.resumes++;
       ready = true;
       const n = ev.Extensions && ev.Extensions.Replayed !== undefined ? ev.Extensions.Replayed : 0;
@@ -265,31 +339,54 @@
   }
 
   let backoff = 100;
+  // The connection carries the session: the search is over.
+  function served() {
+    backoff = 100;
+    followed = [];
+    showNode();
+    readHa();
+  }
+
   function connect() {
-    const url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws" +
-      (token ? "?token=" + encodeURIComponent(token) : "");
-    setWs("connecting");
+    showNode();
+    setWs("connecting", target === ownUrl ? "connecting" : "connecting to " + bare(target));
     ready = false;
     fresh = null;
     resumeRef = null;
-    const sock = new WebSocket(url);
+    const sock = new WebSocket(withToken(target));
     ws = sock;
     sock.onopen = () => {
-      backoff = 100;
-      if (!session.id) setWs("open");
+      if (ws === sock && !session.id) setWs("connecting", "open, waiting for the first frame");
     };
     sock.onmessage = (m) => {
       if (ws !== sock) return;
       let ev;
       try { ev = JSON.parse(m.data); } catch (e) { return; }
-      if (!ready) settle(ev);
-      else handle(ev);
+      if (!ready) {
+        if (!session.id && fresh === null) setWs("open");
+        settle(ev);
+      } else handle(ev);
     };
-    sock.onclose = () => {
+    sock.onclose = (ev) => {
       if (ws !== sock) return;
       clearTimeout(resumeTimer);
       ready = false;
-      setWs("closed", "closed (retrying)");
+      const primary = primaryOf(ev);
+      if (primary && primary !== bare(target) && !followed.includes(primary) && followed.length < MAX_REDIRECTS) {
+        // Not the primary, and it names one: go there at once.
+        followed.push(primary);
+        know(primary);
+        logNote(bare(target) + " is not primary; moving to " + primary);
+        target = primary;
+        connect();
+        return;
+      }
+      // Dropped, refused, or no primary named: the next known node, after the backoff.
+      followed = [];
+      if (primary === null) logNote(bare(target) + " is not primary and knows no primary");
+      const i = known.indexOf(bare(target));
+      target = known[(i + 1) % known.length];
+      setWs("closed", "closed (retrying" + (known.length > 1 ? " " + bare(target) : "") + ")");
       setTimeout(connect, backoff);
       backoff = Math.min(backoff * 2, 5000);
     };
@@ -315,5 +412,7 @@
 
   connect();
   refresh();
+  readHa();
   setInterval(() => { if (Date.now() - lastRefresh > 1900) refresh(); }, 2000);
+  setInterval(readHa, 10000);
 })();
