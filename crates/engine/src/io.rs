@@ -259,7 +259,8 @@ impl Input {
             }
             Input::ClientRequest { client, request } => {
                 put("client", json!(client));
-                put("request", text_json(request.to_json()));
+                // As text: a JSON object would lose a KV list's order and repeated keys.
+                put("request", Value::String(request.to_json()));
             }
             Input::ClientInvalid {
                 client,
@@ -327,8 +328,12 @@ impl Input {
             },
             "ClientRequest" => Input::ClientRequest {
                 client: client()?,
-                request: ctid_protocol::parse_request(&field(v, "request")?.to_string())
-                    .map_err(|e| RecordError(format!("request: {}", e.message)))?,
+                // Text since hot standby; an object in older recordings.
+                request: ctid_protocol::parse_request(&match field(v, "request")? {
+                    Value::String(text) => text.clone(),
+                    other => other.to_string(),
+                })
+                .map_err(|e| RecordError(format!("request: {}", e.message)))?,
             },
             "ClientInvalid" => Input::ClientInvalid {
                 client: client()?,

@@ -187,6 +187,7 @@ struct RawHa {
     renew_interval: Option<f64>,
     replicas: Option<usize>,
     max_bytes: Option<i64>,
+    snapshot_every: Option<u64>,
 }
 
 /// `[ha]`: the NATS settings default to those of `[export.nats]` (one NATS for both).
@@ -266,7 +267,13 @@ fn parse_ha(
             ))
         }
     };
+    let snapshot_every = match h.snapshot_every {
+        None => 10_000,
+        Some(n) if n >= 10 => n,
+        Some(n) => return Err(format!("ha.snapshot-every = {n}: at least 10")),
+    };
     Ok(Some(crate::ha::HaConfig {
+        snapshot_every,
         cluster,
         node,
         nats,

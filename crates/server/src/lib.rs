@@ -198,7 +198,7 @@ async fn ha_bootstrap(
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     if core
         .send(core::CoreMsg::HaUp {
-            log,
+            log: Box::new(log),
             lease_cmds: cmd_tx,
         })
         .await

@@ -191,6 +191,8 @@ pub struct Inner {
     pub ha_append_errors: Counter,
     pub ha_takeovers: Counter,
     pub ha_stepdowns: Counter,
+    pub ha_snapshots: Counter,
+    pub ha_snapshot_errors: Counter,
     /// From a batch's append to JetStream's acknowledgement (the output rule's wait).
     pub ha_append_latency: Histogram,
 }
@@ -396,6 +398,18 @@ impl Metrics {
                     "times this node stopped being primary",
                     "counter",
                     self.ha_stepdowns.get().to_string(),
+                ),
+                (
+                    "ctid_ha_snapshots_total",
+                    "engine snapshots this node stored (as primary)",
+                    "counter",
+                    self.ha_snapshots.get().to_string(),
+                ),
+                (
+                    "ctid_ha_snapshot_errors_total",
+                    "engine snapshots that could not be stored or loaded",
+                    "counter",
+                    self.ha_snapshot_errors.get().to_string(),
                 ),
             ] {
                 g(name, help, kind, v);

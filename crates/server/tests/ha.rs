@@ -29,17 +29,24 @@ fn ha_cfg(node: &str, nats: &str) -> HaConfig {
         renew_interval: Duration::from_millis(250),
         replicas: 1,
         max_bytes: 64 << 20,
+        snapshot_every: 10_000,
     }
 }
 
 async fn node(name: &str, sim: &Sim, nats: &str) -> Running {
+    node_with(name, sim, nats, 10_000).await
+}
+
+async fn node_with(name: &str, sim: &Sim, nats: &str, snapshot_every: u64) -> Running {
     let mut cfg = demo_config(any(), sim.csta_addr());
     for l in &mut cfg.links {
         l.reconnect_min = Duration::from_millis(100);
         l.reconnect_max = Duration::from_millis(300);
         l.connect_timeout = Duration::from_millis(800);
     }
-    cfg.ha = Some(ha_cfg(name, nats));
+    let mut h = ha_cfg(name, nats);
+    h.snapshot_every = snapshot_every;
+    cfg.ha = Some(h);
     ctid_server::start(cfg).await.unwrap()
 }
 
@@ -284,5 +291,74 @@ async fn a_planned_switchover_hands_over_and_the_old_primary_follows() {
         (code, reason),
         (4010, format!("not primary; primary={}", b.ws_url()))
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_joins_late_loads_the_snapshot_and_takes_over_from_it() {
+    let dir = std::env::temp_dir().join(format!("ctid-ha-snap-{}", std::process::id()));
+    let Some(nats) = Nats::start(free_port(), &dir) else {
+        return;
+    };
+    let sim = Sim::start(SimConfig::demo(), any(), None).await.unwrap();
+    let a = node_with("a", &sim, &nats.url(), 10).await;
+    wait_for("a primary", Duration::from_secs(10), || {
+        role(&a) == Role::Primary
+    })
+    .await;
+    link_up(&a).await;
+    // A desk whose state must survive: registrations, a hot desk, then enough traffic for a
+    // few snapshots (each request is one input batch: one stream message).
+    let mut c = Client::connect(&a.ws_url()).await.unwrap();
+    let first = next(&mut c).await;
+    let session = first.session_id.clone().unwrap();
+    for dn in ["1001", "2010"] {
+        let ev = c.request(Request::register_address(dn), T).await.unwrap();
+        assert_eq!(ev.name, EventName::EventRegistered, "{ev:?}");
+    }
+    let mut last = 0;
+    for _ in 0..40 {
+        let q = Request::query_address("1001", ctid_protocol::AddressInfoType::DnStatus);
+        let info = c.request(q, T).await.unwrap();
+        assert_eq!(info.name, EventName::EventAddressInfo, "{info:?}");
+        last = info.event_sequence_number;
+    }
+    wait_for("two snapshots stored", Duration::from_secs(10), || {
+        a.metrics.ha_snapshots.get() >= 2
+    })
+    .await;
+    let stored = a.ha.as_ref().unwrap().borrow().snapshot_seq;
+    assert!(stored >= 20, "snapshot at {stored}");
+
+    // c joins now: the stream no longer starts at 1; c starts from the snapshot.
+    let c_node = node_with("c", &sim, &nats.url(), 10).await;
+    wait_for("c a ready backup", Duration::from_secs(10), || {
+        let v = c_node.ha.as_ref().unwrap().borrow().clone();
+        let va = a.ha.as_ref().unwrap().borrow().clone();
+        v.ready && v.applied_seq == va.applied_seq
+    })
+    .await;
+    let vc = c_node.ha.as_ref().unwrap().borrow().clone();
+    assert!(vc.snapshot_seq >= 10, "c did not load a snapshot: {vc:?}");
+    assert_eq!(c_node.metrics.ha_snapshot_errors.get(), 0);
+
+    drop(a);
+    drop(c);
+    wait_for("c primary", Duration::from_secs(5), || {
+        role(&c_node) == Role::Primary
+    })
+    .await;
+    link_up(&c_node).await;
+    let mut c = Client::connect(&c_node.ws_url()).await.unwrap();
+    next(&mut c).await;
+    let resumed = c
+        .request(Request::resume_session(&session, last), T)
+        .await
+        .unwrap();
+    assert_eq!(resumed.name, EventName::EventSessionResumed, "{resumed:?}");
+    let q = Request::query_address("2010", ctid_protocol::AddressInfoType::DnStatus);
+    let info = c.request(q, T).await.unwrap();
+    assert_eq!(info.extension_str("HOST_DN"), Some("1010"), "{info:?}");
+    assert!(info.event_sequence_number > last);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -53,6 +53,14 @@ pub struct HaCore {
     /// The stream has a gap this node cannot fill (trimmed): it cannot be ready.
     broken: Option<String>,
     last_error: String,
+    /// The stream message of the last snapshot this node loaded or stored.
+    snap_at: u64,
+    /// A snapshot is being read; the follower starts when it is in.
+    loading: bool,
+    /// The engine handled inputs that were never appended: it must be rebuilt.
+    rebuild: bool,
+    /// When a gap last sent this node to the snapshot (reloads are spaced).
+    gap_reload: Option<Instant>,
 }
 
 impl HaCore {
@@ -89,6 +97,10 @@ impl HaCore {
             last_now: None,
             broken: None,
             last_error: String::new(),
+            snap_at: 0,
+            loading: false,
+            rebuild: false,
+            gap_reload: None,
         }
     }
 
@@ -153,6 +165,19 @@ fn parse_line(l: &[u8]) -> Result<Line, String> {
     Ok(Line::Input(now, input))
 }
 
+/// A stored snapshot: the engine, the cluster's lineage and the time of the last input.
+fn restore(body: &[u8]) -> Result<(Engine, String, Now), String> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let engine = Engine::restore(v.get("engine").unwrap_or(&Value::Null)).map_err(|e| e.0)?;
+    let lineage = v
+        .get("lineage")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let t = Now::from_json(v.get("t").unwrap_or(&Value::Null)).map_err(|e| e.0)?;
+    Ok((engine, lineage, t))
+}
+
 /// The stream's last sequence is at least `seq` (this node appended it).
 fn raise_last(shared: &Shared, seq: u64) {
     let _ = shared
@@ -179,8 +204,113 @@ impl Core {
         h.log = Some(log);
         h.lease_cmds = Some(lease_cmds);
         info!(cluster = %h.cfg.cluster, node = %h.cfg.node, "hot standby: following the input stream as a backup");
+        self.begin_following();
+        self.ha_publish();
+    }
+
+    /// Read the latest snapshot, then follow the stream after it (or after what this engine
+    /// has, when that is newer): [`Core::snapshot_loaded`] goes on.
+    fn begin_following(&mut self) {
+        let Some(h) = &mut self.ha else { return };
+        if let Some(t) = h.follower.take() {
+            t.abort();
+        }
+        let Some(log) = h.log.clone() else { return };
+        h.loading = true;
+        let tx = h.core_tx.clone();
+        tokio::spawn(async move {
+            let r = log.load_snapshot().await;
+            let _ = tx.send(CoreMsg::HaSnapshot(r)).await;
+        });
+    }
+
+    /// The latest snapshot is read: take it when it is newer than this engine (or this engine
+    /// must be rebuilt), then follow the stream.
+    pub(super) fn snapshot_loaded(&mut self, r: Result<Option<(u64, Vec<u8>)>, String>) {
+        let Some(h) = &mut self.ha else { return };
+        if !h.loading || h.role != Role::Backup {
+            return;
+        }
+        h.loading = false;
+        match r {
+            Ok(Some((seq, body))) if seq > h.applied || h.rebuild => match restore(&body) {
+                Ok((engine, lineage, t)) => {
+                    info!(
+                        seq,
+                        bytes = body.len(),
+                        "hot standby: loaded the engine snapshot; following the stream after it"
+                    );
+                    self.engine = engine;
+                    let h = self.ha.as_mut().expect("checked above");
+                    h.applied = seq;
+                    h.snap_at = seq;
+                    h.lineage = Some(lineage);
+                    h.last_now = Some(t);
+                    h.broken = None;
+                    h.rebuild = false;
+                    h.parts.clear();
+                }
+                Err(e) => {
+                    self.metrics.ha_snapshot_errors.inc();
+                    error!(seq, error = %e, "hot standby: the stored snapshot does not load; following the stream without it");
+                }
+            },
+            Ok(_) => {}
+            Err(e) => {
+                self.metrics.ha_snapshot_errors.inc();
+                warn!(error = %e, "hot standby: cannot read the snapshot; following the stream without it");
+            }
+        }
+        let h = self.ha.as_mut().expect("checked above");
+        if h.rebuild {
+            h.rebuild = false;
+            h.applied = 0;
+            h.parts.clear();
+            h.last_now = None;
+            h.broken = None;
+            self.engine = Engine::new(h.base.clone());
+        }
+        h.shared.applied.store(h.applied, Ordering::Relaxed);
         self.start_follower();
         self.ha_publish();
+    }
+
+    /// The primary stores a snapshot every `snapshot-every` messages (taken now, written by a
+    /// task) and trims the stream below the one before.
+    fn maybe_snapshot(&mut self) {
+        let Some(h) = &self.ha else { return };
+        if h.role != Role::Primary || h.applied < h.snap_at + h.cfg.snapshot_every {
+            return;
+        }
+        let Some(log) = h.log.clone() else { return };
+        let seq = h.applied;
+        let trim_below = if h.snap_at > 0 { h.snap_at + 1 } else { 0 };
+        let body = json!({
+            "seq": seq,
+            "lineage": h.lineage.clone().unwrap_or_default(),
+            "t": self.now().to_json(),
+            "engine": self.engine.snapshot(),
+        });
+        let gate = h.shared.gate.clone();
+        let metrics = self.metrics.clone();
+        self.ha.as_mut().expect("checked above").snap_at = seq;
+        tokio::spawn(async move {
+            let bytes = serde_json::to_vec(&body).unwrap_or_default();
+            // An old primary (its lease gone) does not write: the new one owns the store.
+            if !gate.is_open() {
+                return;
+            }
+            match log.save_snapshot(seq, bytes, trim_below).await {
+                Ok(()) => {
+                    metrics.ha_snapshots.inc();
+                    info!(seq, trim_below, "hot standby: stored an engine snapshot");
+                }
+                Err(e) => {
+                    metrics.ha_snapshot_errors.inc();
+                    warn!(seq, error = %e, "hot standby: cannot store the snapshot (the stream is not trimmed)");
+                }
+            }
+        });
     }
 
     fn start_follower(&mut self) {
@@ -208,9 +338,15 @@ impl Core {
                 h.applied + 1
             );
             if h.broken.is_none() {
-                error!(%why, "hot standby: cannot follow the stream");
+                warn!(%why, "hot standby: a gap in the stream; loading the latest snapshot");
             }
             h.broken = Some(why);
+            if h.gap_reload
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(2))
+            {
+                h.gap_reload = Some(Instant::now());
+                self.begin_following();
+            }
             return;
         }
         h.applied = r.seq;
@@ -259,6 +395,7 @@ impl Core {
             && h.log.is_some()
             && h.broken.is_none()
             && h.applied >= last
+            && !h.loading
             && h.parts.is_empty();
         h.shared.ready.store(ready, Ordering::Release);
     }
@@ -300,6 +437,10 @@ impl Core {
         let started = Instant::now();
         let Some(h) = &mut self.ha else { return };
         let Some(log) = h.log.clone() else { return };
+        if h.loading {
+            let rebuild = h.rebuild;
+            return self.step_down("won the lease while a snapshot was loading", rebuild);
+        }
         h.role = Role::TakingOver;
         h.term = term;
         h.shared.set_role(Role::TakingOver);
@@ -407,16 +548,12 @@ impl Core {
             }
         }
         // Serve: new connections are numbered above every session the engine knows.
-        let max = self
-            .engine
-            .session_views()
-            .iter()
-            .map(|s| s.client)
-            .max()
-            .unwrap_or(0);
-        self.next_id.fetch_max(max, Ordering::Relaxed);
+        self.next_id
+            .fetch_max(self.engine.max_client_id(), Ordering::Relaxed);
         let Some(h) = &mut self.ha else { return };
         h.role = Role::Primary;
+        // The first snapshot of this term comes `snapshot-every` messages from now.
+        h.snap_at = h.snap_at.max(h.applied);
         h.shared.set_role(Role::Primary);
         h.shared.ready.store(false, Ordering::Release);
         h.last_error.clear();
@@ -484,14 +621,11 @@ impl Core {
         let h = self.ha.as_mut().expect("checked above");
         h.batch.clear();
         if rebuild {
-            h.applied = 0;
-            h.parts.clear();
-            h.last_now = None;
-            h.broken = None;
-            h.shared.applied.store(0, Ordering::Relaxed);
-            self.engine = Engine::new(h.base.clone());
+            h.rebuild = true;
+            self.begin_following();
+        } else {
+            self.start_follower();
         }
-        self.start_follower();
         self.ha_publish();
     }
 
@@ -527,6 +661,7 @@ impl Core {
                         raise_last(&h.shared, seq);
                         self.metrics.ha_appends.inc();
                         self.metrics.ha_append_latency.observe(t0.elapsed());
+                        self.maybe_snapshot();
                         break;
                     }
                     Err(AppendError::Fenced) => {
@@ -661,6 +796,7 @@ impl Core {
             applied_seq: h.applied,
             stream_last_seq: last,
             lag: last.saturating_sub(h.applied),
+            snapshot_seq: h.snap_at,
             ready: h.shared.ready.load(Ordering::Relaxed),
             nodes: lw.nodes,
             last_error: h.broken.clone().unwrap_or_else(|| h.last_error.clone()),

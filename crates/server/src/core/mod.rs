@@ -62,11 +62,13 @@ pub enum CoreMsg {
     Reconfigure(Box<EngineConfig>),
     /// `[ha]`: a message of the input stream (a backup applies it).
     Replicated(crate::ha::log::Replicated),
+    /// `[ha]`: the latest engine snapshot, read (or why not).
+    HaSnapshot(Result<Option<(u64, Vec<u8>)>, String>),
     /// `[ha]`: the lease changed hands.
     Lease(crate::ha::lease::Change),
     /// `[ha]`: NATS is reachable: the input stream and the lease task's orders.
     HaUp {
-        log: crate::ha::log::Log,
+        log: Box<crate::ha::log::Log>,
         lease_cmds: mpsc::UnboundedSender<crate::ha::lease::LeaseCmd>,
     },
     /// `[ha]`: a planned switchover (`POST /admin/ha/switchover`).
@@ -351,8 +353,9 @@ impl Core {
                     self.apply_replicated(r);
                 }
             }
+            CoreMsg::HaSnapshot(r) => self.snapshot_loaded(r),
             CoreMsg::Lease(c) => self.lease_change(c, out).await,
-            CoreMsg::HaUp { log, lease_cmds } => self.ha_up(log, lease_cmds),
+            CoreMsg::HaUp { log, lease_cmds } => self.ha_up(*log, lease_cmds),
             CoreMsg::Switchover { to, reply } => {
                 let r = self.switchover(to, out).await;
                 let _ = reply.send(r);

@@ -8,6 +8,12 @@
 //! stream's last message fails (an old primary is fenced) and `Nats-Msg-Id` (a retry after a lost
 //! answer is recognised as a duplicate). A batch longer than [`PART_BYTES`] goes as several
 //! messages with the header `Ctid-Part: i/n`; a follower applies it when it has all parts.
+//!
+//! Beside the stream, an object store bucket `ctid-ha-<cluster>-snap` keeps the latest engine
+//! snapshot as one object `latest`: `{"seq":…,"lineage":…,"t":[…],"engine":{…}}`, the state
+//! after stream message `seq`. The primary writes one every `snapshot-every` messages and then
+//! trims the stream below the previous one (one interval is kept for a backup that lags); a
+//! node that joins loads it and follows from `seq + 1`.
 
 use std::time::Duration;
 
@@ -41,13 +47,17 @@ pub struct Replicated {
     pub payload: Bytes,
 }
 
-/// The cluster's input stream.
+/// The cluster's input stream and its snapshot store.
 #[derive(Clone)]
 pub struct Log {
     js: jetstream::Context,
     stream: String,
     subject: String,
+    snaps: jetstream::object_store::ObjectStore,
 }
+
+/// The snapshot object's name in the bucket.
+const SNAPSHOT: &str = "latest";
 
 impl std::fmt::Debug for Log {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -84,11 +94,91 @@ impl Log {
                 }
             }
         }
+        let bucket = cfg.snapshot_bucket();
+        let snaps = match js.get_object_store(&bucket).await {
+            Ok(s) => s,
+            Err(_) => {
+                let sc = jetstream::object_store::Config {
+                    bucket: bucket.clone(),
+                    num_replicas: cfg.replicas,
+                    storage: stream::StorageType::File,
+                    ..Default::default()
+                };
+                match js.create_object_store(sc).await {
+                    Ok(s) => s,
+                    Err(e) => js
+                        .get_object_store(&bucket)
+                        .await
+                        .map_err(|_| format!("cannot create snapshot bucket {bucket}: {e}"))?,
+                }
+            }
+        };
         Ok(Log {
             js,
             stream: name,
             subject: cfg.subject(),
+            snaps,
         })
+    }
+
+    /// Store a snapshot taken after message `seq` (replacing the one before), then trim the
+    /// stream below `trim_below` (0: nothing trimmed). Skipped when the stored one is newer.
+    pub async fn save_snapshot(
+        &self,
+        seq: u64,
+        body: Vec<u8>,
+        trim_below: u64,
+    ) -> Result<(), String> {
+        if let Ok(info) = self.snaps.info(SNAPSHOT).await {
+            let stored = info.metadata.get("seq").and_then(|s| s.parse::<u64>().ok());
+            if stored.is_some_and(|s| s >= seq) {
+                return Ok(());
+            }
+        }
+        let meta = jetstream::object_store::ObjectMetadata {
+            name: SNAPSHOT.to_string(),
+            description: Some(format!("ctid engine snapshot after input message {seq}")),
+            metadata: [("seq".to_string(), seq.to_string())].into_iter().collect(),
+            ..Default::default()
+        };
+        self.snaps
+            .put(meta, &mut body.as_slice())
+            .await
+            .map_err(|e| format!("storing the snapshot: {e}"))?;
+        if trim_below > 1 {
+            let s = self
+                .js
+                .get_stream(&self.stream)
+                .await
+                .map_err(|e| e.to_string())?;
+            s.purge()
+                .sequence(trim_below)
+                .await
+                .map_err(|e| format!("trimming the stream below {trim_below}: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// The latest snapshot: (seq, body), or `None` when there is none yet.
+    pub async fn load_snapshot(&self) -> Result<Option<(u64, Vec<u8>)>, String> {
+        let mut obj = match self.snaps.get(SNAPSHOT).await {
+            Ok(o) => o,
+            Err(e) if e.kind() == jetstream::object_store::GetErrorKind::NotFound => {
+                return Ok(None)
+            }
+            Err(e) => return Err(format!("reading the snapshot: {e}")),
+        };
+        let seq = obj
+            .info
+            .metadata
+            .get("seq")
+            .and_then(|s| s.parse::<u64>().ok())
+            .ok_or("the snapshot object has no seq")?;
+        let mut body = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut obj, &mut body)
+            .await
+            .map_err(|e| format!("reading the snapshot: {e}"))?;
+        Ok(Some((seq, body)))
     }
 
     /// Append `payload` after sequence `last` (the last this node applied); the sequence of the

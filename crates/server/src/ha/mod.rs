@@ -40,6 +40,8 @@ pub struct HaConfig {
     pub replicas: usize,
     /// The input stream's size limit in bytes (default 1 GiB).
     pub max_bytes: i64,
+    /// The primary stores an engine snapshot every this many stream messages (default 10,000).
+    pub snapshot_every: u64,
 }
 
 impl HaConfig {
@@ -50,6 +52,10 @@ impl HaConfig {
     /// Its one subject.
     pub fn subject(&self) -> String {
         format!("ctid-ha.{}.in", self.cluster)
+    }
+    /// The object store bucket of the engine snapshots.
+    pub fn snapshot_bucket(&self) -> String {
+        format!("ctid-ha-{}-snap", self.cluster)
     }
     /// The KV bucket of the lease and the node records.
     pub fn bucket(&self) -> String {
@@ -200,6 +206,8 @@ pub struct HaView {
     pub applied_seq: u64,
     pub stream_last_seq: u64,
     pub lag: u64,
+    /// The stream message of the last snapshot this node loaded or stored (0: none).
+    pub snapshot_seq: u64,
     pub ready: bool,
     pub nodes: Vec<NodeRecord>,
     /// Why this node last stepped down or could not take over, if it did.
