@@ -19,6 +19,7 @@ pub mod error;
 pub mod events;
 pub mod load;
 pub mod model;
+pub mod nats;
 pub mod record;
 
 use std::net::SocketAddr;
