@@ -61,7 +61,18 @@ pub struct HaCore {
     rebuild: bool,
     /// When a gap last sent this node to the snapshot (reloads are spaced).
     gap_reload: Option<Instant>,
+    /// `[export.nats]` on a backup: the export's events of the last [`EXPORT_TAIL_MS`] of
+    /// applied inputs (at most [`EXPORT_TAIL_EVENTS`]), offered again when this node becomes
+    /// primary: those the old primary had not published yet are not lost (JetStream drops the
+    /// rest by their `Nats-Msg-Id`).
+    export_tail: std::collections::VecDeque<(u64, std::sync::Arc<ctid_protocol::Event>)>,
 }
+
+/// How far back a backup keeps the export's events (inside the export stream's 120 s
+/// duplicate window, so a re-offered event that was published is dropped by JetStream).
+const EXPORT_TAIL_MS: u64 = 30_000;
+/// At most this many of them.
+const EXPORT_TAIL_EVENTS: usize = 100_000;
 
 impl HaCore {
     #[allow(clippy::too_many_arguments)]
@@ -101,6 +112,7 @@ impl HaCore {
             loading: false,
             rebuild: false,
             gap_reload: None,
+            export_tail: Default::default(),
         }
     }
 
@@ -120,6 +132,27 @@ impl HaCore {
         }
         if serde_json::to_writer(&mut self.batch, &v).is_ok() {
             self.batch.push(b'\n');
+        }
+    }
+}
+
+impl HaCore {
+    /// Keep the export's events of these outputs (see `export_tail`).
+    fn keep_export_tail(&mut self, now: Now, outs: &mut [Output]) {
+        for o in outs.iter() {
+            if let Output::Event { to, event } = o {
+                if to.contains(&ctid_engine::io::EXPORT) {
+                    self.export_tail.push_back((now.mono_ms, event.clone()));
+                }
+            }
+        }
+        let oldest = now.mono_ms.saturating_sub(EXPORT_TAIL_MS);
+        while self
+            .export_tail
+            .front()
+            .is_some_and(|(t, _)| *t < oldest || self.export_tail.len() > EXPORT_TAIL_EVENTS)
+        {
+            self.export_tail.pop_front();
         }
     }
 }
@@ -378,6 +411,9 @@ impl Core {
                         h.last_now = Some(now);
                     }
                     self.handle(now, input, &mut scratch);
+                    if let Some(h) = self.ha.as_mut().filter(|h| h.export_cfg.is_some()) {
+                        h.keep_export_tail(now, &mut scratch);
+                    }
                     scratch.clear();
                 }
                 Err(e) => {
@@ -573,6 +609,13 @@ impl Core {
                 self.export = Some(crate::export::start(n, lineage, self.metrics.clone()));
             }
         }
+        // The last events the old primary may not have published, ahead of this node's own.
+        let tail = std::mem::take(&mut h.export_tail);
+        if let Some(x) = &mut self.export {
+            for (_, ev) in tail {
+                x.offer(&ev, &ev.to_json());
+            }
+        }
         info!(
             term = h.term,
             applied = h.applied,
@@ -618,6 +661,9 @@ impl Core {
         self.inflight.clear();
         self.origins.clear();
         self.deferred.clear();
+        // A backup publishes nothing: the next primary exports (what this node still holds
+        // is published by the task as it ends, or dropped by JetStream as a duplicate).
+        self.export = None;
         let h = self.ha.as_mut().expect("checked above");
         h.batch.clear();
         if rebuild {
