@@ -29,7 +29,7 @@
 //! The rule assumes the simulator serves one logical client (the ctid nodes of one cluster);
 //! any other CSTA client speaking would take the link over too.
 //!
-//! Read it with [`crate::Sim::dual_primary`].
+//! Read it with [`crate::Sim::dual_primary`] or `GET /dual-primary` on the control API.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;

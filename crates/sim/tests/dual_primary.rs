@@ -120,6 +120,14 @@ async fn takeover_then_the_old_primary_speaks() {
     assert_eq!(counts(&d), (3, 1, 1));
     assert!(d.recent[1].contains("sent SystemStatusResponse"), "{d:?}");
     assert!(d.recent[2].contains("sent MonitorStart"), "{d:?}");
+    // the control API shows the same
+    let (st, v) = http(ctl, "GET", "/dual-primary", None).await;
+    assert_eq!(st, 200);
+    assert_eq!(v, serde_json::to_value(&d).unwrap());
+    assert_eq!(
+        (&v["violations"], &v["connections"], &v["ownerChanges"]),
+        (&3.into(), &1.into(), &1.into())
+    );
     let (_, state) = http(ctl, "GET", "/state", None).await;
     let links: Vec<_> = state["connections"]
         .as_array()
@@ -129,7 +137,8 @@ async fn takeover_then_the_old_primary_speaks() {
         .collect();
     assert_eq!(links, vec!["superseded", "owner"]);
     // reset: the counters go, the roles stay
-    sim.reset_dual_primary().await;
+    let (st, v) = http(ctl, "POST", "/dual-primary/reset", None).await;
+    assert_eq!((st, v), (200, serde_json::json!({"ok": true})));
     assert_eq!(sim.dual_primary().await, DualPrimary::default());
     keepalive(&mut a, &a_sid).await;
     assert_eq!(counts(&sim.dual_primary().await), (1, 1, 0));
