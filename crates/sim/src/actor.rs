@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::config::{SessionMode, SimConfig};
+use crate::dual::Tracker;
 use crate::error::{Result, SimError};
 use crate::events::{conn, set_xref};
 use crate::model::Model;
@@ -110,6 +111,8 @@ pub(crate) struct Actor {
     /// Requests the fail-next fault lets through before it applies.
     pub(crate) fail_skip: u32,
     stats: Arc<Stats>,
+    /// The dual-primary check (shared with the handle, which reads it).
+    dual: Arc<Mutex<Tracker>>,
     /// Requests swallowed while stalled.
     stalled_requests: u64,
     /// When the switch started: the model's clock (`Model::now_ms`).
@@ -145,7 +148,12 @@ pub(crate) fn root_name(xml: &[u8]) -> Option<String> {
 }
 
 impl Actor {
-    pub(crate) fn new(cfg: SimConfig, model: Model, stats: Arc<Stats>) -> Self {
+    pub(crate) fn new(
+        cfg: SimConfig,
+        model: Model,
+        stats: Arc<Stats>,
+        dual: Arc<Mutex<Tracker>>,
+    ) -> Self {
         let system_status = SystemStatusValue::parse(&cfg.system_status);
         Actor {
             cfg,
@@ -161,6 +169,7 @@ impl Actor {
             fail_next: None,
             fail_skip: 0,
             stats,
+            dual,
             stalled_requests: 0,
             epoch: Instant::now(),
         }
@@ -212,8 +221,17 @@ impl Actor {
                 msg,
             } => {
                 self.stats.frames_in.fetch_add(1, Ordering::Relaxed);
-                if let Some(c) = self.conns.get_mut(&id) {
+                let peer = self.conns.get_mut(&id).map(|c| {
                     c.frames_in += 1;
+                    c.peer
+                });
+                // frames of a connection already dropped are ignored, by the check too
+                if let Some(peer) = peer {
+                    let kind = match &msg {
+                        Ok(m) => m.name().to_string(),
+                        Err(_) => root_name(&xml).unwrap_or_else(|| "an undecodable frame".into()),
+                    };
+                    self.dual().inbound(id, peer, &kind);
                 }
                 match msg {
                     Ok(m) => self.on_message(id, invoke, m),
@@ -276,9 +294,15 @@ impl Actor {
             return;
         };
         info!(conn = id, peer = %c.peer, why, "CSTA connection removed");
+        self.dual().closed(id);
         for (xref, dev) in c.monitors {
             self.unindex_monitor(id, &xref, &dev);
         }
+    }
+
+    /// The dual-primary check (a poisoned lock is still good: it only holds counters).
+    fn dual(&self) -> std::sync::MutexGuard<'_, Tracker> {
+        self.dual.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn kill_conn(&mut self, id: u64, why: &str) {
@@ -1026,6 +1050,7 @@ impl Actor {
     /// The simulator's own state (connections, monitors, faults) plus the model's.
     pub(crate) fn to_json(&self) -> Value {
         let mut v = self.model.to_json();
+        let dual = self.dual();
         let conns: Vec<Value> = self
             .conns
             .iter()
@@ -1040,9 +1065,11 @@ impl Actor {
                     "monitors": c.monitors.iter().map(|(x, d)| json!({"monitorCrossRefID": x, "device": d})).collect::<Vec<_>>(),
                     "framesIn": c.frames_in,
                     "framesOut": c.frames_out,
+                    "link": dual.role(*id),
                 })
             })
             .collect();
+        drop(dual);
         v["connections"] = json!(conns);
         v["systemStatus"] = json!(self.system_status.as_str());
         v["sessionMode"] = json!(self.cfg.session.as_str());

@@ -60,6 +60,8 @@ pub fn router(sim: Sim) -> Router {
         .route("/faults/fail-next", post(fail_next))
         .route("/faults/monitor-stop", post(monitor_stop))
         .route("/system-status", post(system_status))
+        .route("/dual-primary", get(dual_primary))
+        .route("/dual-primary/reset", post(reset_dual_primary))
         .with_state(sim)
 }
 
@@ -344,4 +346,13 @@ async fn system_status(State(sim): State<Sim>, b: Bytes) -> Reply {
     }
     sim.set_system_status(s).await;
     Ok(Json(json!({ "ok": true, "systemStatus": s })))
+}
+
+async fn dual_primary(State(sim): State<Sim>) -> Json<crate::DualPrimary> {
+    Json(sim.dual_primary().await)
+}
+
+async fn reset_dual_primary(State(sim): State<Sim>) -> Reply {
+    sim.reset_dual_primary().await;
+    ok()
 }

@@ -8,13 +8,15 @@
 //! Layout: [`config`] (devices, session mode, `sim.toml`), [`model`] (the switch, sans-IO),
 //! `actor` (the one task that owns the model, the sessions and the monitors), `conn` (one task
 //! per CSTA connection), [`control`] (HTTP control API), [`load`] (load mode), [`record`]
-//! (record mode), [`events`] (event helpers).
+//! (record mode), [`events`] (event helpers), [`dual`] (the dual-primary check for ctid's hot
+//! standby: did two clients act on the switch at once? See [`Sim::dual_primary`]).
 #![deny(unsafe_code)]
 
 mod actor;
 pub mod config;
 mod conn;
 pub mod control;
+pub mod dual;
 pub mod error;
 pub mod events;
 pub mod load;
@@ -36,6 +38,7 @@ use tracing::{info, warn};
 
 pub use actor::Stats;
 pub use config::{DeviceConfig, DeviceKind, Hoteling, SessionMode, SimConfig};
+pub use dual::DualPrimary;
 pub use error::SimError;
 use model::Model;
 
@@ -54,6 +57,7 @@ struct Inner {
     cancel: CancellationToken,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     stats: Arc<Stats>,
+    dual: Arc<Mutex<dual::Tracker>>,
 }
 
 /// What a phone button does ([`Sim::phone`]).
@@ -131,13 +135,14 @@ impl Sim {
         let cancel = CancellationToken::new();
         let (tx, rx) = mpsc::channel(4096);
         let stats = Arc::new(Stats::default());
+        let dual = Arc::new(Mutex::new(dual::Tracker::default()));
         let opts = CodecOptions {
             edition: cfg.edition,
             hotdesk_ns: cfg.hotdesk_ns.clone(),
         };
         let out_queue = cfg.out_queue.max(16);
         info!(%csta_addr, session = cfg.session.as_str(), edition = %cfg.edition, devices = cfg.devices.len(), "csta-sim listening");
-        let actor = Actor::new(cfg, model, stats.clone());
+        let actor = Actor::new(cfg, model, stats.clone(), dual.clone());
         let mut tasks = vec![tokio::spawn(actor.run(rx, cancel.clone()))];
         tasks.push(tokio::spawn(accept_loop(
             listener,
@@ -155,6 +160,7 @@ impl Sim {
                 cancel: cancel.clone(),
                 tasks: Mutex::new(tasks),
                 stats,
+                dual,
             }),
         };
         if let Some(addr) = control_listen {
@@ -179,6 +185,24 @@ impl Sim {
     /// Counters (events sent, frames in/out).
     pub fn stats(&self) -> Arc<Stats> {
         self.inner.stats.clone()
+    }
+
+    /// The dual-primary check (see [`dual`]): frames received on connections whose link another
+    /// connection took over. Every frame already handed to the switch task is counted; after
+    /// [`Sim::shutdown`] it still answers, with the final counts.
+    pub async fn dual_primary(&self) -> DualPrimary {
+        let _ = self.with_actor(|_| ()).await;
+        self.dual().report()
+    }
+
+    /// Zero the dual-primary counters (who owns the link, and who was superseded, stay).
+    pub async fn reset_dual_primary(&self) {
+        let _ = self.with_actor(|_| ()).await;
+        self.dual().reset();
+    }
+
+    fn dual(&self) -> std::sync::MutexGuard<'_, dual::Tracker> {
+        self.inner.dual.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Run `f` against the switch model; its events go out before this returns.

@@ -112,6 +112,8 @@ async fn control_api_examples_work_as_shown() {
         "/faults/fail-next",
         "/faults/monitor-stop",
         "/system-status",
+        "/dual-primary",
+        "/dual-primary/reset",
     ] {
         assert!(
             ex.iter().any(|e| e.path.contains(ep)),
