@@ -28,10 +28,12 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::Parser;
 use ctid_chaos::check;
-use ctid_client::Client;
+use ctid_client::{Client, ResumeOptions, ResumingClient};
 use ctid_protocol::{Event, EventName, Request, RequestName};
 use ctid_sim::{DeviceConfig, Sim, SimConfig};
 use tokio::sync::{mpsc, oneshot};
+
+mod ha;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -73,6 +75,26 @@ struct Args {
     /// Desk clients, each registered on a share of the DNs.
     #[arg(long, default_value_t = 8)]
     clients: u32,
+    /// Hot standby instead of link drops: a three-node NATS cluster, `--nodes` ctid processes
+    /// of one `[ha]` cluster, and `--kills` faults of the primary (see the `ha` module).
+    #[arg(long)]
+    ha: bool,
+    /// `--ha`: how many faults (SIGKILL, SIGSTOP beyond the lease, partition from NATS, the
+    /// loss of one NATS node).
+    #[arg(long, default_value_t = 10)]
+    kills: u32,
+    /// `--ha`: ctid processes in the cluster.
+    #[arg(long, default_value_t = 2)]
+    nodes: u32,
+    /// `--ha`: the lease (seconds; `[ha] lease`).
+    #[arg(long, default_value_t = 1.0)]
+    lease: f64,
+    /// `--ha`: the lease's renew interval (seconds; default lease / 4).
+    #[arg(long)]
+    renew: Option<f64>,
+    /// `--ha`: the ctid binary (default: `ctid` beside this program).
+    #[arg(long)]
+    ctid: Option<std::path::PathBuf>,
 }
 
 /// splitmix64: small, seedable, good enough to pick moments and devices.
@@ -275,11 +297,29 @@ struct Tracker {
     recent: BTreeMap<String, VecDeque<String>>,
     closed: Option<String>,
     events: u64,
+    /// Every EventSequenceNumber received, in order (the first frames of connections and
+    /// EventSessionResumed aside): duplicates and, against the export, losses.
+    seqs: Vec<u64>,
+    /// Events numbered at or below one received before.
+    duplicated: u64,
+    /// Resumes refused: the session's buffered events are gone.
+    refused: u64,
 }
 
 impl Tracker {
     fn event(&mut self, ev: &Event) {
         self.events += 1;
+        if ev.session_id.is_none() && ev.name != EventName::EventSessionResumed {
+            let n = ev.event_sequence_number;
+            if self.seqs.last().is_some_and(|l| n <= *l) {
+                self.duplicated += 1;
+            }
+            self.seqs.push(n);
+        }
+        if ctid_client::is_resume_refusal(ev) {
+            self.refused += 1;
+            self.closed = Some(format!("resume refused: {:?}", ev.error_message));
+        }
         let (Some(dn), Some(conn)) = (ev.this_dn.as_deref(), ev.conn_id) else {
             return;
         };
@@ -396,7 +436,7 @@ impl Watcher {
 }
 
 /// Apply every event already received by `client` (its buffered ones and what is readable now).
-async fn drain(client: &mut Client, tracker: &Mutex<Tracker>) {
+async fn drain(client: &mut ResumingClient, tracker: &Mutex<Tracker>) {
     loop {
         let r = client.next_event(Duration::ZERO).await;
         let more = matches!(r, Ok(Some(_)));
@@ -406,8 +446,15 @@ async fn drain(client: &mut Client, tracker: &Mutex<Tracker>) {
     }
 }
 
-async fn desk_client(url: &str, name: String, dns: Vec<String>) -> anyhow::Result<Watcher> {
-    let mut c = Client::connect(url).await?;
+/// A client registered on `dns` whose events are tracked; with several `urls` (a pair) it
+/// follows the primary and resumes its session there.
+async fn desk_client(urls: &[String], name: String, dns: Vec<String>) -> anyhow::Result<Watcher> {
+    let opts = ResumeOptions {
+        min_backoff: Duration::from_millis(50),
+        max_backoff: Duration::from_millis(500),
+        give_up_after: Duration::from_secs(60),
+    };
+    let mut c = ResumingClient::connect_any(urls, opts).await?;
     c.next_event(Duration::from_secs(5)).await?;
     for d in &dns {
         let ev = c
@@ -435,6 +482,8 @@ async fn desk_client(url: &str, name: String, dns: Vec<String>) -> anyhow::Resul
             };
         }
     }
+    // From here on every event counts (for duplicates and losses).
+    tracker.lock().unwrap().seqs.push(c.last_sequence());
     let t = tracker.clone();
     let (tx, mut rx) = mpsc::channel::<oneshot::Sender<()>>(1);
     tokio::spawn(async move {
@@ -451,7 +500,7 @@ async fn desk_client(url: &str, name: String, dns: Vec<String>) -> anyhow::Resul
                     let r = c
                         .request(
                             Request::new(RequestName::RequestQueryServer),
-                            Duration::from_secs(5),
+                            Duration::from_secs(30),
                         )
                         .await;
                     if let Err(e) = r {
@@ -597,7 +646,7 @@ async fn verify(
         let snapshot = sim.snapshot().await;
         let mut d = check::diff(&model, &check::sim_model(&snapshot, dns));
         if d.is_empty() {
-            drain(obs, &observer.tracker).await;
+            observer.sync().await;
             for desk in desks {
                 desk.sync().await;
             }
@@ -621,7 +670,12 @@ async fn verify(
 }
 
 fn config(csta: SocketAddr, first: u32, devices: u32) -> anyhow::Result<ctid_server::Config> {
-    let text = format!(
+    ctid_server::Config::parse(&config_text(csta, first, devices)).map_err(anyhow::Error::msg)
+}
+
+/// The configuration of a ctid under test: the simulator's link, every DN registered.
+fn config_text(csta: SocketAddr, first: u32, devices: u32) -> String {
+    format!(
         r#"
 listen = "127.0.0.1:0"
 server-name = "ctid-chaos"
@@ -666,8 +720,7 @@ agent-id = "2001"
         host = csta.ip(),
         port = csta.port(),
         last = first + devices - 1,
-    );
-    ctid_server::Config::parse(&text).map_err(anyhow::Error::msg)
+    )
 }
 
 async fn wait_up(ctid: &ctid_server::Running, within: Duration) -> bool {
@@ -685,6 +738,16 @@ async fn wait_up(ctid: &ctid_server::Running, within: Duration) -> bool {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.ha {
+        tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
+            )
+            .with_writer(std::io::stderr)
+            .init();
+        return ha::run(args).await;
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -725,30 +788,21 @@ async fn main() -> anyhow::Result<()> {
     dns.push("3001".into());
     dns.push("3101".into());
     dns.extend((first..first + devices).map(|n| n.to_string()));
+    // Reads ctid's model (RequestQueryAddress needs no registration).
     let mut obs = Client::connect(&url).await?;
     obs.next_event(Duration::from_secs(5)).await?;
-    for d in &dns {
-        obs.request(Request::register_address(d.clone()), Duration::from_secs(5))
-            .await?;
-    }
-    // The observer's events are tracked too (read when it is used, see `drain`): a client
-    // registered on every DN, and the other witness when a desk client misses something.
-    let observer = Watcher {
-        name: "the observer".into(),
-        dns: dns.clone(),
-        tracker: Arc::new(Mutex::new(Tracker::default())),
-        sync: None,
-    };
-    let now = check::ctid_model(&mut obs, &dns)
+    let urls = [url.clone()];
+    // The observer: a client registered on every DN, whose events are tracked like a desk
+    // client's — and the other witness when a desk client misses something.
+    let observer = desk_client(&urls, "the observer".into(), dns.clone())
         .await
-        .map_err(anyhow::Error::msg)?;
-    observer.tracker.lock().unwrap().calls = now.conns;
+        .context("observer")?;
     let mut desks = Vec::new();
     let n = args.clients.max(1) as usize;
     for i in 0..n {
         let share: Vec<String> = dns.iter().skip(i).step_by(n).cloned().collect();
         desks.push(
-            desk_client(&url, format!("desk client {i}"), share)
+            desk_client(&urls, format!("desk client {i}"), share)
                 .await
                 .context("desk client")?,
         );

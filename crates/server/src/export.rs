@@ -234,8 +234,10 @@ async fn connect(
     if cfg.require_tls {
         o = o.require_tls(true);
     }
-    let urls = cfg.urls.join(",");
-    o.connect(urls.as_str()).await.map_err(|e| e.to_string())
+    // Each URL on its own (a comma-joined string is taken as one URL).
+    o.connect(cfg.urls.as_slice())
+        .await
+        .map_err(|e| e.to_string())
 }
 
 async fn ensure_stream(js: &jetstream::Context, cfg: &NatsConfig) -> Result<(), String> {

@@ -107,10 +107,13 @@ impl NatsServer {
             .arg("-sd")
             .arg(&self.store);
         if let Some((name, cport, routes)) = &self.cluster {
+            // No cluster URLs told to clients: a client uses the URLs it was given (a test that
+            // cuts a client off through a proxy must not see it reach the servers directly).
             cmd.args(["--name", name, "--cluster_name", "ctid-test", "--cluster"])
                 .arg(format!("nats://127.0.0.1:{cport}"))
                 .arg("--routes")
-                .arg(routes);
+                .arg(routes)
+                .arg("--no_advertise");
         }
         let child = cmd
             .stdout(Stdio::null())

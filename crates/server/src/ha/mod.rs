@@ -312,8 +312,10 @@ pub async fn connect(cfg: &NatsConfig, name: &str) -> Result<async_nats::Client,
     if cfg.require_tls {
         o = o.require_tls(true);
     }
-    let urls = cfg.urls.join(",");
-    o.connect(urls.as_str()).await.map_err(|e| e.to_string())
+    // Each URL on its own (a comma-joined string is taken as one URL).
+    o.connect(cfg.urls.as_slice())
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Unix time in ms.
