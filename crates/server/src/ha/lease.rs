@@ -305,14 +305,21 @@ impl LeaseMachine {
         })
     }
 
-    /// The hand-over was written (or not): a holder that handed over follows from now on.
+    /// The hand-over was written (or not): a holder that handed over follows from now on. One
+    /// whose write failed follows too — its core has stopped acting — and treats its own lease
+    /// like anyone's: it lapses a whole `lease` after now, and then any ready node may take it.
     pub fn handed_over(&mut self, now: Instant, attempt: &Attempt, result: Result<u64, CasError>) {
-        if let (Ok(rev), Attempt::Update { value, .. }) = (result, attempt) {
-            self.state = State::Following {
-                seen: Some((rev, value.clone())),
-                seen_at: now,
-            };
-        }
+        let State::Holding { rev, term, .. } = self.state else {
+            return;
+        };
+        let seen = match (result, attempt) {
+            (Ok(new), Attempt::Update { value, .. }) => (new, value.clone()),
+            _ => (rev, self.mine(term, false)),
+        };
+        self.state = State::Following {
+            seen: Some(seen),
+            seen_at: now,
+        };
     }
 }
 
@@ -432,12 +439,8 @@ pub async fn run(
                 m.handed_over(Instant::now(), &a, r.clone());
                 let term = match &a { Attempt::Update { value, .. } | Attempt::Create(value) => value.term };
                 let _ = done.send(r.map(|_| term).map_err(|e| format!("{e:?}")));
-                if !m.holding() {
-                    let _ = core.send(CoreMsg::Lease(Change::Lost { why: "handed over".into() })).await;
-                } else if let Some(v) = m.valid_until() {
-                    // The hand-over failed: still the holder.
-                    shared.gate.open_until(v);
-                }
+                // Handed over, released, or (the write failed) left to lapse: not the holder.
+                let _ = core.send(CoreMsg::Lease(Change::Lost { why: "handed over".into() })).await;
                 continue;
             }
             _ = tokio::time::sleep(wait) => {}
@@ -741,6 +744,28 @@ mod tests {
         };
         let t = c.observe(ms(t0, 30), Some((9, released)), true).unwrap();
         assert!(matches!(t, Attempt::Update { rev: 9, ref value } if value.term == 6));
+    }
+
+    #[test]
+    fn a_release_that_fails_to_write_lets_the_lease_lapse_instead_of_renewing_it() {
+        let t0 = Instant::now();
+        let mut a = LeaseMachine::new("a", "ws://a/ws", LEASE, MARGIN, t0);
+        let c = a.observe(t0, None, true).unwrap();
+        a.attempted(t0, &c, Ok(1));
+        let r = a.hand_over(None).unwrap();
+        a.handed_over(ms(t0, 100), &r, Err(CasError::Other("timeout".into())));
+        assert!(!a.holding());
+        assert_eq!(a.renew(), None);
+        // Its own lease is like anyone's now: not taken back before it lapses...
+        let mine = LeaseValue {
+            holder: Some("a".into()),
+            url: "ws://a/ws".into(),
+            term: 1,
+            handover: false,
+        };
+        assert_eq!(a.observe(ms(t0, 600), Some((1, mine.clone())), true), None);
+        // ...and taken by a ready node (here itself) once it has.
+        assert!(a.observe(ms(t0, 1200), Some((1, mine)), true).is_some());
     }
 
     #[test]
