@@ -206,6 +206,15 @@ fn parse_ha(
     };
     let cluster = name(&h.cluster, "cluster")?;
     let node = name(&h.node, "node")?;
+    let own_credentials = h.token.is_some()
+        || h.user.is_some()
+        || h.password.is_some()
+        || h.creds_file.is_some()
+        || h.tls_ca_file.is_some()
+        || h.require_tls.is_some();
+    if h.url.is_none() && own_credentials {
+        return Err("ha: token, user, password, creds-file, tls-ca-file and require-tls go with ha.url (without it [ha] uses the whole [export.nats] connection)".into());
+    }
     let nats = match (&h.url, export) {
         (None, Some(e)) => e.clone(),
         (None, None) => {
@@ -893,6 +902,64 @@ mod tests {
         assert!(e.starts_with("listen"), "{e}");
         let e = Config::parse("[[link]]\nhost='x'\n[[dn]]\nrange='10-1'\n").unwrap_err();
         assert!(e.contains("dn[0].range"), "{e}");
+    }
+
+    #[test]
+    fn ha_section() {
+        let base = "[[link]]\nhost='x'\n";
+        let c = Config::parse(&format!(
+            "{base}[ha]\ncluster='cc1'\nnode='a'\nurl=['nats://n1:4222','nats://n2:4222']\n"
+        ))
+        .unwrap();
+        let h = c.ha.unwrap();
+        assert_eq!((h.cluster.as_str(), h.node.as_str()), ("cc1", "a"));
+        assert_eq!(h.nats.urls.len(), 2);
+        assert_eq!(h.lease, Duration::from_secs(1));
+        assert_eq!(h.renew_interval, Duration::from_millis(250));
+        assert_eq!(h.margin(), Duration::from_millis(100));
+        assert_eq!(h.poll_interval(), Duration::from_millis(100));
+        assert_eq!((h.replicas, h.snapshot_every), (1, 10_000));
+        // The export's NATS by default.
+        let c = Config::parse(&format!(
+            "{base}[export.nats]\nurl='nats://e:4222'\n[ha]\ncluster='c'\nnode='b'\nlease=2\n"
+        ))
+        .unwrap();
+        let h = c.ha.unwrap();
+        assert_eq!(h.nats.urls, vec!["nats://e:4222".to_string()]);
+        assert_eq!(h.renew_interval, Duration::from_millis(500));
+        for (bad, key) in [
+            ("cluster='c'\n", "ha.node"),
+            (
+                "cluster='a.b'\nnode='a'\nurl='nats://n:4222'\n",
+                "ha.cluster",
+            ),
+            ("cluster='c'\nnode='a'\n", "ha.url"),
+            (
+                "cluster='c'\nnode='a'\nurl='nats://n:4222'\nlease=1\nrenew-interval=0.6\n",
+                "ha.renew-interval",
+            ),
+            (
+                "cluster='c'\nnode='a'\nurl='nats://n:4222'\nreplicas=7\n",
+                "ha.replicas",
+            ),
+            (
+                "cluster='c'\nnode='a'\nurl='nats://n:4222'\nadvertise='http://x'\n",
+                "ha.advertise",
+            ),
+            (
+                "cluster='c'\nnode='a'\nurl='nats://n:4222'\nsnapshot-every=1\n",
+                "ha.snapshot-every",
+            ),
+        ] {
+            let e = Config::parse(&format!("{base}[ha]\n{bad}")).unwrap_err();
+            assert!(e.contains(key), "{bad}: {e}");
+        }
+        // Credentials of its own need a URL of its own.
+        let e = Config::parse(&format!(
+            "{base}[export.nats]\nurl='nats://e:4222'\n[ha]\ncluster='c'\nnode='a'\ntoken='t'\n"
+        ))
+        .unwrap_err();
+        assert!(e.contains("ha.url"), "{e}");
     }
 
     #[test]

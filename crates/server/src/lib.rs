@@ -280,6 +280,9 @@ pub async fn start_with(mut cfg: Config, opts: StartOptions) -> anyhow::Result<R
         Some(mut h) => {
             if h.advertise.is_empty() {
                 h.advertise = format!("{scheme}://{addr}/ws");
+                if addr.ip().is_unspecified() {
+                    tracing::warn!(advertise = %h.advertise, "hot standby: [ha] advertise is not set and ctid listens on every address: clients sent here by the other node cannot use this URL; set advertise to the address clients reach");
+                }
             }
             let shared = ha::Shared::new(ha::Gate::closed());
             let (lease_tx, lease_rx) = watch::channel(ha::lease::LeaseWatch::default());

@@ -502,9 +502,11 @@ pub async fn run(
             });
         }
         if let Ok(mut u) = shared.primary_url.lock() {
+            // Never this node itself: a node that does not serve sends clients elsewhere (a
+            // lease of its own that lapsed names no primary).
             *u = last_value
                 .as_ref()
-                .filter(|v| v.holder.is_some())
+                .filter(|v| v.holder.is_some() && v.holder.as_deref() != Some(cfg.node.as_str()))
                 .map(|v| v.url.clone());
         }
         let seen_at = m.seen().map(|(_, _, t)| t);
