@@ -126,12 +126,12 @@ impl Node {
         Ok(())
     }
 
-    fn signal(&self, sig: &str) {
+    fn signal(&self, sig: libc::c_int) {
         if let Some(pid) = self.child.as_ref().and_then(|c| c.id()) {
-            let _ = std::process::Command::new("kill")
-                .arg(format!("-{sig}"))
-                .arg(pid.to_string())
-                .status();
+            // SAFETY: kill(2) on our own child's pid; no memory is involved.
+            unsafe {
+                libc::kill(pid as libc::pid_t, sig);
+            }
         }
     }
 
@@ -531,7 +531,7 @@ advertise = "ws://127.0.0.1:{port}/ws"
         let mut nats_down = None;
         match fault {
             Fault::Kill => nodes[p].kill().await,
-            Fault::Stop => nodes[p].signal("STOP"),
+            Fault::Stop => nodes[p].signal(libc::SIGSTOP),
             Fault::Partition => nodes[p].proxies.iter().for_each(|x| x.set_cut(true)),
             Fault::Nats => {
                 let j = rng.below(nats.nodes.len() as u64) as usize;
@@ -574,7 +574,7 @@ advertise = "ws://127.0.0.1:{port}/ws"
                     // Wake it well after its lease ended: it must find that it lost.
                     let woke = t0 + lease * 2;
                     tokio::time::sleep_until(woke.into()).await;
-                    nodes[p].signal("CONT");
+                    nodes[p].signal(libc::SIGCONT);
                 }
                 Fault::Partition => nodes[p].proxies.iter().for_each(|x| x.set_cut(false)),
                 Fault::Nats => {}
@@ -700,7 +700,7 @@ advertise = "ws://127.0.0.1:{port}/ws"
         switchovers.iter().max().copied().unwrap_or(0)
     );
     for n in &mut nodes {
-        n.signal("CONT");
+        n.signal(libc::SIGCONT);
         n.kill().await;
     }
     drop(nats);
