@@ -401,7 +401,7 @@ impl Metrics {
                 ),
                 (
                     "ctid_ha_snapshots_total",
-                    "engine snapshots this node stored (as primary)",
+                    "engine snapshots this node stored (a backup; the primary only when no backup does)",
                     "counter",
                     self.ha_snapshots.get().to_string(),
                 ),

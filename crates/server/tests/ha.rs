@@ -295,7 +295,7 @@ async fn a_planned_switchover_hands_over_and_the_old_primary_follows() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_that_joins_late_loads_the_snapshot_and_takes_over_from_it() {
+async fn snapshots_are_stored_by_the_backup_and_a_node_that_joins_late_starts_from_one() {
     let dir = std::env::temp_dir().join(format!("ctid-ha-snap-{}", std::process::id()));
     let Some(nats) = Nats::start(free_port(), &dir) else {
         return;
@@ -307,8 +307,8 @@ async fn a_node_that_joins_late_loads_the_snapshot_and_takes_over_from_it() {
     })
     .await;
     link_up(&a).await;
-    // A desk whose state must survive: registrations, a hot desk, then enough traffic for a
-    // few snapshots (each request is one input batch: one stream message).
+    // A desk whose state must survive: registrations, a hot desk, then traffic (each request
+    // is one input batch: one stream message).
     let mut c = Client::connect(&a.ws_url()).await.unwrap();
     let first = next(&mut c).await;
     let session = first.session_id.clone().unwrap();
@@ -317,20 +317,54 @@ async fn a_node_that_joins_late_loads_the_snapshot_and_takes_over_from_it() {
         assert_eq!(ev.name, EventName::EventRegistered, "{ev:?}");
     }
     let mut last = 0;
-    for _ in 0..40 {
-        let q = Request::query_address("1001", ctid_protocol::AddressInfoType::DnStatus);
-        let info = c.request(q, T).await.unwrap();
-        assert_eq!(info.name, EventName::EventAddressInfo, "{info:?}");
-        last = info.event_sequence_number;
-    }
-    wait_for("two snapshots stored", Duration::from_secs(10), || {
-        a.metrics.ha_snapshots.get() >= 2
+    let mut queries = async |c: &mut Client, n: usize| {
+        for _ in 0..n {
+            let q = Request::query_address("1001", ctid_protocol::AddressInfoType::DnStatus);
+            let info = c.request(q, T).await.unwrap();
+            assert_eq!(info.name, EventName::EventAddressInfo, "{info:?}");
+            last = info.event_sequence_number;
+        }
+    };
+    // Alone, the primary stores one itself after four intervals.
+    queries(&mut c, 45).await;
+    wait_for(
+        "the primary's own snapshot",
+        Duration::from_secs(10),
+        || a.metrics.ha_snapshots.get() == 1,
+    )
+    .await;
+
+    // b joins from that snapshot, then stores the next ones: the primary pays nothing more.
+    let b = node_with("b", &sim, &nats.url(), 10).await;
+    wait_for("b a ready backup", Duration::from_secs(10), || {
+        b.ha.as_ref().unwrap().borrow().ready
     })
     .await;
-    let stored = a.ha.as_ref().unwrap().borrow().snapshot_seq;
-    assert!(stored >= 20, "snapshot at {stored}");
+    assert!(b.ha.as_ref().unwrap().borrow().snapshot_seq >= 40);
+    queries(&mut c, 20).await;
+    wait_for("b stores two snapshots", Duration::from_secs(10), || {
+        b.metrics.ha_snapshots.get() >= 2
+    })
+    .await;
+    // The primary learns of them from b's node record (written every 500 ms)...
+    wait_for("a sees b's snapshots", Duration::from_secs(10), || {
+        let vb = b.ha.as_ref().unwrap().borrow().snapshot_seq;
+        let va = a.ha.as_ref().unwrap().borrow().clone();
+        va.nodes
+            .iter()
+            .any(|n| n.node == "b" && n.snapshot_seq == vb)
+    })
+    .await;
+    // ...and stores none of its own while b does.
+    queries(&mut c, 25).await;
+    wait_for("b stores another", Duration::from_secs(10), || {
+        b.metrics.ha_snapshots.get() >= 4
+    })
+    .await;
+    assert_eq!(a.metrics.ha_snapshots.get(), 1);
+    let stored = b.ha.as_ref().unwrap().borrow().snapshot_seq;
 
-    // c joins now: the stream no longer starts at 1; c starts from the snapshot.
+    // c joins now (the stream trimmed behind b's snapshots) and starts from the latest.
     let c_node = node_with("c", &sim, &nats.url(), 10).await;
     wait_for("c a ready backup", Duration::from_secs(10), || {
         let v = c_node.ha.as_ref().unwrap().borrow().clone();
@@ -339,10 +373,15 @@ async fn a_node_that_joins_late_loads_the_snapshot_and_takes_over_from_it() {
     })
     .await;
     let vc = c_node.ha.as_ref().unwrap().borrow().clone();
-    assert!(vc.snapshot_seq >= 10, "c did not load a snapshot: {vc:?}");
+    assert!(
+        vc.snapshot_seq >= stored,
+        "c did not load the latest snapshot: {vc:?}"
+    );
     assert_eq!(c_node.metrics.ha_snapshot_errors.get(), 0);
 
+    // a and b go: c takes over from what it loaded and applied.
     drop(a);
+    drop(b);
     drop(c);
     wait_for("c primary", Duration::from_secs(5), || {
         role(&c_node) == Role::Primary

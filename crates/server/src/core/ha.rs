@@ -277,6 +277,7 @@ impl Core {
                     let h = self.ha.as_mut().expect("checked above");
                     h.applied = seq;
                     h.snap_at = seq;
+                    h.shared.snapshot_seq.store(seq, Ordering::Relaxed);
                     h.lineage = Some(lineage);
                     h.last_now = Some(t);
                     h.broken = None;
@@ -308,33 +309,66 @@ impl Core {
         self.ha_publish();
     }
 
-    /// The primary stores a snapshot every `snapshot-every` messages (taken now, written by a
-    /// task) and trims the stream below the one before.
+    /// Snapshots (docs/operations.md §13): a ready backup stores one every `snapshot-every`
+    /// stream messages — its engine is the primary's at that message, so the primary pays
+    /// nothing; the primary stores one itself only when none was stored for four intervals (no
+    /// backup running). Taken now, written by a task, then the stream is trimmed below the
+    /// snapshot before.
     fn maybe_snapshot(&mut self) {
-        let Some(h) = &self.ha else { return };
-        if h.role != Role::Primary || h.applied < h.snap_at + h.cfg.snapshot_every {
+        let Some(h) = &mut self.ha else { return };
+        let others = h
+            .lease_view
+            .borrow()
+            .nodes
+            .iter()
+            .map(|n| n.snapshot_seq)
+            .max()
+            .unwrap_or(0);
+        if others > h.snap_at && others <= h.applied {
+            h.snap_at = others;
+        }
+        let due = match h.role {
+            Role::Backup => {
+                !h.loading
+                    && h.broken.is_none()
+                    && h.parts.is_empty()
+                    && h.applied >= h.snap_at + h.cfg.snapshot_every
+            }
+            Role::Primary => h.applied >= h.snap_at + 4 * h.cfg.snapshot_every,
+            _ => false,
+        };
+        if !due {
             return;
         }
         let Some(log) = h.log.clone() else { return };
         let seq = h.applied;
         let trim_below = if h.snap_at > 0 { h.snap_at + 1 } else { 0 };
+        let lineage = h.lineage.clone().unwrap_or_default();
+        let gate = (h.role == Role::Primary).then(|| h.shared.gate.clone());
+        let shared = h.shared.clone();
+        // The time of the stream's clock: a backup's is that of the last input it applied.
+        let last_now = h.last_now;
+        h.snap_at = seq;
+        let t = match (&gate, last_now) {
+            (None, Some(t)) => t,
+            _ => self.now(),
+        };
         let body = json!({
             "seq": seq,
-            "lineage": h.lineage.clone().unwrap_or_default(),
-            "t": self.now().to_json(),
+            "lineage": lineage,
+            "t": t.to_json(),
             "engine": self.engine.snapshot(),
         });
-        let gate = h.shared.gate.clone();
         let metrics = self.metrics.clone();
-        self.ha.as_mut().expect("checked above").snap_at = seq;
         tokio::spawn(async move {
             let bytes = serde_json::to_vec(&body).unwrap_or_default();
             // An old primary (its lease gone) does not write: the new one owns the store.
-            if !gate.is_open() {
+            if gate.is_some_and(|g| !g.is_open()) {
                 return;
             }
             match log.save_snapshot(seq, bytes, trim_below).await {
                 Ok(()) => {
+                    shared.snapshot_seq.fetch_max(seq, Ordering::Relaxed);
                     metrics.ha_snapshots.inc();
                     info!(seq, trim_below, "hot standby: stored an engine snapshot");
                 }
@@ -421,6 +455,7 @@ impl Core {
                 }
             }
         }
+        self.maybe_snapshot();
     }
 
     /// Readiness of a backup: applied the stream to its end, no gap.

@@ -550,6 +550,7 @@ async fn records(
         role: shared.role().as_str().to_string(),
         applied_seq: shared.applied.load(Ordering::Relaxed),
         ready: shared.ready.load(Ordering::Relaxed),
+        snapshot_seq: shared.snapshot_seq.load(Ordering::Relaxed),
         at_unix_ms: super::unix_ms(),
         seen_ms_ago: 0,
     };

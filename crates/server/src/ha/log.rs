@@ -11,9 +11,10 @@
 //!
 //! Beside the stream, an object store bucket `ctid-ha-<cluster>-snap` keeps the latest engine
 //! snapshot as one object `latest`: `{"seq":…,"lineage":…,"t":[…],"engine":{…}}`, the state
-//! after stream message `seq`. The primary writes one every `snapshot-every` messages and then
-//! trims the stream below the previous one (one interval is kept for a backup that lags); a
-//! node that joins loads it and follows from `seq + 1`.
+//! after stream message `seq`. A ready backup writes one every `snapshot-every` messages (the
+//! primary only when nobody has for four intervals) and then trims the stream below the previous
+//! one (one interval is kept for a backup that lags); a node that joins loads it and follows
+//! from `seq + 1`.
 
 use std::time::Duration;
 

@@ -187,6 +187,9 @@ pub struct NodeRecord {
     pub role: String,
     pub applied_seq: u64,
     pub ready: bool,
+    /// The stream message of the last snapshot it stored or loaded.
+    #[serde(default)]
+    pub snapshot_seq: u64,
     /// When it wrote this (Unix ms, its clock).
     pub at_unix_ms: u64,
     /// How long ago this node read it (filled by the reader).
@@ -237,6 +240,8 @@ pub struct Shared {
     pub serving: Arc<AtomicBool>,
     /// The lease holder's client URL, for the 4010 close of a node that does not serve.
     pub primary_url: Arc<std::sync::Mutex<Option<String>>>,
+    /// The stream message of the last snapshot this node stored or loaded.
+    pub snapshot_seq: Arc<AtomicU64>,
     role: Arc<std::sync::atomic::AtomicU8>,
 }
 
@@ -249,6 +254,7 @@ impl Shared {
             stream_last: Arc::new(AtomicU64::new(UNKNOWN)),
             serving: Arc::new(AtomicBool::new(false)),
             primary_url: Arc::new(std::sync::Mutex::new(None)),
+            snapshot_seq: Arc::new(AtomicU64::new(0)),
             role: Arc::new(std::sync::atomic::AtomicU8::new(Role::Backup as u8)),
         }
     }
