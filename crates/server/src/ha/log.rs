@@ -27,6 +27,10 @@ use tracing::{info, warn};
 use super::HaConfig;
 use crate::core::CoreMsg;
 
+/// A follower that gets nothing for this long while the stream has messages for it starts a
+/// new consumer.
+const STALLED: Duration = Duration::from_secs(1);
+
 /// Largest message body appended (NATS' default `max_payload` is 1 MiB).
 pub const PART_BYTES: usize = 512 * 1024;
 
@@ -307,6 +311,9 @@ impl Log {
             .map_err(|e| e.to_string())?;
         let mut msgs = c.messages().await.map_err(|e| e.to_string())?;
         let mut every = tokio::time::interval(Duration::from_millis(250));
+        // A consumer whose NATS server went away can sit silent for long before the client
+        // notices: when the stream has messages for it and none came for a while, start over.
+        let mut progress = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 m = msgs.next() => {
@@ -321,6 +328,7 @@ impl Log {
                     };
                     last.fetch_max(seq, std::sync::atomic::Ordering::Relaxed);
                     *next = seq + 1;
+                    progress = tokio::time::Instant::now();
                     if core.send(CoreMsg::Replicated(r)).await.is_err() {
                         return Ok(());
                     }
@@ -328,6 +336,11 @@ impl Log {
                 _ = every.tick() => {
                     if let Ok((_, l)) = self.bounds().await {
                         last.store(l, std::sync::atomic::Ordering::Relaxed);
+                        if l < *next {
+                            progress = tokio::time::Instant::now();
+                        } else if progress.elapsed() > STALLED {
+                            return Err(format!("no message for {STALLED:?} while the stream has {l} and this node needs {}: following again", *next));
+                        }
                     }
                 }
             }
