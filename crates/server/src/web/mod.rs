@@ -125,7 +125,13 @@ async fn api_state(State(st): State<AppState>, Query(q): Query<StateQuery>) -> R
         .iter()
         .filter(|c| filter.is_empty() || c.parties.iter().any(|(dn, _)| dn.contains(filter)))
         .collect();
+    // A node of a pair: its role, the lease holder, replication lag, readiness (as /api/ha).
+    let ha = match &st.ha_view {
+        Some(v) => serde_json::to_value(&*v.borrow()).unwrap_or(Value::Null),
+        None => Value::Null,
+    };
     let body = json!({
+        "ha": ha,
         "link": { "name": status.link_name, "state": status.link.as_str() },
         "counts": {
             "dns": status.dns,
