@@ -28,10 +28,10 @@
 //! The last line: `kills=N mismatches=M lost=L duplicated=D dual_primary=P
 //! switchover_ms_p50=X switchover_ms_max=Y`; the exit status is 1 unless M, L, D and P are 0.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -45,7 +45,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use super::{call_worker, config_text, desk_client, desk_worker, verify, Args, Gate, Rng, Watcher};
+use super::{all_dns, config_text, start_clients, start_load, verify, Args, Gate, Rng, Watcher};
 
 /// A TCP proxy from a ctid node to one NATS node; `cut` severs it (both ways, at once) and
 /// refuses new connections until healed.
@@ -359,12 +359,7 @@ fn percentile(v: &[u64], p: f64) -> u64 {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let seed = args.seed.unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(1)
-    });
+    let seed = super::seed_of(&args);
     let n_nodes = args.nodes.clamp(2, 3) as usize;
     println!(
         "ctid-chaos --ha: seed={seed} kills={} nodes={n_nodes} lease={}s devices={} workers={} clients={}",
@@ -454,52 +449,10 @@ advertise = "ws://127.0.0.1:{port}/ws"
         .map_err(anyhow::Error::msg)?;
     let urls: Vec<String> = nodes.iter().map(Node::ws_url).collect();
 
-    let mut dns: Vec<String> = (1001..=1010)
-        .chain(2001..=2010)
-        .map(|n| n.to_string())
-        .collect();
-    dns.push("3001".into());
-    dns.push("3101".into());
-    dns.extend((first..first + devices).map(|n| n.to_string()));
-    let observer = desk_client(&urls, "the observer".into(), dns.clone())
-        .await
-        .context("observer")?;
-    let mut desks = Vec::new();
-    let n = args.clients.max(1) as usize;
-    for i in 0..n {
-        let share: Vec<String> = dns.iter().skip(i).step_by(n).cloned().collect();
-        desks.push(
-            desk_client(&urls, format!("desk client {i}"), share)
-                .await
-                .context("desk client")?,
-        );
-    }
-
+    let dns = all_dns(first, devices);
+    let (observer, desks) = start_clients(&urls, &dns, args.clients).await?;
     let gate = Arc::new(Gate::default());
-    let idle = Arc::new(Mutex::new(
-        (first..first + devices)
-            .map(|n| n.to_string())
-            .collect::<VecDeque<_>>(),
-    ));
-    let step = Duration::from_millis(args.step_ms.max(1));
-    let mut load = Vec::new();
-    for _ in 0..args.workers.max(1) {
-        let r = Rng(rng.next());
-        load.push(tokio::spawn(call_worker(
-            sim.clone(),
-            gate.clone(),
-            idle.clone(),
-            r,
-            step,
-        )));
-    }
-    load.push(tokio::spawn(desk_worker(
-        sim.clone(),
-        gate.clone(),
-        Rng(rng.next()),
-        step,
-        !args.no_agents,
-    )));
+    let load = start_load(&sim, &gate, &mut rng, &args, first, devices);
 
     let opts = ResumeOptions {
         min_backoff: Duration::from_millis(50),

@@ -669,6 +669,90 @@ async fn verify(
     }
 }
 
+/// The seed given, or one from the clock (printed, so that a run can be repeated).
+fn seed_of(args: &Args) -> u64 {
+    args.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1)
+    })
+}
+
+/// Every DN ctid is configured with: desks 1001–1010, guests 2001–2010, a queue, a routing
+/// point and the extensions carrying calls.
+fn all_dns(first: u32, devices: u32) -> Vec<String> {
+    let mut dns: Vec<String> = (1001..=1010)
+        .chain(2001..=2010)
+        .map(|n| n.to_string())
+        .collect();
+    dns.push("3001".into());
+    dns.push("3101".into());
+    dns.extend((first..first + devices).map(|n| n.to_string()));
+    dns
+}
+
+/// The observer (a client registered on every DN, whose events are tracked like a desk
+/// client's — and the other witness when a desk client misses something) and `clients` desk
+/// clients, each registered on a share of the DNs.
+async fn start_clients(
+    urls: &[String],
+    dns: &[String],
+    clients: u32,
+) -> anyhow::Result<(Watcher, Vec<Watcher>)> {
+    let observer = desk_client(urls, "the observer".into(), dns.to_vec())
+        .await
+        .context("observer")?;
+    let mut desks = Vec::new();
+    let n = clients.max(1) as usize;
+    for i in 0..n {
+        let share: Vec<String> = dns.iter().skip(i).step_by(n).cloned().collect();
+        desks.push(
+            desk_client(urls, format!("desk client {i}"), share)
+                .await
+                .context("desk client")?,
+        );
+    }
+    Ok((observer, desks))
+}
+
+/// The load at the phones: call workers on the extensions and the desk worker (hot desks and,
+/// unless `--no-agents`, agent states).
+fn start_load(
+    sim: &Sim,
+    gate: &Arc<Gate>,
+    rng: &mut Rng,
+    args: &Args,
+    first: u32,
+    devices: u32,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let idle = Arc::new(Mutex::new(
+        (first..first + devices)
+            .map(|n| n.to_string())
+            .collect::<VecDeque<_>>(),
+    ));
+    let step = Duration::from_millis(args.step_ms.max(1));
+    let mut load = Vec::new();
+    for _ in 0..args.workers.max(1) {
+        let r = Rng(rng.next());
+        load.push(tokio::spawn(call_worker(
+            sim.clone(),
+            gate.clone(),
+            idle.clone(),
+            r,
+            step,
+        )));
+    }
+    load.push(tokio::spawn(desk_worker(
+        sim.clone(),
+        gate.clone(),
+        Rng(rng.next()),
+        step,
+        !args.no_agents,
+    )));
+    load
+}
+
 fn config(csta: SocketAddr, first: u32, devices: u32) -> anyhow::Result<ctid_server::Config> {
     ctid_server::Config::parse(&config_text(csta, first, devices)).map_err(anyhow::Error::msg)
 }
@@ -755,12 +839,7 @@ async fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let seed = args.seed.unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(1)
-    });
+    let seed = seed_of(&args);
     println!(
         "ctid-chaos: seed={seed} drops={} devices={} workers={} clients={}",
         args.drops, args.devices, args.workers, args.clients
@@ -781,58 +860,13 @@ async fn main() -> anyhow::Result<()> {
         bail!("ctid's link never came up");
     }
     let url = ctid.ws_url();
-    let mut dns: Vec<String> = (1001..=1010)
-        .chain(2001..=2010)
-        .map(|n| n.to_string())
-        .collect();
-    dns.push("3001".into());
-    dns.push("3101".into());
-    dns.extend((first..first + devices).map(|n| n.to_string()));
+    let dns = all_dns(first, devices);
     // Reads ctid's model (RequestQueryAddress needs no registration).
     let mut obs = Client::connect(&url).await?;
     obs.next_event(Duration::from_secs(5)).await?;
-    let urls = [url.clone()];
-    // The observer: a client registered on every DN, whose events are tracked like a desk
-    // client's — and the other witness when a desk client misses something.
-    let observer = desk_client(&urls, "the observer".into(), dns.clone())
-        .await
-        .context("observer")?;
-    let mut desks = Vec::new();
-    let n = args.clients.max(1) as usize;
-    for i in 0..n {
-        let share: Vec<String> = dns.iter().skip(i).step_by(n).cloned().collect();
-        desks.push(
-            desk_client(&urls, format!("desk client {i}"), share)
-                .await
-                .context("desk client")?,
-        );
-    }
-
+    let (observer, desks) = start_clients(std::slice::from_ref(&url), &dns, args.clients).await?;
     let gate = Arc::new(Gate::default());
-    let idle = Arc::new(Mutex::new(
-        (first..first + devices)
-            .map(|n| n.to_string())
-            .collect::<VecDeque<_>>(),
-    ));
-    let step = Duration::from_millis(args.step_ms.max(1));
-    let mut load = Vec::new();
-    for _ in 0..args.workers.max(1) {
-        let r = Rng(rng.next());
-        load.push(tokio::spawn(call_worker(
-            sim.clone(),
-            gate.clone(),
-            idle.clone(),
-            r,
-            step,
-        )));
-    }
-    load.push(tokio::spawn(desk_worker(
-        sim.clone(),
-        gate.clone(),
-        Rng(rng.next()),
-        step,
-        !args.no_agents,
-    )));
+    let load = start_load(&sim, &gate, &mut rng, &args, first, devices);
 
     let settle = Duration::from_millis(args.settle_ms);
     let mut mismatches = 0u32;

@@ -201,7 +201,7 @@ async fn connect(
     cfg: &NatsConfig,
     lost: Arc<tokio::sync::Notify>,
 ) -> Result<async_nats::Client, String> {
-    let mut o = async_nats::ConnectOptions::new()
+    let o = async_nats::ConnectOptions::new()
         .connection_timeout(Duration::from_secs(3))
         .max_reconnects(0)
         .event_callback(move |e| {
@@ -216,6 +216,15 @@ async fn connect(
             }
         })
         .name("ctid");
+    connect_with(o, cfg).await
+}
+
+/// Connect with `o` plus `cfg`'s credentials and TLS to `cfg`'s servers (the export's and the
+/// hot-standby pair's connections).
+pub async fn connect_with(
+    mut o: async_nats::ConnectOptions,
+    cfg: &NatsConfig,
+) -> Result<async_nats::Client, String> {
     if let Some(t) = &cfg.token {
         o = o.token(t.clone());
     }

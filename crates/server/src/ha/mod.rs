@@ -295,33 +295,12 @@ pub const CLOSE_NOT_PRIMARY: u16 = 4010;
 /// Connect to the cluster's NATS: a client that reconnects by itself (an append that a
 /// reconnect delays is checked by its expected last sequence, so order cannot break).
 pub async fn connect(cfg: &NatsConfig, name: &str) -> Result<async_nats::Client, String> {
-    let mut o = async_nats::ConnectOptions::new()
+    let o = async_nats::ConnectOptions::new()
         .connection_timeout(Duration::from_secs(2))
         .request_timeout(Some(Duration::from_secs(2)))
         .retry_on_initial_connect()
         .name(name);
-    if let Some(t) = &cfg.token {
-        o = o.token(t.clone());
-    }
-    if let (Some(u), Some(p)) = (&cfg.user, &cfg.password) {
-        o = o.user_and_password(u.clone(), p.clone());
-    }
-    if let Some(f) = &cfg.creds_file {
-        o = o
-            .credentials_file(f)
-            .await
-            .map_err(|e| format!("creds-file {}: {e}", f.display()))?;
-    }
-    if let Some(ca) = &cfg.tls_ca_file {
-        o = o.add_root_certificates(ca.clone()).require_tls(true);
-    }
-    if cfg.require_tls {
-        o = o.require_tls(true);
-    }
-    // Each URL on its own (a comma-joined string is taken as one URL).
-    o.connect(cfg.urls.as_slice())
-        .await
-        .map_err(|e| e.to_string())
+    crate::export::connect_with(o, cfg).await
 }
 
 /// Unix time in ms.
