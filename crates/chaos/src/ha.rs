@@ -14,7 +14,10 @@
 //!   must find it lost and follow);
 //! * `partition`: the primary's NATS connections cut (its CSTA link stays up) until another node
 //!   serves, then healed;
-//! * `nats`: one NATS node of three killed and started again (ctid should not notice).
+//! * `nats`: one NATS node of three killed and started again three leases later; the longest
+//!   time no node answered a request meanwhile is measured (a server that led one of the pair's
+//!   streams, or carried the primary's connection, costs the time JetStream and the client take
+//!   to find another, and can move the primary).
 //!
 //! After each, once every node is back (one primary, the others ready backups), the load pauses
 //! and the checks of the link chaos run (ctid's model equals the switch's; every client's calls
@@ -233,6 +236,29 @@ async fn first_served(
             return None;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// From `t0` until at least `until` (and then until one answers), requests to whichever node
+/// serves, one after another: the longest time between two answers (or from `t0` to the first).
+async fn longest_gap(urls: &[String], t0: Instant, until: Instant) -> Duration {
+    let mut last_ok = t0;
+    let mut gap = Duration::ZERO;
+    loop {
+        let ok = first_served(urls, "", Instant::now(), Duration::ZERO)
+            .await
+            .is_some();
+        let now = Instant::now();
+        if ok {
+            gap = gap.max(now - last_ok);
+            last_ok = now;
+            if now >= until {
+                return gap;
+            }
+        } else if now - last_ok > Duration::from_secs(30) {
+            return now - last_ok;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -464,6 +490,7 @@ advertise = "ws://127.0.0.1:{port}/ws"
     let mut mismatches = 0u32;
     let mut switchovers: Vec<u64> = Vec::new();
     let mut nats_switchovers = 0u32;
+    let mut nats_gaps: Vec<u64> = Vec::new();
     tokio::time::sleep(Duration::from_millis(args.warmup_ms)).await;
     for i in 1..=args.kills {
         tokio::time::sleep(Duration::from_millis(
@@ -494,14 +521,19 @@ advertise = "ws://127.0.0.1:{port}/ws"
         }
         let mut line = format!("fault {i}: {} of {}", fault.name(), nodes[p].name);
         if fault == Fault::Nats {
-            // Down for a while under load; ctid should not notice.
-            tokio::time::sleep(lease * 3).await;
+            // Down for a while under load: the longest time no node answered a request.
+            let gap = longest_gap(&urls, t0, t0 + lease * 3).await;
+            nats_gaps.push(gap.as_millis() as u64);
             if let Some(j) = nats_down {
                 let r = tokio::task::block_in_place(|| nats.nodes[j].restart());
                 if let Err(e) = r {
                     bail!("NATS node {j} does not start again: {e}");
                 }
-                line = format!("fault {i}: {} (n{j})", fault.name());
+                line = format!(
+                    "fault {i}: {} (n{j}): longest time without an answer {} ms",
+                    fault.name(),
+                    gap.as_millis()
+                );
             }
         } else {
             let served = first_served(&urls, &old, t0, Duration::from_secs(20)).await;
@@ -631,10 +663,13 @@ advertise = "ws://127.0.0.1:{port}/ws"
     }
     let events: u64 = desks.iter().map(|d| d.tracker.lock().unwrap().events).sum();
     println!(
-        "{} faults; {} switch actions, {events} events to desk clients, {} exported; {nats_switchovers} NATS node losses changed the primary; {:.1} s",
+        "{} faults; {} switch actions, {events} events to desk clients, {} exported; {} NATS node losses, {nats_switchovers} of them changed the primary, longest time without an answer p50={} ms max={} ms; {:.1} s",
         args.kills,
         gate.steps.load(Ordering::Relaxed),
         export.len(),
+        nats_gaps.len(),
+        percentile(&nats_gaps, 0.5),
+        nats_gaps.iter().max().copied().unwrap_or(0),
         started.elapsed().as_secs_f64()
     );
     let failed = mismatches > 0 || lost > 0 || duplicated > 0 || dual.violations > 0;
