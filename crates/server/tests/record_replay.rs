@@ -495,7 +495,12 @@ async fn a_recorded_demo_session_replays_without_differences() {
         if let Some(name) = v["in"].as_str() {
             n_in += 1;
             inputs.insert(name.to_string());
-            if let Some(r) = v["request"]["request"].as_str() {
+            // The request is kept as its text (a KV list keeps its order).
+            let request: Value = v["request"]
+                .as_str()
+                .and_then(|t| serde_json::from_str(t).ok())
+                .unwrap_or(Value::Null);
+            if let Some(r) = request["request"].as_str() {
                 requests.insert(r.to_string());
             }
             if name == "CstaEvent" {
