@@ -68,6 +68,9 @@ pub struct HaCore {
     export_tail: std::collections::VecDeque<(u64, std::sync::Arc<ctid_protocol::Event>)>,
 }
 
+/// The longest one attempt to read the stored snapshot may take.
+const SNAPSHOT_READ: Duration = Duration::from_secs(20);
+
 /// How far back a backup keeps the export's events (inside the export stream's 120 s
 /// duplicate window, so a re-offered event that was published is dropped by JetStream).
 const EXPORT_TAIL_MS: u64 = 30_000;
@@ -252,7 +255,23 @@ impl Core {
         h.loading = true;
         let tx = h.core_tx.clone();
         tokio::spawn(async move {
-            let r = log.load_snapshot().await;
+            // A read can hang when the object is replaced meanwhile (its chunks are purged):
+            // give each attempt a deadline and read the newer one.
+            let mut r = Err(String::new());
+            for attempt in 1..=3 {
+                r = match tokio::time::timeout(SNAPSHOT_READ, log.load_snapshot()).await {
+                    Ok(r) => r,
+                    Err(_) => Err(format!(
+                        "reading the snapshot took more than {SNAPSHOT_READ:?} (attempt {attempt} of 3)"
+                    )),
+                };
+                match &r {
+                    Err(e) if attempt < 3 => {
+                        warn!(error = %e, "hot standby: reading the snapshot again")
+                    }
+                    _ => break,
+                }
+            }
             let _ = tx.send(CoreMsg::HaSnapshot(r)).await;
         });
     }
