@@ -24,6 +24,11 @@
 //! everything the primary appended, waiting at most 30 s) and its lag then, and the ratios on/off
 //! of the p99 latency and of the primary's CPU per switch event; `--json` gives `ha_off`,
 //! `ha_on`, `p99_ratio_ha` and `cpu_ratio_ha` (`--nats` alone gives `p99_ratio_export` too).
+//! `--snapshot-every N` sets the pair's `[ha] snapshot-every` (a large value keeps the primary's
+//! engine snapshot out of the window).
+//!
+//! `--slow-ms MS` lists on stderr each 100 ms of the window in which a switch action took longer
+//! than MS to reach a client, to find stalls.
 //!
 //! Latency: for each action the driver takes at the simulated phone (dial, answer, hold,
 //! retrieve, hang up) it notes the time just before the action and the T-Library events that
@@ -101,6 +106,14 @@ struct Args {
     /// with `[ha]`; the clients on the primary), and the ratios of latency and CPU.
     #[arg(long)]
     ha: bool,
+    /// With `--ha`: `[ha] snapshot-every` of the pair (default: ctid's, 10,000 stream messages);
+    /// a large value keeps the engine snapshot out of the window.
+    #[arg(long, value_name = "N")]
+    snapshot_every: Option<u64>,
+    /// List on stderr each 100 ms of the window in which switch-to-client latency passed this
+    /// many ms (to find stalls).
+    #[arg(long, value_name = "MS")]
+    slow_ms: Option<f64>,
 }
 
 fn key(call: &str, event: &str, dn: &str) -> u64 {
@@ -366,6 +379,8 @@ struct HaPair {
     cluster: String,
     /// nats-server's pid when this tool started it (its CPU is reported too).
     nats_pid: Option<u32>,
+    /// `snapshot-every` (`None`: ctid's default).
+    snapshot_every: Option<u64>,
 }
 
 impl HaPair {
@@ -423,11 +438,17 @@ impl Extra {
                 x.stream,
                 x.prefix
             ),
-            Extra::Ha(h) => format!(
-                "\n[ha]\ncluster = \"{}\"\nnode = \"{node}\"\nurl = {}\nreplicas = 1\n",
-                h.cluster,
-                url(&h.url)
-            ),
+            Extra::Ha(h) => {
+                let mut t = format!(
+                    "\n[ha]\ncluster = \"{}\"\nnode = \"{node}\"\nurl = {}\nreplicas = 1\n",
+                    h.cluster,
+                    url(&h.url)
+                );
+                if let Some(n) = h.snapshot_every {
+                    t.push_str(&format!("snapshot-every = {n}\n"));
+                }
+                t
+            }
         }
     }
     /// What it is, for the report's heading.
@@ -439,8 +460,12 @@ impl Extra {
                 x.url, x.stream, x.prefix
             ),
             Extra::Ha(h) => format!(
-                "a primary and a backup, NATS {}, cluster {}, replicas 1",
-                h.url, h.cluster
+                "a primary and a backup, NATS {}, cluster {}, replicas 1, snapshot-every {}",
+                h.url,
+                h.cluster,
+                h.snapshot_every
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|| "10000 (ctid's default)".into())
             ),
         }
     }
@@ -1097,6 +1122,9 @@ async fn measure(args: &Args, numbers: &[String], extra: &Extra) -> anyhow::Resu
                 .map(|s| t.saturating_duration_since(*s).as_secs_f64() * 1000.0)
         })
         .collect();
+    if let Some(slow) = args.slow_ms {
+        slow_slots(&received, &sent, t0, slow);
+    }
     lat.sort_by(f64::total_cmp);
     let (p50, p99, p999, max) = (
         pct(&lat, 0.5),
@@ -1138,6 +1166,37 @@ async fn measure(args: &Args, numbers: &[String], extra: &Extra) -> anyhow::Resu
         export: export_figures,
         ha: ha_figures,
     })
+}
+
+/// `--slow-ms`: on stderr, each 100 ms of the window in which some switch actions took longer
+/// than `slow` ms to reach a client (by the time of the action): how many receipts, the longest.
+fn slow_slots(received: &[(u64, Instant)], sent: &HashMap<u64, Instant>, t0: Instant, slow: f64) {
+    let mut slots: std::collections::BTreeMap<u128, (usize, f64)> = Default::default();
+    for (k, t) in received {
+        let Some(s) = sent.get(k) else { continue };
+        let ms = t.saturating_duration_since(*s).as_secs_f64() * 1000.0;
+        if ms > slow {
+            let e = slots
+                .entry(s.saturating_duration_since(t0).as_millis() / 100)
+                .or_default();
+            e.0 += 1;
+            e.1 = e.1.max(ms);
+        }
+    }
+    let wall = std::time::SystemTime::now() - t0.elapsed();
+    let wall = wall
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    eprintln!(
+        "receipts slower than {slow} ms, by the time of the action (window start: Unix time {wall:.3}):"
+    );
+    for (slot, (n, max)) in slots {
+        eprintln!(
+            "  t={:>5.1} s  {n:>6} receipts, longest {max:.1} ms",
+            slot as f64 / 10.0
+        );
+    }
 }
 
 /// The pid of a child process of this one whose name (`comm`) is `name`.
@@ -1317,6 +1376,7 @@ fn report_json(args: &Args, f: &Figures) -> serde_json::Value {
         j["ha_backup_lag_zero"] = h.caught_up_after.is_some().into();
         j["ha_backup_lag_zero_after_s"] = h.caught_up_after.into();
         j["ha_roles"] = serde_json::json!([h.primary_role, h.backup_role]);
+        j["ha_snapshot_every"] = args.snapshot_every.into();
     }
     j
 }
@@ -1340,6 +1400,13 @@ fn check(args: &Args) -> anyhow::Result<()> {
     }
     if !args.step.is_finite() || !(0.0..=3600.0).contains(&args.step) {
         bail!("--step must be between 0 and 3600 seconds");
+    }
+    match args.snapshot_every {
+        Some(_) if !args.ha => bail!("--snapshot-every goes with --ha"),
+        Some(n) if !(10..=i64::MAX as u64).contains(&n) => {
+            bail!("--snapshot-every {n}: at least 10 (ctid's limit)")
+        }
+        _ => {}
     }
     if let Some(u) = &args.nats {
         let u = u.trim();
@@ -1417,6 +1484,7 @@ async fn main() -> anyhow::Result<()> {
                 url: nats,
                 cluster: format!("ctidload_{tag}"),
                 nats_pid,
+                snapshot_every: args.snapshot_every,
             }),
         )
     } else {
