@@ -15,6 +15,21 @@
 //! `ctid_export_lag` to reach 0) and the ratio on/off of ctid CPU per switch event; `--json`
 //! gives `export_off`, `export_on` and `cpu_ratio_export`.
 //!
+//! `--ha` measures hot standby's cost the same way: a run with one ctid, then one with a pair —
+//! the primary and one backup, both with `[ha]` (a cluster of this run's own, replicas 1) on a
+//! nats-server this tool starts (or the one `--nats URL` names), the clients on the primary, the
+//! load starting once the backup has applied the stream to its end. It prints both reports, the
+//! primary's appends to the input stream (`ctid_ha_append_seconds` over the window: count, mean,
+//! bucket bounds of p50 and p99), the backup's CPU per switch event (read once it has applied
+//! everything the primary appended, waiting at most 30 s) and its lag then, and the ratios on/off
+//! of the p99 latency and of the primary's CPU per switch event; `--json` gives `ha_off`,
+//! `ha_on`, `p99_ratio_ha` and `cpu_ratio_ha` (`--nats` alone gives `p99_ratio_export` too).
+//! `--snapshot-every N` sets the pair's `[ha] snapshot-every` (a large value keeps the primary's
+//! engine snapshot out of the window).
+//!
+//! `--slow-ms MS` lists on stderr each 100 ms of the window in which a switch action took longer
+//! than MS to reach a client, to find stalls.
+//!
 //! Latency: for each action the driver takes at the simulated phone (dial, answer, hold,
 //! retrieve, hang up) it notes the time just before the action and the T-Library events that
 //! action must produce on each DN (keyed by CallID, event name and ThisDN); each client notes when
@@ -83,9 +98,22 @@ struct Args {
     #[arg(long)]
     json: bool,
     /// Measure the event export: a run with it off, then one with `[export.nats]` on this NATS
-    /// server (nats://host:4222), and the ratio of ctid CPU per switch event.
+    /// server (nats://host:4222), and the ratio of ctid CPU per switch event. With `--ha`: the
+    /// NATS server of the pair (default: a nats-server this tool starts).
     #[arg(long, value_name = "URL")]
     nats: Option<String>,
+    /// Measure hot standby: a run with one ctid, then one with a pair (a primary and a backup
+    /// with `[ha]`; the clients on the primary), and the ratios of latency and CPU.
+    #[arg(long)]
+    ha: bool,
+    /// With `--ha`: `[ha] snapshot-every` of the pair (default: ctid's, 10,000 stream messages);
+    /// a large value keeps the engine snapshot out of the window.
+    #[arg(long, value_name = "N")]
+    snapshot_every: Option<u64>,
+    /// List on stderr each 100 ms of the window in which switch-to-client latency passed this
+    /// many ms (to find stalls).
+    #[arg(long, value_name = "MS")]
+    slow_ms: Option<f64>,
 }
 
 fn key(call: &str, event: &str, dn: &str) -> u64 {
@@ -341,8 +369,156 @@ struct ExportFigures {
     lag_zero_after: Option<f64>,
 }
 
-/// How long a run with the export on waits for `ctid_export_lag` to reach 0 before stopping ctid.
+/// How long a run with the export on waits for `ctid_export_lag` to reach 0 before stopping ctid,
+/// and a run with hot standby on for the backup to apply the whole input stream.
 const LAG_WAIT: Duration = Duration::from_secs(30);
+
+/// `[ha]` of the run with hot standby on: a cluster of this run's own on the NATS at `url`.
+struct HaPair {
+    url: String,
+    cluster: String,
+    /// nats-server's pid when this tool started it (its CPU is reported too).
+    nats_pid: Option<u32>,
+    /// `snapshot-every` (`None`: ctid's default).
+    snapshot_every: Option<u64>,
+}
+
+impl HaPair {
+    /// The JetStream streams the pair creates: the input stream, the KV bucket of the lease
+    /// (`KV_<bucket>`) and the object store of the engine snapshots (`OBJ_<bucket>`).
+    fn streams(&self) -> [String; 3] {
+        let c = &self.cluster;
+        [
+            format!("CTID_HA_{c}"),
+            format!("KV_ctid-ha-{c}"),
+            format!("OBJ_ctid-ha-{c}-snap"),
+        ]
+    }
+}
+
+/// What a measured run adds to today's single ctid.
+enum Extra {
+    None,
+    /// `[export.nats]`.
+    Export(Export),
+    /// A hot-standby pair: this ctid is the primary, a second one its backup.
+    Ha(HaPair),
+}
+
+impl Extra {
+    fn export(&self) -> Option<&Export> {
+        match self {
+            Extra::Export(x) => Some(x),
+            _ => None,
+        }
+    }
+    fn ha(&self) -> Option<&HaPair> {
+        match self {
+            Extra::Ha(h) => Some(h),
+            _ => None,
+        }
+    }
+    /// The NATS URL it uses.
+    fn nats_url(&self) -> Option<&str> {
+        match self {
+            Extra::None => None,
+            Extra::Export(x) => Some(&x.url),
+            Extra::Ha(h) => Some(&h.url),
+        }
+    }
+    /// The TOML section it adds to ctid's configuration for node `node` (`[ha]`).
+    fn toml(&self, node: &str) -> String {
+        // A JSON string is a TOML basic string.
+        let url = |u: &str| serde_json::Value::from(u).to_string();
+        match self {
+            Extra::None => String::new(),
+            Extra::Export(x) => format!(
+                "\n[export.nats]\nurl = {}\nstream = \"{}\"\nsubject-prefix = \"{}\"\n",
+                url(&x.url),
+                x.stream,
+                x.prefix
+            ),
+            Extra::Ha(h) => {
+                let mut t = format!(
+                    "\n[ha]\ncluster = \"{}\"\nnode = \"{node}\"\nurl = {}\nreplicas = 1\n",
+                    h.cluster,
+                    url(&h.url)
+                );
+                if let Some(n) = h.snapshot_every {
+                    t.push_str(&format!("snapshot-every = {n}\n"));
+                }
+                t
+            }
+        }
+    }
+    /// What it is, for the report's heading.
+    fn describe(&self) -> String {
+        match self {
+            Extra::None => "one ctid".into(),
+            Extra::Export(x) => format!(
+                "NATS {}, stream {}, subjects {}.events.>",
+                x.url, x.stream, x.prefix
+            ),
+            Extra::Ha(h) => format!(
+                "a primary and a backup, NATS {}, cluster {}, replicas 1, snapshot-every {}",
+                h.url,
+                h.cluster,
+                h.snapshot_every
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|| "10000 (ctid's default)".into())
+            ),
+        }
+    }
+    /// Delete from NATS what the run created, when the server allows it.
+    async fn cleanup(&self) {
+        let streams: Vec<String> = match self {
+            Extra::None => return,
+            Extra::Export(x) => vec![x.stream.clone()],
+            // A server this tool started goes with its store; nothing to delete.
+            Extra::Ha(h) if h.nats_pid.is_some() => return,
+            Extra::Ha(h) => h.streams().to_vec(),
+        };
+        let url = self.nats_url().unwrap_or_default();
+        for stream in streams {
+            match delete_stream(url, &stream).await {
+                Ok(true) => eprintln!("deleted the stream {stream} from NATS"),
+                Ok(false) => {}
+                Err(e) => eprintln!(
+                    "the stream {stream} stays on NATS ({e:#}); delete it: nats stream rm {stream}"
+                ),
+            }
+        }
+    }
+}
+
+/// The hot-standby figures of the run with a pair.
+struct HaFigures {
+    /// The backup's CPU from the start of the window until it had applied the whole stream.
+    backup_cpu_us: u64,
+    backup_cpu_per: f64,
+    /// nats-server's CPU over the same time, when this tool started it.
+    nats_cpu_per: Option<f64>,
+    /// `ctid_ha_append_seconds` on the primary over the window: count, mean, bucket bounds.
+    appends: u64,
+    append_mean_ms: Option<f64>,
+    append_p50: Option<f64>,
+    append_p99: Option<f64>,
+    append_errors: Option<u64>,
+    snapshots: Option<u64>,
+    stepdowns: Option<u64>,
+    /// The last stream sequence the primary appended, and what the backup had applied when it
+    /// was last asked.
+    primary_seq: u64,
+    backup_seq: u64,
+    /// The backup's `lag` when it was last asked.
+    backup_lag: u64,
+    /// Seconds from the end of the measured window until the backup had applied everything the
+    /// primary appended (`lag` 0); `None`: not within [`LAG_WAIT`].
+    caught_up_after: Option<f64>,
+    /// Roles at the end (`primary`, `backup` unless something went wrong).
+    primary_role: String,
+    backup_role: String,
+}
 
 /// The figures of one run.
 struct Figures {
@@ -366,6 +542,7 @@ struct Figures {
     rss: f64,
     dropped_slow: u64,
     export: Option<ExportFigures>,
+    ha: Option<HaFigures>,
 }
 
 /// The value of the sample `name` (without labels) in a Prometheus text.
@@ -375,6 +552,17 @@ fn metric(text: &str, name: &str) -> Option<u64> {
         v.parse::<u64>()
             .ok()
             .or_else(|| v.parse::<f64>().ok().map(|f| f.max(0.0) as u64))
+    })
+}
+
+/// The value of the sample `name` (without labels) in a Prometheus text, as a float.
+fn metric_f64(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(name)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse::<f64>()
+            .ok()
     })
 }
 
@@ -462,13 +650,116 @@ async fn delete_stream(url: &str, stream: &str) -> anyhow::Result<bool> {
         .context("no answer within 5 s")?
 }
 
+/// A ctid process of a run: its pid (for its CPU) and its HTTP address.
+struct Node {
+    child: tokio::process::Child,
+    proc_: Proc,
+    http: SocketAddr,
+    port: u16,
+}
+
+/// Start `ctid --config cfg` listening on `port`; its log lines (stdout and stderr) go to this
+/// tool's stderr prefixed with `[name]`, so that the report on stdout stays clean.
+fn spawn_ctid(args: &Args, cfg: &std::path::Path, port: u16, name: &str) -> anyhow::Result<Node> {
+    use std::process::Stdio;
+    let bin = match &args.ctid {
+        Some(b) => b.clone(),
+        None => std::env::current_exe()
+            .context("where is this binary")?
+            .with_file_name("ctid"),
+    };
+    let mut child = tokio::process::Command::new(&bin)
+        .arg("--config")
+        .arg(cfg)
+        .env(
+            "RUST_LOG",
+            std::env::var("CTID_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| {
+            format!(
+                "cannot start {} (build it: cargo build --release --bin ctid)",
+                bin.display()
+            )
+        })?;
+    fn relay(r: impl tokio::io::AsyncRead + Unpin + Send + 'static, name: String) {
+        use tokio::io::AsyncBufReadExt;
+        tokio::spawn(async move {
+            let mut lines = tokio::io::BufReader::new(r).lines();
+            while let Ok(Some(l)) = lines.next_line().await {
+                eprintln!("[{name}] {l}");
+            }
+        });
+    }
+    if let Some(o) = child.stdout.take() {
+        relay(o, name.to_string());
+    }
+    if let Some(e) = child.stderr.take() {
+        relay(e, name.to_string());
+    }
+    let pid = child.id().context("ctid pid")?;
+    Ok(Node {
+        child,
+        proc_: Proc { pid },
+        http: SocketAddr::from(([127, 0, 0, 1], port)),
+        port,
+    })
+}
+
+/// Ask `/path` of `node` until `ok` says yes to the answer (status, body); a clear error when
+/// `within` passes first or the process exits.
+async fn wait_until(
+    node: &mut Node,
+    name: &str,
+    path: &str,
+    within: Duration,
+    what: &str,
+    mut ok: impl FnMut(u16, &str) -> bool,
+) -> anyhow::Result<Duration> {
+    let t = Instant::now();
+    let mut last = String::new();
+    loop {
+        if let Ok((code, text)) = http_get(node.http, path).await {
+            let body = body(&text);
+            if ok(code, body) {
+                return Ok(t.elapsed());
+            }
+            last = format!("{code} {}", body.trim());
+        }
+        if let Ok(Some(st)) = node.child.try_wait() {
+            bail!("{name} exited ({st}) before {what}");
+        }
+        if t.elapsed() > within {
+            bail!(
+                "{name}: not {what} after {} s (last {path}: {last})",
+                within.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The body of an HTTP answer.
+fn body(text: &str) -> &str {
+    text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("")
+}
+
+/// `/api/ha` of a node, parsed.
+async fn api_ha(node: &Node) -> Option<serde_json::Value> {
+    let (code, text) = http_get(node.http, "/api/ha").await.ok()?;
+    if code != 200 {
+        return None;
+    }
+    serde_json::from_str(body(&text)).ok()
+}
+
 /// One measurement: csta-sim in this process, ctid as its own process with the generated
-/// configuration (and `[export.nats]` when `export` is given), the clients, the calls, the figures.
-async fn measure(
-    args: &Args,
-    numbers: &[String],
-    export: Option<&Export>,
-) -> anyhow::Result<Figures> {
+/// configuration (and `[export.nats]`, or `[ha]` and a second ctid as its backup, as `extra`
+/// says), the clients, the calls, the figures.
+async fn measure(args: &Args, numbers: &[String], extra: &Extra) -> anyhow::Result<Figures> {
     // The simulator, in this process.
     let mut sc = SimConfig::demo();
     sc.devices = numbers.iter().map(|n| DeviceConfig::extension(n)).collect();
@@ -478,74 +769,77 @@ async fn measure(
     let sim = Sim::start(sc, any, None)
         .await
         .context("cannot start csta-sim")?;
-    // ctid, as its own process.
-    let port = free_port().context("no free port for ctid")?;
+    // ctid, as its own process (and its backup, as another).
     let dir = std::env::temp_dir().join(format!("ctid-load-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let dir = RemoveOnDrop(dir);
-    let cfg = dir.0.join("ctid.toml");
     let last = numbers.last().map(String::as_str).unwrap_or_default();
-    let mut toml = format!(
-        "listen = \"127.0.0.1:{port}\"\nclient-queue = {}\nclient-queue-bytes = {}\n\n[[link]]\nname = \"csta-sim\"\nhost = \"127.0.0.1\"\nport = {}\nsession = \"ecma354\"\nmax-outstanding = 1000\nresync-timeout = 120\nrequest-timeout = 30\nkpl-interval = 10\n\n[[dn]]\nrange = \"{}-{last}\"\ntype = \"Extension\"\nregister = true\n",
-        args.client_queue,
-        args.client_queue_bytes,
-        sim.csta_addr().port(),
-        args.first
-    );
-    if let Some(x) = export {
-        // A JSON string is a TOML basic string.
-        toml.push_str(&format!(
-            "\n[export.nats]\nurl = {}\nstream = \"{}\"\nsubject-prefix = \"{}\"\n",
-            serde_json::Value::from(x.url.as_str()),
-            x.stream,
-            x.prefix
-        ));
-    }
-    std::fs::write(&cfg, toml).with_context(|| format!("cannot write {}", cfg.display()))?;
-    let bin = match &args.ctid {
-        Some(b) => b.clone(),
-        None => std::env::current_exe()
-            .context("where is this binary")?
-            .with_file_name("ctid"),
+    let config = |node: &str| -> anyhow::Result<(PathBuf, u16)> {
+        let port = free_port().context("no free port for ctid")?;
+        let mut toml = format!(
+            "listen = \"127.0.0.1:{port}\"\nclient-queue = {}\nclient-queue-bytes = {}\n\n[[link]]\nname = \"csta-sim\"\nhost = \"127.0.0.1\"\nport = {}\nsession = \"ecma354\"\nmax-outstanding = 1000\nresync-timeout = 120\nrequest-timeout = 30\nkpl-interval = 10\n\n[[dn]]\nrange = \"{}-{last}\"\ntype = \"Extension\"\nregister = true\n",
+            args.client_queue,
+            args.client_queue_bytes,
+            sim.csta_addr().port(),
+            args.first
+        );
+        toml.push_str(&extra.toml(node));
+        let cfg = dir.0.join(format!("ctid-{node}.toml"));
+        std::fs::write(&cfg, toml).with_context(|| format!("cannot write {}", cfg.display()))?;
+        Ok((cfg, port))
     };
-    let t_spawn = Instant::now();
-    let mut child = tokio::process::Command::new(&bin)
-        .arg("--config")
-        .arg(&cfg)
-        .env(
-            "RUST_LOG",
-            std::env::var("CTID_LOG").unwrap_or_else(|_| "warn".into()),
-        )
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| {
-            format!(
-                "cannot start {} (build it: cargo build --release --bin ctid)",
-                bin.display()
-            )
-        })?;
+    let name = if extra.ha().is_some() {
+        "ctid a"
+    } else {
+        "ctid"
+    };
+    let (cfg, port) = config("a")?;
+    let mut node = spawn_ctid(args, &cfg, port, name)?;
+    // Ready: the link is up and every DN monitored (with [ha]: and this node is the primary).
+    let startup = wait_until(
+        &mut node,
+        name,
+        "/readyz",
+        Duration::from_secs(300),
+        "ready",
+        |code, _| code == 200,
+    )
+    .await?;
     let proc_ = Proc {
-        pid: child.id().context("ctid pid")?,
+        pid: node.proc_.pid,
     };
-    let http: SocketAddr = format!("127.0.0.1:{port}").parse()?;
-    let startup = loop {
-        if let Ok((200, _)) = http_get(http, "/readyz").await {
-            break t_spawn.elapsed();
-        }
-        if t_spawn.elapsed() > Duration::from_secs(300) {
-            bail!("ctid not ready after 300 s");
-        }
-        if let Ok(Some(st)) = child.try_wait() {
-            bail!("ctid exited: {st}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let http = node.http;
     eprintln!(
-        "ctid ready: {} DNs monitored in {:.2} s",
+        "{name} ready: {} DNs monitored in {:.2} s",
         args.dns,
         startup.as_secs_f64()
     );
-    if let Some(x) = export {
+    // The backup: ready when it has applied the primary's stream to its end.
+    let mut backup = None;
+    if extra.ha().is_some() {
+        let (cfg, port) = config("b")?;
+        let mut b = spawn_ctid(args, &cfg, port, "ctid b")?;
+        let t = wait_until(
+            &mut b,
+            "ctid b",
+            "/api/ha",
+            Duration::from_secs(120),
+            "a ready backup",
+            |code, body| {
+                code == 200
+                    && serde_json::from_str::<serde_json::Value>(body)
+                        .is_ok_and(|v| v["role"] == "backup" && v["ready"] == true && v["lag"] == 0)
+            },
+        )
+        .await?;
+        eprintln!(
+            "ctid b is a ready backup after {:.2} s (on port {})",
+            t.as_secs_f64(),
+            b.port
+        );
+        backup = Some(b);
+    }
+    if let Some(x) = extra.export() {
         // Measure the export publishing, not the export holding events for a NATS it cannot reach.
         let t = Instant::now();
         loop {
@@ -663,14 +957,16 @@ async fn measure(
     let ev0 = stats.events_out.load(Ordering::Relaxed);
     let cl0 = count.load(Ordering::Relaxed);
     const HIST: &str = "ctid_switch_to_client_seconds";
-    let h0 = histogram(
-        &http_get(http, "/metrics")
-            .await
-            .map(|r| r.1)
-            .unwrap_or_default(),
-        HIST,
-    );
+    const APPEND: &str = "ctid_ha_append_seconds";
+    let m0 = http_get(http, "/metrics")
+        .await
+        .map(|r| r.1)
+        .unwrap_or_default();
+    let h0 = histogram(&m0, HIST);
+    let nats_proc = extra.ha().and_then(|h| h.nats_pid).map(|pid| Proc { pid });
     let cpu0 = proc_.cpu_us();
+    let backup_cpu0 = backup.as_ref().map(|b| b.proc_.cpu_us()).unwrap_or(0);
+    let nats_cpu0 = nats_proc.as_ref().map(Proc::cpu_us).unwrap_or(0);
     let t0 = Instant::now();
     let period = Duration::from_secs_f64(1.0 / calls_per_s).max(Duration::from_micros(1));
     let mut tick = tokio::time::interval(period);
@@ -701,7 +997,7 @@ async fn measure(
     let client_events = count.load(Ordering::Relaxed) - cl0;
     // With the export on, the CPU is read once NATS has acknowledged every event (or after
     // LAG_WAIT), so it holds the whole cost of exporting the window's events.
-    let export_figures = if export.is_some() {
+    let export_figures = if extra.export().is_some() {
         let t = Instant::now();
         let (text, lag_zero_after) = loop {
             let text = http_get(http, "/metrics")
@@ -732,6 +1028,62 @@ async fn measure(
         .await
         .map(|r| r.1)
         .unwrap_or_default();
+    // With a pair, the backup's CPU is read once it has applied everything the primary appended
+    // (or after LAG_WAIT), so it holds the whole cost of following the window's inputs.
+    let ha_figures = match &backup {
+        Some(b) => {
+            let primary = api_ha(&node).await.unwrap_or_default();
+            let primary_seq = primary["applied_seq"].as_u64().unwrap_or(0);
+            let t = Instant::now();
+            let (seen, caught_up_after) = loop {
+                let v = api_ha(b).await.unwrap_or_default();
+                if v["lag"] == 0 && v["applied_seq"].as_u64().unwrap_or(0) >= primary_seq {
+                    break (v, Some(t.elapsed().as_secs_f64()));
+                }
+                if t.elapsed() >= LAG_WAIT {
+                    break (v, None);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            };
+            let backup_cpu = b.proc_.cpu_us().saturating_sub(backup_cpu0);
+            let nats_cpu = nats_proc
+                .as_ref()
+                .map(|p| p.cpu_us().saturating_sub(nats_cpu0));
+            let per = |us: u64| {
+                if switch_events > 0 {
+                    us as f64 / switch_events as f64
+                } else {
+                    0.0
+                }
+            };
+            let m = &metrics_text;
+            let count = |t: &str| metric(t, &format!("{APPEND}_count")).unwrap_or(0);
+            let sum = |t: &str| metric_f64(t, &format!("{APPEND}_sum")).unwrap_or(0.0);
+            let appends = count(m).saturating_sub(count(&m0));
+            let (a0, a1) = (histogram(&m0, APPEND), histogram(m, APPEND));
+            let role = |v: &serde_json::Value| v["role"].as_str().unwrap_or("?").to_string();
+            Some(HaFigures {
+                backup_cpu_us: backup_cpu,
+                backup_cpu_per: per(backup_cpu),
+                nats_cpu_per: nats_cpu.map(per),
+                appends,
+                append_mean_ms: (appends > 0)
+                    .then(|| (sum(m) - sum(&m0)) * 1000.0 / appends as f64),
+                append_p50: hist_pct(&a0, &a1, 0.5),
+                append_p99: hist_pct(&a0, &a1, 0.99),
+                append_errors: metric(m, "ctid_ha_append_errors_total"),
+                snapshots: metric(m, "ctid_ha_snapshots_total"),
+                stepdowns: metric(m, "ctid_ha_stepdowns_total"),
+                primary_seq,
+                backup_seq: seen["applied_seq"].as_u64().unwrap_or(0),
+                backup_lag: seen["lag"].as_u64().unwrap_or(u64::MAX),
+                caught_up_after,
+                primary_role: role(&primary),
+                backup_role: role(&seen),
+            })
+        }
+        None => None,
+    };
     let dropped_slow: u64 = metrics_text
         .lines()
         .find(|l| l.starts_with("ctid_clients_dropped_total{reason=\"slow\"}"))
@@ -770,6 +1122,9 @@ async fn measure(
                 .map(|s| t.saturating_duration_since(*s).as_secs_f64() * 1000.0)
         })
         .collect();
+    if let Some(slow) = args.slow_ms {
+        slow_slots(&received, &sent, t0, slow);
+    }
     lat.sort_by(f64::total_cmp);
     let (p50, p99, p999, max) = (
         pct(&lat, 0.5),
@@ -782,7 +1137,10 @@ async fn measure(
     } else {
         0.0
     };
-    let _ = child.kill().await;
+    if let Some(mut b) = backup {
+        let _ = b.child.kill().await;
+    }
+    let _ = node.child.kill().await;
     drop(dir);
     sim.shutdown().await;
     Ok(Figures {
@@ -806,6 +1164,51 @@ async fn measure(
         rss,
         dropped_slow,
         export: export_figures,
+        ha: ha_figures,
+    })
+}
+
+/// `--slow-ms`: on stderr, each 100 ms of the window in which some switch actions took longer
+/// than `slow` ms to reach a client (by the time of the action): how many receipts, the longest.
+fn slow_slots(received: &[(u64, Instant)], sent: &HashMap<u64, Instant>, t0: Instant, slow: f64) {
+    let mut slots: std::collections::BTreeMap<u128, (usize, f64)> = Default::default();
+    for (k, t) in received {
+        let Some(s) = sent.get(k) else { continue };
+        let ms = t.saturating_duration_since(*s).as_secs_f64() * 1000.0;
+        if ms > slow {
+            let e = slots
+                .entry(s.saturating_duration_since(t0).as_millis() / 100)
+                .or_default();
+            e.0 += 1;
+            e.1 = e.1.max(ms);
+        }
+    }
+    let wall = std::time::SystemTime::now() - t0.elapsed();
+    let wall = wall
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    eprintln!(
+        "receipts slower than {slow} ms, by the time of the action (window start: Unix time {wall:.3}):"
+    );
+    for (slot, (n, max)) in slots {
+        eprintln!(
+            "  t={:>5.1} s  {n:>6} receipts, longest {max:.1} ms",
+            slot as f64 / 10.0
+        );
+    }
+}
+
+/// The pid of a child process of this one whose name (`comm`) is `name`.
+fn child_named(name: &str) -> Option<u32> {
+    let me = std::process::id().to_string();
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+        let (head, rest) = stat.rsplit_once(')')?;
+        let comm = head.split_once('(')?.1;
+        let ppid = rest.split_whitespace().nth(1)?;
+        (comm == name && ppid == me).then_some(pid)
     })
 }
 
@@ -876,6 +1279,50 @@ fn print_report(args: &Args, f: &Figures) {
             ),
         }
     }
+    if let Some(h) = &f.ha {
+        let n = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+        let ms = |v: Option<f64>| v.map(|v| format!("{v:.2}")).unwrap_or_else(|| "-".into());
+        println!(
+            "  backup CPU per switch event {:.1} µs  (backup CPU {:.2} s, until it had caught up)",
+            h.backup_cpu_per,
+            h.backup_cpu_us as f64 / 1e6
+        );
+        if let Some(c) = h.nats_cpu_per {
+            println!("  nats-server CPU per switch event {c:.1} µs");
+        }
+        println!(
+            "  appends (primary)        {} ({:.2} per switch event), ms mean {} p50 {} p99 {} (bucket bounds); errors {}, snapshots {}, step-downs {}",
+            h.appends,
+            if f.sw_rate > 0.0 {
+                h.appends as f64 / (f.sw_rate * f.elapsed)
+            } else {
+                0.0
+            },
+            ms(h.append_mean_ms),
+            show(h.append_p50),
+            show(h.append_p99),
+            n(h.append_errors),
+            n(h.snapshots),
+            n(h.stepdowns)
+        );
+        match h.caught_up_after {
+            Some(s) => println!(
+                "  backup lag               0 ({s:.2} s after the window; applied {} of the primary's {})",
+                h.backup_seq, h.primary_seq
+            ),
+            None => println!(
+                "  backup lag               {} — NOT 0 after {} s (applied {} of the primary's {})",
+                h.backup_lag,
+                LAG_WAIT.as_secs(),
+                h.backup_seq,
+                h.primary_seq
+            ),
+        }
+        println!(
+            "  roles at the end         {} / {}",
+            h.primary_role, h.backup_role
+        );
+    }
 }
 
 /// The figures of one run as the JSON object of `--json`.
@@ -912,6 +1359,25 @@ fn report_json(args: &Args, f: &Figures) -> serde_json::Value {
         j["export_lag_zero"] = x.lag_zero_after.is_some().into();
         j["export_lag_zero_after_s"] = x.lag_zero_after.into();
     }
+    if let Some(h) = &f.ha {
+        j["backup_cpu_us_per_switch_event"] = h.backup_cpu_per.into();
+        j["pair_cpu_us_per_switch_event"] = (f.cpu_per + h.backup_cpu_per).into();
+        j["nats_cpu_us_per_switch_event"] = h.nats_cpu_per.into();
+        j["ha_appends"] = h.appends.into();
+        j["ha_append_ms_mean"] = h.append_mean_ms.into();
+        j["ha_append_ms_p50"] = h.append_p50.into();
+        j["ha_append_ms_p99"] = h.append_p99.into();
+        j["ha_append_errors"] = h.append_errors.into();
+        j["ha_snapshots"] = h.snapshots.into();
+        j["ha_stepdowns"] = h.stepdowns.into();
+        j["ha_primary_seq"] = h.primary_seq.into();
+        j["ha_backup_seq"] = h.backup_seq.into();
+        j["ha_backup_lag"] = h.backup_lag.into();
+        j["ha_backup_lag_zero"] = h.caught_up_after.is_some().into();
+        j["ha_backup_lag_zero_after_s"] = h.caught_up_after.into();
+        j["ha_roles"] = serde_json::json!([h.primary_role, h.backup_role]);
+        j["ha_snapshot_every"] = args.snapshot_every.into();
+    }
     j
 }
 
@@ -935,6 +1401,13 @@ fn check(args: &Args) -> anyhow::Result<()> {
     if !args.step.is_finite() || !(0.0..=3600.0).contains(&args.step) {
         bail!("--step must be between 0 and 3600 seconds");
     }
+    match args.snapshot_every {
+        Some(_) if !args.ha => bail!("--snapshot-every goes with --ha"),
+        Some(n) if !(10..=i64::MAX as u64).contains(&n) => {
+            bail!("--snapshot-every {n}: at least 10 (ctid's limit)")
+        }
+        _ => {}
+    }
     if let Some(u) = &args.nats {
         let u = u.trim();
         let host = u.split_once("://").map(|x| x.1).unwrap_or(u);
@@ -955,24 +1428,14 @@ async fn main() -> anyhow::Result<()> {
     let numbers: Vec<String> = (0..args.dns as u32)
         .map(|i| (args.first + i).to_string())
         .collect();
-    let Some(nats) = &args.nats else {
-        let f = measure(&args, &numbers, None).await?;
+    if !args.ha && args.nats.is_none() {
+        let f = measure(&args, &numbers, &Extra::None).await?;
         print_report(&args, &f);
         if args.json {
             println!("{}", report_json(&args, &f));
         }
         return Ok(());
-    };
-    // Export off, then on, with the same arguments; a stream and subjects of this run's own.
-    let addr = nats_addr(nats);
-    tokio::time::timeout(
-        Duration::from_secs(5),
-        tokio::net::TcpStream::connect(&addr),
-    )
-    .await
-    .map_err(anyhow::Error::from)
-    .and_then(|r| r.map_err(anyhow::Error::from))
-    .with_context(|| format!("cannot reach NATS at {nats} ({addr})"))?;
+    }
     let tag = format!(
         "{}_{}",
         std::process::id(),
@@ -981,43 +1444,98 @@ async fn main() -> anyhow::Result<()> {
             .map(|d| d.as_secs())
             .unwrap_or(0)
     );
-    let export = Export {
-        url: nats.trim().to_string(),
-        stream: format!("CTIDLOAD_{tag}"),
-        prefix: format!("ctidload_{tag}"),
+    // With --ha and no --nats: a nats-server of this run's own, with its store in a temporary
+    // directory (declared first: removed after the server has stopped).
+    let mut _store = None;
+    let mut own_nats = None;
+    let nats = match &args.nats {
+        Some(u) => u.trim().to_string(),
+        None => {
+            let store = std::env::temp_dir().join(format!("ctid-load-nats-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&store);
+            _store = Some(RemoveOnDrop(store.clone()));
+            let port = free_port().context("no free port for nats-server")?;
+            let n = tokio::task::spawn_blocking(move || {
+                ctid_sim::nats::NatsServer::start(port, &store)
+            })
+            .await
+            .context("starting nats-server")?
+            .map_err(|e| anyhow::anyhow!("cannot start nats-server: {e}"))?;
+            let url = n.url();
+            eprintln!("nats-server started at {url}");
+            own_nats = Some(n);
+            url
+        }
     };
-    eprintln!("run 1 of 2: export off");
-    let off = measure(&args, &numbers, None)
+    let addr = nats_addr(&nats);
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::net::TcpStream::connect(&addr),
+    )
+    .await
+    .map_err(anyhow::Error::from)
+    .and_then(|r| r.map_err(anyhow::Error::from))
+    .with_context(|| format!("cannot reach NATS at {nats} ({addr})"))?;
+    let (name, on) = if args.ha {
+        let nats_pid = own_nats.as_ref().and_then(|_| child_named("nats-server"));
+        (
+            "ha",
+            Extra::Ha(HaPair {
+                url: nats,
+                cluster: format!("ctidload_{tag}"),
+                nats_pid,
+                snapshot_every: args.snapshot_every,
+            }),
+        )
+    } else {
+        // Export off, then on; a stream and subjects of this run's own.
+        (
+            "export",
+            Extra::Export(Export {
+                url: nats,
+                stream: format!("CTIDLOAD_{tag}"),
+                prefix: format!("ctidload_{tag}"),
+            }),
+        )
+    };
+    let r = compare(&args, &numbers, name, &on).await;
+    drop(own_nats);
+    r
+}
+
+/// Two runs with the same arguments, `name` off (one ctid) then on (`on`): both reports, the
+/// ratios on/off of ctid CPU per switch event and of the p99 latency; `--json`: `<name>_off`,
+/// `<name>_on`, `cpu_ratio_<name>` and `p99_ratio_<name>` on the last line.
+async fn compare(args: &Args, numbers: &[String], name: &str, on: &Extra) -> anyhow::Result<()> {
+    eprintln!("run 1 of 2: {name} off");
+    let off = measure(args, numbers, &Extra::None)
         .await
-        .context("the run with the export off")?;
-    println!("export off:");
-    print_report(&args, &off);
-    eprintln!("run 2 of 2: export on");
-    let on = measure(&args, &numbers, Some(&export)).await;
-    match delete_stream(&export.url, &export.stream).await {
-        Ok(true) => eprintln!("deleted the stream {} from NATS", export.stream),
-        Ok(false) => {}
-        Err(e) => eprintln!(
-            "the stream {} stays on NATS ({e:#}); delete it: nats stream rm {}",
-            export.stream, export.stream
-        ),
-    }
-    let on = on.context("the run with the export on")?;
+        .with_context(|| format!("the run with {name} off"))?;
+    println!("{name} off:");
+    print_report(args, &off);
+    eprintln!("run 2 of 2: {name} on");
+    let on_f = measure(args, numbers, on).await;
+    on.cleanup().await;
+    let on_f = on_f.with_context(|| format!("the run with {name} on"))?;
+    println!("{name} on ({}):", on.describe());
+    print_report(args, &on_f);
+    let ratio = |a: f64, b: f64| (b > 0.0).then(|| a / b);
+    let show = |r: Option<f64>| r.map(|r| format!("{r:.2}")).unwrap_or_else(|| "-".into());
+    let cpu_ratio = ratio(on_f.cpu_per, off.cpu_per);
+    let p99_ratio = ratio(on_f.p99, off.p99);
     println!(
-        "export on (NATS {}, stream {}, subjects {}.events.>):",
-        export.url, export.stream, export.prefix
-    );
-    print_report(&args, &on);
-    let ratio = (off.cpu_per > 0.0).then(|| on.cpu_per / off.cpu_per);
-    println!(
-        "ctid CPU per switch event, export on against off: {:.1} µs / {:.1} µs = {}",
-        on.cpu_per,
+        "ctid CPU per switch event, {name} on against off: {:.1} µs / {:.1} µs = {}",
+        on_f.cpu_per,
         off.cpu_per,
-        ratio
-            .map(|r| format!("{r:.2}"))
-            .unwrap_or_else(|| "-".into())
+        show(cpu_ratio)
     );
-    if on
+    println!(
+        "latency p99, {name} on against off: {:.2} ms / {:.2} ms = {}",
+        on_f.p99,
+        off.p99,
+        show(p99_ratio)
+    );
+    if on_f
         .export
         .as_ref()
         .is_some_and(|x| x.lag_zero_after.is_none())
@@ -1027,13 +1545,22 @@ async fn main() -> anyhow::Result<()> {
             LAG_WAIT.as_secs()
         );
     }
+    if on_f
+        .ha
+        .as_ref()
+        .is_some_and(|h| h.caught_up_after.is_none())
+    {
+        eprintln!(
+            "the backup had not applied the whole input stream within {} s of the end of the load",
+            LAG_WAIT.as_secs()
+        );
+    }
     if args.json {
-        let j = serde_json::json!({
-            "nats": export.url,
-            "export_off": report_json(&args, &off),
-            "export_on": report_json(&args, &on),
-            "cpu_ratio_export": ratio,
-        });
+        let mut j = serde_json::json!({ "nats": on.nats_url() });
+        j[format!("{name}_off")] = report_json(args, &off);
+        j[format!("{name}_on")] = report_json(args, &on_f);
+        j[format!("cpu_ratio_{name}")] = cpu_ratio.into();
+        j[format!("p99_ratio_{name}")] = p99_ratio.into();
         println!("{j}");
     }
     Ok(())
