@@ -14,52 +14,16 @@ use ctid_engine::*;
 use serde_json::Value;
 
 fn now(ms: u64) -> Now {
-    Now {
-        mono_ms: ms,
-        unix_micros: 1_790_000_000_000_000 + ms * 1000,
-    }
+    testkit::now_at(ms)
 }
 
 fn dr(d: &str) -> Option<DeviceRef> {
     Some(DeviceRef::id(d))
 }
 
-/// Answer every CSTA request in `out` like an empty switch (monitors named after their DN).
+/// Answer every CSTA request like an empty switch ([`testkit::serve_empty_switch`]).
 fn serve(e: &mut Engine, out: &mut Vec<Output>, t: u64) {
-    loop {
-        let reqs: Vec<(InvokeId, Message)> = out
-            .drain(..)
-            .filter_map(|o| match o {
-                Output::CstaRequest { invoke_id, message } => Some((invoke_id, message)),
-                _ => None,
-            })
-            .collect();
-        if reqs.is_empty() {
-            return;
-        }
-        for (id, m) in reqs {
-            let answer = match &m {
-                // no hot-desk pair anywhere
-                Message::Escape(_) => Message::EscapeResponse(EscapeResponse {
-                    extensions: Some(Extensions::private(
-                        HotDesk::answer(None).into_private_data(),
-                    )),
-                }),
-                other => match testkit::empty_switch_answer(other) {
-                    Some(a) => a,
-                    None => continue,
-                },
-            };
-            e.handle(
-                now(t),
-                Input::CstaAnswer {
-                    invoke_id: id,
-                    message: answer,
-                },
-                out,
-            );
-        }
-    }
+    testkit::serve_empty_switch(e, out, now(t));
 }
 
 /// An established call `call` from `a` to `b`, each event on both monitors.

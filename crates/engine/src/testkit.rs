@@ -45,6 +45,46 @@ pub fn empty_switch_answer(msg: &Message) -> Option<Message> {
     })
 }
 
+/// The moment `ms` of a test run (wall clock a fixed date plus `ms`).
+pub fn now_at(ms: u64) -> Now {
+    Now {
+        mono_ms: ms,
+        unix_micros: 1_790_000_000_000_000 + ms * 1000,
+    }
+}
+
+/// Answer every CSTA request in `out` like an empty switch (and a hot-desking query with "no
+/// pair"), again until the engine asks nothing more; other outputs are dropped. For examples
+/// and benches that need the link up with every DN monitored.
+pub fn serve_empty_switch(e: &mut Engine, out: &mut Vec<Output>, now: Now) {
+    loop {
+        let reqs: Vec<(ctid_csta::InvokeId, Message)> = out
+            .drain(..)
+            .filter_map(|o| match o {
+                Output::CstaRequest { invoke_id, message } => Some((invoke_id, message)),
+                _ => None,
+            })
+            .collect();
+        if reqs.is_empty() {
+            return;
+        }
+        for (invoke_id, m) in reqs {
+            let message = match &m {
+                Message::Escape(_) => Message::EscapeResponse(ctid_csta::EscapeResponse {
+                    extensions: Some(ctid_csta::Extensions::private(
+                        ctid_csta::HotDesk::answer(None).into_private_data(),
+                    )),
+                }),
+                other => match empty_switch_answer(other) {
+                    Some(a) => a,
+                    None => continue,
+                },
+            };
+            e.handle(now, Input::CstaAnswer { invoke_id, message }, out);
+        }
+    }
+}
+
 /// What [`check_snapshots`] went through.
 #[derive(Debug, Clone)]
 pub struct SnapshotRun {
