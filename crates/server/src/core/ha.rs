@@ -293,7 +293,7 @@ impl Core {
                         "hot standby: loaded the engine snapshot; following the stream after it"
                     );
                     self.engine = engine;
-                    let h = self.ha.as_mut().expect("checked above");
+                    let Some(h) = self.ha.as_mut() else { return };
                     h.applied = seq;
                     h.snap_at = seq;
                     h.shared.snapshot_seq.store(seq, Ordering::Relaxed);
@@ -314,7 +314,7 @@ impl Core {
                 warn!(error = %e, "hot standby: cannot read the snapshot; following the stream without it");
             }
         }
-        let h = self.ha.as_mut().expect("checked above");
+        let Some(h) = self.ha.as_mut() else { return };
         if h.rebuild {
             h.rebuild = false;
             h.applied = 0;
@@ -616,7 +616,7 @@ impl Core {
             let left = h.shared.gate.remaining().unwrap_or(h.cfg.lease);
             match log.append(h.applied, &id, &lines, left).await {
                 Ok(seq) => {
-                    let h = self.ha.as_mut().expect("checked above");
+                    let Some(h) = self.ha.as_mut() else { return };
                     h.applied = seq;
                     h.shared.applied.store(seq, Ordering::Relaxed);
                     raise_last(&h.shared, seq);
@@ -718,7 +718,7 @@ impl Core {
         // A backup publishes nothing: the next primary exports (what this node still holds
         // is published by the task as it ends, or dropped by JetStream as a duplicate).
         self.export = None;
-        let h = self.ha.as_mut().expect("checked above");
+        let Some(h) = self.ha.as_mut() else { return };
         h.batch.clear();
         if rebuild {
             h.rebuild = true;
@@ -746,7 +746,7 @@ impl Core {
             let Some(log) = h.log.clone() else { return };
             let t0 = Instant::now();
             loop {
-                let h = self.ha.as_mut().expect("checked above");
+                let Some(h) = self.ha.as_mut() else { return };
                 let left = h.shared.gate.remaining().unwrap_or(h.cfg.lease);
                 if left.is_zero() {
                     h.batch = payload;
@@ -779,7 +779,7 @@ impl Core {
                 }
             }
         }
-        let h = self.ha.as_ref().expect("checked above");
+        let Some(h) = self.ha.as_ref() else { return };
         if !h.shared.gate.is_open() {
             out.clear();
             return self.step_down("the lease lapsed", false);
@@ -825,14 +825,18 @@ impl Core {
             }
         }
         self.commit(out).await;
-        let Some(h) = &self.ha else { unreachable!() };
+        let Some(h) = &self.ha else {
+            return Err("hot standby is not configured ([ha])".into());
+        };
         if h.role != Role::Primary {
             return Err("this node stopped being primary during the switchover".into());
         }
         if let Some(t) = self.ha.as_mut().and_then(|h| h.link_task.take()) {
             t.abort();
         }
-        let h = self.ha.as_ref().expect("checked above");
+        let Some(h) = self.ha.as_ref() else {
+            return Err("hot standby is not configured ([ha])".into());
+        };
         let (done, rx) = oneshot::channel();
         if let Some(c) = &h.lease_cmds {
             let _ = c.send(LeaseCmd::HandOver {
