@@ -97,42 +97,10 @@ fn call_events(call: &str, a: &str, b: &str) -> Vec<Message> {
     let c = |d: &str| ConnectionId::new(call, d);
     let mut v = Vec::new();
     for x in [a, b] {
-        v.push(Message::DeliveredEvent(DeliveredEvent {
-            monitor_cross_ref_id: x.into(),
-            connection: c(b),
-            alerting_device: dr(b),
-            calling_device: dr(a),
-            called_device: dr(b),
-            last_redirection_device: None,
-            originating_nid_connection: None,
-            local_connection_info: None,
-            correlator_data: None,
-            cause: Some(EventCause::NewCall),
-            network_calling_device: None,
-            network_called_device: None,
-            associated_calling_device: None,
-            associated_called_device: None,
-            extensions: None,
-        }));
+        v.push(testkit::delivered(x, call, a, b));
     }
     for x in [a, b] {
-        v.push(Message::EstablishedEvent(EstablishedEvent {
-            monitor_cross_ref_id: x.into(),
-            established_connection: c(b),
-            answering_device: dr(b),
-            calling_device: dr(a),
-            called_device: dr(b),
-            last_redirection_device: None,
-            originatin_nid_connection: None,
-            local_connection_info: None,
-            correlator_data: None,
-            cause: None,
-            network_calling_device: None,
-            network_called_device: None,
-            associated_calling_device: None,
-            associated_called_device: None,
-            extensions: None,
-        }));
+        v.push(testkit::established(x, call, a, b, None));
     }
     for x in [a, b] {
         v.push(Message::HeldEvent(HeldEvent {
@@ -157,15 +125,7 @@ fn call_events(call: &str, a: &str, b: &str) -> Vec<Message> {
         }));
     }
     for (x, who) in [(a, a), (b, a), (b, b)] {
-        v.push(Message::ConnectionClearedEvent(ConnectionClearedEvent {
-            monitor_cross_ref_id: x.into(),
-            dropped_connection: c(who),
-            releasing_device: dr(who),
-            local_connection_info: None,
-            correlator_data: None,
-            cause: Some(EventCause::NormalClearing),
-            extensions: None,
-        }));
+        v.push(testkit::cleared(x, call, who));
     }
     v
 }

@@ -24,10 +24,6 @@ fn now(ms: u64) -> Now {
     testkit::now_at(ms)
 }
 
-fn dr(d: &str) -> Option<DeviceRef> {
-    Some(DeviceRef::id(d))
-}
-
 /// Answer every CSTA request like an empty switch ([`testkit::serve_empty_switch`]).
 fn serve(e: &mut Engine, out: &mut Vec<Output>, t: u64) {
     testkit::serve_empty_switch(e, out, now(t));
@@ -36,61 +32,12 @@ fn serve(e: &mut Engine, out: &mut Vec<Output>, t: u64) {
 /// One inbound call from an outside number to `dn`: ringing, answered, released at both ends.
 fn call(call: &str, dn: &str) -> Vec<Message> {
     let from = "0612345678";
-    let c = ConnectionId::new(call, dn);
     vec![
-        Message::DeliveredEvent(DeliveredEvent {
-            monitor_cross_ref_id: dn.into(),
-            connection: c.clone(),
-            alerting_device: dr(dn),
-            calling_device: dr(from),
-            called_device: dr(dn),
-            last_redirection_device: None,
-            originating_nid_connection: None,
-            local_connection_info: None,
-            correlator_data: None,
-            cause: Some(EventCause::NewCall),
-            network_calling_device: None,
-            network_called_device: None,
-            associated_calling_device: None,
-            associated_called_device: None,
-            extensions: None,
-        }),
-        Message::EstablishedEvent(EstablishedEvent {
-            monitor_cross_ref_id: dn.into(),
-            established_connection: c.clone(),
-            answering_device: dr(dn),
-            calling_device: dr(from),
-            called_device: dr(dn),
-            last_redirection_device: None,
-            originatin_nid_connection: None,
-            local_connection_info: None,
-            correlator_data: None,
-            cause: Some(EventCause::NewCall),
-            network_calling_device: None,
-            network_called_device: None,
-            associated_calling_device: None,
-            associated_called_device: None,
-            extensions: None,
-        }),
-        Message::ConnectionClearedEvent(ConnectionClearedEvent {
-            monitor_cross_ref_id: dn.into(),
-            dropped_connection: c,
-            releasing_device: dr(dn),
-            local_connection_info: None,
-            correlator_data: None,
-            cause: Some(EventCause::NormalClearing),
-            extensions: None,
-        }),
+        testkit::delivered(dn, call, from, dn),
+        testkit::established(dn, call, from, dn, Some(EventCause::NewCall)),
+        testkit::cleared(dn, call, dn),
         // the caller's side ends too: the call is gone from the model
-        Message::ConnectionClearedEvent(ConnectionClearedEvent {
-            monitor_cross_ref_id: dn.into(),
-            dropped_connection: ConnectionId::new(call, from),
-            releasing_device: dr(from),
-            local_connection_info: None,
-            correlator_data: None,
-            cause: Some(EventCause::NormalClearing),
-            extensions: None,
-        }),
+        testkit::cleared(dn, call, from),
     ]
 }
 

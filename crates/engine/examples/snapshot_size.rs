@@ -29,7 +29,6 @@ fn serve(e: &mut Engine, out: &mut Vec<Output>, t: u64) {
 /// An established call `call` from `a` to `b`, each event on both monitors.
 fn call(e: &mut Engine, out: &mut Vec<Output>, t: u64, call: &str, a: &str, b: &str) {
     let ca = ConnectionId::new(call, a);
-    let cb = ConnectionId::new(call, b);
     for x in [a, b] {
         let evs = [
             Message::OriginatedEvent(OriginatedEvent {
@@ -43,40 +42,8 @@ fn call(e: &mut Engine, out: &mut Vec<Output>, t: u64, call: &str, a: &str, b: &
                 cause: Some(EventCause::NewCall),
                 extensions: None,
             }),
-            Message::DeliveredEvent(DeliveredEvent {
-                monitor_cross_ref_id: x.into(),
-                connection: cb.clone(),
-                alerting_device: dr(b),
-                calling_device: dr(a),
-                called_device: dr(b),
-                last_redirection_device: None,
-                originating_nid_connection: None,
-                local_connection_info: None,
-                correlator_data: None,
-                cause: Some(EventCause::NewCall),
-                network_calling_device: None,
-                network_called_device: None,
-                associated_calling_device: None,
-                associated_called_device: None,
-                extensions: None,
-            }),
-            Message::EstablishedEvent(EstablishedEvent {
-                monitor_cross_ref_id: x.into(),
-                established_connection: cb.clone(),
-                answering_device: dr(b),
-                calling_device: dr(a),
-                called_device: dr(b),
-                last_redirection_device: None,
-                originatin_nid_connection: None,
-                local_connection_info: None,
-                correlator_data: None,
-                cause: Some(EventCause::NewCall),
-                network_calling_device: None,
-                network_called_device: None,
-                associated_calling_device: None,
-                associated_called_device: None,
-                extensions: None,
-            }),
+            testkit::delivered(x, call, a, b),
+            testkit::established(x, call, a, b, Some(EventCause::NewCall)),
         ];
         for m in evs {
             e.handle(now(t), Input::CstaEvent { message: m }, out);

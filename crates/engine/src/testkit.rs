@@ -45,6 +45,67 @@ pub fn empty_switch_answer(msg: &Message) -> Option<Message> {
     })
 }
 
+/// A DeliveredEvent seen on `monitor`: call `call` from `from` alerting at `to`.
+pub fn delivered(monitor: &str, call: &str, from: &str, to: &str) -> Message {
+    Message::DeliveredEvent(ctid_csta::DeliveredEvent {
+        monitor_cross_ref_id: monitor.into(),
+        connection: ctid_csta::ConnectionId::new(call, to),
+        alerting_device: Some(ctid_csta::DeviceRef::id(to)),
+        calling_device: Some(ctid_csta::DeviceRef::id(from)),
+        called_device: Some(ctid_csta::DeviceRef::id(to)),
+        last_redirection_device: None,
+        originating_nid_connection: None,
+        local_connection_info: None,
+        correlator_data: None,
+        cause: Some(ctid_csta::EventCause::NewCall),
+        network_calling_device: None,
+        network_called_device: None,
+        associated_calling_device: None,
+        associated_called_device: None,
+        extensions: None,
+    })
+}
+
+/// An EstablishedEvent seen on `monitor`: `to` answered call `call` from `from`.
+pub fn established(
+    monitor: &str,
+    call: &str,
+    from: &str,
+    to: &str,
+    cause: Option<ctid_csta::EventCause>,
+) -> Message {
+    Message::EstablishedEvent(ctid_csta::EstablishedEvent {
+        monitor_cross_ref_id: monitor.into(),
+        established_connection: ctid_csta::ConnectionId::new(call, to),
+        answering_device: Some(ctid_csta::DeviceRef::id(to)),
+        calling_device: Some(ctid_csta::DeviceRef::id(from)),
+        called_device: Some(ctid_csta::DeviceRef::id(to)),
+        last_redirection_device: None,
+        originatin_nid_connection: None,
+        local_connection_info: None,
+        correlator_data: None,
+        cause,
+        network_calling_device: None,
+        network_called_device: None,
+        associated_calling_device: None,
+        associated_called_device: None,
+        extensions: None,
+    })
+}
+
+/// A ConnectionClearedEvent seen on `monitor`: `who` left call `call` (normal clearing).
+pub fn cleared(monitor: &str, call: &str, who: &str) -> Message {
+    Message::ConnectionClearedEvent(ctid_csta::ConnectionClearedEvent {
+        monitor_cross_ref_id: monitor.into(),
+        dropped_connection: ctid_csta::ConnectionId::new(call, who),
+        releasing_device: Some(ctid_csta::DeviceRef::id(who)),
+        local_connection_info: None,
+        correlator_data: None,
+        cause: Some(ctid_csta::EventCause::NormalClearing),
+        extensions: None,
+    })
+}
+
 /// The moment `ms` of a test run (wall clock a fixed date plus `ms`).
 pub fn now_at(ms: u64) -> Now {
     Now {
