@@ -48,7 +48,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use super::{all_dns, config_text, start_clients, start_load, verify, Args, Gate, Rng, Watcher};
+use super::{
+    all_dns, config_text, print_differences, start_clients, start_load, verify, Args, Gate, Rng,
+    Watcher,
+};
 
 /// A TCP proxy from a ctid node to one NATS node; `cut` severs it (both ways, at once) and
 /// refuses new connections until healed.
@@ -597,18 +600,13 @@ advertise = "ws://127.0.0.1:{port}/ws"
         } else {
             mismatches += 1;
             println!("{line}: {} differences (seed={seed}, fault {i}):", d.len());
-            for l in d.iter().take(20) {
-                println!("  {l}");
-            }
+            print_differences(&d);
         }
         gate.resume();
     }
 
     // The end: stop the load, let the last calls finish, compare once more.
-    gate.stop.store(true, Ordering::SeqCst);
-    for t in load {
-        let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
-    }
+    gate.finish(load).await;
     steady(&nodes, Duration::from_secs(30))
         .await
         .map_err(anyhow::Error::msg)?;
@@ -618,9 +616,7 @@ advertise = "ws://127.0.0.1:{port}/ws"
     if !d.is_empty() {
         mismatches += 1;
         println!("at the end: {} differences (seed={seed}):", d.len());
-        for l in d.iter().take(20) {
-            println!("  {l}");
-        }
+        print_differences(&d);
     }
     // Every client caught up (verify synced them); the export has published everything once
     // its lag is 0 on the primary.

@@ -161,6 +161,20 @@ impl Gate {
     fn resume(&self) {
         self.paused.store(false, Ordering::SeqCst);
     }
+    /// Stop the load and let its tasks finish their step (at most 10 s each).
+    async fn finish(&self, load: Vec<tokio::task::JoinHandle<()>>) {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in load {
+            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+        }
+    }
+}
+
+/// The first 20 differences of a comparison, indented under its headline.
+fn print_differences(d: &[String]) {
+    for l in d.iter().take(20) {
+        println!("  {l}");
+    }
 }
 
 /// One step at the phones, gated; switch refusals are part of the game and ignored.
@@ -913,24 +927,17 @@ async fn main() -> anyhow::Result<()> {
                 "drop {i}: {how}, switch silent {down:?}: {} differences (seed={seed}, drop {i}):",
                 d.len()
             );
-            for l in d.iter().take(20) {
-                println!("  {l}");
-            }
+            print_differences(&d);
         }
         gate.resume();
     }
     // The end: stop the load, let the last calls finish, compare once more.
-    gate.stop.store(true, Ordering::SeqCst);
-    for t in load {
-        let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
-    }
+    gate.finish(load).await;
     let d = verify(&sim, &mut obs, &observer, &dns, &desks, settle).await?;
     if !d.is_empty() {
         mismatches += 1;
         println!("at the end: {} differences (seed={seed}):", d.len());
-        for l in d.iter().take(20) {
-            println!("  {l}");
-        }
+        print_differences(&d);
     }
     let events: u64 = desks.iter().map(|d| d.tracker.lock().unwrap().events).sum();
     println!(

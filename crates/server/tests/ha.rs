@@ -50,6 +50,17 @@ async fn node_with(name: &str, sim: &Sim, nats: &str, snapshot_every: u64) -> Ru
     ctid_server::start(cfg).await.unwrap()
 }
 
+/// Node "a", alone: primary with its link up.
+async fn first_primary(sim: &Sim, nats: &str, snapshot_every: u64) -> Running {
+    let a = node_with("a", sim, nats, snapshot_every).await;
+    wait_for("a primary", Duration::from_secs(10), || {
+        role(&a) == Role::Primary
+    })
+    .await;
+    link_up(&a).await;
+    a
+}
+
 fn role(r: &Running) -> Role {
     r.ha.as_ref().unwrap().borrow().role
 }
@@ -104,12 +115,7 @@ async fn the_backup_takes_over_and_the_session_resumes_with_every_event_and_the_
         return;
     };
     let sim = Sim::start(SimConfig::demo(), any(), None).await.unwrap();
-    let a = node("a", &sim, &nats.url()).await;
-    wait_for("a primary", Duration::from_secs(10), || {
-        role(&a) == Role::Primary
-    })
-    .await;
-    link_up(&a).await;
+    let a = first_primary(&sim, &nats.url(), 10_000).await;
     let b = node("b", &sim, &nats.url()).await;
     wait_for("b a ready backup", Duration::from_secs(10), || {
         let v = b.ha.as_ref().unwrap().borrow().clone();
@@ -231,12 +237,7 @@ async fn a_planned_switchover_hands_over_and_the_old_primary_follows() {
         return;
     };
     let sim = Sim::start(SimConfig::demo(), any(), None).await.unwrap();
-    let a = node("a", &sim, &nats.url()).await;
-    wait_for("a primary", Duration::from_secs(10), || {
-        role(&a) == Role::Primary
-    })
-    .await;
-    link_up(&a).await;
+    let a = first_primary(&sim, &nats.url(), 10_000).await;
     let b = node("b", &sim, &nats.url()).await;
     // a must see b's record as ready before it can hand over.
     wait_for("a sees b ready", Duration::from_secs(10), || {
@@ -301,12 +302,7 @@ async fn snapshots_are_stored_by_the_backup_and_a_node_that_joins_late_starts_fr
         return;
     };
     let sim = Sim::start(SimConfig::demo(), any(), None).await.unwrap();
-    let a = node_with("a", &sim, &nats.url(), 10).await;
-    wait_for("a primary", Duration::from_secs(10), || {
-        role(&a) == Role::Primary
-    })
-    .await;
-    link_up(&a).await;
+    let a = first_primary(&sim, &nats.url(), 10).await;
     // A desk whose state must survive: registrations, a hot desk, then traffic (each request
     // is one input batch: one stream message).
     let mut c = Client::connect(&a.ws_url()).await.unwrap();
