@@ -306,11 +306,7 @@ async fn ws(
         permissions: crate::auth::Permissions::ALL,
     });
     // A node of a pair that does not serve answers with a close frame naming the primary.
-    if let Some(h) = st
-        .ha
-        .as_ref()
-        .filter(|h| !h.serving.load(Ordering::Acquire))
-    {
+    if let Some(h) = st.ha.as_ref().filter(|h| !h.serving()) {
         let reason = h.not_primary_reason();
         debug!(%peer, %reason, "client refused: not primary");
         return upgrade.on_upgrade(move |mut socket| async move {

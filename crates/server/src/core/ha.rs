@@ -129,13 +129,18 @@ impl HaCore {
         if self.role != Role::Primary {
             return;
         }
-        let mut v = input.to_json();
-        if let Value::Object(m) = &mut v {
-            m.insert("t".into(), now.to_json());
-        }
-        if serde_json::to_writer(&mut self.batch, &v).is_ok() {
-            self.batch.push(b'\n');
-        }
+        write_line(&mut self.batch, now, input);
+    }
+}
+
+/// One input as a line of the stream: `{"t":[…],"in":…}` and a newline.
+fn write_line(buf: &mut Vec<u8>, now: Now, input: &Input) {
+    let mut v = input.to_json();
+    if let Value::Object(m) = &mut v {
+        m.insert("t".into(), now.to_json());
+    }
+    if serde_json::to_writer(&mut *buf, &v).is_ok() {
+        buf.push(b'\n');
     }
 }
 
@@ -335,6 +340,20 @@ impl Core {
     /// snapshot before.
     fn maybe_snapshot(&mut self) {
         let Some(h) = &mut self.ha else { return };
+        let due = |h: &HaCore| match h.role {
+            Role::Backup => {
+                !h.loading
+                    && h.broken.is_none()
+                    && h.parts.is_empty()
+                    && h.applied >= h.snap_at + h.cfg.snapshot_every
+            }
+            Role::Primary => h.applied >= h.snap_at + 4 * h.cfg.snapshot_every,
+            _ => false,
+        };
+        if !due(h) {
+            return;
+        }
+        // Only now (not on every message) see whether another node stored a newer one.
         let others = h
             .lease_view
             .borrow()
@@ -345,19 +364,9 @@ impl Core {
             .unwrap_or(0);
         if others > h.snap_at && others <= h.applied {
             h.snap_at = others;
-        }
-        let due = match h.role {
-            Role::Backup => {
-                !h.loading
-                    && h.broken.is_none()
-                    && h.parts.is_empty()
-                    && h.applied >= h.snap_at + h.cfg.snapshot_every
+            if !due(h) {
+                return;
             }
-            Role::Primary => h.applied >= h.snap_at + 4 * h.cfg.snapshot_every,
-            _ => false,
-        };
-        if !due {
-            return;
         }
         let Some(log) = h.log.clone() else { return };
         let seq = h.applied;
@@ -605,12 +614,7 @@ impl Core {
                 }
             }
             for i in &inputs {
-                let mut v = i.to_json();
-                if let Value::Object(m) = &mut v {
-                    m.insert("t".into(), now.to_json());
-                }
-                let _ = serde_json::to_writer(&mut lines, &v);
-                lines.push(b'\n');
+                write_line(&mut lines, now, i);
             }
             let id = format!("{}:{term}:takeover:{}", h.cfg.node, h.applied);
             let left = h.shared.gate.remaining().unwrap_or(h.cfg.lease);

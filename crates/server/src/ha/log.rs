@@ -323,7 +323,7 @@ impl Log {
                     let seq = info.stream_sequence;
                     let r = Replicated {
                         seq,
-                        part: m.headers.as_ref().and_then(part_of_map),
+                        part: m.headers.as_ref().and_then(part_of),
                         payload: m.payload.clone(),
                     };
                     last.fetch_max(seq, std::sync::atomic::Ordering::Relaxed);
@@ -348,12 +348,9 @@ impl Log {
     }
 }
 
-fn part_of_map(h: &async_nats::HeaderMap) -> Option<(u32, u32)> {
+/// `Ctid-Part: i/n` of a multi-part batch.
+fn part_of(h: &async_nats::HeaderMap) -> Option<(u32, u32)> {
     let v = h.get("Ctid-Part")?.as_str();
     let (i, n) = v.split_once('/')?;
     Some((i.parse().ok()?, n.parse().ok()?))
-}
-
-fn part_of(h: &async_nats::HeaderMap) -> Option<(u32, u32)> {
-    part_of_map(h)
 }

@@ -236,8 +236,6 @@ pub struct Shared {
     pub applied: Arc<AtomicU64>,
     /// The stream's last sequence as last read ([`UNKNOWN`] until the follower has read it).
     pub stream_last: Arc<AtomicU64>,
-    /// This node serves clients (primary with an open gate).
-    pub serving: Arc<AtomicBool>,
     /// The lease holder's client URL, for the 4010 close of a node that does not serve.
     pub primary_url: Arc<std::sync::Mutex<Option<String>>>,
     /// The stream message of the last snapshot this node stored or loaded.
@@ -252,7 +250,6 @@ impl Shared {
             ready: Arc::new(AtomicBool::new(false)),
             applied: Arc::new(AtomicU64::new(0)),
             stream_last: Arc::new(AtomicU64::new(UNKNOWN)),
-            serving: Arc::new(AtomicBool::new(false)),
             primary_url: Arc::new(std::sync::Mutex::new(None)),
             snapshot_seq: Arc::new(AtomicU64::new(0)),
             role: Arc::new(std::sync::atomic::AtomicU8::new(Role::Backup as u8)),
@@ -269,10 +266,14 @@ impl Shared {
         }
     }
 
-    /// Set the role (and whether this node serves clients: only a primary does).
+    /// Set the role.
     pub fn set_role(&self, r: Role) {
         self.role.store(r as u8, Ordering::Release);
-        self.serving.store(r == Role::Primary, Ordering::Release);
+    }
+
+    /// Does this node serve clients? Only a primary does.
+    pub fn serving(&self) -> bool {
+        self.role() == Role::Primary
     }
 
     /// The close reason a node that does not serve gives a client (docs/protocol.md §6.10).
