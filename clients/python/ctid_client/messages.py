@@ -13,7 +13,7 @@ also takes a plain mapping there.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, Union
+from typing import ClassVar, Literal, Union
 
 from .base import Event, Request
 from .kv import KVLike, KVList, KVValue
@@ -31,7 +31,7 @@ DN = str
 
 #: A DN or a dialled number (internal or external). Call-model requests need DN syntax here (else
 #: EventError 71, protocol.md 9.3).
-Number = str
+DialledNumber = str
 
 #: ctid's call identifier: exactly 16 hex digits; ctid writes lower case and accepts either
 #: (protocol.md 9.1).
@@ -714,7 +714,7 @@ class RequestMakeCall(Request):
     ThisDN: DN
 
     #: the number to call (DN syntax, internal or external; else 71)
-    OtherDN: Number
+    OtherDN: DialledNumber
 
     #: MakeCallRegular only; any other: 51
     MakeCallType: MakeCallType | None = None
@@ -806,7 +806,7 @@ class RequestInitiateConference(Request):
     KV_FIELDS: ClassVar[frozenset[str]] = frozenset(['UserData'])
     ThisDN: DN
     ConnID: ConnID
-    OtherDN: Number
+    OtherDN: DialledNumber
 
     #: goes over the consultation's copy of the original call's user data (protocol.md 9.5.6)
     UserData: KVLike | None = None
@@ -857,7 +857,7 @@ class RequestDeleteFromConference(Request):
     ConnID: ConnID
 
     #: a party of the call (else 53)
-    OtherDN: Number
+    OtherDN: DialledNumber
 
 
 @dataclass(kw_only=True)
@@ -879,7 +879,7 @@ class RequestInitiateTransfer(Request):
     KV_FIELDS: ClassVar[frozenset[str]] = frozenset(['UserData'])
     ThisDN: DN
     ConnID: ConnID
-    OtherDN: Number
+    OtherDN: DialledNumber
 
     #: goes over the consultation's copy of the original call's user data (protocol.md 9.5.6)
     UserData: KVLike | None = None
@@ -903,7 +903,7 @@ class RequestMuteTransfer(Request):
     KV_FIELDS: ClassVar[frozenset[str]] = frozenset([])
     ThisDN: DN
     ConnID: ConnID
-    OtherDN: Number
+    OtherDN: DialledNumber
 
 
 @dataclass(kw_only=True)
@@ -923,7 +923,7 @@ class RequestSingleStepTransfer(Request):
     KV_FIELDS: ClassVar[frozenset[str]] = frozenset([])
     ThisDN: DN
     ConnID: ConnID
-    OtherDN: Number
+    OtherDN: DialledNumber
 
 
 @dataclass(kw_only=True)
@@ -1092,7 +1092,7 @@ class RequestCallForwardSet(Request):
     ThisDN: DN
 
     #: the destination
-    OtherDN: Number
+    OtherDN: DialledNumber
 
     #: default ForwardModeUnconditional; ForwardModeNone: 51
     ForwardMode: ForwardMode | None = None
@@ -1135,7 +1135,7 @@ class RequestRouteCall(Request):
     KV_FIELDS: ClassVar[frozenset[str]] = frozenset([])
     ThisDN: DN
     ConnID: ConnID
-    OtherDN: Number
+    OtherDN: DialledNumber
     RouteType: RouteType | None = None
 
 
@@ -1174,7 +1174,7 @@ class RequestRedirectCall(Request):
 
     #: the ringing call
     ConnID: ConnID
-    OtherDN: Number
+    OtherDN: DialledNumber
 
 
 @dataclass(kw_only=True)
@@ -1401,7 +1401,7 @@ class EventQueued(Event):
     #: only on the requester's copy of an answer
     ReferenceID: ReferenceID | None = None
     ThisDN: DN
-    OtherDN: Number | None = None
+    OtherDN: DialledNumber | None = None
 
     #: the DN that caused the change (transferring / conferencing DN)
     ThirdPartyDN: str | None = None
@@ -1478,7 +1478,7 @@ class EventDiverted(Event):
     #: only on the requester's copy of an answer
     ReferenceID: ReferenceID | None = None
     ThisDN: DN
-    OtherDN: Number | None = None
+    OtherDN: DialledNumber | None = None
 
     #: the DN that caused the change (transferring / conferencing DN)
     ThirdPartyDN: str | None = None
@@ -1555,7 +1555,7 @@ class EventAbandoned(Event):
     #: only on the requester's copy of an answer
     ReferenceID: ReferenceID | None = None
     ThisDN: DN
-    OtherDN: Number | None = None
+    OtherDN: DialledNumber | None = None
 
     #: the DN that caused the change (transferring / conferencing DN)
     ThirdPartyDN: str | None = None
@@ -1629,7 +1629,7 @@ class EventRinging(Event):
     #: only on the requester's copy of an answer
     ReferenceID: ReferenceID | None = None
     ThisDN: DN
-    OtherDN: Number | None = None
+    OtherDN: DialledNumber | None = None
 
     #: the DN that caused the change (transferring / conferencing DN)
     ThirdPartyDN: str | None = None
@@ -1706,7 +1706,7 @@ class EventDialing(Event):
     #: only on the requester's copy of an answer
     ReferenceID: ReferenceID | None = None
     ThisDN: DN
-    OtherDN: Number | None = None
+    OtherDN: DialledNumber | None = None
 
     #: the DN that caused the change (transferring / conferencing DN)
     ThirdPartyDN: str | None = None
@@ -1780,7 +1780,7 @@ class EventNetworkReached(Event):
     #: only on the requester's copy of an answer
     ReferenceID: ReferenceID | None = None
     ThisDN: DN
-    OtherDN: Number | None = None
+    OtherDN: DialledNumber | None = None
 
     #: the DN that caused the change (transferring / conferencing DN)
     ThirdPartyDN: str | None = None
@@ -1854,7 +1854,7 @@ class EventDestinationBusy(Event):
     #: only on the requester's copy of an answer
     ReferenceID: ReferenceID | None = None
     ThisDN: DN
-    OtherDN: Number | None = None
+    OtherDN: DialledNumber | None = None
 
     #: the DN that caused the change (transferring / conferencing DN)
     ThirdPartyDN: str | None = None
@@ -1928,7 +1928,7 @@ class EventEstablished(Event):
     #: only on the requester's copy of an answer
     ReferenceID: ReferenceID | None = None
     ThisDN: DN
-    OtherDN: Number | None = None
+    OtherDN: DialledNumber | None = None
 
     #: the DN that caused the change (transferring / conferencing DN)
     ThirdPartyDN: str | None = None
@@ -2002,7 +2002,7 @@ class EventReleased(Event):
     #: only on the requester's copy of an answer
     ReferenceID: ReferenceID | None = None
     ThisDN: DN
-    OtherDN: Number | None = None
+    OtherDN: DialledNumber | None = None
 
     #: the DN that caused the change (transferring / conferencing DN)
     ThirdPartyDN: str | None = None
@@ -2076,7 +2076,7 @@ class EventHeld(Event):
     #: only on the requester's copy of an answer
     ReferenceID: ReferenceID | None = None
     ThisDN: DN
-    OtherDN: Number | None = None
+    OtherDN: DialledNumber | None = None
 
     #: the DN that caused the change (transferring / conferencing DN)
     ThirdPartyDN: str | None = None
@@ -2150,7 +2150,7 @@ class EventRetrieved(Event):
     #: only on the requester's copy of an answer
     ReferenceID: ReferenceID | None = None
     ThisDN: DN
-    OtherDN: Number | None = None
+    OtherDN: DialledNumber | None = None
 
     #: the DN that caused the change (transferring / conferencing DN)
     ThirdPartyDN: str | None = None
@@ -2227,7 +2227,7 @@ class EventPartyChanged(Event):
     #: only on the requester's copy of an answer
     ReferenceID: ReferenceID | None = None
     ThisDN: DN
-    OtherDN: Number | None = None
+    OtherDN: DialledNumber | None = None
 
     #: the DN that caused the change (transferring / conferencing DN)
     ThirdPartyDN: str | None = None
@@ -2301,7 +2301,7 @@ class EventPartyAdded(Event):
     #: only on the requester's copy of an answer
     ReferenceID: ReferenceID | None = None
     ThisDN: DN
-    OtherDN: Number | None = None
+    OtherDN: DialledNumber | None = None
 
     #: the DN that caused the change (transferring / conferencing DN)
     ThirdPartyDN: str | None = None
@@ -2375,7 +2375,7 @@ class EventPartyDeleted(Event):
     #: only on the requester's copy of an answer
     ReferenceID: ReferenceID | None = None
     ThisDN: DN
-    OtherDN: Number | None = None
+    OtherDN: DialledNumber | None = None
 
     #: the DN that caused the change (transferring / conferencing DN)
     ThirdPartyDN: str | None = None
@@ -2452,7 +2452,7 @@ class EventRouteRequest(Event):
     #: only on the requester's copy of an answer
     ReferenceID: ReferenceID | None = None
     ThisDN: DN
-    OtherDN: Number | None = None
+    OtherDN: DialledNumber | None = None
 
     #: the DN that caused the change (transferring / conferencing DN)
     ThirdPartyDN: str | None = None
@@ -2514,7 +2514,7 @@ class EventRouteUsed(Event):
     ThisDN: DN
 
     #: the destination
-    OtherDN: Number | None = None
+    OtherDN: DialledNumber | None = None
     ConnID: ConnID
     Extensions: KVList | None = None
     EventSequenceNumber: EventSequenceNumber
@@ -2764,7 +2764,7 @@ class EventAttachedDataChanged(Event):
     #: only on the requester's copy of an answer
     ReferenceID: ReferenceID | None = None
     ThisDN: DN
-    OtherDN: Number | None = None
+    OtherDN: DialledNumber | None = None
 
     #: the DN that caused the change (transferring / conferencing DN)
     ThirdPartyDN: str | None = None
@@ -2840,7 +2840,7 @@ class EventOffHook(Event):
     #: only on the requester's copy of an answer
     ReferenceID: ReferenceID | None = None
     ThisDN: DN
-    OtherDN: Number | None = None
+    OtherDN: DialledNumber | None = None
 
     #: the DN that caused the change (transferring / conferencing DN)
     ThirdPartyDN: str | None = None
@@ -2917,7 +2917,7 @@ class EventOnHook(Event):
     #: only on the requester's copy of an answer
     ReferenceID: ReferenceID | None = None
     ThisDN: DN
-    OtherDN: Number | None = None
+    OtherDN: DialledNumber | None = None
 
     #: the DN that caused the change (transferring / conferencing DN)
     ThirdPartyDN: str | None = None
@@ -2977,7 +2977,7 @@ class EventForwardSet(Event):
     #: only on the requester's copy of an answer
     ReferenceID: ReferenceID | None = None
     ThisDN: DN
-    OtherDN: Number | None = None
+    OtherDN: DialledNumber | None = None
     ForwardMode: ForwardMode | None = None
     Extensions: KVList | None = None
     EventSequenceNumber: EventSequenceNumber
@@ -3152,7 +3152,7 @@ class EventDTMFSent(Event):
     #: only on the requester's copy of an answer
     ReferenceID: ReferenceID | None = None
     ThisDN: DN
-    OtherDN: Number | None = None
+    OtherDN: DialledNumber | None = None
     ConnID: ConnID
     DTMFDigits: str
     Extensions: KVList | None = None
@@ -3197,7 +3197,7 @@ class EventPartyInfo(Event):
     #: only on the requester's copy of an answer
     ReferenceID: ReferenceID | None = None
     ThisDN: DN
-    OtherDN: Number | None = None
+    OtherDN: DialledNumber | None = None
 
     #: the DN that caused the change (transferring / conferencing DN)
     ThirdPartyDN: str | None = None
@@ -3261,7 +3261,7 @@ class EventACK(Event):
     #: only on the requester's copy of an answer
     ReferenceID: ReferenceID
     ThisDN: DN | None = None
-    OtherDN: Number | None = None
+    OtherDN: DialledNumber | None = None
     ConnID: ConnID | None = None
     DTMFDigits: str | None = None
     Extensions: KVList | None = None
@@ -3344,7 +3344,7 @@ class EventPrivateInfo(Event):
     ThisDN: DN
 
     #: the host (for 2: the former host)
-    OtherDN: Number
+    OtherDN: DialledNumber
 
     #: 1 established, 2 cancelled
     PrivateMsgID: PrivateMsgID

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import keyword
+import re
 import sys
 import textwrap
 from pathlib import Path
@@ -282,10 +283,10 @@ def generate(doc: dict[str, Any]) -> str:
         "from __future__ import annotations",
         "",
         "from dataclasses import dataclass",
-        "from typing import Any, ClassVar, Literal, Union",
+        "from typing import @TYPING@",
         "",
         "from .base import Event, Request",
-        "from .kv import KVLike, KVList, KVValue",
+        "from .kv import @KV@",
         "",
         '__all__ = ["REQUESTS", "EVENTS", "KVList", "KVValue"]',
         "",
@@ -309,7 +310,11 @@ def generate(doc: dict[str, Any]) -> str:
     out.append("}")
     out.append("")
     out.append("__all__ += list(REQUESTS) + list(EVENTS)")
-    return "\n".join(out) + "\n"
+    text = "\n".join(out) + "\n"
+    body = text.split("__all__", 1)[1]
+    typing = [n for n in ("Any", "ClassVar", "Literal", "Union") if re.search(rf"\b{n}\b", body)]
+    kv = [n for n in ("KVLike", "KVList", "KVValue") if n in ("KVList", "KVValue") or re.search(rf"\b{n}\b", body)]
+    return text.replace("@TYPING@", ", ".join(typing), 1).replace("@KV@", ", ".join(kv), 1)
 
 
 def generate_file(spec_path: Path = DEFAULT_SPEC) -> str:

@@ -29,11 +29,15 @@ def dead_url() -> str:
 class TcpProxy:
     """Forwards 127.0.0.1:<port> to ``target`` (a ws URL). :meth:`drop` cuts every connection
     without a close frame (a lost network); while ``refuse`` is set new connections are closed at
-    once; ``target`` may be changed (e.g. to a server that restarted)."""
+    once; ``target`` may be changed (e.g. to a server that restarted). While ``hold`` is set,
+    what the server sends is kept back (``held`` counts the bytes) and lost on a drop: frames
+    ctid wrote that never reached the client."""
 
     def __init__(self, target: str) -> None:
         self.target = target
         self.refuse = False
+        self.hold = False
+        self.held = 0
         self.accepted = 0
         self._server: asyncio.Server | None = None
         self._conns: set[asyncio.StreamWriter] = set()
@@ -78,6 +82,9 @@ class TcpProxy:
         async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             try:
                 while data := await src.read(65536):
+                    if self.hold and dst is writer:
+                        self.held += len(data)
+                        continue
                     dst.write(data)
                     await dst.drain()
             except (OSError, asyncio.CancelledError):

@@ -8,7 +8,7 @@ import asyncio
 import json
 
 import websockets
-from conftest import WAIT, ClientFactory, Ctid
+from conftest import WAIT, ClientFactory, Ctid, until
 from netutil import TcpProxy
 
 from ctid_client import Disconnected, Event, EventServerDisconnected, EventStream, messages
@@ -70,6 +70,27 @@ async def test_a_dropped_connection_is_resumed_none_lost_none_twice(ctid: Ctid, 
         numbers = [e.sequence for e in got if e.name != "EventSessionResumed"]
         assert numbers == sorted(set(numbers)), f"an event lost its order or came twice: {numbers}"
         assert proxy.accepted >= 2
+    finally:
+        await proxy.close()
+
+
+async def test_an_answer_lost_in_transit_comes_from_the_replay(ctid: Ctid, connect: ClientFactory) -> None:
+    proxy = await TcpProxy(ctid.url).start()
+    try:
+        client = await connect(proxy.url)
+        await client.register("1006")
+        stream = client.events()
+        proxy.hold = True  # ctid's frames stop reaching the client
+        query = asyncio.create_task(client.query_address("1006"))
+        await until(lambda: proxy.held > 0, "ctid's answer, held back by the proxy")
+        proxy.hold = False
+        proxy.drop()  # the answer is lost with the connection
+        answer = await asyncio.wait_for(query, WAIT)
+        assert isinstance(answer, messages.EventAddressInfo) and answer.ThisDN == "1006"
+        assert client.resumes == 1
+        resumed = await stream.wait_for("EventSessionResumed", WAIT)
+        assert resumed.get("Extensions")["Replayed"] >= 1  # the answer was among the replayed
+        assert (await stream.next(WAIT)).reference_id == answer.reference_id
     finally:
         await proxy.close()
 
