@@ -260,16 +260,20 @@ impl<'a> Parser<'a> {
             .filter(|u| !u.is_empty())
     }
 
-    /// The declarations in scope at `depth` (deeper ones are left out), innermost last (for
-    /// preserving an opaque subtree).
+    /// The declarations in scope at `depth` (deeper ones are left out), innermost last, without
+    /// the ECMA-323 namespaces (for preserving an opaque subtree: the encoder writes its own).
     pub(crate) fn in_scope_upto(&self, depth: usize) -> Vec<(String, String)> {
+        let visible = |(d, _, _): &&(usize, Cow<'a, str>, Cow<'a, str>)| *d <= depth;
         let mut out: Vec<(String, String)> = Vec::new();
-        for (_, p, u) in self.ns.iter().rev().filter(|(d, _, _)| *d <= depth) {
-            if !out.iter().any(|(q, _)| q == p) {
+        for (i, (_, p, u)) in self.ns.iter().enumerate().filter(|(_, e)| visible(e)) {
+            let shadowed = self.ns[i + 1..]
+                .iter()
+                .filter(visible)
+                .any(|(_, q, _)| q == p);
+            if !shadowed && Edition::from_namespace(u).is_none() {
                 out.push((p.to_string(), u.to_string()));
             }
         }
-        out.reverse();
         out
     }
 
@@ -651,7 +655,9 @@ pub(crate) fn encode_list<T: XmlValue>(w: &mut Writer<'_>, name: &str, item: &st
 fn to_utf8(xml: &[u8]) -> Result<Cow<'_, str>> {
     let xml = xml.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(xml);
     let mut latin1 = false;
-    if xml.starts_with(b"<?xml") {
+    // the declaration every peer writes: nothing to look up
+    const USUAL: &[u8] = b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>";
+    if xml.starts_with(b"<?xml") && !xml.starts_with(USUAL) {
         if let Some(end) = xml.windows(2).position(|w| w == b"?>") {
             if xml[..end].is_ascii() {
                 latin1 = ascii_decl_is_latin1(&xml[..end])?;
@@ -674,9 +680,9 @@ fn to_utf8(xml: &[u8]) -> Result<Cow<'_, str>> {
 
 /// [`decl_is_latin1`] for an all-ASCII declaration, without allocating.
 fn ascii_decl_is_latin1(decl: &[u8]) -> Result<bool> {
-    let Some(i) = decl
-        .windows(8)
-        .position(|w| w.eq_ignore_ascii_case(b"encoding"))
+    // a cheap first-byte test before the case-insensitive comparison
+    let Some(i) = (0..decl.len().saturating_sub(7))
+        .find(|&i| decl[i] | 0x20 == b'e' && decl[i..i + 8].eq_ignore_ascii_case(b"encoding"))
     else {
         return Ok(false);
     };
