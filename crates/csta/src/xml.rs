@@ -279,6 +279,7 @@ impl<'a> Parser<'a> {
 
     /// `bytes`, which quick-xml handed out from the input, as a slice of the input `&str`: no
     /// second UTF-8 validation, no copy. Bytes from elsewhere are validated and copied.
+    #[inline]
     fn borrow_str(&self, bytes: &[u8]) -> Result<Cow<'a, str>> {
         let base = self.input.as_ptr() as usize;
         let at = (bytes.as_ptr() as usize).wrapping_sub(base);
@@ -293,6 +294,7 @@ impl<'a> Parser<'a> {
     }
 
     /// Text content: borrowed from the input, unescaped only if it holds a reference.
+    #[inline]
     fn text_of(&self, bytes: &[u8], pos: u64) -> Result<Cow<'a, str>> {
         let s = self.borrow_str(bytes)?;
         if !s.contains('&') {
@@ -309,6 +311,7 @@ impl<'a> Parser<'a> {
 
     /// The next event; `keep_space` hands out whitespace-only text too (inside a text value,
     /// where it may sit between two pieces, e.g. `a<!-- -->&#32;<!-- -->b`).
+    #[inline(always)]
     fn next_event(&mut self, keep_space: bool) -> Result<Next<'a>> {
         if self.pop_after_empty {
             self.pop_after_empty = false;
@@ -316,9 +319,9 @@ impl<'a> Parser<'a> {
         }
         loop {
             let pos = self.reader.buffer_position();
-            let ev = self.reader.read_event().map_err(|e| xml_err(pos, e))?;
-            match ev {
-                Event::Start(start) => {
+            // matched in place: moving the event out of the result first costs a copy per event
+            match self.reader.read_event() {
+                Ok(Event::Start(start)) => {
                     self.depth += 1;
                     self.push_decls(&start, self.depth)?;
                     return Ok(Next::Start(Elem {
@@ -326,32 +329,33 @@ impl<'a> Parser<'a> {
                         empty: false,
                     }));
                 }
-                Event::Empty(start) => {
+                Ok(Event::Empty(start)) => {
                     self.push_decls(&start, self.depth + 1)?;
                     self.pop_after_empty = true;
                     return Ok(Next::Start(Elem { start, empty: true }));
                 }
-                Event::End(_) => {
+                Ok(Event::End(_)) => {
                     self.pop_decls(self.depth);
                     self.depth = self.depth.saturating_sub(1);
                     return Ok(Next::End);
                 }
-                Event::Text(t) => {
+                Ok(Event::Text(t)) => {
                     let raw: &[u8] = &t;
                     if raw.is_empty() || (!keep_space && is_xml_space_bytes(raw)) {
                         continue;
                     }
                     return Ok(Next::Text(self.text_of(raw, pos)?));
                 }
-                Event::CData(c) => {
+                Ok(Event::CData(c)) => {
                     let raw: &[u8] = &c;
                     if raw.is_empty() || (!keep_space && is_xml_space_bytes(raw)) {
                         continue;
                     }
                     return Ok(Next::Text(self.borrow_str(raw)?));
                 }
-                Event::Eof => return Ok(Next::Eof),
-                Event::Comment(_) | Event::PI(_) | Event::Decl(_) | Event::DocType(_) => {}
+                Ok(Event::Eof) => return Ok(Next::Eof),
+                Ok(Event::Comment(_) | Event::PI(_) | Event::Decl(_) | Event::DocType(_)) => {}
+                Err(e) => return Err(xml_err(pos, e)),
             }
         }
     }
