@@ -211,7 +211,19 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// Push the namespace declarations among `start`'s attributes.
+    #[inline]
     fn push_decls(&mut self, start: &BytesStart<'_>, depth: usize) -> Result<()> {
+        // most elements have no attributes: no call
+        if start.len() > start.name().as_ref().len() {
+            self.push_attr_decls(start, depth)
+        } else {
+            Ok(())
+        }
+    }
+
+    #[inline(never)]
+    fn push_attr_decls(&mut self, start: &BytesStart<'_>, depth: usize) -> Result<()> {
         if start
             .attributes_raw()
             .iter()
