@@ -74,8 +74,9 @@ export type EventName = Event["event"];
 /** The name of a request. */
 export type RequestName = Request["request"];
 /** The answer to a request that the switch accepted but whose event did not come in time is
- * EventACK (docs/protocol.md §9.2), so each helper may resolve with it too. */
-export type Answer<E> = E | EventACK;
+ * EventACK (docs/protocol.md §9.2), so each helper may resolve with it too: the attributes of the
+ * expected event are then absent (`dialing.ConnID` is `string | undefined`). */
+export type Answer<E> = E | (EventACK & { [K in Exclude<keyof E, keyof EventACK>]?: undefined });
 
 /** True when `ev` is the event named `name` (narrows its type). */
 export function isEvent<N extends EventName>(ev: Event, name: N): ev is Extract<Event, { event: N }> {
@@ -1092,7 +1093,7 @@ export class CtidClient {
       }
       this.currentUrl = url;
       if (ev.event === "EventSessionResumed") {
-        const replayed = Number((ev as EventSessionResumed).Extensions && (ev.Extensions as Record<string, unknown>)["Replayed"]) || 0;
+        const replayed = Number((ev as EventSessionResumed).Extensions?.Replayed) || 0;
         this.replayLeft = replayed;
         this.resumedAt = this.lastSeq;
         this.resumeCount++;

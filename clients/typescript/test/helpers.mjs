@@ -19,12 +19,20 @@ let demo = null;
 /** { url, sim }: the ctid --demo the tests talk to. */
 export async function ctid() {
   if (process.env.CTID_URL && process.env.CSTA_SIM) return { url: process.env.CTID_URL, sim: process.env.CSTA_SIM };
-  if (demo) return demo;
+  if (!demo) demo = await spawnDemo();
+  return demo;
+}
+
+/** Starts a ctid --demo of its own (CTID_BIN, default ../../target/debug/ctid): { url, sim, kill() }. */
+export async function spawnDemo() {
   const bin = process.env.CTID_BIN || here + "../../../target/debug/ctid";
   const child = spawn(bin, ["--demo", "--listen", "127.0.0.1:0"], { stdio: ["ignore", "pipe", "pipe"] });
-  after(() => child.kill());
+  const kill = () => {
+    if (child.exitCode === null) child.kill("SIGKILL");
+  };
+  after(kill);
   let log = "";
-  demo = await new Promise((resolve, reject) => {
+  const found = await new Promise((resolve, reject) => {
     const t = setTimeout(() => reject(new Error("ctid --demo did not start: " + log)), 20000);
     const seen = (d) => {
       log += d;
@@ -39,7 +47,7 @@ export async function ctid() {
     child.stderr.on("data", seen);
     child.on("exit", (code) => reject(new Error(`ctid --demo exited (${code}): ${log}`)));
   });
-  return demo;
+  return { ...found, kill };
 }
 
 const clients = [];
@@ -78,7 +86,7 @@ export function collect(client) {
   return events;
 }
 
-/** The first event of `events` matching `pred`, waited for. */
+/** The first event of `events` matching `pred(event, index)`, waited for. */
 export function waitEvent(events, pred, what, ms = 10000) {
   return until(() => events.find(pred), what, ms);
 }
@@ -99,7 +107,7 @@ export async function sim(base, path, body) {
  * every proxied connection at once, both ways, without a WebSocket close frame; block(true)
  * turns new connections away. */
 export function tcpProxy(target) {
-  const t = new URL(target);
+  let t = new URL(target);
   const socks = new Set();
   let blocked = false;
   let accepted = 0;
@@ -138,6 +146,9 @@ export function tcpProxy(target) {
         },
         block(on) {
           blocked = on;
+        },
+        retarget(url) {
+          t = new URL(url);
         },
         close() {
           this.cut();
