@@ -165,7 +165,8 @@ export interface ClientOptions {
   /** The longest wait between attempts (default 5000). */
   maxBackoff?: number;
   /** Stop trying this long after a loss, or after the first attempt of connect() (default 60000):
-   * it bounds the whole search through the list. Keep it longer than the server's resume-window. */
+   * it bounds the whole search through the list. Keep it longer than the server's resume-window.
+   * `Infinity`: never give up (the web monitor). */
   giveUpAfter?: number;
   /** How long one attempt may take: the handshake, the first frame, the resume's answer (default 5000). */
   attemptTimeout?: number;
@@ -556,6 +557,8 @@ export class CtidClient {
   private closing = false;
   private cancelWait: (() => void) | null = null;
   private closedWaiters: Array<() => void> = [];
+  /** Servers added before connect(). */
+  private extra: string[] = [];
 
   constructor(options: ClientOptions = {}) {
     this.opts = {
@@ -635,9 +638,10 @@ export class CtidClient {
     return () => this.statusHandlers.delete(handler);
   }
 
-  /** Adds a server to the list (e.g. a node learnt from /api/ha). */
+  /** Adds a server to the list (e.g. a node learnt from /api/ha); before connect() too. */
   addServer(url: string): void {
-    this.search?.add(url);
+    if (this.search) this.search.add(url);
+    else if (!this.extra.includes(url)) this.extra.push(url);
   }
 
   // -------------------------------------------------------------- connecting
@@ -650,6 +654,7 @@ export class CtidClient {
     if (this.search) throw new CtidError("connect", "connect() was already called");
     this.cls = await webSocketClass(this.opts.WebSocket);
     this.search = new Search(list, this.opts.minBackoff, this.opts.maxBackoff, this.opts.giveUpAfter);
+    this.extra.forEach((u) => this.search!.add(u));
     this.search.begin(now(), "now");
     for (;;) {
       if (this.stopped) throw new CtidError("closed", this.stopped);

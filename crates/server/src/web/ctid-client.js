@@ -377,6 +377,8 @@ export class CtidClient {
         this.closing = false;
         this.cancelWait = null;
         this.closedWaiters = [];
+        /** Servers added before connect(). */
+        this.extra = [];
         this.opts = {
             applicationName: options.applicationName ?? "ctid-client-ts",
             requestTimeout: options.requestTimeout ?? 15000,
@@ -448,9 +450,12 @@ export class CtidClient {
         this.statusHandlers.add(handler);
         return () => this.statusHandlers.delete(handler);
     }
-    /** Adds a server to the list (e.g. a node learnt from /api/ha). */
+    /** Adds a server to the list (e.g. a node learnt from /api/ha); before connect() too. */
     addServer(url) {
-        this.search?.add(url);
+        if (this.search)
+            this.search.add(url);
+        else if (!this.extra.includes(url))
+            this.extra.push(url);
     }
     // -------------------------------------------------------------- connecting
     /** Connects to whichever server of `urls` serves (docs/protocol.md §6.10), reads the first frame
@@ -462,6 +467,7 @@ export class CtidClient {
             throw new CtidError("connect", "connect() was already called");
         this.cls = await webSocketClass(this.opts.WebSocket);
         this.search = new Search(list, this.opts.minBackoff, this.opts.maxBackoff, this.opts.giveUpAfter);
+        this.extra.forEach((u) => this.search.add(u));
         this.search.begin(now(), "now");
         for (;;) {
             if (this.stopped)
