@@ -1,9 +1,9 @@
 // Requests answered by ReferenceID, the EventError path, DN subscriptions, against ctid --demo.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { client as newClient, connected, ctid, collect, CtidError, waitEvent } from "./helpers.mjs";
+import { client as newClient, connected, ctid, collect, CtidError, sim, waitEvent } from "./helpers.mjs";
 
-const { url } = await ctid();
+const { url, sim: simUrl } = await ctid();
 
 test("connect: the first frame names the session, RequestRegisterClient is answered", async () => {
   const client = newClient({ applicationName: "ts-test-requests" });
@@ -81,10 +81,32 @@ test("EventError rejects with a CtidError carrying ErrorCode and ErrorMessage", 
   await client.close();
 });
 
-test("a request without an answer in time rejects with kind timeout", async () => {
+test("a request without an answer in time rejects with kind timeout; its late answer is dropped", async () => {
   const client = await connected(url, { applicationName: "ts-test-timeout" });
-  // ctid answers every request; a 1 ms timeout is shorter than any answer.
-  await assert.rejects(client.queryServer().then(() => client.request({ request: "RequestQueryServer" }, { timeout: 1 })), (e) => e instanceof CtidError && e.kind === "timeout");
+  const events = collect(client);
+  await client.register("1008");
+  // csta-sim swallows every request for a moment (its control API): ctid's answer to this one
+  // comes only at its request-timeout (5 s), long after our 300 ms
+  await sim(simUrl, "/faults/stall", { on: true });
+  let sent;
+  try {
+    const t0 = Date.now();
+    await assert.rejects(client.request({ request: "RequestSetDNDOn", ThisDN: "1008" }, { timeout: 300 }), (e) => {
+      assert.ok(e instanceof CtidError);
+      assert.equal(e.kind, "timeout");
+      assert.equal(e.request.request, "RequestSetDNDOn");
+      sent = e.request.ReferenceID;
+      return true;
+    });
+    assert.ok(Date.now() - t0 < 4000, "rejected at the timeout, not at the answer");
+  } finally {
+    await sim(simUrl, "/faults/stall", { on: false });
+  }
+  // the late answer reaches the handlers, and nothing else happens
+  const late = await waitEvent(events, (e) => e.ReferenceID === sent, "the late answer", 15000);
+  assert.equal(late.event, "EventError");
+  assert.equal(late.ErrorCode, 57);
+  assert.equal((await client.setDND("1008", false)).event, "EventDNDOff");
   await client.close();
   await assert.rejects(client.queryServer(), (e) => e.kind === "closed");
 });
