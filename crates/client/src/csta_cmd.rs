@@ -1,5 +1,5 @@
 //! `ctictl csta decode|encode`: the CSTA XML codec on the command line (owned by the codec
-//! engineer).
+//! engineer). Arguments are parsed by clap ([`Csta`], a subcommand of `ctictl`).
 //!
 //! * `decode FILE` — one CSTA XML document (no frame header; `-` = stdin) → one JSON line
 //!   (`ctid_csta::json::to_json`: `"message"` is the root's local name). Exit 1 with a one-line
@@ -9,33 +9,83 @@
 //!   one line of hex (invoke ID default: 9999 for events, 0001 otherwise). Exit 1 with a
 //!   one-line error if the JSON does not describe a message.
 //!
-//! Usage errors exit 2.
+//! Usage errors exit 2 (clap).
 
 use std::io::{Read, Write};
 
 use anyhow::Context;
+use clap::{Subcommand, ValueEnum};
 use ctid_csta::frame::encode_frame;
 use ctid_csta::{decode, encode, json, Edition, InvokeId, MessageKind};
 
-const USAGE: &str = "usage: ctictl csta decode FILE.xml | ctictl csta encode FILE.json [--edition ed3|ed4|ed5|ed6] [--frame [--invoke-id N]]   (FILE '-' = stdin)";
+/// `ctictl csta …`.
+#[derive(Subcommand, Debug)]
+pub enum Csta {
+    /// Decode one CSTA XML document (no frame header) to one line of JSON.
+    ///
+    /// `"message"` is the root's local name. Exit 1 with a one-line error if the document does
+    /// not decode.
+    Decode {
+        /// The XML document; `-` reads stdin.
+        #[arg(value_name = "FILE.xml")]
+        file: String,
+    },
+    /// Encode a message's JSON (as `decode` prints it) to an XML document, or to a frame in hex.
+    ///
+    /// Exit 1 with a one-line error if the JSON does not describe a message.
+    Encode {
+        /// The JSON message; `-` reads stdin.
+        #[arg(value_name = "FILE.json")]
+        file: String,
+        /// ECMA-323 edition (namespace) of the document.
+        #[arg(long, value_enum, default_value_t = EditionArg::Ed3)]
+        edition: EditionArg,
+        /// Print the frame (8-byte header and document) as hex instead of the document.
+        #[arg(long)]
+        frame: bool,
+        /// Invoke ID of the frame, 0 to 9999 (default: 9999 for events, 0001 otherwise).
+        #[arg(long, value_name = "N", requires = "frame", value_parser = parse_invoke_id)]
+        invoke_id: Option<InvokeId>,
+    },
+}
 
-/// Run `ctictl csta ARGS…`; returns the exit status.
-pub fn run(args: &[String]) -> anyhow::Result<i32> {
-    let Some((cmd, rest)) = args.split_first() else {
-        eprintln!("{USAGE}");
-        return Ok(2);
-    };
-    match cmd.as_str() {
-        "decode" => decode_cmd(rest),
-        "encode" => encode_cmd(rest),
-        "help" | "-h" | "--help" => {
-            println!("{USAGE}");
-            Ok(0)
+/// `--edition`: the editions of [`Edition`] by their short names.
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum EditionArg {
+    Ed3,
+    Ed4,
+    Ed5,
+    Ed6,
+}
+
+impl From<EditionArg> for Edition {
+    fn from(e: EditionArg) -> Edition {
+        match e {
+            EditionArg::Ed3 => Edition::Ed3,
+            EditionArg::Ed4 => Edition::Ed4,
+            EditionArg::Ed5 => Edition::Ed5,
+            EditionArg::Ed6 => Edition::Ed6,
         }
-        other => {
-            eprintln!("ctictl csta: unknown command {other:?}; {USAGE}");
-            Ok(2)
-        }
+    }
+}
+
+fn parse_invoke_id(v: &str) -> Result<InvokeId, String> {
+    v.parse::<u16>()
+        .ok()
+        .and_then(InvokeId::new)
+        .ok_or_else(|| "expected 0 to 9999".to_string())
+}
+
+/// Run `ctictl csta …`; returns the exit status.
+pub fn run(cmd: &Csta) -> anyhow::Result<i32> {
+    match cmd {
+        Csta::Decode { file } => decode_cmd(file),
+        Csta::Encode {
+            file,
+            edition,
+            frame,
+            invoke_id,
+        } => encode_cmd(file, (*edition).into(), *frame, *invoke_id),
     }
 }
 
@@ -58,11 +108,7 @@ fn read_input(file: &str) -> anyhow::Result<Vec<u8>> {
     }
 }
 
-fn decode_cmd(args: &[String]) -> anyhow::Result<i32> {
-    let [file] = args else {
-        eprintln!("ctictl csta decode: expected one FILE; {USAGE}");
-        return Ok(2);
-    };
+fn decode_cmd(file: &str) -> anyhow::Result<i32> {
     let bytes = match read_input(file) {
         Ok(b) => b,
         Err(e) => return Ok(fail("decode", file, format!("{e:#}"))),
@@ -78,96 +124,38 @@ fn decode_cmd(args: &[String]) -> anyhow::Result<i32> {
     }
 }
 
-struct EncodeArgs {
-    file: String,
+fn encode_cmd(
+    file: &str,
     edition: Edition,
     frame: bool,
     invoke_id: Option<InvokeId>,
-}
-
-fn parse_encode_args(args: &[String]) -> Result<EncodeArgs, String> {
-    let mut file = None;
-    let mut edition = Edition::Ed3;
-    let mut frame = false;
-    let mut invoke_id = None;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let (key, inline) = match a.split_once('=') {
-            Some((k, v)) if k.starts_with("--") => (k, Some(v.to_string())),
-            _ => (a.as_str(), None),
-        };
-        let mut value = |name: &str| {
-            inline
-                .clone()
-                .or_else(|| it.next().cloned())
-                .ok_or_else(|| format!("{name} needs a value"))
-        };
-        match key {
-            "--edition" => {
-                let v = value("--edition")?;
-                edition = Edition::parse(&v)
-                    .ok_or_else(|| format!("--edition {v:?}: expected ed3, ed4, ed5 or ed6"))?;
-            }
-            "--frame" => frame = true,
-            "--invoke-id" => {
-                let v = value("--invoke-id")?;
-                let id = v
-                    .parse::<u16>()
-                    .ok()
-                    .and_then(InvokeId::new)
-                    .ok_or_else(|| format!("--invoke-id {v:?}: expected 0 to 9999"))?;
-                invoke_id = Some(id);
-            }
-            f if f.starts_with("--") => return Err(format!("unknown option {f}")),
-            _ if file.is_none() => file = Some(a.clone()),
-            _ => return Err(format!("unexpected argument {a:?}")),
-        }
-    }
-    if invoke_id.is_some() && !frame {
-        return Err("--invoke-id goes with --frame".into());
-    }
-    Ok(EncodeArgs {
-        file: file.ok_or("expected FILE.json")?,
-        edition,
-        frame,
-        invoke_id,
-    })
-}
-
-fn encode_cmd(args: &[String]) -> anyhow::Result<i32> {
-    let a = match parse_encode_args(args) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("ctictl csta encode: {e}; {USAGE}");
-            return Ok(2);
-        }
-    };
-    let bytes = match read_input(&a.file) {
+) -> anyhow::Result<i32> {
+    let bytes = match read_input(file) {
         Ok(b) => b,
-        Err(e) => return Ok(fail("encode", &a.file, format!("{e:#}"))),
+        Err(e) => return Ok(fail("encode", file, format!("{e:#}"))),
     };
     let value: serde_json::Value = match serde_json::from_slice(&bytes) {
         Ok(v) => v,
-        Err(e) => return Ok(fail("encode", &a.file, format!("invalid JSON: {e}"))),
+        Err(e) => return Ok(fail("encode", file, format!("invalid JSON: {e}"))),
     };
     let msg = match json::from_json(&value) {
         Ok(m) => m,
-        Err(e) => return Ok(fail("encode", &a.file, e)),
+        Err(e) => return Ok(fail("encode", file, e)),
     };
-    let xml = match encode(&msg, a.edition) {
+    let xml = match encode(&msg, edition) {
         Ok(x) => x,
-        Err(e) => return Ok(fail("encode", &a.file, e)),
+        Err(e) => return Ok(fail("encode", file, e)),
     };
     let mut out = std::io::stdout().lock();
-    if a.frame {
-        let id = a.invoke_id.unwrap_or(match msg.kind() {
+    if frame {
+        let id = invoke_id.unwrap_or(match msg.kind() {
             MessageKind::Event => InvokeId::EVENT,
             _ => InvokeId::new(1).expect("1 is an invoke ID"),
         });
         // (a bytes::BytesMut, by inference: ctid-client does not depend on bytes itself)
         let mut buf = Default::default();
         if let Err(e) = encode_frame(id, &xml, &mut buf) {
-            return Ok(fail("encode", &a.file, e));
+            return Ok(fail("encode", file, e));
         }
         let hex: String = buf.iter().map(|b| format!("{b:02x}")).collect();
         writeln!(out, "{hex}")?;

@@ -10,7 +10,6 @@
 //! Exit status: 0 success; 1 EventError or timeout; 2 usage or connection error.
 #![deny(unsafe_code)]
 
-#[allow(unused_variables)] // the slot's placeholder does not use its arguments yet
 mod csta_cmd;
 mod ha_cmd;
 
@@ -31,17 +30,27 @@ use ctid_protocol::{
 struct Cli {
     /// WebSocket URL of the ctid server, or a comma-separated list of the nodes of a pair
     /// (ws://a:7000/ws,ws://b:7000/ws): the one that serves is used.
-    #[arg(long, global = true, default_value = "ws://127.0.0.1:7000/ws")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        default_value = "ws://127.0.0.1:7000/ws"
+    )]
     server: String,
     /// Print events as received, one JSON object per line.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     json: bool,
     /// Seconds to wait for each answer (for `watch`: seconds of silence before stopping; 0 = wait
     /// forever).
-    #[arg(long, global = true, default_value_t = 5.0)]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        default_value_t = 5.0
+    )]
     timeout: f64,
     /// Bearer token for a ctid with `auth = "token"` (default: $CTID_TOKEN); sent as `?token=`.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     token: Option<String>,
     #[command(subcommand)]
     command: Command,
@@ -110,12 +119,10 @@ enum Command {
         #[command(subcommand)]
         action: Ha,
     },
-    /// CSTA codec tools (decode/encode); arguments are passed through.
-    #[command(disable_help_flag = true)]
+    /// CSTA XML codec tools, no server needed: decode a document to JSON, encode JSON back.
     Csta {
-        /// Arguments of the csta tool.
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
-        args: Vec<String>,
+        #[command(subcommand)]
+        action: csta_cmd::Csta,
     },
 }
 
@@ -306,8 +313,8 @@ enum Outcome {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::Csta { args } = &cli.command {
-        return match csta_cmd::run(args) {
+    if let Command::Csta { action } = &cli.command {
+        return match csta_cmd::run(action) {
             Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(2)),
             Err(e) => {
                 eprintln!("ctictl csta: {e:#}");

@@ -168,21 +168,56 @@ fn encode_frame_prints_the_header_and_document_as_hex() {
 
 #[test]
 fn usage_errors_exit_2() {
-    for args in [
-        &[][..],
-        &["frobnicate"],
-        &["decode"],
-        &["decode", "a", "b"],
-        &["encode"],
-        &["encode", "x.json", "--edition", "ed7"],
-        &["encode", "x.json", "--invoke-id", "3"],
-        &["encode", "x.json", "--frame", "--invoke-id", "10000"],
+    // No command: clap's help for `ctictl csta`.
+    let out = ctictl(&[], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("Usage: ctictl csta"),
+        "{}",
+        text(&out.stderr)
+    );
+    for (args, says) in [
+        (&["frobnicate"][..], "unrecognized subcommand 'frobnicate'"),
+        (&["decode"], "<FILE.xml>"),
+        (&["decode", "a", "b"], "unexpected argument 'b'"),
+        (&["encode"], "<FILE.json>"),
+        (
+            &["encode", "x.json", "--edition", "ed7"],
+            "[possible values: ed3, ed4, ed5, ed6]",
+        ),
+        (&["encode", "x.json", "--invoke-id", "3"], "--frame"),
+        (
+            &["encode", "x.json", "--frame", "--invoke-id", "10000"],
+            "expected 0 to 9999",
+        ),
     ] {
         let out = ctictl(args, None);
-        assert_eq!(out.status.code(), Some(2), "{args:?}");
-        assert_eq!(text(&out.stderr).lines().count(), 1, "{args:?}");
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+        assert!(err.starts_with("error: "), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
     }
     let out = ctictl(&["decode", "/nonexistent/file.xml"], None);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(text(&out.stderr).lines().count(), 1);
+}
+
+#[test]
+fn help_exits_0() {
+    for args in [&["--help"][..], &["help"], &["encode", "--help"]] {
+        let out = ctictl(args, None);
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        let help = text(&out.stdout);
+        assert!(help.contains("Usage: ctictl csta"), "{args:?}: {help}");
+    }
+    let help = text(&ctictl(&["encode", "--help"], None).stdout);
+    for flag in [
+        "--edition",
+        "--frame",
+        "--invoke-id <N>",
+        "ed3, ed4, ed5, ed6",
+    ] {
+        assert!(help.contains(flag), "{flag}: {help}");
+    }
 }

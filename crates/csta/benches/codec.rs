@@ -205,15 +205,27 @@ fn report() {
 
 fn main() {
     // For a profiler: `CTID_BENCH_PROFILE=5 target/release/deps/codec-*` decodes the stream for
-    // 5 seconds and nothing else.
-    if let Some(secs) = std::env::var("CTID_BENCH_PROFILE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-    {
+    // 5 seconds and nothing else; `CTID_BENCH_PROFILE=200x` decodes it 200 times (a fixed amount
+    // of work, for comparing instruction counts under callgrind). `CTID_BENCH_PROFILE_TOKENIZER=1`
+    // profiles the bare tokenizer pass over the same documents instead.
+    if let Ok(what) = std::env::var("CTID_BENCH_PROFILE") {
         let bytes = stream();
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs_f64(secs) {
-            black_box(decode_stream(&bytes));
+        let docs = stream_docs();
+        let tokenizer = std::env::var_os("CTID_BENCH_PROFILE_TOKENIZER").is_some();
+        let run = || {
+            if tokenizer {
+                black_box(tokenize_docs(&docs));
+            } else {
+                black_box(decode_stream(&bytes));
+            }
+        };
+        if let Some(n) = what.strip_suffix('x').and_then(|n| n.parse::<u32>().ok()) {
+            (0..n).for_each(|_| run());
+        } else if let Ok(secs) = what.parse::<f64>() {
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs_f64(secs) {
+                run();
+            }
         }
         return;
     }

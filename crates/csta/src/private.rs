@@ -176,10 +176,7 @@ fn decode_private<'a>(p: &mut Parser<'a>, el: &Elem<'a>) -> Result<PrivateConten
     let early_scope = own_decls.then(|| p.in_scope_upto(depth));
     let opaque = |inner: &str, scope: Vec<(String, String)>| PrivateContent::Opaque {
         xml: crate::xml::trim_xml(inner).to_string(),
-        namespaces: scope
-            .into_iter()
-            .filter(|(_, u)| crate::xml::Edition::from_namespace(u).is_none())
-            .collect(),
+        namespaces: scope,
     };
     if el.empty {
         return Ok(opaque(

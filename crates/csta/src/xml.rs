@@ -211,7 +211,19 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// Push the namespace declarations among `start`'s attributes.
+    #[inline]
     fn push_decls(&mut self, start: &BytesStart<'_>, depth: usize) -> Result<()> {
+        // most elements have no attributes: no call
+        if start.len() > start.name().as_ref().len() {
+            self.push_attr_decls(start, depth)
+        } else {
+            Ok(())
+        }
+    }
+
+    #[inline(never)]
+    fn push_attr_decls(&mut self, start: &BytesStart<'_>, depth: usize) -> Result<()> {
         if start
             .attributes_raw()
             .iter()
@@ -260,21 +272,26 @@ impl<'a> Parser<'a> {
             .filter(|u| !u.is_empty())
     }
 
-    /// The declarations in scope at `depth` (deeper ones are left out), innermost last (for
-    /// preserving an opaque subtree).
+    /// The declarations in scope at `depth` (deeper ones are left out), innermost last, without
+    /// the ECMA-323 namespaces (for preserving an opaque subtree: the encoder writes its own).
     pub(crate) fn in_scope_upto(&self, depth: usize) -> Vec<(String, String)> {
+        let visible = |(d, _, _): &&(usize, Cow<'a, str>, Cow<'a, str>)| *d <= depth;
         let mut out: Vec<(String, String)> = Vec::new();
-        for (_, p, u) in self.ns.iter().rev().filter(|(d, _, _)| *d <= depth) {
-            if !out.iter().any(|(q, _)| q == p) {
+        for (i, (_, p, u)) in self.ns.iter().enumerate().filter(|(_, e)| visible(e)) {
+            let shadowed = self.ns[i + 1..]
+                .iter()
+                .filter(visible)
+                .any(|(_, q, _)| q == p);
+            if !shadowed && Edition::from_namespace(u).is_none() {
                 out.push((p.to_string(), u.to_string()));
             }
         }
-        out.reverse();
         out
     }
 
     /// `bytes`, which quick-xml handed out from the input, as a slice of the input `&str`: no
     /// second UTF-8 validation, no copy. Bytes from elsewhere are validated and copied.
+    #[inline]
     fn borrow_str(&self, bytes: &[u8]) -> Result<Cow<'a, str>> {
         let base = self.input.as_ptr() as usize;
         let at = (bytes.as_ptr() as usize).wrapping_sub(base);
@@ -289,6 +306,7 @@ impl<'a> Parser<'a> {
     }
 
     /// Text content: borrowed from the input, unescaped only if it holds a reference.
+    #[inline]
     fn text_of(&self, bytes: &[u8], pos: u64) -> Result<Cow<'a, str>> {
         let s = self.borrow_str(bytes)?;
         if !s.contains('&') {
@@ -305,6 +323,7 @@ impl<'a> Parser<'a> {
 
     /// The next event; `keep_space` hands out whitespace-only text too (inside a text value,
     /// where it may sit between two pieces, e.g. `a<!-- -->&#32;<!-- -->b`).
+    #[inline(always)]
     fn next_event(&mut self, keep_space: bool) -> Result<Next<'a>> {
         if self.pop_after_empty {
             self.pop_after_empty = false;
@@ -312,9 +331,9 @@ impl<'a> Parser<'a> {
         }
         loop {
             let pos = self.reader.buffer_position();
-            let ev = self.reader.read_event().map_err(|e| xml_err(pos, e))?;
-            match ev {
-                Event::Start(start) => {
+            // matched in place: moving the event out of the result first costs a copy per event
+            match self.reader.read_event() {
+                Ok(Event::Start(start)) => {
                     self.depth += 1;
                     self.push_decls(&start, self.depth)?;
                     return Ok(Next::Start(Elem {
@@ -322,32 +341,33 @@ impl<'a> Parser<'a> {
                         empty: false,
                     }));
                 }
-                Event::Empty(start) => {
+                Ok(Event::Empty(start)) => {
                     self.push_decls(&start, self.depth + 1)?;
                     self.pop_after_empty = true;
                     return Ok(Next::Start(Elem { start, empty: true }));
                 }
-                Event::End(_) => {
+                Ok(Event::End(_)) => {
                     self.pop_decls(self.depth);
                     self.depth = self.depth.saturating_sub(1);
                     return Ok(Next::End);
                 }
-                Event::Text(t) => {
+                Ok(Event::Text(t)) => {
                     let raw: &[u8] = &t;
                     if raw.is_empty() || (!keep_space && is_xml_space_bytes(raw)) {
                         continue;
                     }
                     return Ok(Next::Text(self.text_of(raw, pos)?));
                 }
-                Event::CData(c) => {
+                Ok(Event::CData(c)) => {
                     let raw: &[u8] = &c;
                     if raw.is_empty() || (!keep_space && is_xml_space_bytes(raw)) {
                         continue;
                     }
                     return Ok(Next::Text(self.borrow_str(raw)?));
                 }
-                Event::Eof => return Ok(Next::Eof),
-                Event::Comment(_) | Event::PI(_) | Event::Decl(_) | Event::DocType(_) => {}
+                Ok(Event::Eof) => return Ok(Next::Eof),
+                Ok(Event::Comment(_) | Event::PI(_) | Event::Decl(_) | Event::DocType(_)) => {}
+                Err(e) => return Err(xml_err(pos, e)),
             }
         }
     }
@@ -651,7 +671,9 @@ pub(crate) fn encode_list<T: XmlValue>(w: &mut Writer<'_>, name: &str, item: &st
 fn to_utf8(xml: &[u8]) -> Result<Cow<'_, str>> {
     let xml = xml.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(xml);
     let mut latin1 = false;
-    if xml.starts_with(b"<?xml") {
+    // the declaration every peer writes: nothing to look up
+    const USUAL: &[u8] = b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>";
+    if xml.starts_with(b"<?xml") && !xml.starts_with(USUAL) {
         if let Some(end) = xml.windows(2).position(|w| w == b"?>") {
             if xml[..end].is_ascii() {
                 latin1 = ascii_decl_is_latin1(&xml[..end])?;
@@ -674,9 +696,9 @@ fn to_utf8(xml: &[u8]) -> Result<Cow<'_, str>> {
 
 /// [`decl_is_latin1`] for an all-ASCII declaration, without allocating.
 fn ascii_decl_is_latin1(decl: &[u8]) -> Result<bool> {
-    let Some(i) = decl
-        .windows(8)
-        .position(|w| w.eq_ignore_ascii_case(b"encoding"))
+    // a cheap first-byte test before the case-insensitive comparison
+    let Some(i) = (0..decl.len().saturating_sub(7))
+        .find(|&i| decl[i] | 0x20 == b'e' && decl[i..i + 8].eq_ignore_ascii_case(b"encoding"))
     else {
         return Ok(false);
     };

@@ -185,6 +185,11 @@ pub struct Sessions {
     ended: BTreeMap<String, Ended>,
     ended_order: VecDeque<String>,
     pub counters: SessionCounters,
+    /// The detached sessions and when they were detached: an index of `by_client` (not in a
+    /// snapshot; rebuilt by `reserve_detached` on restore), so that the count and the next
+    /// expiry the core asks for after every input do not walk every session.
+    #[serde(skip)]
+    detached: BTreeMap<ClientId, u64>,
 }
 
 /// The JSON text of an event, as it is kept (and sent again on a resume).
@@ -240,6 +245,7 @@ impl Sessions {
             Some(s) => {
                 if s.detached_at.is_none() {
                     s.detached_at = Some(now_ms);
+                    self.detached.insert(client, now_ms);
                     let room = limit.saturating_add(64 * 1024);
                     s.buf.reserve_exact(room.saturating_sub(s.buf.len()));
                 }
@@ -251,6 +257,7 @@ impl Sessions {
 
     /// The session of `client` ends (`why`, remembered for a later resume attempt).
     pub fn end(&mut self, client: ClientId, why: Ended) {
+        self.detached.remove(&client);
         if let Some(s) = self.by_client.remove(&client) {
             self.by_id.remove(&s.id);
             self.ended.insert(s.id.clone(), why);
@@ -266,6 +273,7 @@ impl Sessions {
     /// Forget the session of `client` without a trace (the fresh session of a connection that
     /// resumed another).
     pub fn discard(&mut self, client: ClientId) {
+        self.detached.remove(&client);
         if let Some(s) = self.by_client.remove(&client) {
             self.by_id.remove(&s.id);
         }
@@ -319,33 +327,25 @@ impl Sessions {
 
     /// Detached sessions whose window has passed at `now_ms`.
     pub fn expired(&self, now_ms: u64, window_ms: u64) -> Vec<ClientId> {
-        let mut v: Vec<ClientId> = self
-            .by_client
+        // In client order (the index is a BTreeMap).
+        self.detached
             .iter()
-            .filter(|(_, s)| {
-                s.detached_at
-                    .is_some_and(|t| t.saturating_add(window_ms) <= now_ms)
-            })
+            .filter(|(_, t)| t.saturating_add(window_ms) <= now_ms)
             .map(|(c, _)| *c)
-            .collect();
-        v.sort_unstable();
-        v
+            .collect()
     }
 
     /// When the next detached session expires.
     pub fn next_expiry(&self, window_ms: u64) -> Option<u64> {
-        self.by_client
+        self.detached
             .values()
-            .filter_map(|s| s.detached_at.map(|t| t.saturating_add(window_ms)))
+            .map(|t| t.saturating_add(window_ms))
             .min()
     }
 
     /// Detached sessions now.
     pub fn detached_count(&self) -> usize {
-        self.by_client
-            .values()
-            .filter(|s| s.detached_at.is_some())
-            .count()
+        self.detached.len()
     }
 
     /// Every client number a session holds, to `f`.
@@ -357,8 +357,10 @@ impl Sessions {
     /// Give each detached session's buffer its room for `limit` bytes at once, as
     /// [`Sessions::detach`] does (a restored engine).
     pub(crate) fn reserve_detached(&mut self, limit: usize) {
-        for s in self.by_client.values_mut() {
-            if s.detached_at.is_some() {
+        self.detached.clear();
+        for (c, s) in self.by_client.iter_mut() {
+            if let Some(t) = s.detached_at {
+                self.detached.insert(*c, t);
                 let room = limit.saturating_add(64 * 1024);
                 s.buf.reserve_exact(room.saturating_sub(s.buf.len()));
             }
@@ -388,6 +390,14 @@ impl Sessions {
             || !self.ended.keys().all(|k| ordered.contains(k))
         {
             return Err("the ended sessions and their order disagree".into());
+        }
+        let detached: BTreeMap<ClientId, u64> = self
+            .by_client
+            .iter()
+            .filter_map(|(c, s)| Some((*c, s.detached_at?)))
+            .collect();
+        if detached != self.detached {
+            return Err("the index of detached sessions disagrees with the sessions".into());
         }
         Ok(())
     }
@@ -462,6 +472,7 @@ impl Sessions {
             );
         }
         s.detached_at = None;
+        self.detached.remove(&old);
         s.used = true;
         let mut replay = Vec::new();
         let mut at = 0usize;

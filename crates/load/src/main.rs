@@ -45,6 +45,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod floor;
+
 use anyhow::{bail, Context};
 use clap::Parser;
 use ctid_sim::{DeviceConfig, Sim, SimConfig};
@@ -110,6 +112,22 @@ struct Args {
     /// a large value keeps the engine snapshot out of the window.
     #[arg(long, value_name = "N")]
     snapshot_every: Option<u64>,
+    /// Measure the floor instead of ctid: a minimal relay (this binary, as its own process) that
+    /// reads the CSTA link, decodes each event, finds the clients by monitor and writes one
+    /// frame per delivery with ctid's WebSocket stack and write strategy (docs/performance.md,
+    /// "The floor").
+    #[arg(long)]
+    floor: bool,
+    /// A run against ctid, then one against the floor with the same arguments: ctid's CPU per
+    /// switch event as a ratio to the floor's (`ratio_to_floor`).
+    #[arg(long)]
+    vs_floor: bool,
+    /// Run as the floor relay, monitoring at this csta-sim address (used by --floor).
+    #[arg(long, hide = true)]
+    relay: Option<SocketAddr>,
+    /// The floor relay's client port (with --relay).
+    #[arg(long, hide = true, default_value_t = 0)]
+    relay_port: u16,
     /// List on stderr each 100 ms of the window in which switch-to-client latency passed this
     /// many ms (to find stalls).
     #[arg(long, value_name = "MS")]
@@ -136,6 +154,20 @@ struct Proc {
     pid: u32,
 }
 
+/// What [`Proc::io_counts`] reads.
+#[derive(Debug, Default, Clone, Copy)]
+struct IoCounts {
+    ctx_switches: u64,
+}
+
+impl IoCounts {
+    fn since(self, before: IoCounts) -> IoCounts {
+        IoCounts {
+            ctx_switches: self.ctx_switches.saturating_sub(before.ctx_switches),
+        }
+    }
+}
+
 impl Proc {
     /// utime + stime in microseconds.
     fn cpu_us(&self) -> u64 {
@@ -148,6 +180,28 @@ impl Proc {
         let ticks: u64 = f.get(11).and_then(|x| x.parse().ok()).unwrap_or(0)
             + f.get(12).and_then(|x| x.parse().ok()).unwrap_or(0);
         ticks * 10_000 // CLK_TCK = 100 on Linux
+    }
+    /// Context switches (voluntary + involuntary) of the threads alive now (a thread switched
+    /// out to wait is a wake-up; socket system calls are not counted here: `strace -c -f`,
+    /// docs/performance.md).
+    fn io_counts(&self) -> IoCounts {
+        let mut c = IoCounts::default();
+        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.pid)) {
+            for t in tasks.flatten() {
+                let Ok(s) = std::fs::read_to_string(t.path().join("status")) else {
+                    continue;
+                };
+                for l in s.lines() {
+                    if let Some(v) = l
+                        .strip_prefix("voluntary_ctxt_switches:")
+                        .or_else(|| l.strip_prefix("nonvoluntary_ctxt_switches:"))
+                    {
+                        c.ctx_switches += v.trim().parse::<u64>().unwrap_or(0);
+                    }
+                }
+            }
+        }
+        c
     }
     fn peak_rss_mib(&self) -> f64 {
         let Ok(s) = std::fs::read_to_string(format!("/proc/{}/status", self.pid)) else {
@@ -399,6 +453,8 @@ impl HaPair {
 /// What a measured run adds to today's single ctid.
 enum Extra {
     None,
+    /// The floor relay in ctid's place (`--floor`).
+    Floor,
     /// `[export.nats]`.
     Export(Export),
     /// A hot-standby pair: this ctid is the primary, a second one its backup.
@@ -421,7 +477,7 @@ impl Extra {
     /// The NATS URL it uses.
     fn nats_url(&self) -> Option<&str> {
         match self {
-            Extra::None => None,
+            Extra::None | Extra::Floor => None,
             Extra::Export(x) => Some(&x.url),
             Extra::Ha(h) => Some(&h.url),
         }
@@ -431,7 +487,7 @@ impl Extra {
         // A JSON string is a TOML basic string.
         let url = |u: &str| serde_json::Value::from(u).to_string();
         match self {
-            Extra::None => String::new(),
+            Extra::None | Extra::Floor => String::new(),
             Extra::Export(x) => format!(
                 "\n[export.nats]\nurl = {}\nstream = \"{}\"\nsubject-prefix = \"{}\"\n",
                 url(&x.url),
@@ -455,6 +511,7 @@ impl Extra {
     fn describe(&self) -> String {
         match self {
             Extra::None => "one ctid".into(),
+            Extra::Floor => "the floor relay in ctid's place".into(),
             Extra::Export(x) => format!(
                 "NATS {}, stream {}, subjects {}.events.>",
                 x.url, x.stream, x.prefix
@@ -472,7 +529,7 @@ impl Extra {
     /// Delete from NATS what the run created, when the server allows it.
     async fn cleanup(&self) {
         let streams: Vec<String> = match self {
-            Extra::None => return,
+            Extra::None | Extra::Floor => return,
             Extra::Export(x) => vec![x.stream.clone()],
             // A server this tool started goes with its store; nothing to delete.
             Extra::Ha(h) if h.nats_pid.is_some() => return,
@@ -530,6 +587,8 @@ struct Figures {
     cl_rate: f64,
     cpu_us: u64,
     cpu_per: f64,
+    /// Context switches over the window.
+    io: IoCounts,
     p50: f64,
     p99: f64,
     p999: f64,
@@ -661,16 +720,40 @@ struct Node {
 /// Start `ctid --config cfg` listening on `port`; its log lines (stdout and stderr) go to this
 /// tool's stderr prefixed with `[name]`, so that the report on stdout stays clean.
 fn spawn_ctid(args: &Args, cfg: &std::path::Path, port: u16, name: &str) -> anyhow::Result<Node> {
-    use std::process::Stdio;
     let bin = match &args.ctid {
         Some(b) => b.clone(),
         None => std::env::current_exe()
             .context("where is this binary")?
             .with_file_name("ctid"),
     };
-    let mut child = tokio::process::Command::new(&bin)
-        .arg("--config")
-        .arg(cfg)
+    let mut cmd = tokio::process::Command::new(&bin);
+    cmd.arg("--config").arg(cfg);
+    spawn_node(cmd, &bin, port, name)
+}
+
+/// Start this binary as the floor relay (`--relay`) for the DNs of `args`, on `port`.
+fn spawn_relay(args: &Args, csta: SocketAddr, port: u16) -> anyhow::Result<Node> {
+    let bin = std::env::current_exe().context("where is this binary")?;
+    let mut cmd = tokio::process::Command::new(&bin);
+    cmd.arg("--relay")
+        .arg(csta.to_string())
+        .arg("--relay-port")
+        .arg(port.to_string())
+        .arg("--dns")
+        .arg(args.dns.to_string())
+        .arg("--first")
+        .arg(args.first.to_string());
+    spawn_node(cmd, &bin, port, "floor")
+}
+
+fn spawn_node(
+    mut cmd: tokio::process::Command,
+    bin: &std::path::Path,
+    port: u16,
+    name: &str,
+) -> anyhow::Result<Node> {
+    use std::process::Stdio;
+    let mut child = cmd
         .env(
             "RUST_LOG",
             std::env::var("CTID_LOG").unwrap_or_else(|_| "warn".into()),
@@ -790,11 +873,18 @@ async fn measure(args: &Args, numbers: &[String], extra: &Extra) -> anyhow::Resu
     };
     let name = if extra.ha().is_some() {
         "ctid a"
+    } else if matches!(extra, Extra::Floor) {
+        "floor"
     } else {
         "ctid"
     };
-    let (cfg, port) = config("a")?;
-    let mut node = spawn_ctid(args, &cfg, port, name)?;
+    let (mut node, port) = if matches!(extra, Extra::Floor) {
+        let port = free_port().context("no free port for the floor relay")?;
+        (spawn_relay(args, sim.csta_addr(), port)?, port)
+    } else {
+        let (cfg, port) = config("a")?;
+        (spawn_ctid(args, &cfg, port, name)?, port)
+    };
     // Ready: the link is up and every DN monitored (with [ha]: and this node is the primary).
     let startup = wait_until(
         &mut node,
@@ -965,6 +1055,7 @@ async fn measure(args: &Args, numbers: &[String], extra: &Extra) -> anyhow::Resu
     let h0 = histogram(&m0, HIST);
     let nats_proc = extra.ha().and_then(|h| h.nats_pid).map(|pid| Proc { pid });
     let cpu0 = proc_.cpu_us();
+    let io0 = proc_.io_counts();
     let backup_cpu0 = backup.as_ref().map(|b| b.proc_.cpu_us()).unwrap_or(0);
     let nats_cpu0 = nats_proc.as_ref().map(Proc::cpu_us).unwrap_or(0);
     let t0 = Instant::now();
@@ -1023,6 +1114,7 @@ async fn measure(args: &Args, numbers: &[String], extra: &Extra) -> anyhow::Resu
         None
     };
     let cpu = proc_.cpu_us().saturating_sub(cpu0);
+    let io = proc_.io_counts().since(io0);
     let rss = proc_.peak_rss_mib();
     let metrics_text = http_get(http, "/metrics")
         .await
@@ -1152,6 +1244,7 @@ async fn measure(args: &Args, numbers: &[String], extra: &Extra) -> anyhow::Resu
         cl_rate: client_events as f64 / elapsed,
         cpu_us: cpu,
         cpu_per,
+        io,
         p50,
         p99,
         p999,
@@ -1245,6 +1338,10 @@ fn print_report(args: &Args, f: &Figures) {
         f.cpu_us as f64 / 1e6
     );
     println!(
+        "  context switches         {:.2} per switch event",
+        f.per_switch_event(f.io.ctx_switches)
+    );
+    println!(
         "  latency ms p50/p99/p99.9/max  {:.2} / {:.2} / {:.2} / {:.2}  ({} samples)",
         f.p50, f.p99, f.p999, f.max, f.samples
     );
@@ -1336,6 +1433,7 @@ fn report_json(args: &Args, f: &Figures) -> serde_json::Value {
         "switch_events_per_s": f.sw_rate,
         "client_events_per_s": f.cl_rate,
         "cpu_us_per_switch_event": f.cpu_per,
+        "ctx_switches_per_switch_event": f.per_switch_event(f.io.ctx_switches),
         "latency_ms_p50": f.p50,
         "latency_ms_p99": f.p99,
         "latency_ms_p999": f.p999,
@@ -1379,6 +1477,18 @@ fn report_json(args: &Args, f: &Figures) -> serde_json::Value {
         j["ha_snapshot_every"] = args.snapshot_every.into();
     }
     j
+}
+
+impl Figures {
+    /// `n` per switch event of the window.
+    fn per_switch_event(&self, n: u64) -> f64 {
+        let events = self.sw_rate * self.elapsed;
+        if events > 0.0 {
+            n as f64 / events
+        } else {
+            0.0
+        }
+    }
 }
 
 /// Arguments that would make a run fail half-way or measure nothing.
@@ -1428,13 +1538,54 @@ async fn main() -> anyhow::Result<()> {
     let numbers: Vec<String> = (0..args.dns as u32)
         .map(|i| (args.first + i).to_string())
         .collect();
+    if let Some(csta) = args.relay {
+        return floor::run(csta, args.relay_port, numbers).await;
+    }
     if !args.ha && args.nats.is_none() {
-        let f = measure(&args, &numbers, &Extra::None).await?;
+        let target = if args.floor {
+            Extra::Floor
+        } else {
+            Extra::None
+        };
+        let f = measure(&args, &numbers, &target).await?;
+        if !args.vs_floor {
+            print_report(&args, &f);
+            if args.json {
+                println!("{}", report_json(&args, &f));
+            }
+            return Ok(());
+        }
+        println!("ctid:");
         print_report(&args, &f);
+        eprintln!("run 2 of 2: the floor relay in ctid's place");
+        let floor = measure(&args, &numbers, &Extra::Floor)
+            .await
+            .context("the run against the floor")?;
+        println!("floor (a minimal relay in ctid's place; docs/performance.md, \"The floor\"):");
+        print_report(&args, &floor);
+        let ratio = (floor.cpu_per > 0.0).then(|| f.cpu_per / floor.cpu_per);
+        println!(
+            "CPU per switch event, ctid against the floor: {:.1} µs / {:.1} µs = {}",
+            f.cpu_per,
+            floor.cpu_per,
+            ratio
+                .map(|r| format!("{r:.2}"))
+                .unwrap_or_else(|| "-".into())
+        );
         if args.json {
-            println!("{}", report_json(&args, &f));
+            let mut j = report_json(&args, &f);
+            j["floor_cpu_us_per_switch_event"] = floor.cpu_per.into();
+            j["floor_client_events_per_s"] = floor.cl_rate.into();
+            j["floor_switch_events_per_s"] = floor.sw_rate.into();
+            j["floor_ctx_switches_per_switch_event"] =
+                floor.per_switch_event(floor.io.ctx_switches).into();
+            j["ratio_to_floor"] = ratio.into();
+            println!("{j}");
         }
         return Ok(());
+    }
+    if args.floor || args.vs_floor {
+        bail!("--floor and --vs-floor measure one ctid: not with --ha or --nats");
     }
     let tag = format!(
         "{}_{}",

@@ -17,6 +17,7 @@
 use std::sync::{Arc, RwLock};
 
 use axum::http::HeaderMap;
+use percent_encoding::percent_decode_str;
 
 /// Whether clients must authenticate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -240,27 +241,8 @@ pub fn presented_token(headers: &HeaderMap, query: Option<&str>) -> Option<Strin
     query?
         .split('&')
         .find_map(|kv| kv.strip_prefix("token="))
-        .map(percent_decode)
-}
-
-/// `%XX` decoding of a query value (`+` is kept: tokens are not form text).
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            let hex = |c: u8| (c as char).to_digit(16);
-            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+        // `%XX` decoded; `+` is kept (tokens are not form text), a stray `%` too.
+        .map(|t| percent_decode_str(t).decode_utf8_lossy().into_owned())
 }
 
 /// Who a request is, once authenticated (a request extension, read by the `/ws` handler).
@@ -329,6 +311,14 @@ mod tests {
             Some("x+y+z".into())
         );
         assert_eq!(presented_token(&h, Some("token=ab%")), Some("ab%".into()));
+        assert_eq!(
+            presented_token(&h, Some("token=%41%zz%4")),
+            Some("A%zz%4".into())
+        );
+        assert_eq!(
+            presented_token(&h, Some("token=caf%C3%A9%FF")),
+            Some("café\u{FFFD}".into())
+        );
         assert_eq!(presented_token(&h, None), None);
         h.insert("authorization", "Bearer hdr".parse().unwrap());
         assert_eq!(presented_token(&h, Some("token=q")), Some("hdr".into()));

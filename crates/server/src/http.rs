@@ -288,7 +288,7 @@ async fn readyz(State(st): State<AppState>) -> Response {
 
 async fn metrics(State(st): State<AppState>) -> Response {
     (
-        [("content-type", "text/plain; version=0.0.4")],
+        [("content-type", crate::metrics::CONTENT_TYPE)],
         st.metrics.render(),
     )
         .into_response()
@@ -370,7 +370,7 @@ async fn session(
         )
     });
     let (tx, mut rx) = mpsc::channel::<Outgoing>(st.queue.max(1));
-    let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let queued = Arc::new(crate::core::QueueLoad::default());
     let dequeued = queued.clone();
     let Some(session_id) = new_session_id() else {
         warn!(client = id, %peer, "no randomness for a SessionID: connection refused");
@@ -430,28 +430,23 @@ async fn session(
                     return std::future::pending().await;
                 }
             };
-            if let Some(r) = first.close {
-                // The core closes this connection (its session moved on, or ended).
-                let _ = sink.send(close_frame(r)).await;
-                return std::future::pending().await;
-            }
-            stamps.extend(first.since);
-            dequeued.fetch_sub(first.text.len(), std::sync::atomic::Ordering::Relaxed);
-            if sink.feed(WsMessage::Text(first.text)).await.is_err() {
-                return;
-            }
-            // Batch what is already queued.
-            while let Ok(more) = rx.try_recv() {
-                if let Some(r) = more.close {
+            // The core's batch of one turn, and whatever else is already queued: one flush.
+            let mut next = Some(first);
+            while let Some(batch) = next.take() {
+                dequeued.taken(&batch.frames);
+                stamps.extend(batch.since);
+                for f in batch.frames {
+                    if sink.feed(WsMessage::Text(f)).await.is_err() {
+                        return;
+                    }
+                }
+                if let Some(r) = batch.close {
+                    // The core closes this connection (its session moved on, or ended).
                     let _ = sink.flush().await;
                     let _ = sink.send(close_frame(r)).await;
                     return std::future::pending().await;
                 }
-                stamps.extend(more.since);
-                dequeued.fetch_sub(more.text.len(), std::sync::atomic::Ordering::Relaxed);
-                if sink.feed(WsMessage::Text(more.text)).await.is_err() {
-                    return;
-                }
+                next = rx.try_recv().ok();
             }
             if sink.flush().await.is_err() {
                 return;

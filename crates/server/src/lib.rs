@@ -328,6 +328,7 @@ pub async fn start_with(mut cfg: Config, opts: StartOptions) -> anyhow::Result<R
             status_tx,
             cfg.client_queue_bytes,
         )
+        .with_client_queue(cfg.client_queue)
         .with_recorder(recorder)
         .with_export(export)
         .with_next_id(next_id.clone())

@@ -68,6 +68,10 @@ fn init_logs(format: &str) {
     }
 }
 
+/// docs/performance.md, "Where the CPU goes": the allocator is on the per-event path.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();

@@ -256,14 +256,7 @@ async fn user_data_limit_refuses_a_change_that_would_exceed_it() {
 }
 
 fn csta_out(r: &Rig, name: &str) -> u64 {
-    r.ctid
-        .metrics
-        .csta_out
-        .lock()
-        .unwrap()
-        .get(name)
-        .copied()
-        .unwrap_or(0)
+    r.ctid.metrics.csta_out.get(name)
 }
 
 #[tokio::test]

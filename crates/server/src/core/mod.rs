@@ -36,13 +36,23 @@ use crate::record::Recorder;
 /// Messages to the core.
 #[derive(Debug)]
 pub enum CoreMsg {
+    /// A link input from the link manager (link up and down).
     Link(Input),
+    /// The inputs one read of link `link` gave (answers, events, requests, resyncs), straight
+    /// from its driver: taken only while `link` is the active one ([`CoreMsg::LinkActive`]).
+    LinkInputs {
+        link: usize,
+        inputs: Vec<Input>,
+    },
+    /// The link manager's choice of the link that carries the traffic (sent before the
+    /// `LinkUp` or `LinkDown` that goes with it).
+    LinkActive(Option<usize>),
     ClientOpen {
         id: ClientId,
         peer: String,
         tx: mpsc::Sender<Outgoing>,
-        /// Bytes queued for this client; the writer subtracts what it takes off the queue.
-        queued: Arc<AtomicUsize>,
+        /// What is queued for this client; the writer subtracts what it takes off the queue.
+        queued: Arc<QueueLoad>,
         /// The new session's SessionID (random, drawn by the connection task).
         session_id: String,
         /// The token name the connection was opened with ("" without authentication).
@@ -89,21 +99,39 @@ pub fn shutting_down() -> bool {
     SHUTTING_DOWN.load(std::sync::atomic::Ordering::Relaxed)
 }
 
-/// One encoded event on its way to a client, or the order to close its connection.
-#[derive(Debug, Clone)]
+/// The encoded events of one turn of the core for one client (its writer is woken once for
+/// them, and writes them with one flush), or the order to close its connection.
+#[derive(Debug, Clone, Default)]
 pub struct Outgoing {
-    pub text: Utf8Bytes,
-    /// When the CSTA event that caused it reached the core (switch-to-client latency).
-    pub since: Option<Instant>,
-    /// Close the connection with this code and reason instead (`text` is empty).
+    pub frames: Vec<Utf8Bytes>,
+    /// When the CSTA events behind the frames reached the core (switch-to-client latency).
+    pub since: Vec<Instant>,
+    /// Close the connection with this code and reason, after the frames.
     pub close: Option<crate::session::CloseReason>,
+}
+
+/// What is queued for one client (in the core's batch of the turn and in its channel), against
+/// `client-queue` and `client-queue-bytes`.
+#[derive(Debug, Default)]
+pub struct QueueLoad {
+    pub events: AtomicUsize,
+    pub bytes: AtomicUsize,
+}
+
+impl QueueLoad {
+    /// The writer took `frames` off the queue.
+    pub fn taken(&self, frames: &[Utf8Bytes]) {
+        let bytes: usize = frames.iter().map(|f| f.len()).sum();
+        self.events.fetch_sub(frames.len(), Ordering::Relaxed);
+        self.bytes.fetch_sub(bytes, Ordering::Relaxed);
+    }
 }
 
 impl Outgoing {
     fn close(code: u16, reason: impl Into<String>) -> Self {
         Outgoing {
-            text: Utf8Bytes::from_static(""),
-            since: None,
+            frames: Vec::new(),
+            since: Vec::new(),
             close: Some(crate::session::CloseReason {
                 code,
                 reason: reason.into(),
@@ -149,9 +177,15 @@ pub struct Core {
     /// resumes another), and the reverse: which connection carries a session now.
     conn_session: HashMap<ClientId, ClientId>,
     session_conn: HashMap<ClientId, ClientId>,
-    /// Bytes queued per client (the queue is bounded in bytes as well as in events).
-    queued: HashMap<ClientId, Arc<AtomicUsize>>,
+    /// What is queued per client (the queue is bounded in events and in bytes).
+    queued: HashMap<ClientId, Arc<QueueLoad>>,
     max_queued_bytes: usize,
+    max_queued_events: usize,
+    /// The frames of this turn per client, handed to each client's writer at once when the
+    /// turn's outputs are carried out (one wake-up per client and turn, not per event).
+    pending: HashMap<ClientId, Outgoing>,
+    /// The link whose inputs are taken ([`CoreMsg::LinkActive`]).
+    active_link: Option<usize>,
     peers: HashMap<ClientId, String>,
     /// Requests awaiting their answer: (client, ReferenceID) → (received, name).
     inflight: HashMap<(ClientId, u32), (Instant, RequestName)>,
@@ -194,6 +228,9 @@ impl Core {
             session_conn: HashMap::new(),
             queued: HashMap::new(),
             max_queued_bytes: max_queued_bytes.max(1),
+            max_queued_events: usize::MAX,
+            pending: HashMap::new(),
+            active_link: None,
             peers: HashMap::new(),
             inflight: HashMap::new(),
             origins: Vec::new(),
@@ -209,6 +246,12 @@ impl Core {
             mono_offset: 0,
             next_id: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// `client-queue`: events queued per client before it is dropped as too slow.
+    pub fn with_client_queue(mut self, events: usize) -> Self {
+        self.max_queued_events = events.max(1);
+        self
     }
 
     /// Share the client port's connection numbering (a new primary moves it on).
@@ -332,6 +375,7 @@ impl Core {
             && matches!(
                 m,
                 CoreMsg::Link(_)
+                    | CoreMsg::LinkInputs { .. }
                     | CoreMsg::Client(_)
                     | CoreMsg::ClientClose { .. }
                     | CoreMsg::ClientOpen { .. }
@@ -364,11 +408,21 @@ impl Core {
                 if let Input::LinkUp { name, .. } = &input {
                     self.link_name = name.clone();
                 }
-                let from = out.len();
-                let event = matches!(input, Input::CstaEvent { .. });
-                self.handle(now, input, out);
-                if event && out.len() > from {
-                    self.origins.push((from, out.len(), Instant::now()));
+                self.link_input(now, input, out, Instant::now());
+            }
+            CoreMsg::LinkActive(link) => self.active_link = link,
+            CoreMsg::LinkInputs { link, inputs } => {
+                if self.active_link != Some(link) {
+                    tracing::debug!(
+                        link,
+                        inputs = inputs.len(),
+                        "inputs from a link that is not active dropped"
+                    );
+                    return;
+                }
+                let arrived = Instant::now();
+                for input in inputs {
+                    self.link_input(now, input, out, arrived);
                 }
             }
             CoreMsg::ClientOpen {
@@ -474,6 +528,16 @@ impl Core {
         }
     }
 
+    /// An input of the link; the client events a CSTA event causes are stamped with `arrived`.
+    fn link_input(&mut self, now: Now, input: Input, out: &mut Vec<Output>, arrived: Instant) {
+        let from = out.len();
+        let event = matches!(input, Input::CstaEvent { .. });
+        self.handle(now, input, out);
+        if event && out.len() > from {
+            self.origins.push((from, out.len(), arrived));
+        }
+    }
+
     /// A frame of a client (its session's number already in it).
     fn client_input(&mut self, now: Now, input: Input, out: &mut Vec<Output>) {
         let Input::ClientText { client, text } = input else {
@@ -504,7 +568,10 @@ impl Core {
 
     /// A resume: the connection opened as `connection` carries `session` from now on; a
     /// connection that carried it until now is closed with 4001.
-    fn rebind(&mut self, connection: ClientId, session: ClientId) {
+    fn rebind(&mut self, connection: ClientId, session: ClientId, dropped: &mut Vec<ClientId>) {
+        // What either was given this turn goes first, on its own connection.
+        self.flush_client(connection, dropped);
+        self.flush_client(session, dropped);
         let Some(tx) = self.clients.remove(&connection) else {
             return;
         };
@@ -529,6 +596,7 @@ impl Core {
     }
 
     fn forget_client(&mut self, id: ClientId) {
+        self.pending.remove(&id);
         self.peers.remove(&id);
         self.queued.remove(&id);
         if !self.inflight.is_empty() {
@@ -570,59 +638,53 @@ impl Core {
                         }
                     }
                     for c in to {
-                        let Some(tx) = self.clients.get(&c) else {
+                        if !self.clients.contains_key(&c) {
                             continue;
-                        };
+                        }
                         if dropped.contains(&c) {
                             continue; // already dropped in this batch: one log line, one count
                         }
                         if let Some(q) = self.queued.get(&c) {
                             let n = text.len();
-                            if q.load(Ordering::Relaxed) + n > self.max_queued_bytes {
+                            let events = q.events.load(Ordering::Relaxed) + 1;
+                            let over = if events > self.max_queued_events {
+                                Some(("client-queue", self.max_queued_events))
+                            } else if q.bytes.load(Ordering::Relaxed) + n > self.max_queued_bytes {
+                                Some(("client-queue-bytes", self.max_queued_bytes))
+                            } else {
+                                None
+                            };
+                            if let Some((setting, limit)) = over {
                                 warn!(
                                     client = c,
-                                    limit = self.max_queued_bytes,
-                                    "client too slow: send queue over client-queue-bytes; disconnecting"
+                                    limit,
+                                    "client too slow: send queue over {setting}; disconnecting"
                                 );
                                 self.metrics.clients_dropped_slow.inc();
                                 dropped.push(c);
                                 continue;
                             }
-                            q.fetch_add(n, Ordering::Relaxed);
-                        }
-                        let item = Outgoing {
-                            text: text.clone(),
-                            since,
-                            close: None,
-                        };
-                        match tx.try_send(item) {
-                            Ok(()) => {
-                                let depth = (tx.max_capacity() - tx.capacity()) as i64;
-                                if depth > self.metrics.queue_high_water.get() {
-                                    self.metrics.queue_high_water.set(depth);
-                                }
+                            q.events.fetch_add(1, Ordering::Relaxed);
+                            q.bytes.fetch_add(n, Ordering::Relaxed);
+                            if events as i64 > self.metrics.queue_high_water.get() {
+                                self.metrics.queue_high_water.set(events as i64);
                             }
-                            Err(mpsc::error::TrySendError::Full(_)) => {
-                                warn!(
-                                    client = c,
-                                    "client too slow: send queue full; disconnecting"
-                                );
-                                self.metrics.clients_dropped_slow.inc();
-                                dropped.push(c);
-                            }
-                            Err(mpsc::error::TrySendError::Closed(_)) => dropped.push(c),
                         }
+                        let p = self.pending.entry(c).or_default();
+                        p.frames.push(text.clone());
+                        p.since.extend(since);
                     }
                 }
                 Output::Rebind {
                     connection,
                     session,
-                } => self.rebind(connection, session),
+                } => self.rebind(connection, session, &mut dropped),
                 Output::Close {
                     client,
                     code,
                     reason,
                 } => {
+                    self.flush_client(client, &mut dropped);
                     if let Some(tx) = self.clients.remove(&client) {
                         let _ = tx.try_send(Outgoing::close(code, reason));
                     }
@@ -639,7 +701,13 @@ impl Core {
                 }
             }
         }
+        // Each client's writer is woken once for what this turn gave it.
+        let touched: Vec<ClientId> = self.pending.keys().copied().collect();
+        for c in touched {
+            self.flush_client(c, &mut dropped);
+        }
         for c in dropped {
+            self.pending.remove(&c);
             if self.clients.remove(&c).is_some() {
                 // Too slow is not a clean end: the session is kept for a resume, the events it
                 // could not take are among those kept (docs/protocol.md §6.9).
@@ -652,6 +720,32 @@ impl Core {
         }
         if !out.is_empty() {
             self.act(out);
+        }
+    }
+
+    /// Hand `c`'s frames of this turn to its writer (one message, one wake-up); a client whose
+    /// channel is full or gone goes on `dropped`.
+    fn flush_client(&mut self, c: ClientId, dropped: &mut Vec<ClientId>) {
+        let Some(batch) = self.pending.remove(&c) else {
+            return;
+        };
+        if dropped.contains(&c) {
+            return;
+        }
+        let Some(tx) = self.clients.get(&c) else {
+            return;
+        };
+        match tx.try_send(batch) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                warn!(
+                    client = c,
+                    "client too slow: send queue full; disconnecting"
+                );
+                self.metrics.clients_dropped_slow.inc();
+                dropped.push(c);
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => dropped.push(c),
         }
     }
 
@@ -723,7 +817,7 @@ impl Core {
 fn order_batch(batch: &mut [CoreMsg], background_processing: bool) {
     if background_processing {
         // A stable sort: link messages first, the rest after, each in arrival order.
-        batch.sort_by_key(|m| !matches!(m, CoreMsg::Link(_)));
+        batch.sort_by_key(|m| !matches!(m, CoreMsg::Link(_) | CoreMsg::LinkInputs { .. }));
     }
 }
 

@@ -1,6 +1,8 @@
 //! The tokio side of one CSTA link: TCP connect within `connect-tout`, then a [`Session`] fed
 //! with what the socket reads, the core's commands and the clock; what the session has to send
-//! is written in batches, its events go to the link manager. When the session ends, reconnect
+//! is written in batches. What one read gives the engine goes to the core in one message (no
+//! hop through the manager: the core takes it while this link is the active one); the
+//! session's ups and downs go to the link manager. When the session ends, reconnect
 //! with backoff (`reconnect-min` doubling to `reconnect-max`, ±20 % jitter, reset after 60 s
 //! of connection or when the link was left for a better one), and take the link's settings
 //! from the reloaded configuration at each reconnect (docs/configuration.md, `[[link]]`).
@@ -17,7 +19,9 @@ use super::error::LinkError;
 use super::session::{Session, SessionEvent};
 use super::LinkCmd;
 use crate::config::LinkConfig;
+use crate::core::CoreMsg;
 use crate::metrics::Metrics;
+use ctid_engine::Input;
 
 /// Bytes queued for the Connector after which no more commands are taken into the same write.
 const WRITE_BATCH: usize = 60_000;
@@ -32,12 +36,19 @@ pub(super) struct Inbox {
     pub reset: mpsc::UnboundedReceiver<()>,
 }
 
+/// Where a link task's session events go: ups and downs to the manager, engine inputs to the
+/// core.
+pub(super) struct Outbox {
+    pub mgr: mpsc::Sender<(usize, SessionEvent)>,
+    pub core: mpsc::Sender<CoreMsg>,
+}
+
 /// Run link `index` forever: connect, serve, reconnect. Nothing is written to the Connector
 /// while `gate` is closed (a node that is not the pair's primary).
 pub(super) async fn run_link(
     index: usize,
     mut cfg: LinkConfig,
-    mgr: mpsc::Sender<(usize, SessionEvent)>,
+    to: Outbox,
     inbox: Inbox,
     metrics: Metrics,
     settings: watch::Receiver<Vec<LinkConfig>>,
@@ -68,8 +79,7 @@ pub(super) async fn run_link(
                 while reset.try_recv().is_ok() {}
                 while cmds.try_recv().is_ok() {}
                 let session = Session::new(cfg.clone(), metrics.clone(), Instant::now());
-                let reason =
-                    serve(&gate, index, session, stream, &mgr, &mut cmds, &mut reset).await;
+                let reason = serve(&gate, index, session, stream, &to, &mut cmds, &mut reset).await;
                 demoted = matches!(reason, LinkError::Demoted);
                 warn!(link = %cfg.name, %reason, "CSTA link closed");
                 if started.elapsed() > Duration::from_secs(60) {
@@ -115,16 +125,29 @@ async fn serve(
     index: usize,
     mut session: Session,
     mut stream: TcpStream,
-    mgr: &mpsc::Sender<(usize, SessionEvent)>,
+    to: &Outbox,
     cmds: &mut mpsc::UnboundedReceiver<LinkCmd>,
     reset: &mut mpsc::UnboundedReceiver<()>,
 ) -> LinkError {
     let mut rbuf = BytesMut::with_capacity(64 * 1024);
     let far = Duration::from_secs(3600);
+    let mut inputs = Vec::new();
     loop {
+        // In the session's order: the inputs before an up or down reach the core first.
         while let Some(ev) = session.poll_event() {
-            let _ = mgr.send((index, ev)).await;
+            match ev {
+                SessionEvent::Input(i) => inputs.push(i),
+                SessionEvent::Resync(r) => inputs.push(Input::Resync {
+                    reason: r.to_string(),
+                }),
+                SessionEvent::Overload(reached) => inputs.push(Input::Overload { reached }),
+                ev @ (SessionEvent::Up | SessionEvent::Down(_)) => {
+                    send_inputs(to, index, &mut inputs).await;
+                    let _ = to.mgr.send((index, ev)).await;
+                }
+            }
         }
+        send_inputs(to, index, &mut inputs).await;
         if let Some(reason) = session.close_reason() {
             let reason = reason.clone();
             // What the session queued last (e.g. the MonitorStops of a demoted session) goes
@@ -170,6 +193,20 @@ async fn serve(
             Some(()) = reset.recv() => session.demote(),
             _ = sleep, if wake.is_some() => session.handle_timeout(Instant::now()),
         }
+    }
+}
+
+/// The inputs gathered so far, to the core in one message.
+async fn send_inputs(to: &Outbox, index: usize, inputs: &mut Vec<Input>) {
+    if !inputs.is_empty() {
+        let inputs = std::mem::take(inputs);
+        let _ = to
+            .core
+            .send(CoreMsg::LinkInputs {
+                link: index,
+                inputs,
+            })
+            .await;
     }
 }
 

@@ -41,7 +41,10 @@ pub async fn run_links(
         tasks.push(tokio::spawn(run_link(
             i,
             cfg.clone(),
-            event_tx.clone(),
+            super::driver::Outbox {
+                mgr: event_tx.clone(),
+                core: core.clone(),
+            },
             super::driver::Inbox {
                 cmds: rx,
                 reset: reset_rx,
@@ -64,19 +67,14 @@ pub async fn run_links(
     let mut up = vec![false; links.len()];
     let mut active: Option<usize> = None;
     metrics.link_up(false);
+    // The core takes the drivers' inputs only from the active link (none yet).
+    let _ = core.send(CoreMsg::LinkActive(None)).await;
     loop {
         tokio::select! {
             biased;
             e = events.recv() => {
                 let Some((i, e)) = e else { return };
                 match e {
-                    SessionEvent::Input(input) => {
-                        if active == Some(i) {
-                            let _ = core.send(CoreMsg::Link(input)).await;
-                        } else {
-                            debug!(link = %links[i].name, "input from a link that is not active dropped");
-                        }
-                    }
                     SessionEvent::Up => {
                         up[i] = true;
                         match active {
@@ -84,6 +82,7 @@ pub async fn run_links(
                             Some(a) if i < a => {
                                 info!(link = %links[i].name, from = %links[a].name, "a link with higher priority is operational; switching back");
                                 let reason = format!("switching to link {} with higher priority", links[i].name);
+                                let _ = core.send(CoreMsg::LinkActive(None)).await;
                                 let _ = core.send(CoreMsg::Link(Input::LinkDown { reason })).await;
                                 // The link left behind restarts its session: it must hold no monitors.
                                 up[a] = false;
@@ -95,7 +94,7 @@ pub async fn run_links(
                             }
                         }
                         active = Some(i);
-                        select(&links[i], &core, &metrics).await;
+                        select(i, &links[i], &core, &metrics).await;
                     }
                     SessionEvent::Down(reason) => {
                         up[i] = false;
@@ -108,22 +107,16 @@ pub async fn run_links(
                             None => reason.to_string(),
                         };
                         metrics.link_up(false);
+                        let _ = core.send(CoreMsg::LinkActive(None)).await;
                         let _ = core.send(CoreMsg::Link(Input::LinkDown { reason })).await;
                         if let Some(n) = active {
-                            select(&links[n], &core, &metrics).await;
+                            select(n, &links[n], &core, &metrics).await;
                         }
                     }
-                    SessionEvent::Resync(reason) => {
-                        // Same session, no link events: the engine re-monitors and catches up.
-                        if active == Some(i) {
-                            let reason = reason.to_string();
-                            let _ = core.send(CoreMsg::Link(Input::Resync { reason })).await;
-                        }
-                    }
-                    SessionEvent::Overload(reached) => {
-                        if active == Some(i) {
-                            let _ = core.send(CoreMsg::Link(Input::Overload { reached })).await;
-                        }
+                    // A driver sends its inputs (resyncs and overloads among them) to the core
+                    // itself, which takes them from the active link only.
+                    SessionEvent::Input(_) | SessionEvent::Resync(_) | SessionEvent::Overload(_) => {
+                        debug!(link = %links[i].name, "an input sent to the link manager dropped");
                     }
                 }
             }
@@ -140,9 +133,10 @@ pub async fn run_links(
 }
 
 /// Make `link` the active one: logged as Genesys's 35115 is, then LinkUp to the engine.
-async fn select(link: &LinkConfig, core: &mpsc::Sender<CoreMsg>, metrics: &Metrics) {
+async fn select(index: usize, link: &LinkConfig, core: &mpsc::Sender<CoreMsg>, metrics: &Metrics) {
     info!(link = %link.name, priority = link.priority, edition = %link.edition, "CTI link {} with priority {} is selected", link.name, link.priority);
     metrics.link_up(true);
+    let _ = core.send(CoreMsg::LinkActive(Some(index))).await;
     let _ = core
         .send(CoreMsg::Link(Input::LinkUp {
             name: link.name.clone(),
