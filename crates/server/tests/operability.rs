@@ -287,6 +287,9 @@ async fn web_monitor_page_and_state() {
     let js = get(addr, "/monitor.js").await;
     assert!(js.headers.contains("javascript") && js.body.contains("ModeMonitor"));
     assert!(get(addr, "/monitor.css").await.headers.contains("text/css"));
+    // The monitor's client: the browser build of clients/typescript (@ctid/client).
+    let client = get(addr, "/ctid-client.js").await;
+    assert!(client.headers.contains("javascript") && client.body.contains("class CtidClient"));
 
     let s = get(addr, "/api/state").await.json();
     assert_eq!(s["link"]["state"], "up");

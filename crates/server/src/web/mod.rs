@@ -1,12 +1,14 @@
-//! The live web monitor: a static page (HTML, CSS and a small script, embedded in the binary, no
-//! build step, nothing from a CDN) served at `/`, and its JSON `/api/state` (the engine's DN and
-//! call views, filtered and paged). The page speaks the client protocol over `/ws` like any client:
-//! it registers the DNs it shows in ModeMonitor and refreshes from `/api/state` when events arrive.
-//! Its session survives a dropped connection: the page resumes it (docs/protocol.md §6.9) and
-//! shows every session from `/api/state`, the detached ones with how long and what they keep.
-//! With a pair of nodes (§6.10) the page follows a close 4010 to the primary it names, learns the
-//! other nodes from `/api/ha`, tries them in turn after a drop, and shows in its header the node
-//! its WebSocket is connected to and that node's role.
+//! The live web monitor: a static page (HTML, CSS, a small script and the browser build of the
+//! TypeScript client `@ctid/client`, all embedded in the binary, nothing from a CDN) served at
+//! `/`, and its JSON `/api/state` (the engine's DN and call views, filtered and paged). The page
+//! speaks the client protocol over `/ws` like any client, through `CtidClient` (served as
+//! `/ctid-client.js`): it registers the DNs it shows in ModeMonitor and refreshes from
+//! `/api/state` when events arrive. Its session survives a dropped connection: the client resumes
+//! it (docs/protocol.md §6.9) and the page shows every session from `/api/state`, the detached
+//! ones with how long and what they keep. With a pair of nodes (§6.10) the client follows a close
+//! 4010 to the primary it names, the page gives it the other nodes from `/api/ha`, it tries them
+//! in turn after a drop, and the header shows the node its WebSocket is connected to and that
+//! node's role.
 
 use std::time::Duration;
 
@@ -24,6 +26,9 @@ use crate::http::AppState;
 
 const INDEX_HTML: &str = include_str!("index.html");
 const MONITOR_JS: &str = include_str!("monitor.js");
+/// The browser build of the TypeScript client `@ctid/client` (clients/typescript, built by its
+/// `npm run build:browser`): the monitor speaks the client protocol through it.
+const CTID_CLIENT_JS: &str = include_str!("ctid-client.js");
 const MONITOR_CSS: &str = include_str!("monitor.css");
 
 /// Largest page `/api/state` returns.
@@ -41,6 +46,10 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/monitor.js",
             get(|| async { static_file("text/javascript; charset=utf-8", MONITOR_JS) }),
+        )
+        .route(
+            "/ctid-client.js",
+            get(|| async { static_file("text/javascript; charset=utf-8", CTID_CLIENT_JS) }),
         )
         .route(
             "/monitor.css",

@@ -1,39 +1,33 @@
 // ctid web monitor. Reads the DN and call views from /api/state (paged, filtered) and speaks the
-// client protocol over /ws like any client: RequestRegisterClient, then RequestRegisterAddress in
-// ModeMonitor for the DNs on the current page. Every event is logged and triggers a refresh of
-// /api/state (at most one every 300 ms); a 2 s poll catches what the page is not registered for.
+// client protocol over /ws like any client, through the TypeScript client @ctid/client (its browser
+// build, served as /ctid-client.js; clients/typescript): RequestRegisterClient, then
+// RequestRegisterAddress in ModeMonitor for the DNs on the current page. Every event is logged and
+// triggers a refresh of /api/state (at most one every 300 ms); a 2 s poll catches what the page is
+// not registered for.
 //
-// The page's session outlives its connection (docs/protocol.md §6.9): it keeps the SessionID of
-// the first frame and the last EventSequenceNumber received; when the WebSocket drops it
-// reconnects with backoff (100 ms doubling to 5 s) and sends RequestResumeSession first, so the
-// events missed meanwhile are replayed into the log, none twice. A refused resume (EventError
-// 1901-1905) starts afresh on the new connection's session: register again. Leaving the page
-// closes with code 1000, which ends the session at once.
+// The page's session outlives its connection (docs/protocol.md §6.9): CtidClient keeps the
+// SessionID and the last EventSequenceNumber; when the WebSocket drops it reconnects with backoff
+// (100 ms doubling to 5 s) and resumes the session, so the events missed meanwhile are replayed
+// into the log, none twice. A refused resume (EventError 1901-1905) starts afresh on the new
+// connection's session, and the client registers the page's DNs again. Leaving the page closes
+// with code 1000, which ends the session at once.
 //
 // A pair of nodes (docs/protocol.md §6.10): a node that is not primary closes the WebSocket with
-// code 4010 and the reason "not primary; primary=<ws URL>" (or "primary unknown"). The page then
-// connects to the named primary at once (cross-origin WebSockets are fine). It reads /api/ha
-// (when HA is enabled) to learn the other nodes' URLs; after a drop, or "primary unknown", it
-// tries the next known node with the backoff. Redirects are bounded (each primary once, at most
-// 4, after one node taken from the list) so two nodes naming each other cannot bounce it for
-// ever. The session is resumed on whichever node serves. The header shows the node the
-// WebSocket is connected to and its role. The tables (/api/state, /api/ha) still come from the
-// node that served the page.
-"use strict";
+// code 4010 and the reason "not primary; primary=<ws URL>" (or "primary unknown"); the client then
+// connects to the named primary at once (cross-origin WebSockets are fine). The page reads
+// /api/ha (when HA is enabled) and gives the other nodes' URLs to the client; after a drop, or
+// "primary unknown", it tries the next known node with the backoff. Redirects are bounded (each
+// primary once, at most 4, after one node taken from the list) so two nodes naming each other
+// cannot bounce it for ever. The session is resumed on whichever node serves. The header shows
+// the node the WebSocket is connected to and its role. The tables (/api/state, /api/ha) still
+// come from the node that served the page.
+import { CtidClient } from "/ctid-client.js";
+
 (function () {
   const $ = (id) => document.getElementById(id);
   const view = { offset: 0, limit: 100, filter: "", total: 0 };
   const LOG_MAX = 500;
-  let ws = null;
-  let refId = 0;
-  // The session (§6.9): its SessionID, the last EventSequenceNumber received, resumes so far.
-  const session = { id: null, last: 0, resumes: 0 };
-  let ready = false; // the connection carries our session (fresh or resumed): requests may go
-  let resumeRef = null; // ReferenceID of the RequestResumeSession waiting for its answer
-  let fresh = null; // the current connection's first frame, until the resume is answered
-  let resumeTimer = null;
   let registered = new Set(); // DNs this page registered (ModeMonitor)
-  let ours = new Set(); // ReferenceIDs of our own requests (their answers are not logged)
   let refreshTimer = null;
   let lastRefresh = 0;
   let inFlight = false;
@@ -50,26 +44,15 @@
 
   const ownUrl = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws";
   let ha = null; // the last /api/ha answer of this page's node (null: not read yet / not there)
-  const known = [ownUrl]; // WebSocket URLs to try, this page's node first
   let target = ownUrl; // the URL of the current (or next) connection
-  let followed = []; // primaries followed since the last URL taken from the list
-  const MAX_REDIRECTS = 4;
 
   function bare(u) {
     return String(u || "").split("?")[0];
   }
+  // A node's URL for the client's list (it tries them in turn after a drop).
   function know(u) {
     const b = bare(u);
-    if (/^wss?:\/\//.test(b) && !known.includes(b)) known.push(b);
-  }
-  function withToken(u) {
-    return token ? u + (u.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token) : u;
-  }
-  // The primary a close names: undefined if it is not a 4010, null for "primary unknown".
-  function primaryOf(ev) {
-    if (ev.code !== 4010) return undefined;
-    const m = /primary=([^\s;,]+)/.exec(ev.reason || "");
-    return m ? m[1] : null;
+    if (/^wss?:\/\//.test(b)) client.addServer(b);
   }
 
   // Node name and role of a WebSocket URL, as /api/ha of this page's node tells them.
@@ -221,26 +204,23 @@
 
   // ------------------------------------------------------------------ the client protocol
 
-  function send(req) {
-    if (!ws || ws.readyState !== WebSocket.OPEN || !ready) return;
-    refId = refId >= 2147483647 ? 1 : refId + 1;
-    req.ReferenceID = refId;
-    ours.add(refId);
-    ws.send(JSON.stringify(req));
-  }
+  // ApplicationName "web-monitor"; the token (auth = "token") goes to /ws as ?token=; the page
+  // never gives up reconnecting.
+  const client = new CtidClient({ applicationName: "web-monitor", token: token || undefined, giveUpAfter: Infinity });
+  const noop = () => {};
 
   function syncRegistrations(dns) {
-    if (!ws || ws.readyState !== WebSocket.OPEN || !ready) return;
+    if (!client.connected) return;
     const want = new Set(dns);
     for (const dn of registered) {
       if (!want.has(dn)) {
-        send({ request: "RequestUnregisterAddress", ThisDN: dn });
+        client.unregister(dn).catch(noop);
         registered.delete(dn);
       }
     }
     for (const dn of want) {
       if (!registered.has(dn)) {
-        send({ request: "RequestRegisterAddress", ThisDN: dn, RegisterMode: "ModeMonitor" });
+        client.register(dn, { mode: "ModeMonitor" }).catch(noop);
         registered.add(dn);
       }
     }
@@ -266,7 +246,7 @@
 
   function setWs(state, text) {
     $("ws").dataset.state = state;
-    $("ws").dataset.resumes = String(session.resumes);
+    $("ws").dataset.resumes = String(client.resumes);
     $("ws-state").textContent = text || state;
   }
 
@@ -278,121 +258,60 @@
     $("log").appendChild(li);
   }
 
-  // The connection carries a session of its own from here on: register as a new client.
-  function startFresh(first) {
-    served();
-    session.id = first.SessionID || null;
-    session.last = first.EventSequenceNumber || 0;
-    registered = new Set();
-    ours = new Set();
-    ready = true;
-    send({ request: "RequestRegisterClient", ApplicationName: "web-monitor" });
-    refresh();
-  }
-
-  // An event of the session: remember its number, show it.
-  function handle(ev) {
-    if (typeof ev.EventSequenceNumber === "number" && ev.EventSequenceNumber > session.last) session.last = ev.EventSequenceNumber;
+  // Every event of the session, once, in order (replayed ones included).
+  client.onEvent((ev) => {
     if (ev.event === "EventLinkConnected") setLink("up", ev.ApplicationName || "");
     if (ev.event === "EventLinkDisconnected") setLink("down", ev.ApplicationName || "");
-    if (ev.ReferenceID !== undefined && ours.has(ev.ReferenceID)) {
-      ours.delete(ev.ReferenceID);
-      if (ev.event !== "EventError") return; // our own registrations: not news
-    }
+    if (ev.event === "EventSessionResumed") return; // shown as a note
+    // Answers to this page's own requests (registrations) are not news; their errors are.
+    if (ev.ReferenceID !== undefined && ev.event !== "EventError") return;
     logEvent(ev);
     schedule();
-  }
+  });
 
-  // Before the session is settled on this connection: the first frame, then the resume's answer.
-  function settle(ev) {
-    if (fresh === null) {
-      fresh = ev; // the first frame: the connection's own fresh session
-      if (!session.id) { startFresh(ev); handle(ev); return; }
-      refId = refId >= 2147483647 ? 1 : refId + 1;
-      resumeRef = refId;
-      ws.send(JSON.stringify({ request: "RequestResumeSession", ReferenceID: resumeRef, SessionID: session.id, EventSequenceNumber: session.last }));
-      setWs("resuming");
-      // No answer in time: drop this connection (not with 1000, which would end the session).
-      const mine = ws;
-      resumeTimer = setTimeout(() => { if (ws === mine && !ready) mine.close(4000, "resume timed out"); }, 5000);
-      return;
+  // The connection's changes: the ws badge, the node, notes in the log.
+  client.onStatus((s) => {
+    switch (s.state) {
+      case "connecting":
+        target = s.url;
+        showNode();
+        setWs("connecting", s.url === ownUrl ? "connecting" : "connecting to " + bare(s.url));
+        break;
+      case "resuming":
+        setWs("resuming");
+        break;
+      case "open":
+        target = s.url;
+        served();
+        if (s.session === "resumed") {
+          setWs("open", "open (resumed, " + s.replayed + " replayed)");
+          logNote("connection lost; session resumed, " + s.replayed + " missed events follow");
+        } else if (s.session === "fresh") {
+          setWs("open", "open (new session)");
+          logNote("connection lost; session not resumed (" + s.refusal.ErrorCode + " " + (s.refusal.ErrorMessage || "") + "): registering again");
+          registered = new Set(client.registeredDns); // the client registers them again
+        } else setWs("open");
+        refresh();
+        break;
+      case "lost":
+        if (s.redirect) logNote(bare(s.url) + " is not primary; moving to " + bare(s.next));
+        else if (/primary unknown/.test(s.reason)) logNote(bare(s.url) + " is not primary and knows no primary");
+        setWs("closed", "closed (retrying" + (client.servers.length > 1 && s.next ? " " + bare(s.next) : "") + ")");
+        break;
+      case "closed":
+        setWs("closed", s.gaveUp ? "closed (" + s.reason + ")" : "closed");
+        break;
     }
-    if (ev.ReferenceID !== resumeRef) return; // of the throw-away session
-    clearTimeout(resumeTimer);
-    resumeRef = null;
-    if (ev.event === "EventSessionResumed") {
-      served();
-      session.resumes++;
-      ready = true;
-      const n = ev.Extensions && ev.Extensions.Replayed !== undefined ? ev.Extensions.Replayed : 0;
-      setWs("open", "open (resumed, " + n + " replayed)");
-      logNote("connection lost; session resumed, " + n + " missed events follow");
-      refresh();
-    } else {
-      setWs("open", "open (new session)");
-      logNote("connection lost; session not resumed (" + ev.ErrorCode + " " + (ev.ErrorMessage || "") + "): registering again");
-      const first = fresh;
-      startFresh(first);
-      handle(first);
-      handle(ev);
-    }
-  }
+  });
 
-  let backoff = 100;
-  // The connection carries the session: the search is over.
+  // The connection carries the session: show where, and learn the other nodes.
   function served() {
-    backoff = 100;
-    followed = [];
     showNode();
     readHa();
   }
 
-  function connect() {
-    showNode();
-    setWs("connecting", target === ownUrl ? "connecting" : "connecting to " + bare(target));
-    ready = false;
-    fresh = null;
-    resumeRef = null;
-    const sock = new WebSocket(withToken(target));
-    ws = sock;
-    sock.onopen = () => {
-      if (ws === sock && !session.id) setWs("connecting", "open, waiting for the first frame");
-    };
-    sock.onmessage = (m) => {
-      if (ws !== sock) return;
-      let ev;
-      try { ev = JSON.parse(m.data); } catch (e) { return; }
-      if (!ready) {
-        if (!session.id && fresh === null) setWs("open");
-        settle(ev);
-      } else handle(ev);
-    };
-    sock.onclose = (ev) => {
-      if (ws !== sock) return;
-      clearTimeout(resumeTimer);
-      ready = false;
-      const primary = primaryOf(ev);
-      if (primary && primary !== bare(target) && !followed.includes(primary) && followed.length < MAX_REDIRECTS) {
-        // Not the primary, and it names one: go there at once.
-        followed.push(primary);
-        know(primary);
-        logNote(bare(target) + " is not primary; moving to " + primary);
-        target = primary;
-        connect();
-        return;
-      }
-      // Dropped, refused, or no primary named: the next known node, after the backoff.
-      followed = [];
-      if (primary === null) logNote(bare(target) + " is not primary and knows no primary");
-      const i = known.indexOf(bare(target));
-      target = known[(i + 1) % known.length];
-      setWs("closed", "closed (retrying" + (known.length > 1 ? " " + bare(target) : "") + ")");
-      setTimeout(connect, backoff);
-      backoff = Math.min(backoff * 2, 5000);
-    };
-  }
   // Leaving the page ends the session at once instead of leaving it to expire.
-  window.addEventListener("pagehide", () => { if (ws) { const s = ws; ws = null; s.close(1000); } });
+  window.addEventListener("pagehide", () => { client.close(); });
 
   // ------------------------------------------------------------------ controls
 
@@ -410,7 +329,7 @@
   $("page-size").addEventListener("change", () => { view.limit = Number($("page-size").value); view.offset = 0; refresh(); });
   $("clear-log").addEventListener("click", () => { $("log").innerHTML = ""; });
 
-  connect();
+  client.connect([ownUrl]).catch((e) => setWs("closed", "closed (" + e.message + ")"));
   refresh();
   readHa();
   setInterval(() => { if (Date.now() - lastRefresh > 1900) refresh(); }, 2000);
