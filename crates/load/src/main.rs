@@ -122,6 +122,11 @@ struct Args {
     /// switch event as a ratio to the floor's (`ratio_to_floor`).
     #[arg(long)]
     vs_floor: bool,
+    /// Worker threads of the server's tokio runtime (ctid's and the floor relay's, through
+    /// TOKIO_WORKER_THREADS; default: tokio's, one per core). This tool's own runtime keeps its
+    /// default.
+    #[arg(long)]
+    server_threads: Option<usize>,
     /// Run as the floor relay, monitoring at this csta-sim address (used by --floor).
     #[arg(long, hide = true)]
     relay: Option<SocketAddr>,
@@ -728,6 +733,7 @@ fn spawn_ctid(args: &Args, cfg: &std::path::Path, port: u16, name: &str) -> anyh
     };
     let mut cmd = tokio::process::Command::new(&bin);
     cmd.arg("--config").arg(cfg);
+    server_threads(&mut cmd, args);
     spawn_node(cmd, &bin, port, name)
 }
 
@@ -743,7 +749,16 @@ fn spawn_relay(args: &Args, csta: SocketAddr, port: u16) -> anyhow::Result<Node>
         .arg(args.dns.to_string())
         .arg("--first")
         .arg(args.first.to_string());
+    server_threads(&mut cmd, args);
     spawn_node(cmd, &bin, port, "floor")
+}
+
+/// `--server-threads`: the worker threads of the server process's runtime.
+fn server_threads(cmd: &mut tokio::process::Command, args: &Args) {
+    match args.server_threads {
+        Some(n) => cmd.env("TOKIO_WORKER_THREADS", n.to_string()),
+        None => cmd.env_remove("TOKIO_WORKER_THREADS"),
+    };
 }
 
 fn spawn_node(
@@ -1444,6 +1459,7 @@ fn report_json(args: &Args, f: &Figures) -> serde_json::Value {
         "ctid_internal_ms_p999": f.ip999,
         "startup_s": f.startup,
         "rss_mib": f.rss,
+        "server_threads": args.server_threads,
         "calls": f.calls,
         "calls_failed": f.failed,
         "stuck_clients": args.stuck_clients,
@@ -1504,6 +1520,9 @@ fn check(args: &Args) -> anyhow::Result<()> {
             args.dns,
             u32::MAX
         );
+    }
+    if args.server_threads == Some(0) {
+        bail!("--server-threads must be at least 1");
     }
     if !args.rate.is_finite() || args.rate < 0.0 {
         bail!("--rate must be a number of switch events per second, 0 or more");

@@ -360,9 +360,8 @@ async fn session(
     if let Some(token) = &who.name {
         info!(client = id, %peer, token = %token, permissions = ?who.permissions, "client authenticated by token");
     }
-    // A token without every permission: each request is looked at here (the name only matters)
-    // and one it may not send is answered with EventError 51 without reaching the engine's
-    // request handling. With every permission nothing is parsed twice.
+    // A token without every permission: a request it may not send is answered with EventError
+    // 51 without reaching the engine's request handling.
     let restricted = (!who.permissions.is_all()).then(|| {
         (
             who.permissions,
@@ -488,20 +487,29 @@ async fn session(
                         crate::session::drain(&mut stream).await;
                         return true;
                     }
-                    let refused = restricted.as_ref().and_then(|(perms, token)| {
-                        let req = ctid_protocol::parse_request(t.as_str()).ok()?;
-                        let message = perms.refusal(token, req.name)?;
-                        info!(client = id, %peer, token = %token, request = %req.name, "request refused: token lacks the permission");
-                        Some((message, req.reference_id))
-                    });
-                    match refused {
-                        Some((message, reference_id)) => Input::ClientInvalid {
-                            client: id,
-                            code: ctid_protocol::ErrorCode::UNSUP_OPER,
-                            message,
-                            reference_id,
-                        },
-                        None => Input::ClientText {
+                    // Parsed here, once, on the connection's task (not on the core's); a frame
+                    // that does not parse goes to the engine as it came, for its EventError.
+                    match ctid_protocol::parse_request(t.as_str()) {
+                        Ok(request) => {
+                            let refused = restricted.as_ref().and_then(|(perms, token)| {
+                                let message = perms.refusal(token, request.name)?;
+                                info!(client = id, %peer, token = %token, request = %request.name, "request refused: token lacks the permission");
+                                Some(message)
+                            });
+                            match refused {
+                                Some(message) => Input::ClientInvalid {
+                                    client: id,
+                                    code: ctid_protocol::ErrorCode::UNSUP_OPER,
+                                    message,
+                                    reference_id: request.reference_id,
+                                },
+                                None => Input::ClientRequest {
+                                    client: id,
+                                    request,
+                                },
+                            }
+                        }
+                        Err(_) => Input::ClientText {
                             client: id,
                             text: t.to_string(),
                         },

@@ -184,6 +184,8 @@ pub struct Core {
     /// The frames of this turn per client, handed to each client's writer at once when the
     /// turn's outputs are carried out (one wake-up per client and turn, not per event).
     pending: HashMap<ClientId, Outgoing>,
+    /// `pending` taken out to be handed over (kept for its allocation).
+    flushing: Vec<(ClientId, Outgoing)>,
     /// The link whose inputs are taken ([`CoreMsg::LinkActive`]).
     active_link: Option<usize>,
     peers: HashMap<ClientId, String>,
@@ -230,6 +232,7 @@ impl Core {
             max_queued_bytes: max_queued_bytes.max(1),
             max_queued_events: usize::MAX,
             pending: HashMap::new(),
+            flushing: Vec::new(),
             active_link: None,
             peers: HashMap::new(),
             inflight: HashMap::new(),
@@ -317,6 +320,12 @@ impl Core {
         // `[ha]`: refresh the pair's view (lease age, readiness) even when nothing happens.
         let mut ha_tick = tokio::time::interval(Duration::from_millis(200));
         ha_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // One timer for the engine's deadline, moved only when the deadline moves (a new timer
+        // per turn would register and cancel a timer-wheel entry for every input).
+        let far = || Instant::now() + Duration::from_secs(3600);
+        let sleep = tokio::time::sleep_until(far().into());
+        tokio::pin!(sleep);
+        let mut armed: Option<Instant> = None;
         loop {
             if !self.deferred.is_empty() {
                 let now = self.now();
@@ -335,10 +344,10 @@ impl Core {
                 .poll_timeout()
                 .filter(|_| self.acting())
                 .map(|ms| self.start + Duration::from_millis(ms.saturating_sub(offset)));
-            let sleep = tokio::time::sleep_until(
-                wake.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))
-                    .into(),
-            );
+            if wake != armed {
+                sleep.as_mut().reset(wake.unwrap_or_else(far).into());
+                armed = wake;
+            }
             tokio::select! {
                 biased;
                 m = rx.recv() => {
@@ -356,7 +365,8 @@ impl Core {
                         self.message(m, &mut out).await;
                     }
                 }
-                _ = sleep, if wake.is_some() => {
+                _ = &mut sleep, if wake.is_some() => {
+                    armed = None; // spent: set again before the next wait
                     let now = self.now();
                     self.handle(now, Input::Tick, &mut out);
                 }
@@ -540,13 +550,10 @@ impl Core {
 
     /// A frame of a client (its session's number already in it).
     fn client_input(&mut self, now: Now, input: Input, out: &mut Vec<Output>) {
-        let Input::ClientText { client, text } = input else {
-            return self.handle(now, input, out);
-        };
-        // Decode here (instead of in the engine) to time the request to its answer; a
-        // frame that does not decode goes to the engine as it came, for its EventError.
-        match ctid_protocol::parse_request(&text) {
-            Ok(request) => {
+        // The connection's task parsed the request (a frame that did not parse comes as
+        // ClientText, for its EventError); here it is counted and timed to its answer.
+        match input {
+            Input::ClientRequest { client, request } => {
                 self.metrics.request_in(request.name.as_str());
                 if request.name == RequestName::RequestRegisterClient {
                     info!(
@@ -562,7 +569,7 @@ impl Core {
                 }
                 self.handle(now, Input::ClientRequest { client, request }, out);
             }
-            Err(_) => self.handle(now, Input::ClientText { client, text }, out),
+            input => self.handle(now, input, out),
         }
     }
 
@@ -702,10 +709,12 @@ impl Core {
             }
         }
         // Each client's writer is woken once for what this turn gave it.
-        let touched: Vec<ClientId> = self.pending.keys().copied().collect();
-        for c in touched {
-            self.flush_client(c, &mut dropped);
+        let mut batches = std::mem::take(&mut self.flushing);
+        batches.extend(self.pending.drain());
+        for (c, batch) in batches.drain(..) {
+            self.send_batch(c, batch, &mut dropped);
         }
+        self.flushing = batches;
         for c in dropped {
             self.pending.remove(&c);
             if self.clients.remove(&c).is_some() {
@@ -726,9 +735,12 @@ impl Core {
     /// Hand `c`'s frames of this turn to its writer (one message, one wake-up); a client whose
     /// channel is full or gone goes on `dropped`.
     fn flush_client(&mut self, c: ClientId, dropped: &mut Vec<ClientId>) {
-        let Some(batch) = self.pending.remove(&c) else {
-            return;
-        };
+        if let Some(batch) = self.pending.remove(&c) {
+            self.send_batch(c, batch, dropped);
+        }
+    }
+
+    fn send_batch(&mut self, c: ClientId, batch: Outgoing, dropped: &mut Vec<ClientId>) {
         if dropped.contains(&c) {
             return;
         }
@@ -786,25 +798,32 @@ impl Core {
         self.metrics
             .events_without_call_id
             .follow(c.events_without_call_id);
-        let st = Status {
-            link,
-            link_name: self.link_name.clone(),
-            monitored: self.engine.monitored_count(),
-            dns: self.engine.dn_count(),
-            clients: self.clients.len(),
-            outstanding: self.engine.outstanding(),
-            window_limit: self.engine.window_limit(),
-        };
+        // Compared in place: the link name is cloned only when something changed.
+        let (monitored, dns, clients) = (
+            self.engine.monitored_count(),
+            self.engine.dn_count(),
+            self.clients.len(),
+        );
+        let (outstanding, window_limit) = (self.engine.outstanding(), self.engine.window_limit());
+        let link_name = &self.link_name;
         self.status.send_if_modified(|old| {
-            let changed = old.link != st.link
-                || old.monitored != st.monitored
-                || old.dns != st.dns
-                || old.clients != st.clients
-                || old.outstanding != st.outstanding
-                || old.window_limit != st.window_limit
-                || old.link_name != st.link_name;
+            let changed = old.link != link
+                || old.monitored != monitored
+                || old.dns != dns
+                || old.clients != clients
+                || old.outstanding != outstanding
+                || old.window_limit != window_limit
+                || old.link_name != *link_name;
             if changed {
-                *old = st.clone();
+                *old = Status {
+                    link,
+                    link_name: link_name.clone(),
+                    monitored,
+                    dns,
+                    clients,
+                    outstanding,
+                    window_limit,
+                };
             }
             changed
         });
