@@ -29,7 +29,7 @@ use crate::io::{ClientId, Input, Now, Output, Tag};
 use crate::link::{LinkPhase, LinkState};
 use crate::outbox::{Notice, Outbox, Refusal};
 use crate::requests::{self, Guard, Handler};
-use crate::sessions::{self, Ended, Resume, SessionCounters, Sessions};
+use crate::sessions::{Ended, Resume, SessionCounters, Sessions};
 use crate::status::{self, CallView, DnView, SessionView, Status};
 use crate::userdata;
 use crate::window::RequestWindow;
@@ -463,15 +463,14 @@ impl Engine {
         let mut lost = Vec::new();
         let mut holds_back = false;
         for o in &mut out[from..] {
-            let Output::Event { to, event } = o else {
+            let Output::Event { to, event, text } = o else {
                 continue;
             };
             if !to.iter().any(|c| self.sessions.get(*c).is_some()) {
                 continue;
             }
-            let text = sessions::text_of(event);
             let seq = event.event_sequence_number;
-            lost.extend(self.sessions.keep(to, seq, &text, now, window, limit));
+            lost.extend(self.sessions.keep(to, seq, text, now, window, limit));
             let before = to.len();
             to.retain(|c| !self.sessions.is_detached(*c));
             holds_back |= to.len() != before;
@@ -719,15 +718,15 @@ impl Engine {
                 k.insert_int("Replayed", replay.len() as i64);
                 ev.extensions = Some(k);
                 self.outbox.stamp_as(&mut ev, last);
-                self.late.push(Output::Event {
-                    to: vec![session],
-                    event: Arc::new(ev),
-                });
+                self.late
+                    .push(crate::outbox::event_output(vec![session], ev));
                 for text in replay {
                     match ctid_protocol::parse_event(&text) {
+                        // The kept text is what was sent: replayed as it is.
                         Ok(e) => self.late.push(Output::Event {
                             to: vec![session],
                             event: Arc::new(e),
+                            text: Arc::from(text),
                         }),
                         // ctid wrote the text itself: this is a bug, said loudly.
                         Err(e) => {

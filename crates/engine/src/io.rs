@@ -108,6 +108,9 @@ pub enum Output {
     Event {
         to: Vec<ClientId>,
         event: Arc<Event>,
+        /// The event's JSON, written once by the outbox: the text that is sent, kept for a
+        /// resume and exported (docs/architecture.md, "The data path").
+        text: Arc<str>,
     },
     /// The connection opened as client `connection` now carries session `session` (a resume):
     /// route its frames as `session`'s and `session`'s events to it; a connection that carried
@@ -402,10 +405,10 @@ impl Output {
     /// when their JSON texts are (this is what replay compares).
     pub fn to_json(&self) -> Value {
         match self {
-            Output::Event { to, event } => json!({
+            Output::Event { to, text, .. } => json!({
                 "out": "Event",
                 "to": to,
-                "event": text_json(event.to_json()),
+                "event": text_json(text.to_string()),
             }),
             Output::Rebind {
                 connection,

@@ -84,10 +84,7 @@ impl Outbox {
         }
         self.stamp(&mut event);
         self.events_sent += to.len() as u64;
-        out.push(Output::Event {
-            to,
-            event: std::sync::Arc::new(event),
-        });
+        out.push(event_output(to, event));
     }
 
     /// The requester's copy with its ReferenceID and everyone else's without, one sequence
@@ -110,20 +107,14 @@ impl Outbox {
             let mut copy = event.clone();
             copy.reference_id = None;
             self.events_sent += others.len() as u64;
-            out.push(Output::Event {
-                to: others,
-                event: std::sync::Arc::new(copy),
-            });
+            out.push(event_output(others, copy));
         }
         if !clients.is_connected(requester) {
             return;
         }
         event.reference_id = reference_id;
         self.events_sent += 1;
-        out.push(Output::Event {
-            to: vec![requester],
-            event: std::sync::Arc::new(event),
-        });
+        out.push(event_output(vec![requester], event));
     }
 
     /// EventError for `req`, with its ReferenceID.
@@ -174,5 +165,15 @@ impl Outbox {
         info!(client, code = code.0, reason = %msg, "rejected request");
         let ev = Event::error(code, msg).with_reference_id(reference_id);
         self.emit(out, clients, vec![client], ev);
+    }
+}
+
+/// An event on its way out, with its JSON written once (sent, kept, exported from that text).
+pub fn event_output(to: Vec<ClientId>, event: Event) -> Output {
+    let text = std::sync::Arc::from(event.to_json());
+    Output::Event {
+        to,
+        event: std::sync::Arc::new(event),
+        text,
     }
 }

@@ -135,7 +135,7 @@ fn snapshot(calls: &[(&str, &str, &str)]) -> Message {
 fn events(out: &[Output]) -> Vec<(Vec<ClientId>, Event)> {
     out.iter()
         .filter_map(|o| match o {
-            Output::Event { to, event } => Some((to.clone(), Event::clone(event))),
+            Output::Event { to, event, .. } => Some((to.clone(), Event::clone(event))),
             _ => None,
         })
         .collect()

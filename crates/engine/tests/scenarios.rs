@@ -116,7 +116,7 @@ impl T {
 fn events(out: &[Output]) -> Vec<(Vec<ClientId>, Event)> {
     out.iter()
         .filter_map(|o| match o {
-            Output::Event { to, event } => Some((to.clone(), Event::clone(event))),
+            Output::Event { to, event, .. } => Some((to.clone(), Event::clone(event))),
             _ => None,
         })
         .collect()

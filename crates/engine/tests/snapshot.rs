@@ -115,7 +115,9 @@ impl Run {
                 Output::CstaRequest { invoke_id, message } => {
                     self.pending.push((*invoke_id, message.clone()))
                 }
-                Output::Event { to, event } => self.events.push((to.clone(), (**event).clone())),
+                Output::Event { to, event, .. } => {
+                    self.events.push((to.clone(), (**event).clone()))
+                }
                 _ => {}
             }
         }
@@ -429,7 +431,8 @@ fn rich_scenario() -> Run {
     let [_, ring, _] = call_events("C9", "0612345678", "2001", "x", "2001");
     let out = r.event(ring);
     assert!(
-        out.iter().any(|o| matches!(o, Output::Event { to, event }
+        out.iter()
+            .any(|o| matches!(o, Output::Event { to, event, .. }
             if to.contains(&1) && event.this_dn.as_deref() == Some("1002"))),
         "the desk's copy: {out:?}"
     );

@@ -5,8 +5,8 @@
 #
 #   crates/load/scripts/syscalls.sh [--floor] [--ctid BIN] [ctid-load arguments...]
 #
-# It starts ctid-load (release build, next to this script's workspace) with the arguments (default:
-# 10,000 DNs, 1,000 clients, 3 watchers, 5,000 events/s, 30 s), waits for the load to run for
+# It starts ctid-load (release build, next to this script's workspace) with the arguments (without
+# --dns: 10,000 DNs, 1,000 clients, 3 watchers, 5,000 events/s, 30 s), waits for the load to run for
 # 5 s, counts for 15 s with `perf stat` on the server's process, and prints each count per switch
 # event (the run's switch events/s, as ctid-load reports it at the end, times the 15 s: the load
 # is steady).
@@ -15,7 +15,10 @@ root="$(cd "$(dirname "$0")/../../.." && pwd)"
 load="$root/target/release/ctid-load"
 [ -x "$load" ] || { echo "build it: cargo build --release --bin ctid --bin ctid-load" >&2; exit 2; }
 args=("$@")
-[ ${#args[@]} -gt 0 ] || args=(--dns 10000 --clients 1000 --watchers-per-dn 3 --rate 5000 --duration 30)
+# The load unless the arguments give their own (--dns …); --ctid and --floor alone keep it.
+if ! printf '%s\n' "${args[@]}" | grep -qx -- --dns; then
+  args+=(--dns 10000 --clients 1000 --watchers-per-dn 3 --rate 5000 --duration 30)
+fi
 want=floor
 pattern="ctid-load --relay"
 if ! printf '%s\n' "${args[@]}" | grep -qx -- --floor; then

@@ -36,6 +36,11 @@ struct Args {
     /// (overrides `record-inputs`; also with --demo). The file is replaced.
     #[arg(long, value_name = "FILE")]
     record_inputs: Option<PathBuf>,
+    /// Worker threads of the runtime (default: one per core; tokio's TOKIO_WORKER_THREADS is
+    /// honoured too). Fewer threads mean fewer wake-ups across threads per event
+    /// (docs/operations.md, "Sizing the runtime"; docs/performance.md).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    worker_threads: Option<u16>,
     /// Publish every event to NATS JetStream at URL with the defaults of `[export.nats]`
     /// (overrides its `url`; also with --demo). See docs/operations.md, "Event export".
     #[arg(long, value_name = "URL")]
@@ -68,9 +73,19 @@ fn init_logs(format: &str) {
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    rt.enable_all();
+    if let Some(n) = args.worker_threads {
+        rt.worker_threads(usize::from(n));
+    }
+    rt.build()
+        .context("cannot start the runtime")?
+        .block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(path) = &args.check_config {
         match ctid_server::Config::load(path) {
             Ok(c) => {

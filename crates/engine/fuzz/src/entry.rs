@@ -381,12 +381,12 @@ impl Harness {
     fn output(&mut self, o: &Output) {
         if std::env::var_os("CTID_FUZZ_TRACE").is_some() {
             match o {
-                Output::Event { to, event } => eprintln!("out {to:?} {}", event.to_json()),
+                Output::Event { to, event, .. } => eprintln!("out {to:?} {}", event.to_json()),
                 other => eprintln!("out {other:?}"),
             }
         }
         match o {
-            Output::Event { to, event } => {
+            Output::Event { to, event, .. } => {
                 for c in to {
                     // Known engine bug (issue 6 report): an answer to a request a client sent
                     // before it disconnected may still be addressed to it (the server drops it);

@@ -148,7 +148,7 @@ impl HaCore {
     /// Keep the export's events of these outputs (see `export_tail`).
     fn keep_export_tail(&mut self, now: Now, outs: &mut [Output]) {
         for o in outs.iter() {
-            if let Output::Event { to, event } = o {
+            if let Output::Event { to, event, .. } = o {
                 if to.contains(&ctid_engine::io::EXPORT) {
                     self.export_tail.push_back((now.mono_ms, event.clone()));
                 }

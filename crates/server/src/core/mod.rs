@@ -624,7 +624,7 @@ impl Core {
                 .filter(|(start, _, _)| *start <= i)
                 .map(|(_, _, t)| *t);
             match o {
-                Output::Event { to, event } => {
+                Output::Event { to, event, text } => {
                     if event.is_error() {
                         self.metrics.rejected_requests.inc();
                     }
@@ -638,7 +638,12 @@ impl Core {
                         }
                     }
                     self.metrics.event_out(event.name.as_str(), to.len() as u64);
-                    let text = Utf8Bytes::from(event.to_json());
+                    // The outbox's text, shared (not copied) by every client's frame.
+                    let text = match Utf8Bytes::try_from(bytes::Bytes::from_owner(SharedText(text)))
+                    {
+                        Ok(t) => t,
+                        Err(_) => Utf8Bytes::from(event.to_json()), // not reached: JSON is UTF-8
+                    };
                     if let Some(x) = &mut self.export {
                         if to.contains(&ctid_engine::io::EXPORT) {
                             x.offer(&event, text.as_str());
@@ -837,6 +842,15 @@ fn order_batch(batch: &mut [CoreMsg], background_processing: bool) {
     if background_processing {
         // A stable sort: link messages first, the rest after, each in arrival order.
         batch.sort_by_key(|m| !matches!(m, CoreMsg::Link(_) | CoreMsg::LinkInputs { .. }));
+    }
+}
+
+/// An event's JSON as the bytes of a WebSocket frame, without a copy.
+struct SharedText(Arc<str>);
+
+impl AsRef<[u8]> for SharedText {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_bytes()
     }
 }
 
