@@ -12,8 +12,10 @@
 //! is the IO and the codec, which any server in ctid's place pays.
 //!
 //! A client registers a DN with RequestRegisterAddress and gets `{"event":"EventRegistered",…}`
-//! back; nothing else is served. Its events carry the CSTA event's name, so the load tool counts
-//! them but cannot match them to the phone actions: the floor reports CPU, not latency.
+//! back; nothing else is served. An event is told to a DN's clients when a T-Server would tell
+//! them (the DN is the party the event is about), named as ctid names it and with the CSTA
+//! callID as `CallID`, so the load tool matches it to the phone action as it does ctid's: the
+//! same frames, counted and timed alike, without a call model behind them.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -71,6 +73,11 @@ pub async fn run(csta: SocketAddr, port: u16, numbers: Vec<String>) -> anyhow::R
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .with_context(|| format!("relay: cannot listen on port {port}"))?;
+    // As ctid's client port: TCP_NODELAY on every client socket.
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     let link = link(relay, csta, numbers);
     tokio::select! {
@@ -155,30 +162,39 @@ async fn client(socket: WebSocket, relay: Arc<Relay>) {
     }
 }
 
-/// Does a T-Server tell `dn`'s clients of this event seen on `dn`'s monitor? The same choice as
-/// ctid's call model for the events of the load's calls (the party the event is about), so the
-/// floor delivers as many frames as ctid: a held, retrieved or cleared connection of the other
-/// party, an originated call of another device and so on are not told.
-fn for_dn(msg: &Message, dn: &str) -> bool {
-    fn is(d: &Option<ctid_csta::DeviceRef>, c: &ctid_csta::ConnectionId, dn: &str) -> bool {
+/// Does a T-Server tell `dn`'s clients of this event seen on `dn`'s monitor, and as which event
+/// of which call? The same choice as ctid's call model for the events of the load's calls (the
+/// party the event is about), so the floor delivers as many frames as ctid: a held, retrieved or
+/// cleared connection of the other party, an originated call of another device and so on are
+/// not told.
+fn for_dn<'m>(msg: &'m Message, dn: &str) -> Option<(&'static str, &'m str)> {
+    use ctid_csta::{ConnectionId, DeviceRef};
+    fn about(d: &Option<DeviceRef>, c: &ConnectionId, dn: &str) -> bool {
         d.as_ref()
             .and_then(|d| d.as_id())
             .or(c.device_id.as_deref())
             == Some(dn)
     }
+    let call = |c: &'m ConnectionId| c.call_id.as_deref().unwrap_or("");
     match msg {
-        Message::ServiceInitiatedEvent(e) => {
-            e.initiated_connection.device_id.as_deref() == Some(dn)
-        }
-        Message::OriginatedEvent(e) => is(&e.calling_device, &e.originated_connection, dn),
-        Message::DeliveredEvent(e) => is(&e.alerting_device, &e.connection, dn),
-        Message::HeldEvent(e) => is(&e.holding_device, &e.held_connection, dn),
-        Message::RetrievedEvent(e) => is(&e.retrieving_device, &e.retrieved_connection, dn),
+        Message::ServiceInitiatedEvent(e) => (e.initiated_connection.device_id.as_deref()
+            == Some(dn))
+        .then(|| ("EventOffHook", call(&e.initiated_connection))),
+        Message::OriginatedEvent(e) => about(&e.calling_device, &e.originated_connection, dn)
+            .then(|| ("EventDialing", call(&e.originated_connection))),
+        Message::DeliveredEvent(e) => about(&e.alerting_device, &e.connection, dn)
+            .then(|| ("EventRinging", call(&e.connection))),
+        Message::EstablishedEvent(e) => Some(("EventEstablished", call(&e.established_connection))),
+        Message::HeldEvent(e) => about(&e.holding_device, &e.held_connection, dn)
+            .then(|| ("EventHeld", call(&e.held_connection))),
+        Message::RetrievedEvent(e) => about(&e.retrieving_device, &e.retrieved_connection, dn)
+            .then(|| ("EventRetrieved", call(&e.retrieved_connection))),
         Message::ConnectionClearedEvent(e) => {
-            is(&e.releasing_device, &e.dropped_connection, dn)
-                || e.dropped_connection.device_id.as_deref() == Some(dn)
+            (about(&e.releasing_device, &e.dropped_connection, dn)
+                || e.dropped_connection.device_id.as_deref() == Some(dn))
+            .then(|| ("EventReleased", call(&e.dropped_connection)))
         }
-        _ => true,
+        _ => Some(("EventPartyChanged", "")),
     }
 }
 
@@ -261,16 +277,15 @@ async fn link(relay: Arc<Relay>, csta: SocketAddr, numbers: Vec<String>) -> anyh
             };
             let reg = reg.get_or_insert_with(|| lock(&relay));
             let Some(dn) = reg.xref.get(x) else { continue };
-            if !for_dn(&msg, dn) {
+            let Some((name, call)) = for_dn(&msg, dn) else {
                 continue;
-            }
+            };
             let Some(watchers) = reg.by_dn.get(dn) else {
                 continue;
             };
             // One text per event and DN, shared by its clients (as ctid encodes once).
             let text = Utf8Bytes::from(format!(
-                r#"{{"event":"{}","ThisDN":"{dn}","monitorCrossRefID":"{x}"}}"#,
-                msg.name()
+                r#"{{"event":"{name}","ThisDN":"{dn}","CallID":"{call}"}}"#
             ));
             for (c, tx) in watchers {
                 pending

@@ -49,10 +49,9 @@ mod floor;
 
 use anyhow::{bail, Context};
 use clap::Parser;
+use ctid_protocol::{EventName, Request};
 use ctid_sim::{DeviceConfig, Sim, SimConfig};
-use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_tungstenite::tungstenite::Message as Ws;
 
 #[derive(Parser, Debug, Clone)]
 #[command(
@@ -147,14 +146,6 @@ fn key(call: &str, event: &str, dn: &str) -> u64 {
     h.finish()
 }
 
-/// The value of `"name":"..."` in a compact JSON text (no escapes in these values).
-fn field<'a>(text: &'a str, name: &str) -> Option<&'a str> {
-    let pat = format!("\"{name}\":\"");
-    let i = text.find(&pat)? + pat.len();
-    let j = text[i..].find('"')?;
-    Some(&text[i..i + j])
-}
-
 struct Proc {
     pid: u32,
 }
@@ -221,19 +212,18 @@ impl Proc {
     }
 }
 
+/// GET `path` of the server at `addr`: the status and the body.
 async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
-    let mut s = tokio::net::TcpStream::connect(addr).await?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .await?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await?;
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let code = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    Ok((code, text))
+    static HTTP: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    let http = HTTP.get_or_init(|| {
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap_or_default()
+    });
+    let r = http.get(format!("http://{addr}{path}")).send().await?;
+    let code = r.status().as_u16();
+    Ok((code, r.text().await?))
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -252,49 +242,40 @@ async fn client(
     ready: tokio::sync::mpsc::Sender<()>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<Receipts> {
-    // A small read buffer: tungstenite zeroes it up to this size on every read.
-    let cfg =
-        tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(8192);
-    let (ws, _) = tokio_tungstenite::connect_async_with_config(&url, Some(cfg), false)
+    // The workspace's client library and protocol types (docs/protocol.md).
+    let mut c = ctid_client::Client::connect(&url)
         .await
         .context("connect")?;
-    let (mut tx, mut rx) = ws.split();
-    for (i, dn) in dns.iter().enumerate() {
-        let r = format!(
-            r#"{{"request":"RequestRegisterAddress","ReferenceID":{},"ThisDN":"{dn}","RegisterMode":"ModeShare"}}"#,
-            i + 1
-        );
-        tx.feed(Ws::Text(r.into())).await?;
+    for dn in &dns {
+        c.send(&mut Request::register_address(dn.as_str())).await?;
     }
-    tx.flush().await?;
     let mut registered = 0;
     let mut receipts = Receipts::with_capacity(1 << 16);
-    let mut stop = stop;
-    loop {
-        tokio::select! {
-            m = rx.next() => {
-                let Some(m) = m else { break };
-                let Ws::Text(t) = m? else { continue };
-                let now = Instant::now();
-                let t: &str = &t;
-                let Some(ev) = field(t, "event") else { continue };
-                if ev == "EventRegistered" {
-                    registered += 1;
-                    if registered == dns.len() {
-                        let _ = ready.send(()).await;
-                    }
-                    continue;
+    while !*stop.borrow() {
+        let Some(r) = c.next_received(Duration::from_millis(100)).await? else {
+            continue;
+        };
+        let now = Instant::now();
+        let ev = &r.event;
+        match ev.name {
+            EventName::EventRegistered => {
+                registered += 1;
+                if registered == dns.len() {
+                    let _ = ready.send(()).await;
                 }
-                if ev == "EventError" {
-                    eprintln!("client: {t}");
-                    continue;
-                }
-                count.fetch_add(1, Ordering::Relaxed);
-                if let (Some(c), Some(d)) = (field(t, "CallID"), field(t, "ThisDN")) {
-                    receipts.push((key(c, ev, d), now));
-                }
+                continue;
             }
-            _ = stop.changed() => break,
+            EventName::EventError => {
+                eprintln!("client: {}", r.raw);
+                continue;
+            }
+            // The session's first frame (ctid tells a new connection its SessionID).
+            EventName::EventServerInfo | EventName::EventSessionResumed => continue,
+            _ => {}
+        }
+        count.fetch_add(1, Ordering::Relaxed);
+        if let (Some(call), Some(dn)) = (&ev.call_id, &ev.this_dn) {
+            receipts.push((key(call, ev.name.as_str(), dn), now));
         }
     }
     Ok(receipts)
@@ -820,9 +801,8 @@ async fn wait_until(
     let t = Instant::now();
     let mut last = String::new();
     loop {
-        if let Ok((code, text)) = http_get(node.http, path).await {
-            let body = body(&text);
-            if ok(code, body) {
+        if let Ok((code, body)) = http_get(node.http, path).await {
+            if ok(code, &body) {
                 return Ok(t.elapsed());
             }
             last = format!("{code} {}", body.trim());
@@ -840,18 +820,13 @@ async fn wait_until(
     }
 }
 
-/// The body of an HTTP answer.
-fn body(text: &str) -> &str {
-    text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("")
-}
-
 /// `/api/ha` of a node, parsed.
 async fn api_ha(node: &Node) -> Option<serde_json::Value> {
     let (code, text) = http_get(node.http, "/api/ha").await.ok()?;
     if code != 200 {
         return None;
     }
-    serde_json::from_str(body(&text)).ok()
+    serde_json::from_str(&text).ok()
 }
 
 /// One measurement: csta-sim in this process, ctid as its own process with the generated
@@ -960,7 +935,7 @@ async fn measure(args: &Args, numbers: &[String], extra: &Extra) -> anyhow::Resu
                     .await
                     .map(|r| r.1)
                     .unwrap_or_default();
-                let body = ready.split("\r\n\r\n").nth(1).unwrap_or("").trim();
+                let body = ready.trim();
                 bail!(
                     "ctid did not connect to NATS at {} within 15 s (/readyz: {body})",
                     x.url
@@ -1014,19 +989,13 @@ async fn measure(args: &Args, numbers: &[String], extra: &Extra) -> anyhow::Resu
     // Clients that never read: they register every DN, then sit on a full socket.
     let mut stuck = Vec::new();
     for _ in 0..args.stuck_clients {
-        let (ws, _) = tokio_tungstenite::connect_async(&url)
+        let mut c = ctid_client::Client::connect(&url)
             .await
             .context("connect")?;
-        let (mut tx, rx) = ws.split();
-        for (i, dn) in numbers.iter().enumerate() {
-            let r = format!(
-                r#"{{"request":"RequestRegisterAddress","ReferenceID":{},"ThisDN":"{dn}"}}"#,
-                i + 1
-            );
-            tx.feed(Ws::Text(r.into())).await?;
+        for dn in numbers {
+            c.send(&mut Request::register_address(dn.as_str())).await?;
         }
-        tx.flush().await?;
-        stuck.push((tx, rx));
+        stuck.push(c);
     }
     if args.stuck_clients > 0 {
         eprintln!(
@@ -1596,6 +1565,8 @@ async fn main() -> anyhow::Result<()> {
             j["floor_cpu_us_per_switch_event"] = floor.cpu_per.into();
             j["floor_client_events_per_s"] = floor.cl_rate.into();
             j["floor_switch_events_per_s"] = floor.sw_rate.into();
+            j["floor_latency_ms_p50"] = floor.p50.into();
+            j["floor_latency_ms_p99"] = floor.p99.into();
             j["floor_ctx_switches_per_switch_event"] =
                 floor.per_switch_event(floor.io.ctx_switches).into();
             j["ratio_to_floor"] = ratio.into();

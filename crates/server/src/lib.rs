@@ -399,6 +399,12 @@ pub async fn start_with(mut cfg: Config, opts: StartOptions) -> anyhow::Result<R
         Some(tls) => tasks.push(tokio::spawn(tls::serve(listener, tls, app))),
         None => tasks.push(tokio::spawn(async move {
             let svc = app.into_make_service_with_connect_info::<SocketAddr>();
+            // Events go out as soon as the core hands them over (the writer already sends a
+            // turn's frames in one write): no Nagle delay behind an unacknowledged segment.
+            use axum::serve::ListenerExt;
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             if let Err(e) = axum::serve(listener, svc).await {
                 tracing::error!(error = %e, "client port failed");
             }
