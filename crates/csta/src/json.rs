@@ -44,6 +44,19 @@ impl JsonValue for String {
     }
 }
 
+impl JsonValue for compact_str::CompactString {
+    fn to_json(&self) -> Value {
+        Value::String(self.to_string())
+    }
+    fn from_json(v: &Value, field: &str) -> Result<Self, JsonError> {
+        match v {
+            Value::String(s) => Ok(s.as_str().into()),
+            Value::Number(n) => Ok(compact_str::ToCompactString::to_compact_string(n)),
+            _ => Err(JsonError::new(field, "a string", v)),
+        }
+    }
+}
+
 impl JsonValue for bool {
     fn to_json(&self) -> Value {
         Value::Bool(*self)

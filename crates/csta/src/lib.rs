@@ -22,6 +22,9 @@ pub mod private;
 pub mod types;
 pub mod xml;
 
+/// The string type of the messages' text values (device, call and cross-ref IDs, …): up to 24
+/// bytes inline, no allocation; `Deref<Target = str>`, compares with `str` and `String`.
+pub use compact_str::{format_compact, CompactString, ToCompactString};
 pub use enums::*;
 pub use error::{DecodeError, EncodeError, FrameError, Result};
 pub use frame::{Frame, InvokeId};

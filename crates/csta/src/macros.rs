@@ -36,7 +36,7 @@ macro_rules! str_enum {
             fn is_blank(&self) -> bool { matches!(self, Self::Other(s) if s.is_empty()) }
         }
         impl $crate::types::FromText for $name {
-            fn from_text(s: String) -> Self { Self::parse(&s) }
+            fn from_text(s: &str) -> Self { Self::parse(s) }
         }
         impl $crate::json::JsonValue for $name {
             fn to_json(&self) -> serde_json::Value { serde_json::Value::String(self.as_str().to_string()) }
@@ -322,7 +322,7 @@ macro_rules! xml_choice {
                 }
                 if let Some(f) = found { return Ok(f); }
                 if let Some(t) = text.as_deref().map($crate::xml::trim_xml).filter(|t| !t.is_empty()) {
-                    $( return Ok(Self::$var(<$t as $crate::types::FromText>::from_text(t.to_string()))); )*
+                    $( return Ok(Self::$var(<$t as $crate::types::FromText>::from_text(t))); )*
                 }
                 Err($crate::error::DecodeError::Invalid { field: el.local_str(), expected: concat!("one of" $(, " ", $xml)* $(, " ", $mxml)*), found: String::new() })
             }
@@ -366,7 +366,7 @@ macro_rules! xml_choice {
             #[allow(unreachable_code)]
             fn from_json(v: &serde_json::Value, field: &str) -> Result<Self, $crate::json::JsonError> {
                 let Some(o) = v.as_object() else {
-                    $( if let Some(s) = v.as_str() { return Ok(Self::$var(<$t as $crate::types::FromText>::from_text(s.to_string()))); } )*
+                    $( if let Some(s) = v.as_str() { return Ok(Self::$var(<$t as $crate::types::FromText>::from_text(s))); } )*
                     return Err($crate::json::JsonError::new(field, "an object with one key", v));
                 };
                 $( if let Some(x) = o.get($xml) { return Ok(Self::$var(<$t as $crate::json::JsonValue>::from_json(x, $xml)?)); } )*

@@ -8,6 +8,7 @@ use crate::json::{JsonError, JsonValue};
 use crate::private::PrivateData;
 use crate::types::*;
 use crate::xml::{Elem, Parser, Writer, NS_354};
+use compact_str::CompactString;
 use serde_json::Value;
 
 // ----------------------------------------------------------------------------- ECMA-354 sessions
@@ -16,14 +17,14 @@ xml_struct! {
     /// ECMA-354 StartApplicationSession (ctid → Connector).
     StartApplicationSession + extensions {
         application_info: req ApplicationInfo = "applicationInfo",
-        requested_protocol_versions: list String = "requestedProtocolVersions"; item "protocolVersion",
+        requested_protocol_versions: list CompactString = "requestedProtocolVersions"; item "protocolVersion",
         requested_session_duration: opt u32 = "requestedSessionDuration",
     }
 }
 xml_struct! {
     StartApplicationSessionPosResponse + extensions {
-        session_id: req String = "sessionID",
-        actual_protocol_version: opt String = "actualProtocolVersion",
+        session_id: req CompactString = "sessionID",
+        actual_protocol_version: opt CompactString = "actualProtocolVersion",
         actual_session_duration: opt u32 = "actualSessionDuration",
     }
 }
@@ -34,7 +35,7 @@ xml_struct! {
 }
 xml_struct! {
     ResetApplicationSessionTimer + extensions {
-        session_id: req String = "sessionID",
+        session_id: req CompactString = "sessionID",
         requested_session_duration: opt u32 = "requestedSessionDuration",
     }
 }
@@ -50,7 +51,7 @@ xml_struct! {
 }
 xml_struct! {
     StopApplicationSession + extensions {
-        session_id: req String = "sessionID",
+        session_id: req CompactString = "sessionID",
         session_end_reason: opt SessionEndReason = "sessionEndReason",
     }
 }
@@ -74,7 +75,7 @@ xml_struct! {
 xml_struct! {
     /// Unsolicited system status (either direction; always answered with SystemStatusResponse).
     SystemStatus + extensions {
-        sys_stat_register_id: opt String = "sysStatRegisterID",
+        sys_stat_register_id: opt CompactString = "sysStatRegisterID",
         system_status: req SystemStatusValue = "systemStatus",
     }
 }
@@ -86,13 +87,13 @@ xml_struct! {
 }
 xml_struct! {
     SystemRegisterResponse + extensions {
-        sys_stat_register_id: opt String = "sysStatRegisterID",
+        sys_stat_register_id: opt CompactString = "sysStatRegisterID",
     }
 }
 xml_struct! {
     /// Polled system status; also ctid's keepalive.
     RequestSystemStatus + extensions {
-        sys_stat_register_id: opt String = "sysStatRegisterID",
+        sys_stat_register_id: opt CompactString = "sysStatRegisterID",
     }
 }
 xml_struct! {
@@ -111,19 +112,19 @@ xml_struct! {
 }
 xml_struct! {
     MonitorStartResponse + extensions {
-        monitor_cross_ref_id: req String = "monitorCrossRefID",
+        monitor_cross_ref_id: req CompactString = "monitorCrossRefID",
         monitor_existing_calls: opt bool = "monitorExistingCalls",
     }
 }
 xml_struct! {
     MonitorStop + extensions {
-        monitor_cross_ref_id: req String = "monitorCrossRefID",
+        monitor_cross_ref_id: req CompactString = "monitorCrossRefID",
     }
 }
 xml_struct! { MonitorStopResponse + extensions {} }
 xml_struct! {
     SnapshotDevice + extensions {
-        snapshot_object: req String = "snapshotObject",
+        snapshot_object: req CompactString = "snapshotObject",
     }
 }
 xml_struct! {
@@ -134,7 +135,7 @@ xml_struct! {
 xml_struct! {
     /// A segment of a snapshot answered by reference.
     SnapshotDeviceData + extensions {
-        service_cross_ref_id: req String = "serviceCrossRefID",
+        service_cross_ref_id: req CompactString = "serviceCrossRefID",
         segment_id: opt u32 = "segmentID",
         last_segment: opt bool = "lastSegment",
         snapshot_data: list SnapshotDeviceResponseInfo = "snapshotData"; item "snapshotDeviceResponseInfo",
@@ -145,30 +146,30 @@ xml_struct! {
 
 xml_struct! {
     ServiceInitiatedEvent + extensions {
-        monitor_cross_ref_id: req String = "monitorCrossRefID",
+        monitor_cross_ref_id: req CompactString = "monitorCrossRefID",
         initiated_connection: req ConnectionId = "initiatedConnection",
         initiating_device: opt DeviceRef = "initiatingDevice",
         called_device: opt DeviceRef = "calledDevice",
         local_connection_info: opt LocalConnectionState = "localConnectionInfo",
-        correlator_data: opt String = "correlatorData",
+        correlator_data: opt CompactString = "correlatorData",
         cause: opt EventCause = "cause",
     }
 }
 xml_struct! {
     OriginatedEvent + extensions {
-        monitor_cross_ref_id: req String = "monitorCrossRefID",
+        monitor_cross_ref_id: req CompactString = "monitorCrossRefID",
         originated_connection: req ConnectionId = "originatedConnection",
         calling_device: opt DeviceRef = "callingDevice",
         called_device: opt DeviceRef = "calledDevice",
         originating_device: opt DeviceRef = "originatingDevice",
         local_connection_info: opt LocalConnectionState = "localConnectionInfo",
-        correlator_data: opt String = "correlatorData",
+        correlator_data: opt CompactString = "correlatorData",
         cause: opt EventCause = "cause",
     }
 }
 xml_struct! {
     DeliveredEvent + extensions {
-        monitor_cross_ref_id: req String = "monitorCrossRefID",
+        monitor_cross_ref_id: req CompactString = "monitorCrossRefID",
         connection: req ConnectionId = "connection",
         alerting_device: opt DeviceRef = "alertingDevice",
         calling_device: opt DeviceRef = "callingDevice",
@@ -176,7 +177,7 @@ xml_struct! {
         last_redirection_device: opt RedirectionDevice = "lastRedirectionDevice",
         originating_nid_connection: opt ConnectionId = "originatingNIDConnection",
         local_connection_info: opt LocalConnectionState = "localConnectionInfo",
-        correlator_data: opt String = "correlatorData",
+        correlator_data: opt CompactString = "correlatorData",
         cause: opt EventCause = "cause",
         network_calling_device: opt DeviceRef = "networkCallingDevice",
         network_called_device: opt DeviceRef = "networkCalledDevice",
@@ -186,7 +187,7 @@ xml_struct! {
 }
 xml_struct! {
     EstablishedEvent + extensions {
-        monitor_cross_ref_id: req String = "monitorCrossRefID",
+        monitor_cross_ref_id: req CompactString = "monitorCrossRefID",
         established_connection: req ConnectionId = "establishedConnection",
         answering_device: opt DeviceRef = "answeringDevice",
         calling_device: opt DeviceRef = "callingDevice",
@@ -196,7 +197,7 @@ xml_struct! {
         /// also accepted).
         originatin_nid_connection: opt ConnectionId = "originatinNIDConnection" | "originatingNIDConnection",
         local_connection_info: opt LocalConnectionState = "localConnectionInfo",
-        correlator_data: opt String = "correlatorData",
+        correlator_data: opt CompactString = "correlatorData",
         cause: opt EventCause = "cause",
         network_calling_device: opt DeviceRef = "networkCallingDevice",
         network_called_device: opt DeviceRef = "networkCalledDevice",
@@ -206,72 +207,72 @@ xml_struct! {
 }
 xml_struct! {
     ConnectionClearedEvent + extensions {
-        monitor_cross_ref_id: req String = "monitorCrossRefID",
+        monitor_cross_ref_id: req CompactString = "monitorCrossRefID",
         dropped_connection: req ConnectionId = "droppedConnection",
         releasing_device: opt DeviceRef = "releasingDevice",
         local_connection_info: opt LocalConnectionState = "localConnectionInfo",
-        correlator_data: opt String = "correlatorData",
+        correlator_data: opt CompactString = "correlatorData",
         cause: opt EventCause = "cause",
     }
 }
 xml_struct! {
     CallClearedEvent + extensions {
-        monitor_cross_ref_id: req String = "monitorCrossRefID",
+        monitor_cross_ref_id: req CompactString = "monitorCrossRefID",
         cleared_call: req ConnectionId = "clearedCall",
-        correlator_data: opt String = "correlatorData",
+        correlator_data: opt CompactString = "correlatorData",
         cause: opt EventCause = "cause",
     }
 }
 xml_struct! {
     HeldEvent + extensions {
-        monitor_cross_ref_id: req String = "monitorCrossRefID",
+        monitor_cross_ref_id: req CompactString = "monitorCrossRefID",
         held_connection: req ConnectionId = "heldConnection",
         holding_device: opt DeviceRef = "holdingDevice",
         local_connection_info: opt LocalConnectionState = "localConnectionInfo",
-        correlator_data: opt String = "correlatorData",
+        correlator_data: opt CompactString = "correlatorData",
         cause: opt EventCause = "cause",
     }
 }
 xml_struct! {
     RetrievedEvent + extensions {
-        monitor_cross_ref_id: req String = "monitorCrossRefID",
+        monitor_cross_ref_id: req CompactString = "monitorCrossRefID",
         retrieved_connection: req ConnectionId = "retrievedConnection",
         retrieving_device: opt DeviceRef = "retrievingDevice",
         local_connection_info: opt LocalConnectionState = "localConnectionInfo",
-        correlator_data: opt String = "correlatorData",
+        correlator_data: opt CompactString = "correlatorData",
         cause: opt EventCause = "cause",
     }
 }
 xml_struct! {
     /// The transfer event; the root is spelt `TransferedEvent` in the standard.
     TransferedEvent + extensions {
-        monitor_cross_ref_id: req String = "monitorCrossRefID",
+        monitor_cross_ref_id: req CompactString = "monitorCrossRefID",
         primary_old_call: opt ConnectionId = "primaryOldCall",
         secondary_old_call: opt ConnectionId = "secondaryOldCall",
         transferring_device: opt DeviceRef = "transferringDevice",
         transferred_to_device: opt DeviceRef = "transferredToDevice",
         transferred_connections: list ConnectionListItem = "transferredConnections"; item "connectionListItem",
         local_connection_info: opt LocalConnectionState = "localConnectionInfo",
-        correlator_data: opt String = "correlatorData",
+        correlator_data: opt CompactString = "correlatorData",
         cause: opt EventCause = "cause",
     }
 }
 xml_struct! {
     ConferencedEvent + extensions {
-        monitor_cross_ref_id: req String = "monitorCrossRefID",
+        monitor_cross_ref_id: req CompactString = "monitorCrossRefID",
         primary_old_call: opt ConnectionId = "primaryOldCall",
         secondary_old_call: opt ConnectionId = "secondaryOldCall",
         conferencing_device: opt DeviceRef = "conferencingDevice",
         added_party: opt DeviceRef = "addedParty",
         conference_connections: list ConnectionListItem = "conferenceConnections"; item "connectionListItem",
         local_connection_info: opt LocalConnectionState = "localConnectionInfo",
-        correlator_data: opt String = "correlatorData",
+        correlator_data: opt CompactString = "correlatorData",
         cause: opt EventCause = "cause",
     }
 }
 xml_struct! {
     DivertedEvent + extensions {
-        monitor_cross_ref_id: req String = "monitorCrossRefID",
+        monitor_cross_ref_id: req CompactString = "monitorCrossRefID",
         connection: req ConnectionId = "connection",
         diverting_device: opt DeviceRef = "divertingDevice",
         new_destination: opt DeviceRef = "newDestination",
@@ -279,13 +280,13 @@ xml_struct! {
         called_device: opt DeviceRef = "calledDevice",
         last_redirection_device: opt RedirectionDevice = "lastRedirectionDevice",
         local_connection_info: opt LocalConnectionState = "localConnectionInfo",
-        correlator_data: opt String = "correlatorData",
+        correlator_data: opt CompactString = "correlatorData",
         cause: opt EventCause = "cause",
     }
 }
 xml_struct! {
     FailedEvent + extensions {
-        monitor_cross_ref_id: req String = "monitorCrossRefID",
+        monitor_cross_ref_id: req CompactString = "monitorCrossRefID",
         failed_connection: req ConnectionId = "failedConnection",
         failing_device: opt DeviceRef = "failingDevice",
         calling_device: opt DeviceRef = "callingDevice",
@@ -293,13 +294,13 @@ xml_struct! {
         last_redirection_device: opt RedirectionDevice = "lastRedirectionDevice",
         originating_nid_connection: opt ConnectionId = "originatingNIDConnection",
         local_connection_info: opt LocalConnectionState = "localConnectionInfo",
-        correlator_data: opt String = "correlatorData",
+        correlator_data: opt CompactString = "correlatorData",
         cause: opt EventCause = "cause",
     }
 }
 xml_struct! {
     QueuedEvent + extensions {
-        monitor_cross_ref_id: req String = "monitorCrossRefID",
+        monitor_cross_ref_id: req CompactString = "monitorCrossRefID",
         queued_connection: req ConnectionId = "queuedConnection",
         queue: opt DeviceRef = "queue",
         calling_device: opt DeviceRef = "callingDevice",
@@ -308,13 +309,13 @@ xml_struct! {
         number_queued: opt u32 = "numberQueued",
         calls_in_front: opt u32 = "callsInFront",
         local_connection_info: opt LocalConnectionState = "localConnectionInfo",
-        correlator_data: opt String = "correlatorData",
+        correlator_data: opt CompactString = "correlatorData",
         cause: opt EventCause = "cause",
     }
 }
 xml_struct! {
     NetworkReachedEvent + extensions {
-        monitor_cross_ref_id: req String = "monitorCrossRefID",
+        monitor_cross_ref_id: req CompactString = "monitorCrossRefID",
         outbound_connection: req ConnectionId = "outboundConnection",
         network_interface_used: opt DeviceRef = "networkInterfaceUsed",
         calling_device: opt DeviceRef = "callingDevice",
@@ -322,24 +323,24 @@ xml_struct! {
         last_redirection_device: opt RedirectionDevice = "lastRedirectionDevice",
         originating_nid_connection: opt ConnectionId = "originatingNIDConnection",
         local_connection_info: opt LocalConnectionState = "localConnectionInfo",
-        correlator_data: opt String = "correlatorData",
+        correlator_data: opt CompactString = "correlatorData",
         cause: opt EventCause = "cause",
     }
 }
 xml_struct! {
     CallInformationEvent + extensions {
-        monitor_cross_ref_id: req String = "monitorCrossRefID",
+        monitor_cross_ref_id: req CompactString = "monitorCrossRefID",
         connection: req ConnectionId = "connection",
         device: opt DeviceRef = "device",
         calling_device: opt DeviceRef = "callingDevice",
-        account_info: opt String = "accountInfo",
-        auth_code: opt String = "authCode",
-        correlator_data: opt String = "correlatorData",
+        account_info: opt CompactString = "accountInfo",
+        auth_code: opt CompactString = "authCode",
+        correlator_data: opt CompactString = "correlatorData",
     }
 }
 xml_struct! {
     ServiceCompletionFailureEvent + extensions {
-        monitor_cross_ref_id: req String = "monitorCrossRefID",
+        monitor_cross_ref_id: req CompactString = "monitorCrossRefID",
         primary_call: opt ConnectionId = "primaryCall",
         secondary_call: opt ConnectionId = "secondaryCall",
         cause: opt EventCause = "cause",
@@ -350,91 +351,91 @@ xml_struct! {
 
 xml_struct! {
     AgentLoggedOnEvent + extensions {
-        monitor_cross_ref_id: req String = "monitorCrossRefID",
+        monitor_cross_ref_id: req CompactString = "monitorCrossRefID",
         agent_device: opt DeviceRef = "agentDevice",
-        agent_id: opt String = "agentID",
-        acd_group: opt String = "acdGroup",
-        agent_password: opt String = "agentPassword",
+        agent_id: opt CompactString = "agentID",
+        acd_group: opt CompactString = "acdGroup",
+        agent_password: opt CompactString = "agentPassword",
         cause: opt EventCause = "cause",
     }
 }
 xml_struct! {
     AgentLoggedOffEvent + extensions {
-        monitor_cross_ref_id: req String = "monitorCrossRefID",
+        monitor_cross_ref_id: req CompactString = "monitorCrossRefID",
         agent_device: opt DeviceRef = "agentDevice",
-        agent_id: opt String = "agentID",
-        acd_group: opt String = "acdGroup",
-        agent_password: opt String = "agentPassword",
+        agent_id: opt CompactString = "agentID",
+        acd_group: opt CompactString = "acdGroup",
+        agent_password: opt CompactString = "agentPassword",
         cause: opt EventCause = "cause",
     }
 }
 xml_struct! {
     AgentReadyEvent + extensions {
-        monitor_cross_ref_id: req String = "monitorCrossRefID",
+        monitor_cross_ref_id: req CompactString = "monitorCrossRefID",
         agent_device: opt DeviceRef = "agentDevice",
-        agent_id: opt String = "agentID",
-        acd_group: opt String = "acdGroup",
+        agent_id: opt CompactString = "agentID",
+        acd_group: opt CompactString = "acdGroup",
         cause: opt EventCause = "cause",
     }
 }
 xml_struct! {
     AgentNotReadyEvent + extensions {
-        monitor_cross_ref_id: req String = "monitorCrossRefID",
+        monitor_cross_ref_id: req CompactString = "monitorCrossRefID",
         agent_device: opt DeviceRef = "agentDevice",
-        agent_id: opt String = "agentID",
-        acd_group: opt String = "acdGroup",
+        agent_id: opt CompactString = "agentID",
+        acd_group: opt CompactString = "acdGroup",
         cause: opt EventCause = "cause",
     }
 }
 xml_struct! {
     AgentWorkingAfterCallEvent + extensions {
-        monitor_cross_ref_id: req String = "monitorCrossRefID",
+        monitor_cross_ref_id: req CompactString = "monitorCrossRefID",
         agent_device: opt DeviceRef = "agentDevice",
-        agent_id: opt String = "agentID",
-        acd_group: opt String = "acdGroup",
+        agent_id: opt CompactString = "agentID",
+        acd_group: opt CompactString = "acdGroup",
         pending_agent_state: opt PendingAgentState = "pendingAgentState",
         cause: opt EventCause = "cause",
     }
 }
 xml_struct! {
     AgentBusyEvent + extensions {
-        monitor_cross_ref_id: req String = "monitorCrossRefID",
+        monitor_cross_ref_id: req CompactString = "monitorCrossRefID",
         agent_device: opt DeviceRef = "agentDevice",
-        agent_id: opt String = "agentID",
-        acd_group: opt String = "acdGroup",
+        agent_id: opt CompactString = "agentID",
+        acd_group: opt CompactString = "acdGroup",
         pending_agent_state: opt PendingAgentState = "pendingAgentState",
         cause: opt EventCause = "cause",
     }
 }
 xml_struct! {
     ForwardingEvent + extensions {
-        monitor_cross_ref_id: req String = "monitorCrossRefID",
+        monitor_cross_ref_id: req CompactString = "monitorCrossRefID",
         device: opt DeviceRef = "device",
         forwarding_type: opt ForwardingType = "forwardingType",
         forward_status: opt bool = "forwardStatus",
-        forward_to: opt String = "forwardTo",
-        forward_default: opt String = "forwardDefault",
+        forward_to: opt CompactString = "forwardTo",
+        forward_default: opt CompactString = "forwardDefault",
         ring_count: opt u32 = "ringCount",
         ring_duration: opt u32 = "ringDuration",
     }
 }
 xml_struct! {
     DoNotDisturbEvent + extensions {
-        monitor_cross_ref_id: req String = "monitorCrossRefID",
+        monitor_cross_ref_id: req CompactString = "monitorCrossRefID",
         device: opt DeviceRef = "device",
         do_not_disturb_on: opt bool = "doNotDisturbOn",
     }
 }
 xml_struct! {
     BackInServiceEvent + extensions {
-        monitor_cross_ref_id: req String = "monitorCrossRefID",
+        monitor_cross_ref_id: req CompactString = "monitorCrossRefID",
         device: opt DeviceRef = "device",
         cause: opt EventCause = "cause",
     }
 }
 xml_struct! {
     OutOfServiceEvent + extensions {
-        monitor_cross_ref_id: req String = "monitorCrossRefID",
+        monitor_cross_ref_id: req CompactString = "monitorCrossRefID",
         device: opt DeviceRef = "device",
         cause: opt EventCause = "cause",
     }
@@ -444,12 +445,12 @@ xml_struct! {
 
 xml_struct! {
     MakeCall + extensions {
-        calling_device: req String = "callingDevice",
-        called_directory_number: req String = "calledDirectoryNumber",
-        account_code: opt String = "accountCode",
-        auth_code: opt String = "authCode",
+        calling_device: req CompactString = "callingDevice",
+        called_directory_number: req CompactString = "calledDirectoryNumber",
+        account_code: opt CompactString = "accountCode",
+        auth_code: opt CompactString = "authCode",
         auto_originate: opt AutoOriginate = "autoOriginate",
-        correlator_data: opt String = "correlatorData",
+        correlator_data: opt CompactString = "correlatorData",
     }
 }
 xml_struct! {
@@ -460,14 +461,14 @@ xml_struct! {
 xml_struct! {
     AnswerCall + extensions {
         call_to_be_answered: req ConnectionId = "callToBeAnswered",
-        correlator_data: opt String = "correlatorData",
+        correlator_data: opt CompactString = "correlatorData",
     }
 }
 xml_struct! { AnswerCallResponse + extensions {} }
 xml_struct! {
     ClearConnection + extensions {
         connection_to_be_cleared: req ConnectionId = "connectionToBeCleared",
-        correlator_data: opt String = "correlatorData",
+        correlator_data: opt CompactString = "correlatorData",
     }
 }
 xml_struct! { ClearConnectionResponse + extensions {} }
@@ -493,11 +494,11 @@ xml_struct! { RetrieveCallResponse + extensions {} }
 xml_struct! {
     ConsultationCall + extensions {
         existing_call: req ConnectionId = "existingCall",
-        consulted_device: req String = "consultedDevice",
+        consulted_device: req CompactString = "consultedDevice",
         connection_reservation: opt bool = "connectionReservation",
-        account_code: opt String = "accountCode",
-        auth_code: opt String = "authCode",
-        correlator_data: opt String = "correlatorData",
+        account_code: opt CompactString = "accountCode",
+        auth_code: opt CompactString = "authCode",
+        correlator_data: opt CompactString = "correlatorData",
     }
 }
 xml_struct! {
@@ -532,10 +533,10 @@ xml_struct! {
 xml_struct! {
     SingleStepTransferCall + extensions {
         active_call: req ConnectionId = "activeCall",
-        transferred_to: req String = "transferredTo",
-        account_code: opt String = "accountCode",
-        auth_code: opt String = "authCode",
-        correlator_data: opt String = "correlatorData",
+        transferred_to: req CompactString = "transferredTo",
+        account_code: opt CompactString = "accountCode",
+        auth_code: opt CompactString = "authCode",
+        correlator_data: opt CompactString = "correlatorData",
     }
 }
 xml_struct! {
@@ -549,7 +550,7 @@ xml_struct! {
     DeflectCall + extensions {
         call_to_be_diverted: req ConnectionId = "callToBeDiverted",
         new_destination: req NewDestination = "newDestination",
-        correlator_data: opt String = "correlatorData",
+        correlator_data: opt CompactString = "correlatorData",
     }
 }
 xml_struct! { DeflectCallResponse + extensions {} }
@@ -572,8 +573,8 @@ xml_struct! { ReconnectCallResponse + extensions {} }
 xml_struct! {
     GenerateDigits + extensions {
         connection_to_send_digits: req ConnectionId = "connectionToSendDigits",
-        digit_mode: opt String = "digitMode",
-        characters_to_send: req String = "charactersToSend",
+        digit_mode: opt CompactString = "digitMode",
+        characters_to_send: req CompactString = "charactersToSend",
         tone_duration: opt u32 = "toneDuration",
         pulse_rate: opt u32 = "pulseRate",
         pause_duration: opt u32 = "pauseDuration",
@@ -586,12 +587,12 @@ xml_struct! { GenerateDigitsResponse + extensions {} }
 xml_struct! {
     /// Empty `device`, `agentID` or `password` elements (sent by some clients) are absent.
     SetAgentState + extensions {
-        device: req String = "device",
+        device: req CompactString = "device",
         requested_agent_state: req ReqAgentState = "requestedAgentState",
-        agent_id: opt String = "agentID",
+        agent_id: opt CompactString = "agentID",
         /// hexBinary.
-        password: opt String = "password",
-        group: opt String = "group",
+        password: opt CompactString = "password",
+        group: opt CompactString = "group",
     }
 }
 xml_struct! {
@@ -601,8 +602,8 @@ xml_struct! {
 }
 xml_struct! {
     GetAgentState + extensions {
-        device: req String = "device",
-        acd_group: opt String = "acdGroup",
+        device: req CompactString = "device",
+        acd_group: opt CompactString = "acdGroup",
     }
 }
 xml_struct! {
@@ -613,10 +614,10 @@ xml_struct! {
 xml_struct! {
     /// Decoded in any order: BroadWorks writes `device, activateForward, forwardingType, …`.
     SetForwarding + extensions {
-        device: req String = "device",
+        device: req CompactString = "device",
         forwarding_type: opt ForwardingType = "forwardingType",
         activate_forward: req bool = "activateForward",
-        forward_dn: opt String = "forwardDN",
+        forward_dn: opt CompactString = "forwardDN",
         ring_count: opt u32 = "ringCount",
         ring_duration: opt u32 = "ringDuration",
     }
@@ -624,7 +625,7 @@ xml_struct! {
 xml_struct! { SetForwardingResponse + extensions {} }
 xml_struct! {
     GetForwarding + extensions {
-        device: req String = "device",
+        device: req CompactString = "device",
     }
 }
 xml_struct! {
@@ -634,7 +635,7 @@ xml_struct! {
 }
 xml_struct! {
     SetDoNotDisturb + extensions {
-        device: req String = "device",
+        device: req CompactString = "device",
         do_not_disturb_on: req bool = "doNotDisturbOn",
         call_origination: opt bool = "callOrigination",
     }
@@ -642,7 +643,7 @@ xml_struct! {
 xml_struct! { SetDoNotDisturbResponse + extensions {} }
 xml_struct! {
     GetDoNotDisturb + extensions {
-        device: req String = "device",
+        device: req CompactString = "device",
     }
 }
 xml_struct! {
@@ -656,7 +657,7 @@ xml_struct! {
 xml_struct! {
     /// The escape service; `privateData` is a direct child (no `extensions` wrapper).
     Escape + extensions {
-        escape_register_id: opt String = "escapeRegisterID",
+        escape_register_id: opt CompactString = "escapeRegisterID",
         private_data: opt PrivateData = "privateData",
     }
 }
@@ -667,7 +668,7 @@ xml_struct! {
 xml_struct! {
     /// A switch-originated private event; `privateData` is a direct child.
     PrivateEvent + extensions {
-        monitor_cross_ref_id: req String = "monitorCrossRefID",
+        monitor_cross_ref_id: req CompactString = "monitorCrossRefID",
         private_data: opt PrivateData = "privateData",
     }
 }

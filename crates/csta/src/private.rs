@@ -7,6 +7,7 @@
 //! default namespace inherited by unprefixed elements). Anything else is kept opaque, with the
 //! namespace declarations in scope, so it re-encodes to equivalent XML.
 
+use compact_str::CompactString;
 use serde_json::Value;
 
 use crate::enums::{HotDeskAction, HotDeskState};
@@ -36,7 +37,7 @@ pub enum PrivateContent {
     /// ctid's hot-desking dialect.
     HotDesk(HotDesk),
     /// BroadSoft's `AgentNotReadyReasonValue`: the agent's not-ready reason code.
-    NotReadyReason(String),
+    NotReadyReason(CompactString),
     /// Anything else, verbatim, with the namespace declarations that were in scope.
     Opaque {
         xml: String,
@@ -50,14 +51,14 @@ pub enum HotDesk {
     /// `hd:guestAssociatedExtension`: a request (with `action`) or a query answer (without).
     Extension {
         action: Option<HotDeskAction>,
-        guest: Option<String>,
-        host: Option<String>,
+        guest: Option<CompactString>,
+        host: Option<CompactString>,
     },
     /// `hd:guestAssociatedEvent`.
     Event {
         state: HotDeskState,
-        guest: String,
-        host: String,
+        guest: CompactString,
+        host: CompactString,
     },
 }
 
@@ -98,8 +99,8 @@ impl HotDesk {
     pub fn answer(pair: Option<(&str, &str)>) -> Self {
         HotDesk::Extension {
             action: None,
-            guest: pair.map(|p| p.0.to_string()),
-            host: pair.map(|p| p.1.to_string()),
+            guest: pair.map(|p| p.0.into()),
+            host: pair.map(|p| p.1.into()),
         }
     }
     /// A change event.
@@ -135,7 +136,7 @@ impl PrivateData {
 
     /// BroadSoft's `AgentNotReadyReasonValue` carrying `code`.
     pub fn with_not_ready_reason(code: &str) -> Self {
-        PrivateData::Private(PrivateContent::NotReadyReason(code.to_string()))
+        PrivateData::Private(PrivateContent::NotReadyReason(code.into()))
     }
 
     /// Decode `<privateData>`; `None` when it is empty.
@@ -208,7 +209,7 @@ fn decode_private<'a>(p: &mut Parser<'a>, el: &Elem<'a>) -> Result<PrivateConten
     if first.local() == b"AgentNotReadyReasonValue"
         && is_dialect_ns(p.namespace_of(&first), BROADSOFT_NS)
     {
-        let code = String::decode_xml(p, &first)?.trim().to_string();
+        let code = CompactString::new(p.text(&first)?.trim());
         p.children(el, |p, c| p.skip(&c))?;
         return Ok(PrivateContent::NotReadyReason(code));
     }
@@ -228,8 +229,8 @@ fn decode_private<'a>(p: &mut Parser<'a>, el: &Elem<'a>) -> Result<PrivateConten
         match c.local() {
             b"action" => action = Some(HotDeskAction::decode_xml(fp, &c)?),
             b"state" => state = Some(HotDeskState::decode_xml(fp, &c)?),
-            b"guest" => guest = Some(String::decode_xml(fp, &c)?).filter(|s| !s.is_empty()),
-            b"host" => host = Some(String::decode_xml(fp, &c)?).filter(|s| !s.is_empty()),
+            b"guest" => guest = Some(CompactString::decode_xml(fp, &c)?).filter(|s| !s.is_empty()),
+            b"host" => host = Some(CompactString::decode_xml(fp, &c)?).filter(|s| !s.is_empty()),
             _ => fp.skip(&c)?,
         }
         Ok(())
@@ -368,9 +369,9 @@ impl JsonValue for PrivateData {
                 guest,
                 host,
             })) => serde_json::json!({ "private": { "guestAssociatedEvent": {
-                "state": state.as_str(), "guest": guest, "host": host } } }),
+                "state": state.as_str(), "guest": guest.as_str(), "host": host.as_str() } } }),
             PrivateData::Private(PrivateContent::NotReadyReason(code)) => {
-                serde_json::json!({ "private": { "agentNotReadyReasonValue": code } })
+                serde_json::json!({ "private": { "agentNotReadyReasonValue": code.as_str() } })
             }
         }
     }
@@ -394,8 +395,8 @@ impl JsonValue for PrivateData {
             };
             return Ok(HotDesk::Extension {
                 action,
-                guest: opt_str(e, "guest")?,
-                host: opt_str(e, "host")?,
+                guest: opt_str(e, "guest")?.map(CompactString::from),
+                host: opt_str(e, "host")?.map(CompactString::from),
             }
             .into_private_data());
         }
@@ -406,8 +407,8 @@ impl JsonValue for PrivateData {
             let state = HotDeskState::parse(&req("state")?);
             return Ok(HotDesk::Event {
                 state,
-                guest: req("guest")?,
-                host: req("host")?,
+                guest: req("guest")?.into(),
+                host: req("host")?.into(),
             }
             .into_private_data());
         }

@@ -6,30 +6,37 @@ use crate::error::{DecodeError, Result};
 use crate::json::{JsonError, JsonValue};
 use crate::private::PrivateData;
 use crate::xml::{Elem, Parser, Writer, XmlValue};
+use compact_str::CompactString;
 use serde_json::Value;
 
 /// Build a value from bare text (tolerance for peers that write text where a choice belongs).
 pub trait FromText {
-    fn from_text(s: String) -> Self;
+    fn from_text(s: &str) -> Self;
 }
 
 impl FromText for String {
-    fn from_text(s: String) -> Self {
-        s
+    fn from_text(s: &str) -> Self {
+        s.to_string()
+    }
+}
+
+impl FromText for CompactString {
+    fn from_text(s: &str) -> Self {
+        CompactString::new(s)
     }
 }
 
 xml_struct! {
     /// `ConnectionID`: a call and a device (either may be absent).
     ConnectionId {
-        call_id: opt String = "callID",
-        device_id: opt String = "deviceID",
+        call_id: opt CompactString = "callID",
+        device_id: opt CompactString = "deviceID",
     }
 }
 
 impl ConnectionId {
     /// A connection of `call` at `device`.
-    pub fn new(call: impl Into<String>, device: impl Into<String>) -> Self {
+    pub fn new(call: impl Into<CompactString>, device: impl Into<CompactString>) -> Self {
         ConnectionId {
             call_id: Some(call.into()),
             device_id: Some(device.into()),
@@ -46,10 +53,10 @@ impl ConnectionId {
 }
 
 impl FromText for ConnectionId {
-    fn from_text(s: String) -> Self {
+    fn from_text(s: &str) -> Self {
         ConnectionId {
             call_id: None,
-            device_id: Some(s),
+            device_id: Some(s.into()),
         }
     }
 }
@@ -58,14 +65,14 @@ xml_choice! {
     /// `SubjectDeviceID`, `CallingDeviceID`, `CalledDeviceID`, `AlertingDevice`, …: a device or
     /// the reason there is none.
     DeviceRef {
-        values: [Id(String) = "deviceIdentifier"],
+        values: [Id(CompactString) = "deviceIdentifier"],
         markers: [NotKnown = "notKnown", Restricted = "restricted"],
     }
 }
 
 impl DeviceRef {
     /// A known device.
-    pub fn id(s: impl Into<String>) -> Self {
+    pub fn id(s: impl Into<CompactString>) -> Self {
         DeviceRef::Id(s.into())
     }
     /// The device number, if known.
@@ -80,7 +87,7 @@ impl DeviceRef {
 xml_choice! {
     /// `RedirectionDeviceID` (`lastRedirectionDevice`).
     RedirectionDevice {
-        values: [NumberDialed(String) = "numberDialed"],
+        values: [NumberDialed(CompactString) = "numberDialed"],
         markers: [
             NotKnown = "notKnown",
             NotRequired = "notRequired",
@@ -93,7 +100,7 @@ xml_choice! {
 xml_choice! {
     /// `endpoint` of a connection-list item.
     Endpoint {
-        values: [DeviceId(String) = "deviceID"],
+        values: [DeviceId(CompactString) = "deviceID"],
         markers: [NotKnown = "notKnown", Restricted = "restricted"],
     }
 }
@@ -105,14 +112,14 @@ xml_struct! {
         new_connection: opt ConnectionId = "newConnection",
         old_connection: opt ConnectionId = "oldConnection",
         endpoint: opt Endpoint = "endpoint",
-        associated_nid: opt String = "associatedNID",
+        associated_nid: opt CompactString = "associatedNID",
     }
 }
 
 xml_choice! {
     /// `monitorObject`.
     MonitorObject {
-        values: [Device(String) = "deviceObject", Call(ConnectionId) = "callObject"],
+        values: [Device(CompactString) = "deviceObject", Call(ConnectionId) = "callObject"],
         markers: [],
     }
 }
@@ -206,7 +213,7 @@ xml_struct! {
 #[derive(Debug, Clone, PartialEq)]
 pub enum SnapshotResult {
     /// `serviceCrossRefID`: the data follows in SnapshotDeviceData messages.
-    ServiceCrossRefId(String),
+    ServiceCrossRefId(CompactString),
     /// `snapshotData`: the calls (empty = none).
     Data(Vec<SnapshotDeviceResponseInfo>),
 }
@@ -217,9 +224,9 @@ impl XmlValue for SnapshotResult {
         p.children(el, |p, child| {
             match child.local() {
                 b"serviceCrossRefID" => {
-                    out = Some(SnapshotResult::ServiceCrossRefId(String::decode_xml(
-                        p, &child,
-                    )?))
+                    out = Some(SnapshotResult::ServiceCrossRefId(
+                        CompactString::decode_xml(p, &child)?,
+                    ))
                 }
                 b"snapshotData" => {
                     let mut v = Vec::new();
@@ -251,7 +258,9 @@ impl XmlValue for SnapshotResult {
 impl JsonValue for SnapshotResult {
     fn to_json(&self) -> Value {
         match self {
-            SnapshotResult::ServiceCrossRefId(s) => serde_json::json!({ "serviceCrossRefID": s }),
+            SnapshotResult::ServiceCrossRefId(s) => {
+                serde_json::json!({ "serviceCrossRefID": s.as_str() })
+            }
             SnapshotResult::Data(v) => serde_json::json!({
                 "snapshotData": v.iter().map(JsonValue::to_json).collect::<Vec<_>>()
             }),
@@ -259,7 +268,7 @@ impl JsonValue for SnapshotResult {
     }
     fn from_json(v: &Value, field: &str) -> std::result::Result<Self, JsonError> {
         if let Some(s) = v.get("serviceCrossRefID") {
-            return String::from_json(s, "serviceCrossRefID")
+            return CompactString::from_json(s, "serviceCrossRefID")
                 .map(SnapshotResult::ServiceCrossRefId);
         }
         if let Some(a) = v.get("snapshotData") {
@@ -283,7 +292,7 @@ impl JsonValue for SnapshotResult {
 xml_struct! {
     /// `agentInfoItem` of GetAgentStateResponse.
     AgentInfoItem {
-        acd_group: opt String = "acdGroup",
+        acd_group: opt CompactString = "acdGroup",
         agent_state: opt AgentState = "agentState",
         pending_agent_state: opt PendingAgentState = "pendingAgentState",
     }
@@ -292,7 +301,7 @@ xml_struct! {
 xml_struct! {
     /// `agentStateEntry` of GetAgentStateResponse.
     AgentStateEntry {
-        agent_id: opt String = "agentID",
+        agent_id: opt CompactString = "agentID",
         logged_on_state: opt bool = "loggedOnState",
         agent_info: list AgentInfoItem = "agentInfo"; item "agentInfoItem",
     }
@@ -303,8 +312,8 @@ xml_struct! {
     ForwardListItem {
         forwarding_type: opt ForwardingType = "forwardingType",
         forward_status: opt bool = "forwardStatus",
-        forward_dn: opt String = "forwardDN",
-        forward_default: opt String = "forwardDefault",
+        forward_dn: opt CompactString = "forwardDN",
+        forward_default: opt CompactString = "forwardDefault",
         ring_count: opt u32 = "ringCount",
         ring_duration: opt u32 = "ringDuration",
     }
@@ -350,7 +359,7 @@ impl JsonValue for RawXml {
 xml_struct! {
     /// ECMA-354 `applicationInfo`.
     ApplicationInfo {
-        application_id: req String = "applicationID",
+        application_id: req CompactString = "applicationID",
         application_specific_info: opt RawXml = "applicationSpecificInfo",
     }
 }
@@ -358,7 +367,7 @@ xml_struct! {
 xml_choice! {
     /// ECMA-354 NegResponse `errorCode`.
     SessionErrorCode {
-        values: [Defined(SessionDefinedError) = "definedError", Application(String) = "applError"],
+        values: [Defined(SessionDefinedError) = "definedError", Application(CompactString) = "applError"],
         markers: [],
     }
 }
@@ -366,7 +375,7 @@ xml_choice! {
 xml_choice! {
     /// ECMA-354 StopApplicationSession `sessionEndReason`.
     SessionEndReason {
-        values: [Defined(String) = "definedEndReason", Application(String) = "appEndReason"],
+        values: [Defined(CompactString) = "definedEndReason", Application(CompactString) = "appEndReason"],
         markers: [],
     }
 }
@@ -374,7 +383,7 @@ xml_choice! {
 xml_choice! {
     /// ECMA-354 ApplicationSessionTerminated `sessionTermReason`.
     SessionTermReasonChoice {
-        values: [Defined(SessionTermReason) = "definedTermReason", Application(String) = "appTermReason"],
+        values: [Defined(SessionTermReason) = "definedTermReason", Application(CompactString) = "appTermReason"],
         markers: [],
     }
 }
@@ -382,20 +391,20 @@ xml_choice! {
 /// DeflectCall `newDestination`: a DeviceID in ED3–ED5, a list of `<device>` in ED6. Decoding
 /// accepts both; encoding writes the writer's edition's form.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewDestination(pub String);
+pub struct NewDestination(pub CompactString);
 
 impl XmlValue for NewDestination {
     fn decode_xml<'a>(p: &mut Parser<'a>, el: &Elem<'a>) -> Result<Self> {
         let mut text = String::new();
-        let mut device: Option<String> = None;
+        let mut device: Option<CompactString> = None;
         if el.empty {
-            return Ok(NewDestination(text));
+            return Ok(NewDestination(CompactString::default()));
         }
         loop {
             match p.next_node()? {
                 crate::xml::Next::Start(child) => {
                     if child.local() == b"device" && device.is_none() {
-                        device = Some(String::decode_xml(p, &child)?);
+                        device = Some(CompactString::decode_xml(p, &child)?);
                     } else {
                         p.skip(&child)?;
                     }
@@ -411,7 +420,7 @@ impl XmlValue for NewDestination {
             }
         }
         Ok(NewDestination(device.unwrap_or_else(|| {
-            crate::xml::trim_xml(&text).to_string()
+            CompactString::new(crate::xml::trim_xml(&text))
         })))
     }
     fn encode_xml(&self, w: &mut Writer<'_>, name: &str) {
@@ -430,10 +439,10 @@ impl XmlValue for NewDestination {
 
 impl JsonValue for NewDestination {
     fn to_json(&self) -> Value {
-        Value::String(self.0.clone())
+        Value::String(self.0.to_string())
     }
     fn from_json(v: &Value, field: &str) -> std::result::Result<Self, JsonError> {
-        String::from_json(v, field).map(NewDestination)
+        CompactString::from_json(v, field).map(NewDestination)
     }
 }
 
@@ -510,7 +519,7 @@ xml_choice! {
             SubscribedResourceAvailability(SubscribedResourceAvailabilityError) = "subscribedResourceAvailability",
             PerformanceManagement(PerformanceManagementError) = "performanceManagement",
             PrivateData(PrivateDataInfoError) = "privateData",
-            PrivateErrorCode(String) = "privateErrorCode",
+            PrivateErrorCode(CompactString) = "privateErrorCode",
         ],
         markers: [Unspecified = "unspecified"],
     }

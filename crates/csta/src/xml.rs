@@ -7,6 +7,7 @@
 
 use std::borrow::Cow;
 
+use compact_str::CompactString;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::Reader;
 
@@ -596,6 +597,19 @@ pub trait XmlValue: Sized {
 impl XmlValue for String {
     fn decode_xml<'a>(p: &mut Parser<'a>, el: &Elem<'a>) -> Result<Self> {
         Ok(p.text(el)?.into_owned())
+    }
+    fn encode_xml(&self, w: &mut Writer<'_>, name: &str) {
+        w.text_elem(name, self)
+    }
+    fn is_blank(&self) -> bool {
+        self.is_empty()
+    }
+}
+
+impl XmlValue for CompactString {
+    fn decode_xml<'a>(p: &mut Parser<'a>, el: &Elem<'a>) -> Result<Self> {
+        // borrowed text of up to 24 bytes is stored inline: no allocation
+        Ok(CompactString::from(p.text(el)?))
     }
     fn encode_xml(&self, w: &mut Writer<'_>, name: &str) {
         w.text_elem(name, self)

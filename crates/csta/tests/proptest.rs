@@ -26,11 +26,12 @@ fn xml_trim(s: &str) -> &str {
     s.trim_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r'))
 }
 
-/// A text value as the decoder hands it back: trimmed, possibly empty.
-fn text() -> BoxedStrategy<String> {
+/// A text value as the decoder hands it back: trimmed, possibly empty (up to 24 characters:
+/// both sides of CompactString's 24-byte inline limit).
+fn text() -> BoxedStrategy<CompactString> {
     prop_oneof![
         vec(select(ALPHABET), 0..24)
-            .prop_map(|v| xml_trim(&v.into_iter().collect::<String>()).to_string()),
+            .prop_map(|v| xml_trim(&v.into_iter().collect::<String>()).into()),
         // entity-like and CDATA-like sequences that must survive as plain text
         select(
             &[
@@ -43,19 +44,19 @@ fn text() -> BoxedStrategy<String> {
                 "&unknown;"
             ][..]
         )
-        .prop_map(str::to_string),
-        "[0-9]{1,6}",
+        .prop_map(CompactString::from),
+        "[0-9]{1,6}".prop_map(CompactString::from),
     ]
     .boxed()
 }
 
 /// A text value that is not empty (required elements, values whose emptiness means absence).
-fn text1() -> BoxedStrategy<String> {
+fn text1() -> BoxedStrategy<CompactString> {
     text().prop_filter("non-empty", |s| !s.is_empty()).boxed()
 }
 
 /// An optional text element: absent or non-empty (an empty element decodes as absent).
-fn opt_text() -> BoxedStrategy<Option<String>> {
+fn opt_text() -> BoxedStrategy<Option<CompactString>> {
     option::of(text1()).boxed()
 }
 
@@ -277,7 +278,7 @@ fn set_agent_state() -> BoxedStrategy<Message> {
                 device,
                 requested_agent_state: st,
                 agent_id,
-                password,
+                password: password.map(CompactString::from),
                 group,
                 extensions: ext,
             }

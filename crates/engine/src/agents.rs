@@ -126,7 +126,7 @@ impl Agents {
     /// GetAgentState for `dn`.
     pub fn query(dn: &str) -> Message {
         Message::GetAgentState(GetAgentState {
-            device: dn.to_string(),
+            device: dn.into(),
             acd_group: None,
             extensions: None,
         })
@@ -136,9 +136,9 @@ impl Agents {
     pub fn logout_message(&self, dn: &str) -> Option<Message> {
         let agent = self.by_dn.get(dn)?.agent_id.clone();
         Some(Message::SetAgentState(SetAgentState {
-            device: dn.to_string(),
+            device: dn.into(),
             requested_agent_state: ReqAgentState::LoggedOff,
-            agent_id: Some(agent),
+            agent_id: Some(agent.into()),
             password: None,
             group: None,
             extensions: None,
@@ -191,15 +191,19 @@ impl Agents {
         });
         let logon = state == ReqAgentState::LoggedOn;
         let msg = Message::SetAgentState(SetAgentState {
-            device: dn.to_string(),
+            device: dn.into(),
             requested_agent_state: state,
-            agent_id,
+            agent_id: agent_id.map(Into::into),
             password: if logon {
-                password.map(|p| hex(&p))
+                password.map(|p| hex(&p).into())
             } else {
                 None
             },
-            group: if logon { req.this_queue.clone() } else { None },
+            group: if logon {
+                req.this_queue.as_deref().map(Into::into)
+            } else {
+                None
+            },
             extensions: reason.map(|r| Extensions::private(PrivateData::with_not_ready_reason(&r))),
         });
         if let (R::RequestAgentLogin, Some(a)) = (req.name, &req.agent_id) {
@@ -217,23 +221,23 @@ impl Agents {
         let (name, agent, mode, queue, dev) = match msg {
             Message::AgentLoggedOnEvent(e) => (
                 EventName::EventAgentLogin,
-                e.agent_id.clone(),
+                e.agent_id.as_deref().map(String::from),
                 None,
-                e.acd_group.clone(),
+                e.acd_group.as_deref().map(String::from),
                 dev_of(&e.agent_device),
             ),
             Message::AgentLoggedOffEvent(e) => (
                 EventName::EventAgentLogout,
-                e.agent_id.clone(),
+                e.agent_id.as_deref().map(String::from),
                 None,
-                e.acd_group.clone(),
+                e.acd_group.as_deref().map(String::from),
                 dev_of(&e.agent_device),
             ),
             Message::AgentReadyEvent(e) => (
                 EventName::EventAgentReady,
-                e.agent_id.clone(),
+                e.agent_id.as_deref().map(String::from),
                 Some(AgentWorkMode::ManualIn),
-                e.acd_group.clone(),
+                e.acd_group.as_deref().map(String::from),
                 dev_of(&e.agent_device),
             ),
             Message::AgentNotReadyEvent(e) => {
@@ -245,17 +249,17 @@ impl Agents {
                     .map(str::to_string);
                 (
                     EventName::EventAgentNotReady,
-                    e.agent_id.clone(),
+                    e.agent_id.as_deref().map(String::from),
                     Some(AgentWorkMode::AuxWork),
-                    e.acd_group.clone(),
+                    e.acd_group.as_deref().map(String::from),
                     dev_of(&e.agent_device),
                 )
             }
             Message::AgentWorkingAfterCallEvent(e) => (
                 EventName::EventAgentNotReady,
-                e.agent_id.clone(),
+                e.agent_id.as_deref().map(String::from),
                 Some(AgentWorkMode::AfterCallWork),
-                e.acd_group.clone(),
+                e.acd_group.as_deref().map(String::from),
                 dev_of(&e.agent_device),
             ),
             _ => return None,
@@ -352,10 +356,10 @@ impl Agents {
                 _ => (None, false),
             };
             AgentInfo {
-                agent_id: e.agent_id.unwrap_or_default(),
+                agent_id: e.agent_id.map(String::from).unwrap_or_default(),
                 work_mode: mode,
                 ready,
-                queue: item.and_then(|i| i.acd_group.clone()),
+                queue: item.and_then(|i| i.acd_group.as_deref().map(String::from)),
                 reason: None,
             }
         });

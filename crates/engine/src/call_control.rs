@@ -88,8 +88,8 @@ pub fn service(req: &Request, dn: &str, calls: &Calls) -> Result<Service, Refusa
             }
             let other = other_dn(req)?;
             let msg = Message::MakeCall(MakeCall {
-                calling_device: dn.to_string(),
-                called_directory_number: other,
+                calling_device: dn.into(),
+                called_directory_number: other.into(),
                 account_code: None,
                 auth_code: None,
                 auto_originate: Some(AutoOriginate::DoNotPrompt),
@@ -158,7 +158,7 @@ pub fn service(req: &Request, dn: &str, calls: &Calls) -> Result<Service, Refusa
             let other = other_dn(req)?;
             let msg = Message::ConsultationCall(ConsultationCall {
                 existing_call: cx,
-                consulted_device: other,
+                consulted_device: other.into(),
                 connection_reservation: None,
                 account_code: None,
                 auth_code: None,
@@ -212,7 +212,7 @@ pub fn service(req: &Request, dn: &str, calls: &Calls) -> Result<Service, Refusa
             let msg = if req.name == R::RequestSingleStepTransfer {
                 Message::SingleStepTransferCall(SingleStepTransferCall {
                     active_call: cx,
-                    transferred_to: other,
+                    transferred_to: other.into(),
                     account_code: None,
                     auth_code: None,
                     correlator_data: None,
@@ -221,7 +221,7 @@ pub fn service(req: &Request, dn: &str, calls: &Calls) -> Result<Service, Refusa
             } else {
                 Message::DeflectCall(DeflectCall {
                     call_to_be_diverted: cx,
-                    new_destination: NewDestination(other),
+                    new_destination: NewDestination(other.into()),
                     correlator_data: None,
                     extensions: None,
                 })
@@ -234,7 +234,7 @@ pub fn service(req: &Request, dn: &str, calls: &Calls) -> Result<Service, Refusa
             let other = other_dn(req)?;
             let msg = Message::DeflectCall(DeflectCall {
                 call_to_be_diverted: cx,
-                new_destination: NewDestination(other),
+                new_destination: NewDestination(other.into()),
                 correlator_data: None,
                 extensions: None,
             });
@@ -296,7 +296,7 @@ pub fn service(req: &Request, dn: &str, calls: &Calls) -> Result<Service, Refusa
             let msg = Message::GenerateDigits(GenerateDigits {
                 connection_to_send_digits: cx,
                 digit_mode: None,
-                characters_to_send: digits,
+                characters_to_send: digits.into(),
                 tone_duration: None,
                 pulse_rate: None,
                 pause_duration: None,

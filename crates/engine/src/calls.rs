@@ -339,8 +339,10 @@ impl Calls {
             }
             _ => return,
         };
-        let id =
-            |c: Option<&ConnectionId>| c.and_then(|c| c.call_id.clone()).filter(|s| !s.is_empty());
+        let id = |c: Option<&ConnectionId>| {
+            c.and_then(|c| c.call_id.as_deref().map(String::from))
+                .filter(|s| !s.is_empty())
+        };
         let mut target = None;
         for item in list {
             let (Some(old), Some(new)) = (
@@ -531,7 +533,8 @@ impl Calls {
                 let who = e
                     .initiated_connection
                     .device_id
-                    .clone()
+                    .as_deref()
+                    .map(String::from)
                     .unwrap_or_else(|| d.to_string());
                 self.set_party(conn, &who, PartyState::Initiated, Some(DnRole::Origination));
                 self.add_dn_call(dns, &who, conn);
@@ -551,7 +554,12 @@ impl Calls {
                     return true;
                 };
                 let calling = dev(&e.calling_device)
-                    .or_else(|| e.originated_connection.device_id.clone())
+                    .or_else(|| {
+                        e.originated_connection
+                            .device_id
+                            .as_deref()
+                            .map(String::from)
+                    })
                     .unwrap_or_default();
                 let called = dev(&e.called_device);
                 self.set_party(
@@ -584,7 +592,7 @@ impl Calls {
                     return true;
                 };
                 let alerting = dev(&e.alerting_device)
-                    .or_else(|| e.connection.device_id.clone())
+                    .or_else(|| e.connection.device_id.as_deref().map(String::from))
                     .unwrap_or_default();
                 let calling = dev(&e.calling_device);
                 let called = dev(&e.called_device);
@@ -618,7 +626,12 @@ impl Calls {
                     return true;
                 };
                 let answering = dev(&e.answering_device)
-                    .or_else(|| e.established_connection.device_id.clone())
+                    .or_else(|| {
+                        e.established_connection
+                            .device_id
+                            .as_deref()
+                            .map(String::from)
+                    })
                     .unwrap_or_default();
                 let calling = dev(&e.calling_device);
                 self.set_party(
@@ -667,7 +680,8 @@ impl Calls {
                 let dropped = e
                     .dropped_connection
                     .device_id
-                    .clone()
+                    .as_deref()
+                    .map(String::from)
                     .or_else(|| dev(&e.releasing_device))
                     .unwrap_or_default();
                 self.connection_cleared(d, conn, &dropped, e.cause.as_ref(), dns, notes);
@@ -710,7 +724,7 @@ impl Calls {
                     return true;
                 };
                 let diverting = dev(&e.diverting_device)
-                    .or_else(|| e.connection.device_id.clone())
+                    .or_else(|| e.connection.device_id.as_deref().map(String::from))
                     .unwrap_or_default();
                 let new_dest = dev(&e.new_destination);
                 let was_queue = dns.get(&diverting).is_some_and(|x| {
@@ -746,7 +760,7 @@ impl Calls {
                     return true;
                 };
                 let failing = dev(&e.failing_device)
-                    .or_else(|| e.failed_connection.device_id.clone())
+                    .or_else(|| e.failed_connection.device_id.as_deref().map(String::from))
                     .unwrap_or_default();
                 let calling = dev(&e.calling_device);
                 self.set_party(
@@ -769,7 +783,7 @@ impl Calls {
                     return true;
                 };
                 let queue = dev(&e.queue)
-                    .or_else(|| e.queued_connection.device_id.clone())
+                    .or_else(|| e.queued_connection.device_id.as_deref().map(String::from))
                     .unwrap_or_default();
                 let calling = dev(&e.calling_device);
                 let called = dev(&e.called_device);
@@ -853,7 +867,7 @@ impl Calls {
             return;
         };
         let who = dev(acting)
-            .or_else(|| c.device_id.clone())
+            .or_else(|| c.device_id.as_deref().map(String::from))
             .unwrap_or_default();
         self.set_party(conn, &who, state, None);
         if who == d {
@@ -962,8 +976,8 @@ impl Calls {
         notes: &mut Vec<Notice>,
     ) {
         let conference = matches!(msg, Message::ConferencedEvent(_));
-        let p_id = primary.and_then(|c| c.call_id.clone());
-        let s_id = secondary.and_then(|c| c.call_id.clone());
+        let p_id = primary.and_then(|c| c.call_id.as_deref().map(String::from));
+        let s_id = secondary.and_then(|c| c.call_id.as_deref().map(String::from));
         let (p_id, s_id) = match (p_id, s_id) {
             (Some(p), Some(s)) if p != s => (p, s),
             (Some(p), _) if !conference => {
@@ -1019,7 +1033,11 @@ impl Calls {
                     }
                 }
                 for item in list {
-                    if let Some(n) = item.new_connection.as_ref().and_then(|c| c.call_id.clone()) {
+                    if let Some(n) = item
+                        .new_connection
+                        .as_ref()
+                        .and_then(|c| c.call_id.as_deref().map(String::from))
+                    {
                         self.by_call_id.insert(n.clone(), surviving);
                         // The CallID may change mid-call: follow it.
                         if let Some(sc) = self.calls.get_mut(&surviving) {
@@ -1037,7 +1055,7 @@ impl Calls {
                     let dev = item
                         .new_connection
                         .as_ref()
-                        .and_then(|c| c.device_id.clone());
+                        .and_then(|c| c.device_id.as_deref().map(String::from));
                     let Some(dev) = dev.filter(|x| Some(x) != by.as_ref()) else {
                         continue;
                     };
@@ -1251,7 +1269,7 @@ impl Calls {
     /// SnapshotDevice for `dn` (at monitoring: the calls it has now).
     pub fn snapshot(dn: &str) -> Message {
         Message::SnapshotDevice(SnapshotDevice {
-            snapshot_object: dn.to_string(),
+            snapshot_object: dn.into(),
             extensions: None,
         })
     }
@@ -1275,7 +1293,8 @@ impl Calls {
             Ok(Message::SnapshotDeviceResponse(r)) => match r.cross_ref_id_or_snapshot_data {
                 SnapshotResult::Data(items) => self.reconcile(dn, &items, dns, notes),
                 SnapshotResult::ServiceCrossRefId(x) => {
-                    self.snapshots.insert(x, (dn.to_string(), Vec::new()));
+                    self.snapshots
+                        .insert(x.into(), (dn.to_string(), Vec::new()));
                 }
             },
             Ok(Message::CstaErrorCode(e)) => warn!(%dn, error = %e.error, "SnapshotDevice refused"),
@@ -1293,13 +1312,13 @@ impl Calls {
         dns: &Dns,
         notes: &mut Vec<Notice>,
     ) -> Option<String> {
-        let Some((_, items)) = self.snapshots.get_mut(&s.service_cross_ref_id) else {
+        let Some((_, items)) = self.snapshots.get_mut(s.service_cross_ref_id.as_str()) else {
             debug!(xref = %s.service_cross_ref_id, "snapshot segment for no snapshot");
             return None;
         };
         items.extend(s.snapshot_data.iter().cloned());
         if s.last_segment.unwrap_or(true) {
-            if let Some((dn, items)) = self.snapshots.remove(&s.service_cross_ref_id) {
+            if let Some((dn, items)) = self.snapshots.remove(s.service_cross_ref_id.as_str()) {
                 self.reconcile(&dn, &items, dns, notes);
                 return Some(dn);
             }
@@ -1319,7 +1338,12 @@ impl Calls {
         let start = notes.len();
         let mut present = Vec::new();
         for it in items {
-            let Some(call_id) = it.connection_identifier.call_id.clone() else {
+            let Some(call_id) = it
+                .connection_identifier
+                .call_id
+                .as_deref()
+                .map(String::from)
+            else {
                 continue;
             };
             let state = match &it.local_call_state {

@@ -382,7 +382,7 @@ impl Dns {
     /// MonitorStart for `number`.
     pub fn monitor_start(number: &str) -> Message {
         Message::MonitorStart(MonitorStart {
-            monitor_object: MonitorObject::Device(number.to_string()),
+            monitor_object: MonitorObject::Device(number.into()),
             monitor_type: Some(MonitorType::Device),
             extensions: None,
         })
@@ -541,7 +541,7 @@ impl Dns {
                 self.xref.remove(&xref);
                 if link_usable {
                     MonitorChange::Stop(Box::new(Message::MonitorStop(MonitorStop {
-                        monitor_cross_ref_id: xref,
+                        monitor_cross_ref_id: xref.into(),
                         extensions: None,
                     })))
                 } else {

@@ -1196,7 +1196,7 @@ impl Engine {
     fn monitor_answer(&mut self, dn: &str, msg: Result<Message, String>, out: &mut Vec<Output>) {
         let refusal = match msg {
             Ok(Message::MonitorStartResponse(r)) => {
-                let xref = r.monitor_cross_ref_id;
+                let xref = String::from(r.monitor_cross_ref_id);
                 debug!(%dn, %xref, "monitored");
                 if !self.dns.active(dn, xref, self.now.mono_ms) {
                     return;

@@ -119,9 +119,9 @@ impl Features {
             Message::ForwardingEvent(e) => {
                 let on = e.forward_status.unwrap_or(false);
                 let mode = mode_of(e.forwarding_type.as_ref());
-                let to = on.then(|| e.forward_to.clone().unwrap_or_default());
+                let to = on.then(|| e.forward_to.as_deref().unwrap_or_default().to_string());
                 self.set_forward(d, mode, to);
-                forward_event(d, on, mode, e.forward_to.clone())
+                forward_event(d, on, mode, e.forward_to.as_deref().map(String::from))
             }
             Message::DoNotDisturbEvent(e) => {
                 let on = e.do_not_disturb_on.unwrap_or(false);
@@ -155,11 +155,11 @@ impl Features {
     pub fn queries(dn: &str) -> [Message; 2] {
         [
             Message::GetForwarding(GetForwarding {
-                device: dn.to_string(),
+                device: dn.into(),
                 extensions: None,
             }),
             Message::GetDoNotDisturb(GetDoNotDisturb {
-                device: dn.to_string(),
+                device: dn.into(),
                 extensions: None,
             }),
         ]
@@ -176,8 +176,9 @@ impl Features {
                 for item in r.forwarding_list {
                     if item.forward_status == Some(true) {
                         let mode = mode_of(item.forwarding_type.as_ref());
-                        now.entry(mode)
-                            .or_insert_with(|| item.forward_dn.clone().unwrap_or_default());
+                        now.entry(mode).or_insert_with(|| {
+                            item.forward_dn.as_deref().unwrap_or_default().to_string()
+                        });
                     }
                 }
                 let before = self.forward.get(dn).cloned().unwrap_or_default();
@@ -280,10 +281,10 @@ pub fn forward_request(
         .into_iter()
         .map(|t| {
             Message::SetForwarding(SetForwarding {
-                device: dn.to_string(),
+                device: dn.into(),
                 forwarding_type: Some(t),
                 activate_forward: set,
-                forward_dn: fdn.clone(),
+                forward_dn: fdn.as_deref().map(Into::into),
                 ring_count: None,
                 ring_duration: None,
                 extensions: None,
@@ -297,7 +298,7 @@ pub fn forward_request(
 pub fn dnd_request(req: &Request, dn: &str) -> (Message, EventName) {
     let on = req.name == RequestName::RequestSetDNDOn;
     let msg = Message::SetDoNotDisturb(SetDoNotDisturb {
-        device: dn.to_string(),
+        device: dn.into(),
         do_not_disturb_on: on,
         call_origination: None,
         extensions: None,

@@ -265,7 +265,7 @@ impl T {
                             panic!("{m:?}")
                         };
                         if matches!(hold, Hold::MonitorOf(h) if h == d) {
-                            self.held.push((invoke_id, d));
+                            self.held.push((invoke_id, d.into()));
                             continue;
                         }
                         Message::MonitorStartResponse(MonitorStartResponse {
@@ -275,7 +275,7 @@ impl T {
                         })
                     }
                     (Message::SnapshotDevice(s), Hold::Snapshots) => {
-                        self.held.push((invoke_id, s.snapshot_object));
+                        self.held.push((invoke_id, s.snapshot_object.into()));
                         continue;
                     }
                     (other, _) => testkit::empty_switch_answer(&other)

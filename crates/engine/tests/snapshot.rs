@@ -164,13 +164,13 @@ impl Run {
                         let ctid_csta::MonitorObject::Device(d) = &ms.monitor_object else {
                             return None;
                         };
-                        if self.refuse_monitor.contains(d) {
+                        if self.refuse_monitor.contains(d.as_str()) {
                             m(json!({"message": "CSTAErrorCode", "operation": "generic"}))
                         } else {
                             empty_switch_answer(msg)?
                         }
                     }
-                    Message::SnapshotDevice(sd) if self.segmented.contains(&sd.snapshot_object) => {
+                    Message::SnapshotDevice(sd) if self.segmented.contains(sd.snapshot_object.as_str()) => {
                         m(json!({"message": "SnapshotDeviceResponse",
                                  "crossRefIDorSnapshotData": {"serviceCrossRefID": format!("S{}", sd.snapshot_object)}}))
                     }
@@ -180,7 +180,7 @@ impl Run {
                             guest: Some(g),
                             ..
                         }) => {
-                            let pair = self.pairs.get(g).map(|h| (g.as_str(), h.as_str()));
+                            let pair = self.pairs.get(g.as_str()).map(|h| (g.as_str(), h.as_str()));
                             Message::EscapeResponse(ctid_csta::EscapeResponse {
                                 extensions: Some(Extensions::private(
                                     HotDesk::answer(pair).into_private_data(),
@@ -208,7 +208,7 @@ impl Run {
                             _ => None,
                         });
                 if let Some(d) = dn {
-                    self.refuse_monitor.remove(&d);
+                    self.refuse_monitor.remove(d.as_str());
                 }
             }
             self.answer(id, a);

@@ -211,7 +211,7 @@ async fn link(relay: Arc<Relay>, csta: SocketAddr, numbers: Vec<String>) -> anyh
             application_id: "ctid-load-floor".into(),
             application_specific_info: None,
         },
-        requested_protocol_versions: vec![opts.edition.namespace().to_string()],
+        requested_protocol_versions: vec![opts.edition.namespace().into()],
         requested_session_duration: Some(3600),
         extensions: None,
     });
@@ -237,7 +237,7 @@ async fn link(relay: Arc<Relay>, csta: SocketAddr, numbers: Vec<String>) -> anyh
             let id = invoke(sent)?;
             by_invoke.insert(id.get(), dn.clone());
             let m = Message::MonitorStart(MonitorStart {
-                monitor_object: MonitorObject::Device(dn.clone()),
+                monitor_object: MonitorObject::Device(dn.as_str().into()),
                 monitor_type: Some(MonitorType::Device),
                 extensions: None,
             });
@@ -264,7 +264,9 @@ async fn link(relay: Arc<Relay>, csta: SocketAddr, numbers: Vec<String>) -> anyh
             };
             if let Message::MonitorStartResponse(r) = &msg {
                 if let Some(dn) = by_invoke.remove(&f.invoke_id.get()) {
-                    lock(&relay).xref.insert(r.monitor_cross_ref_id.clone(), dn);
+                    lock(&relay)
+                        .xref
+                        .insert(r.monitor_cross_ref_id.to_string(), dn);
                     answered += 1;
                     if answered == numbers.len() {
                         relay.ready.store(true, Ordering::Relaxed);

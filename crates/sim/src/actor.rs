@@ -411,7 +411,7 @@ impl Actor {
     fn send_system_status(&mut self, id: u64) {
         let reg = self.conns.get(&id).and_then(|c| c.registered.clone());
         let msg = Message::SystemStatus(SystemStatus {
-            sys_stat_register_id: reg,
+            sys_stat_register_id: reg.map(Into::into),
             system_status: self.system_status.clone(),
             extensions: None,
         });
@@ -465,7 +465,7 @@ impl Actor {
         }
         self.unindex_monitor(id, xref, dev);
         let msg = Message::MonitorStop(MonitorStop {
-            monitor_cross_ref_id: xref.to_string(),
+            monitor_cross_ref_id: xref.into(),
             extensions: None,
         });
         self.send_request(id, &msg);
@@ -636,8 +636,8 @@ impl Actor {
         }
         info!(conn = id, session = sid, %edition, duration, "application session started");
         let msg = Message::StartApplicationSessionPosResponse(StartApplicationSessionPosResponse {
-            session_id: sid,
-            actual_protocol_version: Some(edition.namespace().to_string()),
+            session_id: sid.into(),
+            actual_protocol_version: Some(edition.namespace().into()),
             actual_session_duration: Some(duration),
             extensions: None,
         });
@@ -687,7 +687,7 @@ impl Actor {
                     c.registered = Some(reg.clone());
                 }
                 Message::SystemRegisterResponse(SystemRegisterResponse {
-                    sys_stat_register_id: Some(reg),
+                    sys_stat_register_id: Some(reg.into()),
                     extensions: None,
                 })
             }
@@ -769,7 +769,7 @@ impl Actor {
                 *self.model.monitored.entry(device.clone()).or_insert(0) += 1;
                 debug!(conn = id, device, xref, "monitor started");
                 Message::MonitorStartResponse(MonitorStartResponse {
-                    monitor_cross_ref_id: xref,
+                    monitor_cross_ref_id: xref.into(),
                     monitor_existing_calls: None,
                     extensions: None,
                 })
@@ -797,7 +797,7 @@ impl Actor {
                     self.next_xref += 1;
                     let resp = Message::SnapshotDeviceResponse(SnapshotDeviceResponse {
                         cross_ref_id_or_snapshot_data: SnapshotResult::ServiceCrossRefId(
-                            xref.clone(),
+                            xref.as_str().into(),
                         ),
                         extensions: None,
                     });
@@ -805,7 +805,7 @@ impl Actor {
                     let n = data.len().div_ceil(seg);
                     for (i, chunk) in data.chunks(seg).enumerate() {
                         let ev = Message::SnapshotDeviceData(SnapshotDeviceData {
-                            service_cross_ref_id: xref.clone(),
+                            service_cross_ref_id: xref.as_str().into(),
                             segment_id: Some(i as u32 + 1),
                             last_segment: Some(i + 1 == n),
                             snapshot_data: chunk.to_vec(),
@@ -1110,7 +1110,7 @@ fn renumbered(
             .map(|d| ConnectionListItem {
                 new_connection: None,
                 old_connection: Some(conn(&cid, d)),
-                endpoint: Some(Endpoint::DeviceId(d.clone())),
+                endpoint: Some(Endpoint::DeviceId(d.as_str().into())),
                 associated_nid: None,
             })
             .collect();

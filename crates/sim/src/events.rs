@@ -52,7 +52,7 @@ pub fn conn(call: &str, device: &str) -> ConnectionId {
 /// `ConnectionID` with the call only.
 pub fn call_only(call: &str) -> ConnectionId {
     ConnectionId {
-        call_id: Some(call.to_string()),
+        call_id: Some(call.into()),
         device_id: None,
     }
 }
@@ -65,7 +65,7 @@ pub fn dev(device: &str) -> Option<DeviceRef> {
 /// `lastRedirectionDevice`: `numberDialed` when there was a redirection, else `notRequired`.
 pub fn redirection(last: Option<&str>) -> Option<RedirectionDevice> {
     Some(match last {
-        Some(d) => RedirectionDevice::NumberDialed(d.to_string()),
+        Some(d) => RedirectionDevice::NumberDialed(d.into()),
         None => RedirectionDevice::NotRequired,
     })
 }

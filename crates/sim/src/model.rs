@@ -613,7 +613,7 @@ impl Model {
         let me = vec![from.to_string()];
         self.emit(&me, Some(&cid), |local| {
             Message::ServiceInitiatedEvent(ServiceInitiatedEvent {
-                monitor_cross_ref_id: String::new(),
+                monitor_cross_ref_id: Default::default(),
                 initiated_connection: conn(&cid, from),
                 initiating_device: dev(from),
                 called_device: None,
@@ -626,7 +626,7 @@ impl Model {
         self.set_state(&cid, from, LocalConnectionState::Connected);
         self.emit(&me, Some(&cid), |local| {
             Message::OriginatedEvent(OriginatedEvent {
-                monitor_cross_ref_id: String::new(),
+                monitor_cross_ref_id: Default::default(),
                 originated_connection: conn(&cid, from),
                 calling_device: dev(from),
                 called_device: dev(to),
@@ -688,7 +688,7 @@ impl Model {
                 let parties = call.parties();
                 self.emit(&parties, Some(cid), |local| {
                     Message::QueuedEvent(QueuedEvent {
-                        monitor_cross_ref_id: String::new(),
+                        monitor_cross_ref_id: Default::default(),
                         queued_connection: conn(cid, dest),
                         queue: dev(dest),
                         calling_device: dev(&calling),
@@ -715,7 +715,7 @@ impl Model {
         let parties = call.parties();
         self.emit(&parties, Some(cid), |local| {
             Message::DeliveredEvent(DeliveredEvent {
-                monitor_cross_ref_id: String::new(),
+                monitor_cross_ref_id: Default::default(),
                 connection: conn(cid, dest),
                 alerting_device: dev(dest),
                 calling_device: dev(&calling),
@@ -761,7 +761,7 @@ impl Model {
         let last = call.last_redirect.clone();
         self.emit(recips, Some(cid), |local| {
             Message::DivertedEvent(DivertedEvent {
-                monitor_cross_ref_id: String::new(),
+                monitor_cross_ref_id: Default::default(),
                 connection: conn(cid, from),
                 diverting_device: dev(from),
                 new_destination: dev(to),
@@ -786,7 +786,7 @@ impl Model {
         let parties = call.parties();
         self.emit(&parties, Some(cid), |local| {
             Message::FailedEvent(FailedEvent {
-                monitor_cross_ref_id: String::new(),
+                monitor_cross_ref_id: Default::default(),
                 failed_connection: conn(cid, dest),
                 failing_device: dev(dest),
                 calling_device: dev(&calling),
@@ -811,7 +811,7 @@ impl Model {
         let parties = call.parties();
         self.emit(&parties, Some(&cid), |local| {
             Message::EstablishedEvent(EstablishedEvent {
-                monitor_cross_ref_id: String::new(),
+                monitor_cross_ref_id: Default::default(),
                 established_connection: conn(&cid, &d),
                 answering_device: dev(&d),
                 calling_device: dev(&calling),
@@ -840,7 +840,7 @@ impl Model {
         let (cid_s, d_s) = (cid.to_string(), d.to_string());
         self.emit(&recips, Some(cid), |local| {
             Message::ConnectionClearedEvent(ConnectionClearedEvent {
-                monitor_cross_ref_id: String::new(),
+                monitor_cross_ref_id: Default::default(),
                 dropped_connection: conn(&cid_s, &d_s),
                 releasing_device: dev(&d_s),
                 local_connection_info: Some(local),
@@ -855,7 +855,7 @@ impl Model {
             self.remove_conn(cid, &y);
             self.emit(std::slice::from_ref(&y), Some(cid), |local| {
                 Message::ConnectionClearedEvent(ConnectionClearedEvent {
-                    monitor_cross_ref_id: String::new(),
+                    monitor_cross_ref_id: Default::default(),
                     dropped_connection: conn(&cid_s, &y),
                     releasing_device: dev(&y),
                     local_connection_info: Some(local),
@@ -879,7 +879,7 @@ impl Model {
             self.remove_conn(cid, d);
             self.emit(&recips, Some(cid), |local| {
                 Message::ConnectionClearedEvent(ConnectionClearedEvent {
-                    monitor_cross_ref_id: String::new(),
+                    monitor_cross_ref_id: Default::default(),
                     dropped_connection: conn(cid, d),
                     releasing_device: dev(d),
                     local_connection_info: Some(local),
@@ -891,7 +891,7 @@ impl Model {
         }
         self.emit(&recips, None, |_| {
             Message::CallClearedEvent(CallClearedEvent {
-                monitor_cross_ref_id: String::new(),
+                monitor_cross_ref_id: Default::default(),
                 cleared_call: call_only(cid),
                 correlator_data: None,
                 cause: Some(EventCause::NormalClearing),
@@ -907,7 +907,7 @@ impl Model {
         let recips = self.parties(cid);
         self.emit(&recips, Some(cid), |local| {
             Message::HeldEvent(HeldEvent {
-                monitor_cross_ref_id: String::new(),
+                monitor_cross_ref_id: Default::default(),
                 held_connection: conn(cid, d),
                 holding_device: dev(d),
                 local_connection_info: Some(local),
@@ -922,7 +922,7 @@ impl Model {
         let recips = self.parties(cid);
         self.emit(&recips, Some(cid), |local| {
             Message::RetrievedEvent(RetrievedEvent {
-                monitor_cross_ref_id: String::new(),
+                monitor_cross_ref_id: Default::default(),
                 retrieved_connection: conn(cid, d),
                 retrieving_device: dev(d),
                 local_connection_info: Some(local),
@@ -1046,7 +1046,7 @@ impl Model {
             list.push(ConnectionListItem {
                 new_connection: Some(conn(&c2, &x.device)),
                 old_connection: Some(conn(&c1, &x.device)),
-                endpoint: Some(Endpoint::DeviceId(x.device.clone())),
+                endpoint: Some(Endpoint::DeviceId(x.device.as_str().into())),
                 associated_nid: None,
             });
         }
@@ -1054,7 +1054,7 @@ impl Model {
             list.push(ConnectionListItem {
                 new_connection: Some(conn(&c2, &x.device)),
                 old_connection: Some(conn(&c2, &x.device)),
-                endpoint: Some(Endpoint::DeviceId(x.device.clone())),
+                endpoint: Some(Endpoint::DeviceId(x.device.as_str().into())),
                 associated_nid: None,
             });
         }
@@ -1072,7 +1072,7 @@ impl Model {
         let l2 = list.clone();
         self.emit(&recips, Some(&c2), |local| {
             Message::TransferedEvent(TransferedEvent {
-                monitor_cross_ref_id: String::new(),
+                monitor_cross_ref_id: Default::default(),
                 primary_old_call: Some(conn(&c1, &a)),
                 secondary_old_call: Some(conn(&c2, &a)),
                 transferring_device: dev(&a),
@@ -1137,7 +1137,7 @@ impl Model {
             list.push(ConnectionListItem {
                 new_connection: Some(conn(&c1, &x.device)),
                 old_connection: Some(conn(old, &x.device)),
-                endpoint: Some(Endpoint::DeviceId(x.device.clone())),
+                endpoint: Some(Endpoint::DeviceId(x.device.as_str().into())),
                 associated_nid: None,
             });
         }
@@ -1146,7 +1146,7 @@ impl Model {
         let l2 = list.clone();
         self.emit(&recips, Some(&c1), |local| {
             Message::ConferencedEvent(ConferencedEvent {
-                monitor_cross_ref_id: String::new(),
+                monitor_cross_ref_id: Default::default(),
                 primary_old_call: Some(conn(&c1, &a)),
                 secondary_old_call: Some(conn(&c2, &a)),
                 conferencing_device: dev(&a),
@@ -1191,7 +1191,7 @@ impl Model {
             .map(|x| ConnectionListItem {
                 new_connection: Some(conn(&cid, x)),
                 old_connection: Some(conn(&cid, x)),
-                endpoint: Some(Endpoint::DeviceId(x.clone())),
+                endpoint: Some(Endpoint::DeviceId(x.as_str().into())),
                 associated_nid: None,
             })
             .collect();
@@ -1208,7 +1208,7 @@ impl Model {
         let to_s = to.to_string();
         self.emit(&recips, Some(&cid), |local| {
             Message::TransferedEvent(TransferedEvent {
-                monitor_cross_ref_id: String::new(),
+                monitor_cross_ref_id: Default::default(),
                 primary_old_call: Some(conn(&cid, &a)),
                 secondary_old_call: None,
                 transferring_device: dev(&a),
@@ -1428,7 +1428,7 @@ impl Model {
         let me = vec![d.clone()];
         self.emit(&me, Some(&cid), |local| {
             Message::ServiceInitiatedEvent(ServiceInitiatedEvent {
-                monitor_cross_ref_id: String::new(),
+                monitor_cross_ref_id: Default::default(),
                 initiated_connection: conn(&cid, &d),
                 initiating_device: dev(&d),
                 called_device: None,
@@ -1530,7 +1530,12 @@ impl Model {
             .get(agent)
             .and_then(|a| a.groups.first().cloned());
         let reason = self.agents.get(agent).and_then(|a| a.reason.clone());
-        let base = (String::new(), dev(device), Some(agent.to_string()), group);
+        let base = (
+            Default::default(),
+            dev(device),
+            Some(agent.into()),
+            group.map(Into::into),
+        );
         let msg = match state {
             "loggedOn" => Message::AgentLoggedOnEvent(AgentLoggedOnEvent {
                 monitor_cross_ref_id: base.0,
@@ -1779,12 +1784,12 @@ impl Model {
                 a.groups.iter().cloned().map(Some).collect()
             };
             AgentStateEntry {
-                agent_id: Some(a.id.clone()),
+                agent_id: Some(a.id.as_str().into()),
                 logged_on_state: Some(on),
                 agent_info: groups
                     .into_iter()
                     .map(|g| AgentInfoItem {
-                        acd_group: g,
+                        acd_group: g.map(Into::into),
                         agent_state: Some(st.clone()),
                         pending_agent_state: None,
                     })
@@ -1806,11 +1811,11 @@ impl Model {
 
     fn forwarding_event(&mut self, device: &str, t: &ForwardingType, on: bool, to: Option<&str>) {
         let msg = Message::ForwardingEvent(ForwardingEvent {
-            monitor_cross_ref_id: String::new(),
+            monitor_cross_ref_id: Default::default(),
             device: dev(device),
             forwarding_type: Some(t.clone()),
             forward_status: Some(on),
-            forward_to: to.map(str::to_string),
+            forward_to: to.map(Into::into),
             forward_default: None,
             ring_count: None,
             ring_duration: None,
@@ -1875,7 +1880,7 @@ impl Model {
             out.push(ForwardListItem {
                 forwarding_type: Some(t.clone()),
                 forward_status: Some(to.is_some()),
-                forward_dn: to.map(str::to_string),
+                forward_dn: to.map(Into::into),
                 forward_default: None,
                 ring_count: None,
                 ring_duration: None,
@@ -1889,7 +1894,7 @@ impl Model {
                 out.push(ForwardListItem {
                     forwarding_type: Some(ForwardingType::parse(t)),
                     forward_status: Some(true),
-                    forward_dn: Some(to.clone()),
+                    forward_dn: Some(to.as_str().into()),
                     forward_default: None,
                     ring_count: None,
                     ring_duration: None,
@@ -1906,7 +1911,7 @@ impl Model {
             d.dnd = on;
         }
         let msg = Message::DoNotDisturbEvent(DoNotDisturbEvent {
-            monitor_cross_ref_id: String::new(),
+            monitor_cross_ref_id: Default::default(),
             device: dev(device),
             do_not_disturb_on: Some(on),
             extensions: None,
@@ -1957,7 +1962,7 @@ impl Model {
 
     fn private_event(&mut self, state: HotDeskState, guest: &str, host: &str) {
         let msg = Message::PrivateEvent(PrivateEvent {
-            monitor_cross_ref_id: String::new(),
+            monitor_cross_ref_id: Default::default(),
             private_data: Some(HotDesk::event(state, guest, host).into_private_data()),
             extensions: None,
         });
@@ -2063,11 +2068,13 @@ impl Model {
                 let pair = match (guest, host) {
                     (Some(g), None) => {
                         self.device(&g)?;
-                        self.assoc.get(&g).map(|h| (g.clone(), h.clone()))
+                        self.assoc
+                            .get(g.as_str())
+                            .map(|h| (g.to_string(), h.clone()))
                     }
                     (None, Some(h)) => {
                         self.device(&h)?;
-                        self.guest_of(&h).map(|g| (g.to_string(), h.clone()))
+                        self.guest_of(&h).map(|g| (g.to_string(), h.to_string()))
                     }
                     _ => {
                         return Err(SimError::invalid_param(

@@ -602,7 +602,7 @@ async fn forwarding() {
             device: "1002".into(),
             forwarding_type: Some(t),
             activate_forward: on,
-            forward_dn: dn.map(str::to_string),
+            forward_dn: dn.map(Into::into),
             ring_count: None,
             ring_duration: None,
             extensions: None,

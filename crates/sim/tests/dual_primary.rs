@@ -32,7 +32,7 @@ async fn session(c: &mut Client) -> String {
         panic!("{}", summary(&r))
     };
     answer_system_status(c).await;
-    p.session_id
+    p.session_id.into()
 }
 
 /// Answer the switch's SystemStatus request (events before it are skipped).

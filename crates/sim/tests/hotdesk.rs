@@ -129,8 +129,8 @@ async fn escape_failures_in_table_order() {
     let bad = |guest: Option<&str>, host: Option<&str>, action: Option<&str>| {
         escape(HotDesk::Extension {
             action: action.map(HotDeskAction::parse),
-            guest: guest.map(str::to_string),
-            host: host.map(str::to_string),
+            guest: guest.map(Into::into),
+            host: host.map(Into::into),
         })
     };
     let inv = "operation/invalidParameterValue";

@@ -19,7 +19,7 @@ fn start_session(versions: &[&str]) -> Message {
             application_id: "ctid".into(),
             application_specific_info: None,
         },
-        requested_protocol_versions: versions.iter().map(|s| s.to_string()).collect(),
+        requested_protocol_versions: versions.iter().map(|&s| s.into()).collect(),
         requested_session_duration: Some(180),
         extensions: None,
     })

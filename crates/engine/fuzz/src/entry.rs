@@ -601,7 +601,7 @@ impl Harness {
         if let Message::MonitorStartResponse(r) = &mut msg {
             self.next_xref += 1;
             let x = format!("x{}", self.next_xref);
-            r.monitor_cross_ref_id = x.clone();
+            r.monitor_cross_ref_id = x.as_str().into();
             self.xrefs.push(x);
         }
         self.input(Input::CstaAnswer {

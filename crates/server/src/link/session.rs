@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use ctid_csta::frame::{decode_frame, encode_message, FrameItem, MAX_FRAME_LEN};
 use ctid_csta::{
-    ApplicationInfo, CodecOptions, DecodeError, InvokeId, Message, MessageKind, MonitorStop,
-    RequestSystemStatus, RequestTypes, ResetApplicationSessionTimer, StartApplicationSession,
-    SystemRegister, SystemStatusResponse, SystemStatusValue,
+    ApplicationInfo, CodecOptions, CompactString, DecodeError, InvokeId, Message, MessageKind,
+    MonitorStop, RequestSystemStatus, RequestTypes, ResetApplicationSessionTimer,
+    StartApplicationSession, SystemRegister, SystemStatusResponse, SystemStatusValue,
 };
 use ctid_engine::Input;
 use tracing::{debug, info, warn};
@@ -99,7 +99,7 @@ pub struct Session {
     own: OwnRequests,
     keepalive: Keepalive,
     /// ECMA-354 session ID (`ecma354` only).
-    session_id: Option<String>,
+    session_id: Option<CompactString>,
     /// Granted session duration, seconds.
     session_duration: u32,
     /// When the next ResetApplicationSessionTimer is due (`ecma354`, once open).
@@ -109,7 +109,7 @@ pub struct Session {
     /// monitorCrossRefIDs the Connector granted on this session (MonitorStartResponse) and not
     /// stopped since: stopped before a resync on the same session, so none is held twice, and
     /// when the session is demoted.
-    monitors: BTreeSet<String>,
+    monitors: BTreeSet<CompactString>,
 }
 
 fn is_ok(s: &SystemStatusValue) -> bool {
@@ -158,7 +158,7 @@ impl Session {
                         application_id: "ctid".into(),
                         application_specific_info: None,
                     },
-                    requested_protocol_versions: vec![s.cfg.edition.namespace().to_string()],
+                    requested_protocol_versions: vec![s.cfg.edition.namespace().into()],
                     requested_session_duration: Some(s.cfg.session_duration),
                     extensions: None,
                 });
@@ -351,7 +351,7 @@ impl Session {
 
     /// The monitorCrossRefIDs held on this session, in order.
     pub fn monitors(&self) -> impl Iterator<Item = &str> {
-        self.monitors.iter().map(String::as_str)
+        self.monitors.iter().map(CompactString::as_str)
     }
 
     /// The ECMA-354 session ID, once granted.

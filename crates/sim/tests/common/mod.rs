@@ -180,7 +180,7 @@ impl Client {
             }))
             .await;
         match r {
-            Message::MonitorStartResponse(r) => r.monitor_cross_ref_id,
+            Message::MonitorStartResponse(r) => r.monitor_cross_ref_id.into(),
             other => panic!("MonitorStart {device}: {}", summary(&other)),
         }
     }
@@ -260,7 +260,7 @@ pub fn set_agent(device: &str, state: ReqAgentState, agent: Option<&str>) -> Mes
     Message::SetAgentState(SetAgentState {
         device: device.into(),
         requested_agent_state: state,
-        agent_id: agent.map(str::to_string),
+        agent_id: agent.map(Into::into),
         password: None,
         group: None,
         extensions: None,
