@@ -352,11 +352,15 @@ pub(crate) mod with {
         }
     }
 
-    /// An `Option<Message>`, a CSTA message as its JSON object.
+    /// An `Option<Message>` (or `Option<&Message>` to write), a CSTA message as its JSON
+    /// object.
     pub mod opt_message {
         use super::*;
-        pub fn serialize<S: Serializer>(m: &Option<Message>, s: S) -> Result<S::Ok, S::Error> {
-            m.as_ref().map(Message::to_json).serialize(s)
+        pub fn serialize<S: Serializer, M: std::borrow::Borrow<Message>>(
+            m: &Option<M>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            m.as_ref().map(|m| m.borrow().to_json()).serialize(s)
         }
         pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Message>, D::Error> {
             match Option::<serde_json::Value>::deserialize(d)? {

@@ -8,7 +8,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ops::RangeInclusive;
 
 use ctid_csta::{InvokeId, Message};
-use serde::{Deserialize, Serialize};
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::io::{Output, Tag};
 
@@ -16,22 +17,27 @@ use crate::io::{Output, Tag};
 /// (session start, keepalive, timer resets, stopping stale monitors).
 pub const ENGINE_INVOKE_IDS: RangeInclusive<u16> = 1..=8999;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A request's kind and, once sent, its invoke ID and deadline. A queued request's message
+/// waits in the window's queue, not here: the table stays small however many are queued.
+#[derive(Debug, Clone)]
 struct Entry<K> {
     kind: K,
-    /// `None` once sent.
-    #[serde(with = "crate::snapshot::with::opt_message")]
-    message: Option<Message>,
-    /// The invoke ID and deadline, once sent.
-    #[serde(with = "crate::snapshot::with::sent")]
+    /// `None` while queued.
     sent: Option<(InvokeId, u64)>,
 }
 
 /// Requests queued and in flight, each with a kind `K` saying what its answer is for.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+///
+/// A link-up queues a request or three per DN at once (MonitorStart, SnapshotDevice, the
+/// hot-desk query: 150,000 at 50,000 DNs). Their messages wait in one ring, in sending order,
+/// which gives its memory back as it drains; they were once kept in the tag-keyed table, whose
+/// half-full nodes of 500-byte messages took ~1 KB per request and left the process ~6 KB per
+/// DN bigger for good (`docs/performance.md`, "Memory at a link-up").
+#[derive(Debug, Clone)]
 pub struct RequestWindow<K> {
     entries: BTreeMap<Tag, Entry<K>>,
-    queue: VecDeque<Tag>,
+    /// The requests not sent yet, oldest first, with their messages.
+    queue: VecDeque<(Tag, Message)>,
     by_invoke: BTreeMap<u16, Tag>,
     /// (deadline, tag) of every request in flight: the next deadline and the expired ones
     /// without a scan of the window (it can hold tens of thousands queued at a link-up).
@@ -58,15 +64,8 @@ impl<K> RequestWindow<K> {
     pub fn push(&mut self, kind: K, message: Message) -> Tag {
         let tag = self.next_tag;
         self.next_tag += 1;
-        self.entries.insert(
-            tag,
-            Entry {
-                kind,
-                message: Some(message),
-                sent: None,
-            },
-        );
-        self.queue.push_back(tag);
+        self.entries.insert(tag, Entry { kind, sent: None });
+        self.queue.push_back((tag, message));
         tag
     }
 
@@ -97,8 +96,8 @@ impl<K> RequestWindow<K> {
                     self.next_tag
                 ));
             }
-            match (e.sent, &e.message) {
-                (Some((id, deadline)), None) => {
+            match e.sent {
+                Some((id, deadline)) => {
                     if self.by_invoke.get(&id.get()) != Some(tag) {
                         return Err(format!("request {tag} sent as {id} is not indexed"));
                     }
@@ -106,11 +105,7 @@ impl<K> RequestWindow<K> {
                         return Err(format!("request {tag} has no deadline indexed"));
                     }
                 }
-                (None, Some(_)) => queued += 1,
-                (Some(_), Some(_)) => return Err(format!("request {tag} is sent and queued")),
-                (None, None) => {
-                    return Err(format!("request {tag} has no message and was not sent"))
-                }
+                None => queued += 1,
             }
         }
         let sent = self.entries.len() - queued;
@@ -124,6 +119,7 @@ impl<K> RequestWindow<K> {
         let unsent = self
             .queue
             .iter()
+            .map(|(t, _)| t)
             .collect::<BTreeSet<_>>()
             .into_iter()
             .filter(|t| self.entries.get(t).is_some_and(|e| e.sent.is_none()))
@@ -162,23 +158,31 @@ impl<K> RequestWindow<K> {
     pub fn pump(&mut self, now_ms: u64, limit: usize, timeout_ms: u64, out: &mut Vec<Output>) {
         let limit = limit.clamp(1, ENGINE_INVOKE_IDS.len());
         while self.by_invoke.len() < limit {
-            let Some(tag) = self.queue.pop_front() else {
+            let Some((tag, message)) = self.queue.pop_front() else {
                 break;
             };
             let Some(invoke_id) = self.free_invoke() else {
-                self.queue.push_front(tag);
+                self.queue.push_front((tag, message));
                 break;
             };
             let Some(e) = self.entries.get_mut(&tag) else {
-                continue;
-            };
-            let Some(message) = e.message.take() else {
                 continue;
             };
             e.sent = Some((invoke_id, now_ms + timeout_ms));
             self.by_invoke.insert(invoke_id.get(), tag);
             self.deadlines.insert((now_ms + timeout_ms, tag));
             out.push(Output::CstaRequest { invoke_id, message });
+        }
+        self.give_back();
+    }
+
+    /// The queue's memory follows its length: a ring that held a link-up's requests is shrunk
+    /// as it drains (each shrink halves it at most, so the copies cost O(1) per request).
+    fn give_back(&mut self) {
+        const KEEP: usize = 64;
+        let (len, cap) = (self.queue.len(), self.queue.capacity());
+        if cap > KEEP && len < cap / 4 {
+            self.queue.shrink_to((len * 2).max(KEEP));
         }
     }
 
@@ -197,7 +201,10 @@ impl<K> RequestWindow<K> {
                 self.by_invoke.remove(&id.get());
                 self.deadlines.remove(&(deadline, tag));
             }
-            None => self.queue.retain(|t| *t != tag),
+            None => {
+                self.queue.retain(|(t, _)| *t != tag);
+                self.give_back();
+            }
         }
         Some(e.kind)
     }
@@ -222,13 +229,138 @@ impl<K> RequestWindow<K> {
 
     /// Everything, taken out (the link is gone), oldest first.
     pub fn clear(&mut self) -> Vec<(Tag, K)> {
-        self.queue.clear();
+        self.queue = VecDeque::new();
         self.by_invoke.clear();
         self.deadlines.clear();
         std::mem::take(&mut self.entries)
             .into_iter()
             .map(|(t, e)| (t, e.kind))
             .collect()
+    }
+}
+
+// The snapshot form (`docs/architecture.md`, "Snapshots") is the table of every request with
+// a queued one's message in its entry, the queue as tags, the indexes and the counters — as
+// it was when the messages were kept in the table, so snapshots of either build load in the
+// other.
+
+#[derive(Serialize)]
+struct EntryOut<'a, K> {
+    kind: &'a K,
+    #[serde(serialize_with = "crate::snapshot::with::opt_message::serialize")]
+    message: Option<&'a Message>,
+    #[serde(with = "crate::snapshot::with::sent")]
+    sent: Option<(InvokeId, u64)>,
+}
+
+#[derive(Serialize)]
+struct WindowOut<'a, K> {
+    entries: BTreeMap<Tag, EntryOut<'a, K>>,
+    queue: Vec<Tag>,
+    by_invoke: &'a BTreeMap<u16, Tag>,
+    deadlines: &'a BTreeSet<(u64, Tag)>,
+    next_tag: Tag,
+    next_invoke: u16,
+}
+
+#[derive(Deserialize)]
+struct EntryIn<K> {
+    kind: K,
+    #[serde(with = "crate::snapshot::with::opt_message")]
+    message: Option<Message>,
+    #[serde(with = "crate::snapshot::with::sent")]
+    sent: Option<(InvokeId, u64)>,
+}
+
+#[derive(Deserialize)]
+struct WindowIn<K> {
+    entries: BTreeMap<Tag, EntryIn<K>>,
+    queue: VecDeque<Tag>,
+    by_invoke: BTreeMap<u16, Tag>,
+    deadlines: BTreeSet<(u64, Tag)>,
+    next_tag: Tag,
+    next_invoke: u16,
+}
+
+impl<K: Serialize> Serialize for RequestWindow<K> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let queued: BTreeMap<Tag, &Message> = self.queue.iter().map(|(t, m)| (*t, m)).collect();
+        let entries = self
+            .entries
+            .iter()
+            .map(|(tag, e)| {
+                let entry = EntryOut {
+                    kind: &e.kind,
+                    message: queued.get(tag).copied(),
+                    sent: e.sent,
+                };
+                (*tag, entry)
+            })
+            .collect();
+        WindowOut {
+            entries,
+            queue: self.queue.iter().map(|(t, _)| *t).collect(),
+            by_invoke: &self.by_invoke,
+            deadlines: &self.deadlines,
+            next_tag: self.next_tag,
+            next_invoke: self.next_invoke,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de, K: Deserialize<'de>> Deserialize<'de> for RequestWindow<K> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let w = WindowIn::<K>::deserialize(d)?;
+        let mut messages = BTreeMap::new();
+        let mut entries = BTreeMap::new();
+        for (tag, e) in w.entries {
+            match (e.sent, e.message) {
+                (Some(_), Some(_)) => {
+                    return Err(D::Error::custom(format!(
+                        "request {tag} is sent and queued"
+                    )))
+                }
+                (None, None) => {
+                    return Err(D::Error::custom(format!(
+                        "request {tag} has no message and was not sent"
+                    )))
+                }
+                (None, Some(m)) => {
+                    messages.insert(tag, m);
+                }
+                (Some(_), None) => {}
+            }
+            entries.insert(
+                tag,
+                Entry {
+                    kind: e.kind,
+                    sent: e.sent,
+                },
+            );
+        }
+        let mut queue = VecDeque::with_capacity(w.queue.len());
+        for tag in w.queue {
+            let m = messages.remove(&tag).ok_or_else(|| {
+                D::Error::custom(format!(
+                    "the queue holds request {tag}, which is not queued (or holds it twice)"
+                ))
+            })?;
+            queue.push_back((tag, m));
+        }
+        if let Some(tag) = messages.keys().next() {
+            return Err(D::Error::custom(format!(
+                "request {tag} is queued but not in the queue"
+            )));
+        }
+        Ok(RequestWindow {
+            entries,
+            queue,
+            by_invoke: w.by_invoke,
+            deadlines: w.deadlines,
+            next_tag: w.next_tag,
+            next_invoke: w.next_invoke,
+        })
     }
 }
 
@@ -278,5 +410,63 @@ mod tests {
             assert!(ENGINE_INVOKE_IDS.contains(&invoke_id.get()));
             w.answer(invoke_id).unwrap();
         }
+    }
+
+    #[test]
+    fn snapshot_form_keeps_queued_messages_in_their_entries() {
+        let mut w: RequestWindow<u8> = RequestWindow::default();
+        w.push(1, msg());
+        w.push(2, msg());
+        w.push(3, msg());
+        let mut out = Vec::new();
+        w.pump(5, 1, 100, &mut out);
+        let v = serde_json::to_value(&w).unwrap();
+        // The form snapshots have always had: every entry with kind, message (queued) and
+        // sent (in flight), the queue as tags.
+        assert_eq!(v["queue"], serde_json::json!([2, 3]));
+        assert_eq!(v["entries"]["1"]["message"], serde_json::Value::Null);
+        assert!(v["entries"]["1"]["sent"].is_array());
+        assert_eq!(v["entries"]["2"]["message"], msg().to_json());
+        assert_eq!(v["entries"]["3"]["sent"], serde_json::Value::Null);
+        assert_eq!(v["deadlines"], serde_json::json!([[105, 1]]));
+        let back: RequestWindow<u8> = serde_json::from_value(v.clone()).unwrap();
+        back.check().unwrap();
+        assert_eq!(serde_json::to_value(&back).unwrap(), v);
+
+        let mut broken = v.clone();
+        broken["queue"] = serde_json::json!([2]);
+        let e = serde_json::from_value::<RequestWindow<u8>>(broken).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("request 3 is queued but not in the queue"),
+            "{e}"
+        );
+        let mut broken = v.clone();
+        broken["queue"] = serde_json::json!([2, 3, 3]);
+        assert!(serde_json::from_value::<RequestWindow<u8>>(broken).is_err());
+        let mut broken = v;
+        broken["entries"]["2"]["message"] = serde_json::Value::Null;
+        assert!(serde_json::from_value::<RequestWindow<u8>>(broken).is_err());
+    }
+
+    #[test]
+    fn a_drained_queue_gives_its_memory_back() {
+        let mut w: RequestWindow<()> = RequestWindow::default();
+        for _ in 0..50_000 {
+            w.push((), msg());
+        }
+        assert!(w.queue.capacity() >= 50_000);
+        let mut out = Vec::new();
+        while !w.entries.is_empty() {
+            w.pump(0, 1000, 1, &mut out);
+            for o in out.drain(..) {
+                let Output::CstaRequest { invoke_id, .. } = o else {
+                    panic!()
+                };
+                w.answer(invoke_id).unwrap();
+            }
+        }
+        assert!(w.queue.capacity() <= 64, "{}", w.queue.capacity());
+        w.check().unwrap();
     }
 }
