@@ -1,6 +1,6 @@
 //! The floor (`ctid-load --floor`, `--vs-floor`): the least a server in ctid's place must do for
 //! the same load, run as its own process (`ctid-load --relay ADDR --relay-port PORT`) so its CPU
-//! is measured like ctid's (docs/performance.md, "The floor").
+//! is measured like ctid's (docs/performance.md, "The tools").
 //!
 //! It opens a CSTA session with csta-sim (ECMA-354), monitors the DNs, and serves WebSocket
 //! clients with the same stack as ctid (axum's WebSocket on tokio's multi-threaded runtime). Per

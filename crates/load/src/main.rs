@@ -114,7 +114,7 @@ struct Args {
     /// Measure the floor instead of ctid: a minimal relay (this binary, as its own process) that
     /// reads the CSTA link, decodes each event, finds the clients by monitor and writes one
     /// frame per delivery with ctid's WebSocket stack and write strategy (docs/performance.md,
-    /// "The floor").
+    /// "The tools").
     #[arg(long)]
     floor: bool,
     /// A run against ctid, then one against the floor with the same arguments: ctid's CPU per
@@ -1549,7 +1549,7 @@ async fn main() -> anyhow::Result<()> {
         let floor = measure(&args, &numbers, &Extra::Floor)
             .await
             .context("the run against the floor")?;
-        println!("floor (a minimal relay in ctid's place; docs/performance.md, \"The floor\"):");
+        println!("floor (a minimal relay in ctid's place; docs/performance.md, \"The tools\"):");
         print_report(&args, &floor);
         let ratio = (floor.cpu_per > 0.0).then(|| f.cpu_per / floor.cpu_per);
         println!(
