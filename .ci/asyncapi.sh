@@ -5,6 +5,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
+. .ci/demo.sh
 echo "== AsyncAPI document: @asyncapi/parser, protocol.md examples, an end-to-end run against ctid --demo"
 
 (cd tests/asyncapi && npm ci --no-audit --no-fund --loglevel=error)
@@ -14,28 +15,12 @@ bin="${CARGO_TARGET_DIR:-target}/debug"
 out=target/asyncapi
 mkdir -p "$out"
 log="$out/ctid.log"
-RUST_LOG="${RUST_LOG:-info}" "$bin/ctid" --demo --listen 127.0.0.1:0 >"$log" 2>&1 &
-pid=$!
-trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true' EXIT
-
-url=""
-sim=""
-for _ in $(seq 1 200); do
-  url="$(grep -o 'ws://127\.0\.0\.1:[0-9]*/ws' "$log" | head -n1 || true)"
-  sim="$(grep -o 'control API: http://127\.0\.0\.1:[0-9]*' "$log" | head -n1 | sed 's/^control API: //' || true)"
-  [ -n "$url" ] && [ -n "$sim" ] && break
-  if ! kill -0 "$pid" 2>/dev/null; then
-    echo "asyncapi: ctid --demo exited"; cat "$log"; exit 1
-  fi
-  sleep 0.1
-done
-[ -n "$url" ] && [ -n "$sim" ] || { echo "asyncapi: ctid --demo did not start"; cat "$log"; exit 1; }
+start_demo asyncapi "$bin/ctid" "$log"
+url="$demo_url"
+sim="$demo_sim"
 echo "asyncapi: ctid --demo at $url, csta-sim control API at $sim"
 
 status=0
 CTID_WS="$url" CSTA_SIM="$sim" node tests/asyncapi/check.mjs || status=$?
-if [ "$status" -ne 0 ]; then
-  echo "asyncapi: failed; last lines of $log:"
-  tail -n 40 "$log"
-fi
+[ "$status" -eq 0 ] || demo_failed asyncapi "$log"
 exit "$status"

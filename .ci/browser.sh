@@ -5,6 +5,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
+. .ci/demo.sh
 
 if [ ! -x /usr/bin/chromium ]; then
   echo "browser: installing Debian's chromium"
@@ -19,20 +20,8 @@ out=target/browser
 mkdir -p "$out"
 rm -f "$out"/*.png
 log="$out/ctid.log"
-RUST_LOG="${RUST_LOG:-info}" "$bin/ctid" --demo --listen 127.0.0.1:0 >"$log" 2>&1 &
-pid=$!
-trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true' EXIT
-
-url=""
-for _ in $(seq 1 200); do
-  url="$(grep -o 'ws://127\.0\.0\.1:[0-9]*/ws' "$log" | head -n1 || true)"
-  [ -n "$url" ] && break
-  if ! kill -0 "$pid" 2>/dev/null; then
-    echo "browser: ctid --demo exited"; cat "$log"; exit 1
-  fi
-  sleep 0.1
-done
-[ -n "$url" ] || { echo "browser: ctid --demo did not start"; cat "$log"; exit 1; }
+start_demo browser "$bin/ctid" "$log"
+url="$demo_url"
 http="http${url#ws}"
 http="${http%/ws}"
 echo "browser: ctid --demo at $http"
@@ -40,8 +29,5 @@ echo "browser: ctid --demo at $http"
 status=0
 CTID_HTTP="$http" CTICTL="$(cd "$bin" && pwd)/ctictl" SHOT_DIR="$root/$out" \
   node tests/browser/monitor.test.mjs || status=$?
-if [ "$status" -ne 0 ]; then
-  echo "browser: failed; last lines of $log:"
-  tail -n 40 "$log"
-fi
+[ "$status" -eq 0 ] || demo_failed browser "$log"
 exit "$status"

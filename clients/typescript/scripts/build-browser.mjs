@@ -5,8 +5,9 @@
 //
 // `node scripts/build-browser.mjs` writes it; `--check` only compares and exits 1 when the
 // committed file is not a fresh build (test/generated.test.mjs does the same).
-import { readFileSync, writeFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
+import { writeOrCheck } from "./fresh.mjs";
 import ts from "typescript";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
@@ -39,21 +40,5 @@ export function build() {
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  const fresh = build();
-  if (process.argv.includes("--check")) {
-    let current = "";
-    try {
-      current = readFileSync(TARGET, "utf8");
-    } catch {
-      // missing: stale
-    }
-    if (current !== fresh) {
-      console.error("crates/server/src/web/ctid-client.js is not a fresh build: run `npm run build:browser` in clients/typescript");
-      process.exit(1);
-    }
-    console.log("crates/server/src/web/ctid-client.js is fresh");
-  } else {
-    writeFileSync(TARGET, fresh);
-    console.log("wrote crates/server/src/web/ctid-client.js");
-  }
+  writeOrCheck(TARGET, build(), "crates/server/src/web/ctid-client.js", "run `npm run build:browser` in clients/typescript");
 }

@@ -11,8 +11,9 @@
 //
 // `node scripts/gen-types.mjs` writes src/messages.ts; `--check` only compares and exits 1 when
 // the file is not what the document gives (test/generated.test.mjs does the same).
-import { readFileSync, writeFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
+import { writeOrCheck } from "./fresh.mjs";
 import { parse } from "yaml";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
@@ -156,21 +157,5 @@ export function generate(text) {
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  const fresh = generate(readFileSync(SOURCE, "utf8"));
-  if (process.argv.includes("--check")) {
-    let current = "";
-    try {
-      current = readFileSync(TARGET, "utf8");
-    } catch {
-      // missing: stale
-    }
-    if (current !== fresh) {
-      console.error("src/messages.ts is not what docs/asyncapi.yaml gives: run `npm run gen` in clients/typescript");
-      process.exit(1);
-    }
-    console.log("src/messages.ts is fresh");
-  } else {
-    writeFileSync(TARGET, fresh);
-    console.log(`wrote src/messages.ts`);
-  }
+  writeOrCheck(TARGET, generate(readFileSync(SOURCE, "utf8")), "src/messages.ts", "run `npm run gen` in clients/typescript (docs/asyncapi.yaml changed)");
 }
