@@ -336,8 +336,24 @@ fn ctid_binary(args: &Args) -> anyhow::Result<PathBuf> {
 async fn exported(urls: &[String], stream: &str) -> anyhow::Result<Vec<(u64, String, String)>> {
     let client = async_nats::connect(urls).await?;
     let js = async_nats::jetstream::new(client);
-    let mut s = js.get_stream(stream).await?;
-    let total = s.info().await?.state.messages;
+    // A cluster whose node was just restarted can answer "stream not found" until its
+    // JetStream meta state has caught up: asked again until a deadline.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let (s, total) = loop {
+        let tried = async {
+            let mut s = js.get_stream(stream).await?;
+            let total = s.info().await?.state.messages;
+            anyhow::Ok((s, total))
+        };
+        match tried.await {
+            Ok(found) => break found,
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                eprintln!("the export stream {stream}: {e:#}; asking again");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => return Err(e.context(format!("the export stream {stream}, for 30 s"))),
+        }
+    };
     let c = s
         .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig::default())
         .await?;

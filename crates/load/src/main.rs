@@ -1303,8 +1303,8 @@ fn lock(d: &Mutex<Driver>) -> std::sync::MutexGuard<'_, Driver> {
     d.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The report of one run, as text.
-fn print_report(args: &Args, f: &Figures) {
+/// The report of one run, as text; `server`: what was measured ("ctid" or "floor").
+fn print_report(args: &Args, f: &Figures, server: &str) {
     let show = |x: Option<f64>| x.map(|v| format!("<={v}")).unwrap_or_else(|| "-".into());
     println!(
         "ctid-load: {} DNs, {} clients, {} watchers/DN, target {:.0} switch events/s, {:.0} s",
@@ -1317,7 +1317,7 @@ fn print_report(args: &Args, f: &Figures) {
     println!("  switch events/s          {:.0}", f.sw_rate);
     println!("  client events/s          {:.0}", f.cl_rate);
     println!(
-        "  ctid CPU per switch event {:.1} µs  (ctid CPU {:.2} s)",
+        "  {server} CPU per switch event {:.1} µs  ({server} CPU {:.2} s)",
         f.cpu_per,
         f.cpu_us as f64 / 1e6
     );
@@ -1336,7 +1336,7 @@ fn print_report(args: &Args, f: &Figures) {
         show(f.ip999)
     );
     println!("  start-up (N DNs monitored) {:.2} s", f.startup);
-    println!("  ctid peak RSS            {:.1} MiB", f.rss);
+    println!("  {server} peak RSS            {:.1} MiB", f.rss);
     if args.stuck_clients > 0 {
         println!(
             "  stuck clients            {} (ctid dropped {} as too slow)",
@@ -1537,20 +1537,20 @@ async fn main() -> anyhow::Result<()> {
         };
         let f = measure(&args, &numbers, &target).await?;
         if !args.vs_floor {
-            print_report(&args, &f);
+            print_report(&args, &f, if args.floor { "floor" } else { "ctid" });
             if args.json {
                 println!("{}", report_json(&args, &f));
             }
             return Ok(());
         }
         println!("ctid:");
-        print_report(&args, &f);
+        print_report(&args, &f, "ctid");
         eprintln!("run 2 of 2: the floor relay in ctid's place");
         let floor = measure(&args, &numbers, &Extra::Floor)
             .await
             .context("the run against the floor")?;
         println!("floor (a minimal relay in ctid's place; docs/performance.md, \"The tools\"):");
-        print_report(&args, &floor);
+        print_report(&args, &floor, "floor");
         let ratio = (floor.cpu_per > 0.0).then(|| f.cpu_per / floor.cpu_per);
         println!(
             "CPU per switch event, ctid against the floor: {:.1} µs / {:.1} µs = {}",
@@ -1653,13 +1653,13 @@ async fn compare(args: &Args, numbers: &[String], name: &str, on: &Extra) -> any
         .await
         .with_context(|| format!("the run with {name} off"))?;
     println!("{name} off:");
-    print_report(args, &off);
+    print_report(args, &off, "ctid");
     eprintln!("run 2 of 2: {name} on");
     let on_f = measure(args, numbers, on).await;
     on.cleanup().await;
     let on_f = on_f.with_context(|| format!("the run with {name} on"))?;
     println!("{name} on ({}):", on.describe());
-    print_report(args, &on_f);
+    print_report(args, &on_f, "ctid");
     let ratio = |a: f64, b: f64| (b > 0.0).then(|| a / b);
     let show = |r: Option<f64>| r.map(|r| format!("{r:.2}")).unwrap_or_else(|| "-".into());
     let cpu_ratio = ratio(on_f.cpu_per, off.cpu_per);
