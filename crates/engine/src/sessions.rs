@@ -300,7 +300,9 @@ impl Sessions {
             if s.buf.is_empty() && s.buf.capacity() < 4096 {
                 s.buf.reserve(4096);
             }
-            s.buf.extend(text.as_bytes().iter().take(len as usize));
+            // A slice, so the ring copies it in whole (through an iterator adapter it went
+            // byte by byte).
+            s.buf.extend(&text.as_bytes()[..len as usize]);
             s.kept.push_back(Kept {
                 seq,
                 at_ms: now_ms,
